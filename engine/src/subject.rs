@@ -1,0 +1,1 @@
+//! Subject and queue-name validation. STUB: the sublist helper writes this.

@@ -1,0 +1,1 @@
+//! natsd's reactors: the only crate with sockets and threads.

@@ -1,0 +1,1 @@
+//! `INFO` and `CONNECT` JSON bodies. STUB: the proto helper completes this file.

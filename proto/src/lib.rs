@@ -1,0 +1,34 @@
+//! Sans-IO NATS client protocol (text protocol, `PROTO=1`), both directions.
+//!
+//! This crate owns the wire format only: an incremental parser for the ops a
+//! client sends ([`ClientOp`], parsed by [`ClientOpParser`], used by servers)
+//! and for the ops a server sends ([`ServerOp`], parsed by [`ServerOpParser`],
+//! usable by clients), an encoder for every op ([`encode`]), the NATS/1.0
+//! header block ([`headers`]) and the `INFO`/`CONNECT` JSON bodies ([`info`]).
+//!
+//! It never touches a socket, a clock, a thread or a file, and never logs.
+//!
+//! # Call contract
+//!
+//! The caller owns one `BytesMut` per connection and appends whatever it reads.
+//! It then calls `parse(&mut buf)` until it returns `Ok(None)` (need more
+//! bytes). Every op consumes its bytes from the front of `buf`; payloads and
+//! arguments are `Bytes` slices split off that buffer, never copied. Input may
+//! be cut at any byte: the same ops come out whatever the chunking.
+//! Limits (`max_control_line`, `max_payload`) are checked while bytes arrive.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod encode;
+pub mod headers;
+pub mod info;
+mod ops;
+mod parser;
+
+pub use ops::{ClientOp, ServerOp};
+pub use parser::{ClientOpParser, Limits, ParseError, ServerOpParser};
+
+/// Default `max_control_line` (bytes), as nats-server.
+pub const MAX_CONTROL_LINE_BYTES: usize = 4096;
+/// Default `max_payload` (bytes), as nats-server: 1 MiB.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;

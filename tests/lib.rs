@@ -1,0 +1,1 @@
+//! Helpers for natsd's integration tests.
