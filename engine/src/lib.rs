@@ -6,5 +6,6 @@
 //! in, and the `io` crate drives it.
 #![forbid(unsafe_code)]
 
+pub mod options;
 pub mod subject;
 pub mod sublist;
