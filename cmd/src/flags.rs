@@ -1,0 +1,626 @@
+//! Command line → [`Options`], with Go's `flag` package rules so natsd takes
+//! the same argv as nats-server.
+//!
+//! Go accepts `-name` and `--name` alike, `-name=value` and `-name value` for
+//! value flags, `-name` and `-name=bool` (not `-name bool`) for bool flags,
+//! and stops at the first argument that is not a flag. [`go_style`] does that
+//! tokenising against [`FLAGS`] and hands clap a normalised argv in which every
+//! flag is `--long=value`; clap then stores the values.
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use natsd_engine::options::{Options, DEFAULT_PORT};
+
+/// The nats-server version natsd follows (CLI, log lines, protocol).
+pub const NATS_SERVER_VERSION: &str = "2.9.0";
+/// natsd's own version.
+pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a flag's value is, for Go-style parsing and validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `-name` means true; `-name=false` is the only way to give a value.
+    Bool,
+    /// Takes the next argument (or `=value`) as a string.
+    Str,
+    /// Like `Str` but must parse as a Go `int`.
+    Int,
+}
+
+/// One flag: its clap id (the nats-server long name) and every spelling.
+struct Flag {
+    id: &'static str,
+    names: &'static [&'static str],
+    kind: Kind,
+}
+
+const fn flag(id: &'static str, names: &'static [&'static str], kind: Kind) -> Flag {
+    Flag { id, names, kind }
+}
+
+/// Every flag natsd accepts. The first name is the clap long name.
+const FLAGS: &[Flag] = &[
+    flag("addr", &["addr", "a", "net"], Kind::Str),
+    flag("port", &["port", "p"], Kind::Int),
+    flag("name", &["name", "n", "server_name"], Kind::Str),
+    flag("client_advertise", &["client_advertise"], Kind::Str),
+    flag("user", &["user"], Kind::Str),
+    flag("pass", &["pass"], Kind::Str),
+    flag("auth", &["auth"], Kind::Str),
+    flag("log", &["log", "l"], Kind::Str),
+    flag("logtime", &["logtime", "T"], Kind::Bool),
+    flag("logtime_utc", &["logtime_utc"], Kind::Bool),
+    flag("debug", &["debug", "D"], Kind::Bool),
+    flag("trace", &["trace", "V"], Kind::Bool),
+    flag("VV", &["VV"], Kind::Bool),
+    flag("DV", &["DV"], Kind::Bool),
+    flag("DVV", &["DVV"], Kind::Bool),
+    flag("pid", &["pid", "P"], Kind::Str),
+    flag("ports_file_dir", &["ports_file_dir"], Kind::Str),
+    flag("config", &["config", "c"], Kind::Str),
+    flag("t", &["t"], Kind::Bool),
+    flag("jetstream", &["jetstream", "js"], Kind::Bool),
+    flag("store_dir", &["store_dir", "sd"], Kind::Str),
+    flag("http_port", &["http_port", "m"], Kind::Int),
+    flag("routes", &["routes"], Kind::Str),
+    flag("cluster", &["cluster"], Kind::Str),
+    flag("cluster_name", &["cluster_name"], Kind::Str),
+    flag("reactors", &["reactors"], Kind::Int),
+    flag("version", &["version", "v"], Kind::Bool),
+    flag("help", &["help", "h"], Kind::Bool),
+];
+
+/// Flags accepted for compatibility with nats-server harnesses but ignored:
+/// clap id and how the warning names it.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("jetstream", "-js/--jetstream"),
+    ("store_dir", "-sd/--store_dir"),
+    ("http_port", "-m/--http_port"),
+    ("routes", "--routes"),
+    ("cluster", "--cluster"),
+    ("cluster_name", "--cluster_name"),
+];
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Start a server.
+    Run(Box<Run>),
+    /// `-h`/`--help`/`help`: print [`usage`] and exit 0.
+    Help,
+    /// `-v`/`--version`/`version`: print [`version`] and exit 0.
+    Version,
+}
+
+/// A server to start, and warnings to log once the logger is up.
+#[derive(Debug, PartialEq)]
+pub struct Run {
+    pub opts: Options,
+    pub warnings: Vec<String>,
+}
+
+/// Why the command line was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FlagError {
+    /// A flag error as Go's `flag` package reports it; print it, then [`usage`].
+    Usage(String),
+    /// Not a flag syntax error (nats-server prints `nats-server: <msg>`).
+    Fatal(String),
+}
+
+impl std::fmt::Display for FlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlagError::Usage(msg) => f.write_str(msg),
+            FlagError::Fatal(msg) => write!(f, "natsd: {msg}"),
+        }
+    }
+}
+
+/// Parse the arguments after the program name.
+pub fn parse<I, S>(args: I) -> Result<Action, FlagError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let (normalised, command) = go_style(&args)?;
+    let matches = clap_command()
+        .try_get_matches_from(normalised)
+        .map_err(|e| FlagError::Usage(e.to_string()))?;
+    let command = command.map(|c| c.to_ascii_lowercase());
+    match command.as_deref() {
+        Some("version") => return Ok(Action::Version),
+        Some("help") => return Ok(Action::Help),
+        Some(other) => {
+            return Err(FlagError::Fatal(format!(
+                "unrecognized command: {other:?}"
+            )))
+        }
+        None => {}
+    }
+    if bool_flag(&matches, "version") {
+        return Ok(Action::Version);
+    }
+    if bool_flag(&matches, "help") {
+        return Ok(Action::Help);
+    }
+    if matches.contains_id("config") {
+        return Err(FlagError::Fatal(
+            "config files not supported yet (issue #4)".to_string(),
+        ));
+    }
+    if bool_flag(&matches, "t") {
+        return Err(FlagError::Fatal(
+            "must specify [-c, --config] option to check configuration file syntax".to_string(),
+        ));
+    }
+    let opts = options(&matches)?;
+    let warnings = UNSUPPORTED
+        .iter()
+        .filter(|(id, _)| matches.contains_id(id))
+        .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it"))
+        .collect();
+    Ok(Action::Run(Box::new(Run { opts, warnings })))
+}
+
+/// `-v` output.
+pub fn version() -> String {
+    format!("natsd: v{NATSD_VERSION} (nats-server v{NATS_SERVER_VERSION} compatible)")
+}
+
+/// `-h` output, laid out as nats-server's.
+pub fn usage() -> &'static str {
+    USAGE
+}
+
+const USAGE: &str = "
+Usage: natsd [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222, -1 for random)
+    -n, --name
+        --server_name <server_name>  Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+    -m, --http_port <port>           Use port for http monitoring (not supported yet)
+    -c, --config <file>              Configuration file (not supported yet)
+    -t                               Test configuration and exit
+        --client_advertise <string>  Client URL to advertise to other servers
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+
+Logging Options:
+    -l, --log <file>                 File to redirect log output
+    -T, --logtime                    Timestamp log entries (default: true)
+        --logtime_utc                Timestamps in UTC instead of local timezone
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -VV                              Verbose trace (traces system account as well)
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace (traces system account as well)
+
+JetStream Options:
+    -js, --jetstream                 Enable JetStream functionality (not supported yet)
+    -sd, --store_dir <dir>           Set the storage directory (not supported yet)
+
+Authorization Options:
+        --user <user>                User required for connections
+        --pass <password>            Password required for connections
+        --auth <token>               Authorization token required for connections
+
+Cluster Options:
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect (not supported yet)
+        --cluster <cluster-url>      Cluster URL for solicited routes (not supported yet)
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated (not supported yet)
+
+natsd Options:
+        --reactors <n>               Reactor threads (default: 0, one per core)
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+
+";
+
+fn find_flag(name: &str) -> Option<&'static Flag> {
+    FLAGS.iter().find(|f| f.names.contains(&name))
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Tokenise `args` as Go's `flag.FlagSet.Parse` does. Returns clap's argv, with
+/// every flag as `--long=value`, and the first non-flag argument (Go stops
+/// there; nats-server reads it as a command).
+fn go_style(args: &[String]) -> Result<(Vec<String>, Option<String>), FlagError> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            return Ok((out, rest.next().cloned()));
+        }
+        let Some(body) = arg.strip_prefix('-').filter(|b| !b.is_empty()) else {
+            return Ok((out, Some(arg.clone())));
+        };
+        let body = body.strip_prefix('-').unwrap_or(body);
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(FlagError::Usage(format!("bad flag syntax: {arg}")));
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        let flag = find_flag(name).ok_or_else(|| {
+            FlagError::Usage(format!("flag provided but not defined: -{name}"))
+        })?;
+        let value = match flag.kind {
+            Kind::Bool => {
+                let value = inline.unwrap_or("true");
+                parse_go_bool(value).ok_or_else(|| {
+                    FlagError::Usage(format!(
+                        "invalid boolean value {value:?} for -{name}: parse error"
+                    ))
+                })?;
+                value.to_string()
+            }
+            Kind::Str | Kind::Int => {
+                let value = match inline {
+                    Some(value) => value,
+                    None => rest.next().ok_or_else(|| {
+                        FlagError::Usage(format!("flag needs an argument: -{name}"))
+                    })?,
+                };
+                if flag.kind == Kind::Int {
+                    value.parse::<i64>().map_err(|e| {
+                        let why = match e.kind() {
+                            std::num::IntErrorKind::PosOverflow
+                            | std::num::IntErrorKind::NegOverflow => "value out of range",
+                            _ => "parse error",
+                        };
+                        FlagError::Usage(format!(
+                            "invalid value {value:?} for flag -{name}: {why}"
+                        ))
+                    })?;
+                }
+                value.to_string()
+            }
+        };
+        out.push(format!("--{}={value}", flag.id));
+    }
+    Ok((out, None))
+}
+
+fn clap_command() -> Command {
+    let args = FLAGS.iter().map(|f| {
+        let arg = Arg::new(f.id)
+            .long(f.id)
+            .aliases(f.names.iter().copied().filter(|n| *n != f.id))
+            .require_equals(true)
+            .num_args(1)
+            .action(ArgAction::Set);
+        match f.kind {
+            Kind::Bool => arg.value_parser(|v: &str| parse_go_bool(v).ok_or("parse error")),
+            Kind::Int => arg.value_parser(clap::value_parser!(i64)),
+            Kind::Str => arg,
+        }
+    });
+    Command::new("natsd")
+        .no_binary_name(true)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .args_override_self(true)
+        .allow_negative_numbers(true)
+        .args(args)
+}
+
+fn bool_flag(matches: &ArgMatches, id: &str) -> bool {
+    matches.get_one::<bool>(id).copied().unwrap_or(false)
+}
+
+fn string_flag(matches: &ArgMatches, id: &str) -> Option<String> {
+    matches.get_one::<String>(id).cloned()
+}
+
+fn options(matches: &ArgMatches) -> Result<Options, FlagError> {
+    let mut opts = Options::default();
+    if let Some(host) = string_flag(matches, "addr") {
+        opts.host = host;
+    }
+    if let Some(&port) = matches.get_one::<i64>("port") {
+        opts.port = port_from_flag(port)?;
+    }
+    opts.server_name = string_flag(matches, "name");
+    opts.client_advertise = string_flag(matches, "client_advertise");
+    opts.user = string_flag(matches, "user");
+    opts.pass = string_flag(matches, "pass");
+    opts.token = string_flag(matches, "auth");
+    opts.log_file = string_flag(matches, "log").map(PathBuf::from);
+    if let Some(&logtime) = matches.get_one::<bool>("logtime") {
+        opts.logtime = logtime;
+    }
+    opts.logtime_utc = bool_flag(matches, "logtime_utc");
+    let debug_and_trace = bool_flag(matches, "DV") || bool_flag(matches, "DVV");
+    opts.debug = bool_flag(matches, "debug") || debug_and_trace;
+    opts.trace = bool_flag(matches, "trace") || bool_flag(matches, "VV") || debug_and_trace;
+    opts.pid_file = string_flag(matches, "pid").map(PathBuf::from);
+    opts.ports_file_dir = string_flag(matches, "ports_file_dir").map(PathBuf::from);
+    if let Some(&reactors) = matches.get_one::<i64>("reactors") {
+        opts.reactors = usize::try_from(reactors).map_err(|_| {
+            FlagError::Usage(format!(
+                "invalid value \"{reactors}\" for flag -reactors: must not be negative"
+            ))
+        })?;
+    }
+    Ok(opts)
+}
+
+/// nats-server's port rules: -1 is a random port (0 to the OS), 0 the default.
+fn port_from_flag(port: i64) -> Result<u16, FlagError> {
+    match port {
+        -1 => Ok(0),
+        0 => Ok(DEFAULT_PORT),
+        _ => u16::try_from(port).map_err(|_| {
+            FlagError::Usage(format!(
+                "invalid value \"{port}\" for flag -port: must be -1 (random) or 0..=65535"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Run {
+        match parse(args.iter().copied()) {
+            Ok(Action::Run(run)) => *run,
+            other => panic!("{args:?}: expected Run, got {other:?}"),
+        }
+    }
+
+    fn opts(args: &[&str]) -> Options {
+        run(args).opts
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match parse(args.iter().copied()) {
+            Err(FlagError::Usage(msg)) => msg,
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_flags_gives_defaults() {
+        assert_eq!(run(&[]), Run { opts: Options::default(), warnings: vec![] });
+    }
+
+    #[test]
+    fn port_minus_one_is_random() {
+        assert_eq!(opts(&["-p", "-1"]).port, 0);
+        assert_eq!(opts(&["--port", "-1"]).port, 0);
+        assert_eq!(opts(&["-p=-1"]).port, 0);
+    }
+
+    #[test]
+    fn port_forms() {
+        assert_eq!(opts(&["-p=4223"]).port, 4223);
+        assert_eq!(opts(&["--port", "4224"]).port, 4224);
+        assert_eq!(opts(&["--p", "4225"]).port, 4225);
+        assert_eq!(opts(&["-port=4226"]).port, 4226);
+        assert_eq!(opts(&["-p", "0"]).port, DEFAULT_PORT);
+    }
+
+    #[test]
+    fn port_errors_are_go_shaped() {
+        assert_eq!(usage_error(&["-p"]), "flag needs an argument: -p");
+        assert_eq!(
+            usage_error(&["-p", "abc"]),
+            "invalid value \"abc\" for flag -p: parse error"
+        );
+        assert!(usage_error(&["-p", "70000"]).contains("70000"));
+        assert!(usage_error(&["-p", "-5"]).contains("-5"));
+    }
+
+    #[test]
+    fn last_value_wins() {
+        assert_eq!(opts(&["-p", "1", "--port", "2"]).port, 2);
+        assert_eq!(opts(&["-a", "h1", "--net", "h2"]).host, "h2");
+    }
+
+    #[test]
+    fn jetstream_flag_is_accepted_with_a_warning() {
+        let run = run(&["-js"]);
+        assert_eq!(run.opts, Options::default());
+        assert_eq!(run.warnings, ["-js/--jetstream is not supported yet, ignoring it"]);
+        assert_eq!(self::run(&["--js"]).warnings.len(), 1);
+        assert_eq!(self::run(&["--jetstream"]).warnings.len(), 1);
+    }
+
+    #[test]
+    fn debug_and_trace_combinations() {
+        let o = opts(&["-DV"]);
+        assert!(o.debug && o.trace);
+        let o = opts(&["-D"]);
+        assert!(o.debug && !o.trace);
+        let o = opts(&["-V"]);
+        assert!(!o.debug && o.trace);
+        let o = opts(&["-VV"]);
+        assert!(!o.debug && o.trace);
+        let o = opts(&["-DVV"]);
+        assert!(o.debug && o.trace);
+        let o = opts(&["--debug", "--trace"]);
+        assert!(o.debug && o.trace);
+        assert!(!opts(&["-D=false"]).debug);
+    }
+
+    #[test]
+    fn logtime_takes_go_bools() {
+        assert!(!opts(&["-T=false"]).logtime);
+        assert!(!opts(&["--logtime=0"]).logtime);
+        assert!(opts(&["-T"]).logtime);
+        assert!(opts(&[]).logtime);
+        assert!(opts(&["--logtime_utc"]).logtime_utc);
+        assert_eq!(
+            usage_error(&["-T=maybe"]),
+            "invalid boolean value \"maybe\" for -T: parse error"
+        );
+    }
+
+    #[test]
+    fn bool_flag_does_not_take_the_next_argument() {
+        match parse(["-T", "false"]) {
+            Err(FlagError::Fatal(msg)) => assert_eq!(msg, "unrecognized command: \"false\""),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn addr_and_aliases() {
+        assert_eq!(opts(&["-a", "127.0.0.1"]).host, "127.0.0.1");
+        assert_eq!(opts(&["--addr", "127.0.0.2"]).host, "127.0.0.2");
+        assert_eq!(opts(&["--net", "127.0.0.3"]).host, "127.0.0.3");
+        assert_eq!(opts(&["-net=::1"]).host, "::1");
+    }
+
+    #[test]
+    fn name_and_aliases() {
+        for name in ["-n", "--name", "--server_name", "-server_name"] {
+            assert_eq!(opts(&[name, "s1"]).server_name.as_deref(), Some("s1"));
+        }
+    }
+
+    #[test]
+    fn auth_and_misc_values() {
+        let o = opts(&[
+            "--user",
+            "u",
+            "--pass",
+            "-p-w",
+            "--auth",
+            "tok",
+            "--client_advertise",
+            "h:1",
+            "--ports_file_dir",
+            "/tmp/pd",
+            "--reactors",
+            "3",
+        ]);
+        assert_eq!(o.user.as_deref(), Some("u"));
+        assert_eq!(o.pass.as_deref(), Some("-p-w"));
+        assert_eq!(o.token.as_deref(), Some("tok"));
+        assert!(o.auth_required());
+        assert_eq!(o.client_advertise.as_deref(), Some("h:1"));
+        assert_eq!(o.ports_file_dir, Some(PathBuf::from("/tmp/pd")));
+        assert_eq!(o.reactors, 3);
+        assert!(usage_error(&["--reactors", "-1"]).contains("reactors"));
+    }
+
+    #[test]
+    fn unknown_flag_is_a_go_usage_error() {
+        assert_eq!(usage_error(&["-xyz"]), "flag provided but not defined: -xyz");
+        assert_eq!(usage_error(&["--xyz=1"]), "flag provided but not defined: -xyz");
+        assert_eq!(usage_error(&["-tls"]), "flag provided but not defined: -tls");
+        assert_eq!(usage_error(&["---p"]), "bad flag syntax: ---p");
+    }
+
+    #[test]
+    fn nats_rs_harness_flags() {
+        let run = run(&[
+            "--store_dir",
+            "/tmp/store-dir-x",
+            "-p",
+            "-1",
+            "-l",
+            "/tmp/nats-server-x.log",
+            "-P",
+            "/tmp/nats-server-x.pid",
+        ]);
+        assert_eq!(run.opts.port, 0);
+        assert_eq!(run.opts.log_file, Some(PathBuf::from("/tmp/nats-server-x.log")));
+        assert_eq!(run.opts.pid_file, Some(PathBuf::from("/tmp/nats-server-x.pid")));
+        assert_eq!(run.warnings, ["-sd/--store_dir is not supported yet, ignoring it"]);
+    }
+
+    #[test]
+    fn nats_rs_cluster_harness_flags() {
+        let run = run(&[
+            "--store_dir",
+            "/tmp/sd",
+            "-p",
+            "4300",
+            "-l",
+            "/tmp/l.log",
+            "-P",
+            "/tmp/p.pid",
+            "--routes",
+            "nats://127.0.0.1:4401,nats://127.0.0.1:4402",
+            "--cluster",
+            "nats://127.0.0.1:4400",
+            "--cluster_name",
+            "cluster",
+            "-n",
+            "node1",
+        ]);
+        assert_eq!(run.opts.port, 4300);
+        assert_eq!(run.opts.server_name.as_deref(), Some("node1"));
+        assert_eq!(run.warnings.len(), 4);
+    }
+
+    #[test]
+    fn other_accepted_but_unsupported_flags() {
+        let run = run(&["-sd", "/tmp/sd", "-m", "8222"]);
+        assert_eq!(run.warnings.len(), 2);
+        assert!(usage_error(&["-m", "x"]).starts_with("invalid value \"x\" for flag -m"));
+    }
+
+    #[test]
+    fn config_is_refused() {
+        assert_eq!(
+            parse(["-c", "/tmp/n.conf"]),
+            Err(FlagError::Fatal("config files not supported yet (issue #4)".into()))
+        );
+        assert!(matches!(parse(["-t"]), Err(FlagError::Fatal(_))));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(["-h"]), Ok(Action::Help));
+        assert_eq!(parse(["--help"]), Ok(Action::Help));
+        assert_eq!(parse(["help"]), Ok(Action::Help));
+        assert_eq!(parse(["-v"]), Ok(Action::Version));
+        assert_eq!(parse(["--version"]), Ok(Action::Version));
+        assert_eq!(parse(["-p", "1", "VERSION"]), Ok(Action::Version));
+        assert_eq!(parse(["-v", "-h"]), Ok(Action::Version));
+        assert_eq!(version(), format!("natsd: v{NATSD_VERSION} (nats-server v2.9.0 compatible)"));
+    }
+
+    #[test]
+    fn parsing_stops_at_the_first_non_flag() {
+        assert_eq!(
+            parse(["-p", "1", "foo", "-xyz"]),
+            Err(FlagError::Fatal("unrecognized command: \"foo\"".into()))
+        );
+        assert_eq!(opts(&["-D", "--"]), Options { debug: true, ..Options::default() });
+        assert!(matches!(parse(["--", "-D"]), Err(FlagError::Fatal(_))));
+    }
+
+    #[test]
+    fn usage_lists_every_flag() {
+        let listed = |name: &str| {
+            let spelled = format!("-{name}");
+            usage().match_indices(&spelled).any(|(at, _)| {
+                let after = usage()[at + spelled.len()..].chars().next();
+                matches!(after, Some(' ' | ',' | '\n'))
+            })
+        };
+        for name in FLAGS.iter().flat_map(|f| f.names) {
+            assert!(listed(name), "usage lacks -{name}");
+        }
+    }
+}
