@@ -1,1 +1,3 @@
-fn main() {}
+//! natsd integration tests: one binary, a module per area (STYLE.md section 6).
+
+mod differential;
