@@ -1,8 +1,188 @@
 //! natsd's reactors: the only crate with sockets and threads.
+//!
+//! [`run`] binds the client listener, starts one reactor thread per core
+//! (or `Options::reactors`) and accepts on the calling thread, handing each
+//! new connection to a reactor round-robin. A reactor owns its connections
+//! for their whole life: it reads, drives the engine's `ClientConn`, and
+//! writes the connection's outbound queue. Publishes on one reactor wake the
+//! reactors owning the receivers once per poll turn, not once per message.
+//!
+//! SIGINT and SIGTERM stop the server gracefully: stop accepting, flush and
+//! close every client, exit.
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::options::Options;
+use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
+
+mod reactor;
+
+use reactor::{Cmd, ReactorHandle};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
 
 /// Run a server with these options until it is told to stop (SIGINT/SIGTERM).
-pub fn run(opts: Options) -> std::io::Result<()> {
-    let _ = opts;
+pub fn run(opts: Options) -> io::Result<()> {
+    let server = Arc::new(Server::new(opts, random_seed()));
+    let opts = server.options();
+    log::info!("Starting nats-server");
+    log::info!("  Version:  {COMPAT_VERSION} (natsd {NATSD_VERSION})");
+    log::info!("  Git:      [not set]");
+    log::info!("  Name:     {}", server.name());
+    log::info!("  ID:       {}", server.id());
+
+    let std_listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port))
+        .map_err(|e| io::Error::new(e.kind(), format!("Error listening on port: {e}")))?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    let mut listener = TcpListener::from_std(std_listener);
+
+    let reactors = match opts.reactors {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut handles = Vec::with_capacity(reactors);
+    let mut built = Vec::with_capacity(reactors);
+    for id in 0..reactors {
+        let (r, h) = reactor::Reactor::new(id, server.clone())?;
+        handles.push(h);
+        built.push(r);
+    }
+    let handles: Arc<[ReactorHandle]> = handles.into();
+    let mut threads = Vec::with_capacity(reactors);
+    for r in built {
+        let peers = handles.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("reactor-{}", r.id()))
+                .spawn(move || r.run(peers))?,
+        );
+    }
+
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(stop.clone(), waker.clone())?;
+
+    log::info!("Listening for client connections on {local}");
+    let ports_file = write_ports_file(opts, local);
+    log::info!("Server is ready");
+
+    let mut events = Events::with_capacity(64);
+    let mut next = 0usize;
+    while !stop.load(Ordering::Acquire) {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            if ev.token() != LISTENER {
+                continue;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        // Small frames (PING/PONG, acks) must not wait for Nagle.
+                        if let Err(e) = stream.set_nodelay(true) {
+                            log::debug!("{peer} - set_nodelay failed: {e}");
+                        }
+                        handles[next % handles.len()].send(Cmd::Accept(stream, peer));
+                        next = next.wrapping_add(1);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        log::error!("Error accepting client connection: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    log::info!("Initiating Shutdown...");
+    drop(listener);
+    for h in handles.iter() {
+        h.send(Cmd::Shutdown);
+    }
+    for t in threads {
+        if t.join().is_err() {
+            log::error!("A reactor thread panicked");
+        }
+    }
+    if let Some(p) = ports_file {
+        let _ = std::fs::remove_file(p);
+    }
+    log::info!("Server Exiting..");
     Ok(())
+}
+
+fn spawn_signal_thread(stop: Arc<AtomicBool>, waker: Arc<Waker>) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGINT { "interrupt" } else { "terminated" };
+                log::debug!("Trapped \"{name}\" signal");
+                stop.store(true, Ordering::Release);
+                if let Err(e) = waker.wake() {
+                    log::error!("Could not wake the acceptor: {e}");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// `<exe>_<pid>.ports` in `ports_file_dir`, as nats-server writes it.
+fn write_ports_file(opts: &Options, local: SocketAddr) -> Option<PathBuf> {
+    let dir = opts.ports_file_dir.as_ref()?;
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "natsd".to_string());
+    let path = dir.join(format!("{exe}_{}.ports", std::process::id()));
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    let body = format!("{{\"nats\":[\"nats://{host}:{}\"]}}", local.port());
+    match std::fs::write(&path, body) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            log::error!("Error writing ports file {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// 32 bytes of entropy for the server identity.
+fn random_seed() -> [u8; 32] {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    if from_os.is_err() {
+        // No /dev/urandom: fall back to std's per-process random hash keys.
+        use std::hash::{BuildHasher, RandomState};
+        for (i, chunk) in seed.chunks_mut(8).enumerate() {
+            let v = RandomState::new().hash_one(i);
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    seed
 }

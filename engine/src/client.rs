@@ -1,0 +1,788 @@
+//! The client connection machine (sans-IO).
+//!
+//! One [`ClientConn`] per client connection. It owns the read buffer and the
+//! protocol parser, applies each op (auth, limits, subscriptions, publishes)
+//! and writes every frame for its own client into its [`Outbound`] queue.
+//! Publishing delivers straight into the receivers' outbound queues; the
+//! receivers that need a wake-up are collected in the reactor's [`Context`].
+//!
+//! # Drain rule
+//!
+//! After [`handle_read`](ClientConn::handle_read),
+//! [`handle_timeout`](ClientConn::handle_timeout) or
+//! [`close`](ClientConn::close), the caller:
+//! 1. calls [`poll_output`](ClientConn::poll_output) until `None` (a
+//!    [`Output::Close`] means: flush what is queued, then drop the socket);
+//! 2. wakes the owners of every outbound queue in [`Context::wakes`];
+//! 3. asks [`poll_timeout`](ClientConn::poll_timeout) when to call
+//!    `handle_timeout` next.
+//!
+//! Time is always an argument; the machine never reads a clock.
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use natsd_proto::info::{ConnectInfo, ServerInfo};
+use natsd_proto::{encode, ClientOp, ClientOpParser, Limits};
+
+use crate::outbound::{Outbound, Owner, Pushed};
+use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
+use crate::sublist::{MatchCache, SubValue};
+use crate::subject;
+
+/// A subscription as the sublist stores it.
+pub type SubRef = Arc<Subscription>;
+
+/// One client subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    key: u64,
+    /// The client's subscription id.
+    pub sid: Bytes,
+    /// Subject filter.
+    pub subject: Bytes,
+    /// Queue group, if any.
+    pub queue: Option<Bytes>,
+    /// Where deliveries go.
+    pub client: Arc<Outbound>,
+    /// Auto-unsubscribe limit; 0 = none.
+    max: AtomicU64,
+    delivered: AtomicU64,
+    removed: AtomicBool,
+}
+
+impl SubValue for SubRef {
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+impl Subscription {
+    /// Messages delivered so far (counted only for subscriptions with a limit).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a connection closed. `Display` gives nats-server's reason text (as
+/// `/connz` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed the socket.
+    ClientClosed,
+    /// Bad credentials, or an op before CONNECT on an auth server.
+    AuthenticationViolation,
+    /// No CONNECT within the auth timeout.
+    AuthenticationTimeout,
+    /// The client broke the protocol.
+    ProtocolViolation,
+    /// A payload over `max_payload`.
+    MaxPayloadExceeded,
+    /// A control line over `max_control_line`.
+    MaxControlLineExceeded,
+    /// Over `max_connections`.
+    MaxConnectionsExceeded,
+    /// Too many PINGs without a PONG.
+    StaleConnection,
+    /// Outbound bytes over `max_pending`.
+    SlowConsumerPendingBytes,
+    /// A write blocked longer than `write_deadline`.
+    SlowConsumerWriteDeadline,
+    /// Reading from the socket failed.
+    ReadError,
+    /// Writing to the socket failed.
+    WriteError,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ServerShutdown => "Server Shutdown",
+        })
+    }
+}
+
+/// What the machine asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Flush what is queued (best effort), then close the socket.
+    Close(CloseReason),
+}
+
+/// Per-reactor state shared by the connections it drives: the match cache
+/// and the outbound queues that need their owner woken.
+#[derive(Debug)]
+pub struct Context {
+    cache: MatchCache<SubRef>,
+    /// Outbound queues that received their first frame since their last
+    /// flush. The driver wakes each owner once and clears the list.
+    pub wakes: Vec<Arc<Outbound>>,
+    rng: u64,
+}
+
+impl Context {
+    /// A context; `seed` drives queue-member selection.
+    pub fn new(seed: u64) -> Self {
+        Context {
+            cache: MatchCache::new(4096),
+            wakes: Vec::new(),
+            rng: seed | 1,
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: cheap, good enough to spread queue deliveries.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn wake_if(&mut self, pushed: Pushed, out: &Arc<Outbound>) {
+        if matches!(pushed, Pushed::Wake | Pushed::SlowConsumer) {
+            self.wakes.push(out.clone());
+        }
+    }
+}
+
+/// How the client identified itself in CONNECT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    /// `name`.
+    pub name: String,
+    /// `lang`.
+    pub lang: String,
+    /// `version`.
+    pub version: String,
+}
+
+const FIRST_PING_MAX: Duration = Duration::from_secs(2);
+const READ_BUF_MIN: usize = 512;
+
+/// The server side of one client connection. See the module docs for the
+/// drain rule.
+#[derive(Debug)]
+pub struct ClientConn {
+    server: Arc<Server>,
+    account: Arc<Account>,
+    out: Arc<Outbound>,
+    cid: u64,
+    peer: SocketAddr,
+    parser: ClientOpParser,
+    rbuf: BytesMut,
+    connected: bool,
+    closed: Option<CloseReason>,
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    meta: ClientMeta,
+    subs: HashMap<Bytes, SubRef>,
+    pings_out: u32,
+    first_ping_done: bool,
+    next_ping: Instant,
+    last_in: Instant,
+    auth_deadline: Option<Instant>,
+    in_msgs: u64,
+    in_bytes: u64,
+    outputs: VecDeque<Output>,
+    started: Instant,
+}
+
+impl ClientConn {
+    /// A new connection accepted at `now` from `peer`; queues the INFO.
+    pub fn new(
+        server: Arc<Server>,
+        now: Instant,
+        peer: SocketAddr,
+        owner: Owner,
+        cid: u64,
+    ) -> Self {
+        let opts = server.options();
+        let out = Outbound::new(cid, owner, opts.max_pending);
+        let limits = Limits {
+            max_control_line: opts.max_control_line,
+            max_payload: opts.max_payload,
+        };
+        let auth_deadline = opts.auth_required().then(|| now + opts.auth_timeout);
+        let first_ping = opts.ping_interval.min(FIRST_PING_MAX);
+        let account = server.global.clone();
+        let mut conn = ClientConn {
+            account,
+            out,
+            cid,
+            peer,
+            parser: ClientOpParser::new(limits),
+            rbuf: BytesMut::with_capacity(READ_BUF_MIN),
+            connected: false,
+            closed: None,
+            // Until CONNECT says otherwise, nats-server treats a client as
+            // verbose, pedantic and echoing (Go's defaultOpts).
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            meta: ClientMeta::default(),
+            subs: HashMap::new(),
+            pings_out: 0,
+            first_ping_done: false,
+            next_ping: now + first_ping,
+            last_in: now,
+            auth_deadline,
+            in_msgs: 0,
+            in_bytes: 0,
+            outputs: VecDeque::new(),
+            started: now,
+            server,
+        };
+        let stats = &conn.server.stats;
+        let live = stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        log::debug!("{}Client connection created", conn.log_prefix());
+        let info = conn.info_json();
+        conn.push_own(info.len() + 8, |b| encode::info(b, &info));
+        if live > conn.server.options().max_connections {
+            conn.send_err("maximum connections exceeded");
+            conn.close(CloseReason::MaxConnectionsExceeded);
+        }
+        conn
+    }
+
+    fn info_json(&self) -> Vec<u8> {
+        let opts = self.server.options();
+        let info = ServerInfo {
+            server_id: self.server.id().to_string(),
+            server_name: self.server.name().to_string(),
+            version: COMPAT_VERSION.to_string(),
+            proto: 1,
+            go: "go1.19.8".to_string(),
+            host: opts.host.clone(),
+            port: opts.port,
+            headers: true,
+            auth_required: opts.auth_required(),
+            max_payload: opts.max_payload as i64,
+            client_id: self.cid,
+            client_ip: self.peer.ip().to_string(),
+            natsd: NATSD_VERSION.to_string(),
+            ..ServerInfo::default()
+        };
+        // Serializing a struct of strings, numbers and bools cannot fail.
+        serde_json::to_vec(&info).unwrap_or_default()
+    }
+
+    /// The connection's client id.
+    pub fn cid(&self) -> u64 {
+        self.cid
+    }
+
+    /// The shared outbound queue (the io layer writes it to the socket).
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.out
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// `name`, `lang`, `version` from CONNECT.
+    pub fn meta(&self) -> &ClientMeta {
+        &self.meta
+    }
+
+    /// Messages and payload bytes received from this client.
+    pub fn in_counts(&self) -> (u64, u64) {
+        (self.in_msgs, self.in_bytes)
+    }
+
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The buffer the driver reads socket bytes into; call
+    /// [`handle_read`](Self::handle_read) after appending.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// Convenience for tests and fuzzing: append `bytes` and process them.
+    pub fn handle_bytes(&mut self, now: Instant, ctx: &mut Context, bytes: &[u8]) {
+        self.rbuf.extend_from_slice(bytes);
+        self.handle_read(now, ctx);
+    }
+
+    /// Process every complete op in the read buffer.
+    pub fn handle_read(&mut self, now: Instant, ctx: &mut Context) {
+        if self.closed.is_some() {
+            self.rbuf.clear();
+            return;
+        }
+        self.last_in = now;
+        loop {
+            match self.parser.parse(&mut self.rbuf) {
+                Ok(Some(op)) => {
+                    self.apply(now, ctx, op);
+                    if self.closed.is_some() {
+                        self.rbuf.clear();
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::debug!("{}Client parser ERROR: {e}", self.log_prefix());
+                    if let Some(text) = e.client_error() {
+                        self.send_err(text);
+                    }
+                    let reason = match e {
+                        natsd_proto::ParseError::MaxPayload { .. } => {
+                            CloseReason::MaxPayloadExceeded
+                        }
+                        natsd_proto::ParseError::MaxControlLine { .. } => {
+                            CloseReason::MaxControlLineExceeded
+                        }
+                        _ => CloseReason::ProtocolViolation,
+                    };
+                    self.close(reason);
+                    self.rbuf.clear();
+                    return;
+                }
+            }
+        }
+        self.shrink_read_buffer();
+    }
+
+    fn shrink_read_buffer(&mut self) {
+        // An idle connection gives back a buffer that grew under load.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
+            self.rbuf = BytesMut::with_capacity(READ_BUF_MIN);
+        }
+    }
+
+    fn apply(&mut self, now: Instant, ctx: &mut Context, op: ClientOp) {
+        if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOp::Connect(_))
+        {
+            self.auth_violation();
+            return;
+        }
+        match op {
+            ClientOp::Connect(json) => self.process_connect(now, &json),
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.process_pub(ctx, subject, reply, None, payload),
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if !self.headers {
+                    log::debug!(
+                        "{}Client sent HPUB without header support",
+                        self.log_prefix()
+                    );
+                    self.close(CloseReason::ProtocolViolation);
+                    return;
+                }
+                self.process_pub(ctx, subject, reply, Some(headers), payload)
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.process_sub(subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.process_unsub(&sid, max),
+            ClientOp::Ping => {
+                self.push_own(6, encode::pong);
+            }
+            ClientOp::Pong => {
+                self.pings_out = 0;
+            }
+        }
+    }
+
+    fn process_connect(&mut self, now: Instant, json: &[u8]) {
+        let ci: ConnectInfo = match serde_json::from_slice(json) {
+            Ok(ci) => ci,
+            Err(e) => {
+                log::debug!("{}Client CONNECT parse error: {e}", self.log_prefix());
+                self.close(CloseReason::ProtocolViolation);
+                return;
+            }
+        };
+        if !self.authorize(&ci) {
+            self.auth_violation();
+            return;
+        }
+        if ci.protocol < 0 || ci.protocol > 1 {
+            self.send_err("invalid client protocol");
+            self.close(CloseReason::ProtocolViolation);
+            return;
+        }
+        if ci.no_responders && !ci.headers {
+            self.send_err("no responders requires headers support");
+            self.close(CloseReason::ProtocolViolation);
+            return;
+        }
+        self.verbose = ci.verbose;
+        self.pedantic = ci.pedantic;
+        self.echo = ci.echo;
+        self.headers = ci.headers;
+        self.no_responders = ci.no_responders;
+        self.out.set_headers(ci.headers);
+        self.meta = ClientMeta {
+            name: ci.name.unwrap_or_default(),
+            lang: ci.lang.unwrap_or_default(),
+            version: ci.version.unwrap_or_default(),
+        };
+        self.connected = true;
+        self.auth_deadline = None;
+        self.last_in = now;
+        self.ok();
+    }
+
+    fn authorize(&self, ci: &ConnectInfo) -> bool {
+        let opts = self.server.options();
+        if let Some(token) = &opts.token {
+            return ci.auth_token.as_deref().is_some_and(|t| ct_eq(t, token));
+        }
+        if let Some(user) = &opts.user {
+            let pass = opts.pass.as_deref().unwrap_or("");
+            return ci.user.as_deref().is_some_and(|u| ct_eq(u, user))
+                && ci.pass.as_deref().is_some_and(|p| ct_eq(p, pass));
+        }
+        true
+    }
+
+    fn auth_violation(&mut self) {
+        log::error!("{}Authorization Error", self.log_prefix());
+        self.send_err("Authorization Violation");
+        self.close(CloseReason::AuthenticationViolation);
+    }
+
+    fn process_sub(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        if !subject::is_valid_subject(&subject) {
+            self.send_err("Invalid Subject");
+            return;
+        }
+        if let Some(q) = &queue {
+            if !subject::is_valid_queue(q) {
+                self.send_err("Invalid Queue Name");
+                return;
+            }
+        }
+        if self.subs.contains_key(&sid) {
+            // nats-server ignores a SUB that reuses a live sid.
+            self.ok();
+            return;
+        }
+        let max_subs = self.server.options().max_subscriptions;
+        if max_subs > 0 && self.subs.len() >= max_subs {
+            self.send_err("maximum subscriptions exceeded");
+            return;
+        }
+        let sub = Arc::new(Subscription {
+            key: self.server.next_sub_id(),
+            sid: sid.clone(),
+            subject,
+            queue,
+            client: self.out.clone(),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+        });
+        if let Err(e) =
+            self.account
+                .sublist
+                .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
+        {
+            log::debug!("{}Sublist insert failed: {e}", self.log_prefix());
+            self.send_err("Invalid Subject");
+            return;
+        }
+        self.subs.insert(sid, sub);
+        self.ok();
+    }
+
+    fn process_unsub(&mut self, sid: &Bytes, max: Option<u64>) {
+        let Some(sub) = self.subs.get(sid).cloned() else {
+            self.ok();
+            return;
+        };
+        match max {
+            Some(n) if n > 0 && sub.delivered() < n => {
+                sub.max.store(n, Ordering::Relaxed);
+                // A delivery racing with this store may have pushed the
+                // count to the limit already.
+                if sub.delivered() >= n {
+                    self.remove_sub(&sub);
+                }
+            }
+            _ => self.remove_sub(&sub),
+        }
+        self.ok();
+    }
+
+    fn remove_sub(&mut self, sub: &SubRef) {
+        self.subs.remove(&sub.sid);
+        if !sub.removed.swap(true, Ordering::AcqRel) {
+            self.account
+                .sublist
+                .remove(&sub.subject, sub.queue.as_deref(), sub.key);
+        }
+    }
+
+    fn process_pub(
+        &mut self,
+        ctx: &mut Context,
+        subject: Bytes,
+        reply: Option<Bytes>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+    ) {
+        self.in_msgs += 1;
+        self.in_bytes += (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
+        if self.pedantic && !subject::is_valid_publish_subject(&subject) {
+            // nats-server reports it and still delivers the message.
+            self.send_err("Invalid Publish Subject");
+        }
+        self.ok();
+        let result = ctx.cache.get(&self.account.sublist, &subject);
+        let msg = Msg {
+            subject: &subject,
+            reply: reply.as_deref(),
+            headers: headers.as_deref(),
+            payload: &payload,
+        };
+        let mut delivered = false;
+        for sub in &result.plain {
+            delivered |= self.deliver(ctx, sub, &msg);
+        }
+        for group in &result.queues {
+            let n = group.members.len();
+            if n == 0 {
+                continue;
+            }
+            let start = (ctx.next_random() % n as u64) as usize;
+            for i in 0..n {
+                if self.deliver(ctx, &group.members[(start + i) % n], &msg) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        if !delivered && self.no_responders {
+            if let Some(reply) = &reply {
+                self.send_no_responders(ctx, &subject, reply);
+            }
+        }
+    }
+
+    /// Deliver to one subscription; false when it did not take the message.
+    fn deliver(&mut self, ctx: &mut Context, sub: &SubRef, msg: &Msg<'_>) -> bool {
+        if !self.echo && sub.client.cid() == self.cid {
+            return false;
+        }
+        let max = sub.max.load(Ordering::Relaxed);
+        if max > 0 {
+            let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+            if n > max {
+                return false;
+            }
+            if n == max && !sub.removed.swap(true, Ordering::AcqRel) {
+                self.account
+                    .sublist
+                    .remove(&sub.subject, sub.queue.as_deref(), sub.key);
+            }
+        }
+        let with_headers = msg.headers.is_some() && sub.client.headers();
+        let hdr_len = if with_headers {
+            msg.headers.map_or(0, <[u8]>::len)
+        } else {
+            0
+        };
+        let size = 32
+            + msg.subject.len()
+            + sub.sid.len()
+            + msg.reply.map_or(0, <[u8]>::len)
+            + hdr_len
+            + msg.payload.len();
+        let pushed = sub
+            .client
+            .push_with(size, 1, (hdr_len + msg.payload.len()) as u64, |b| {
+                match msg.headers.filter(|_| with_headers) {
+                    Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
+                    None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
+                }
+            });
+        if pushed == Pushed::SlowConsumer {
+            self.server
+                .stats
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                sub.client.cid(),
+                self.server.options().max_pending
+            );
+        }
+        ctx.wake_if(pushed, &sub.client);
+        pushed != Pushed::Closed
+    }
+
+    /// A request nobody received: answer with a 503 status on the
+    /// requester's own plain subscription to the reply subject (ADR-4,
+    /// nats-server no-responders).
+    fn send_no_responders(&mut self, ctx: &mut Context, subject: &[u8], reply: &[u8]) {
+        let result = ctx.cache.get(&self.account.sublist, reply);
+        let Some(sub) = result.plain.iter().find(|s| s.client.cid() == self.cid) else {
+            return;
+        };
+        let mut hdr = BytesMut::new();
+        natsd_proto::headers::no_responders(Some(subject)).encode(&mut hdr);
+        let sid = sub.sid.clone();
+        self.push_own(hdr.len() * 2 + reply.len() + 32, |b| {
+            encode::hmsg(b, reply, &sid, None, &hdr, &[])
+        });
+    }
+
+    /// Timers: auth timeout and PING keep-alive.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(deadline) = self.auth_deadline {
+            if now >= deadline {
+                log::error!("{}Authentication Timeout", self.log_prefix());
+                self.send_err("Authentication Timeout");
+                self.close(CloseReason::AuthenticationTimeout);
+                return;
+            }
+        }
+        if now >= self.next_ping {
+            let interval = self.server.options().ping_interval;
+            self.next_ping = now + interval;
+            // A client that talked to us recently is alive: no PING needed.
+            if self.first_ping_done && now < self.last_in + interval {
+                return;
+            }
+            self.first_ping_done = true;
+            if self.pings_out >= self.server.options().ping_max {
+                self.server
+                    .stats
+                    .stale_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                log::debug!("{}Stale Client Connection - Closing", self.log_prefix());
+                self.send_err("Stale Connection");
+                self.close(CloseReason::StaleConnection);
+                return;
+            }
+            self.pings_out += 1;
+            self.push_own(6, encode::ping);
+        }
+    }
+
+    /// The next instant [`handle_timeout`](Self::handle_timeout) wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        Some(match self.auth_deadline {
+            Some(d) => d.min(self.next_ping),
+            None => self.next_ping,
+        })
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Close the connection (idempotent): remove its subscriptions, release
+    /// its connection slot and ask the driver to drop the socket.
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        self.out.mark_closed(reason);
+        let items: Vec<_> = self
+            .subs
+            .drain()
+            .filter(|(_, s)| !s.removed.swap(true, Ordering::AcqRel))
+            .map(|(_, s)| (s.subject.clone(), s.queue.clone(), s.key))
+            .collect();
+        if !items.is_empty() {
+            self.account.sublist.remove_batch(&items);
+        }
+        self.server
+            .stats
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        log::debug!("{}Client connection closed: {reason}", self.log_prefix());
+        self.outputs.push_back(Output::Close(reason));
+    }
+
+    fn ok(&mut self) {
+        if self.verbose {
+            self.push_own(5, encode::ok);
+        }
+    }
+
+    fn send_err(&mut self, text: &str) {
+        self.push_own(text.len() + 10, |b| encode::err(b, text));
+    }
+
+    fn push_own(&mut self, size: usize, f: impl FnOnce(&mut BytesMut)) {
+        // Our own control frames never trip max_pending on their own: they
+        // are tiny, and a client that does not read is caught by publishers.
+        let _ = self.out.push_with(size, 0, 0, f);
+    }
+
+    /// nats-server's connection prefix for log lines: `ip:port - cid:N - `.
+    pub fn log_prefix(&self) -> String {
+        format!("{} - cid:{} - ", self.peer, self.cid)
+    }
+}
+
+/// A message being delivered.
+struct Msg<'a> {
+    subject: &'a [u8],
+    reply: Option<&'a [u8]>,
+    headers: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+/// Constant-time comparison of secrets.
+fn ct_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

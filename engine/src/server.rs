@@ -1,0 +1,110 @@
+//! State shared by every connection of one server: options, identity,
+//! accounts and counters.
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::client::SubRef;
+use crate::options::Options;
+use crate::sublist::Sublist;
+
+/// The nats-server release whose client-visible features natsd implements.
+/// Clients gate features on this; natsd's own version travels in INFO `natsd`.
+pub const COMPAT_VERSION: &str = "2.9.0";
+/// natsd's own version.
+pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// An account: an isolated subject namespace.
+#[derive(Debug)]
+pub struct Account {
+    /// Account name (`$G` for the global account).
+    pub name: String,
+    /// Who is subscribed to what in this account.
+    pub sublist: Sublist<SubRef>,
+}
+
+impl Account {
+    /// An empty account.
+    pub fn new(name: &str) -> Self {
+        Account {
+            name: name.to_string(),
+            sublist: Sublist::new(),
+        }
+    }
+}
+
+/// Server-wide counters. Message counters live per connection and are
+/// folded in here when a connection closes, so the publish path touches no
+/// shared cache line.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Clients connected now.
+    pub connections: AtomicUsize,
+    /// Clients accepted since start.
+    pub total_connections: AtomicU64,
+    /// Clients closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Clients closed as stale (no PONG).
+    pub stale_connections: AtomicU64,
+}
+
+/// One server's shared state.
+#[derive(Debug)]
+pub struct Server {
+    opts: Options,
+    server_id: String,
+    server_name: String,
+    next_cid: AtomicU64,
+    /// The global account `$G`.
+    pub global: Arc<Account>,
+    /// Counters.
+    pub stats: ServerStats,
+    next_sub_id: AtomicU64,
+}
+
+impl Server {
+    /// A server with these options. `seed` is 32 random bytes from the
+    /// caller (engine reads no entropy itself): it makes the server id.
+    pub fn new(opts: Options, seed: [u8; 32]) -> Self {
+        let server_id = crate::nkey::encode_public(crate::nkey::PREFIX_SERVER, &seed);
+        let server_name = opts
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
+        Server {
+            opts,
+            server_id,
+            server_name,
+            // nats-server's internal clients take the first ids; its first
+            // client gets cid 4 on 2.9.10 (FEATURES.md, monitoring).
+            next_cid: AtomicU64::new(4),
+            global: Arc::new(Account::new("$G")),
+            stats: ServerStats::default(),
+            next_sub_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The options the server runs with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Server id (an nkey public key starting with `N`).
+    pub fn id(&self) -> &str {
+        &self.server_id
+    }
+
+    /// Server name (the id unless `server_name` is set).
+    pub fn name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// A fresh client id.
+    pub fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh subscription key (unique across the server).
+    pub fn next_sub_id(&self) -> u64 {
+        self.next_sub_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

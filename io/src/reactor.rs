@@ -1,0 +1,455 @@
+//! One reactor: a mio `Poll`, the connections it owns, their timers, and an
+//! inbox other threads use to hand it new connections and flush requests.
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use natsd_engine::client::{ClientConn, CloseReason, Context, Output};
+use natsd_engine::outbound::{Outbound, Owner, Taken};
+use natsd_engine::server::Server;
+
+const WAKER: Token = Token(usize::MAX);
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 64 * 1024;
+/// Per connection and turn: stop reading after this much so one busy
+/// publisher cannot starve the others; the rest is read next turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// A writer buffer bigger than this is released once drained.
+const WBUF_KEEP: usize = 1024 * 1024;
+
+/// What other threads send a reactor.
+pub enum Cmd {
+    /// A freshly accepted connection.
+    Accept(TcpStream, SocketAddr),
+    /// Outbound queues of this reactor's connections that have data.
+    Flush(Vec<Arc<Outbound>>),
+    /// Flush and close every connection, then exit.
+    Shutdown,
+}
+
+/// How other threads reach a reactor.
+pub struct ReactorHandle {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+}
+
+impl ReactorHandle {
+    /// Queue a command and wake the reactor.
+    pub fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                log::error!("Could not wake a reactor: {e}");
+            }
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    machine: ClientConn,
+    wbuf: BytesMut,
+    read_size: usize,
+    write_blocked_since: Option<Instant>,
+    /// The deadline this connection has in the timer heap, if any.
+    scheduled: Option<Instant>,
+    in_flush_list: bool,
+    in_read_list: bool,
+}
+
+pub struct Reactor {
+    id: usize,
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    server: Arc<Server>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    ctx: Context,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    flush_list: Vec<usize>,
+    read_list: Vec<usize>,
+    remote: Vec<Vec<Arc<Outbound>>>,
+    shutting_down: bool,
+}
+
+impl Reactor {
+    pub fn new(id: usize, server: Arc<Server>) -> io::Result<(Self, ReactorHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let seed = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Ok((
+            Reactor {
+                id,
+                poll,
+                rx,
+                server,
+                conns: Vec::new(),
+                free: Vec::new(),
+                ctx: Context::new(seed),
+                timers: BinaryHeap::new(),
+                flush_list: Vec::new(),
+                read_list: Vec::new(),
+                remote: Vec::new(),
+                shutting_down: false,
+            },
+            ReactorHandle { tx, waker },
+        ))
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn run(mut self, peers: Arc<[ReactorHandle]>) {
+        self.remote = (0..peers.len()).map(|_| Vec::new()).collect();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.read_list.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((t, _, _))| t.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("Reactor {} poll failed: {e}", self.id);
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for slot in std::mem::take(&mut self.read_list) {
+                if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    c.in_read_list = false;
+                    self.read(slot, now);
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    self.drain_inbox(now);
+                    continue;
+                }
+                let slot = ev.token().0;
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(slot, now);
+                }
+                if ev.is_writable() {
+                    self.want_flush(slot);
+                }
+            }
+            self.run_timers(now);
+            self.dispatch_wakes(&peers);
+            self.flush_all(now);
+            if self.shutting_down {
+                self.close_all(now);
+                return;
+            }
+        }
+    }
+
+    fn drain_inbox(&mut self, now: Instant) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Accept(stream, peer) => self.accept(stream, peer, now),
+                Cmd::Flush(outs) => {
+                    for out in outs {
+                        self.flush_request(&out);
+                    }
+                }
+                Cmd::Shutdown => self.shutting_down = true,
+            }
+        }
+    }
+
+    fn accept(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("{peer} - could not register connection: {e}");
+            self.free.push(slot);
+            return;
+        }
+        let owner = Owner {
+            reactor: self.id,
+            slot,
+        };
+        let cid = self.server.next_cid();
+        let machine = ClientConn::new(self.server.clone(), now, peer, owner, cid);
+        self.conns[slot] = Some(Conn {
+            stream,
+            machine,
+            wbuf: BytesMut::new(),
+            read_size: READ_MIN,
+            write_blocked_since: None,
+            scheduled: None,
+            in_flush_list: false,
+            in_read_list: false,
+        });
+        self.after_input(slot, now);
+    }
+
+    fn read(&mut self, slot: usize, now: Instant) {
+        let mut total = 0usize;
+        loop {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            if c.machine.is_closed() {
+                break;
+            }
+            let want = c.read_size;
+            let buf = c.machine.read_buffer();
+            let len = buf.len();
+            buf.resize(len + want, 0);
+            match c.stream.read(&mut buf[len..]) {
+                Ok(0) => {
+                    buf.truncate(len);
+                    c.machine.close(CloseReason::ClientClosed);
+                    break;
+                }
+                Ok(n) => {
+                    buf.truncate(len + n);
+                    if n == want {
+                        c.read_size = (want * 2).min(READ_MAX);
+                    } else if n < want / 4 {
+                        c.read_size = (want / 2).max(READ_MIN);
+                    }
+                    c.machine.handle_read(now, &mut self.ctx);
+                    total += n;
+                    if total >= READ_BUDGET {
+                        if !c.in_read_list {
+                            c.in_read_list = true;
+                            self.read_list.push(slot);
+                        }
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    buf.truncate(len);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    buf.truncate(len);
+                }
+                Err(e) => {
+                    buf.truncate(len);
+                    log::debug!("{}Error reading from client: {e}", c.machine.log_prefix());
+                    c.machine.close(CloseReason::ReadError);
+                    break;
+                }
+            }
+        }
+        self.after_input(slot, now);
+    }
+
+    /// After any input: act on outputs, flush what the client is owed, and
+    /// re-arm its timer.
+    fn after_input(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut close = None;
+        while let Some(out) = c.machine.poll_output() {
+            match out {
+                Output::Close(reason) => close = Some(reason),
+            }
+        }
+        if close.is_some() {
+            self.finish(slot);
+            return;
+        }
+        self.want_flush(slot);
+        self.schedule(slot, now);
+    }
+
+    fn schedule(&mut self, slot: usize, now: Instant) {
+        let write_deadline = self.server.options().write_deadline;
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let wd = c.write_blocked_since.map(|t| t + write_deadline);
+        let next = match (c.machine.poll_timeout(), wd) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = next {
+            if c.scheduled.is_none_or(|s| t < s) {
+                c.scheduled = Some(t.max(now));
+                self.timers
+                    .push(Reverse((t.max(now), slot, c.machine.cid())));
+            }
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        let write_deadline = self.server.options().write_deadline;
+        while let Some(Reverse((t, slot, cid))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.machine.cid() != cid || c.scheduled != Some(t) {
+                continue;
+            }
+            c.scheduled = None;
+            if c
+                .write_blocked_since
+                .is_some_and(|since| now >= since + write_deadline)
+            {
+                log::info!(
+                    "{}Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+                    c.machine.log_prefix(),
+                    write_deadline
+                );
+                c.machine.close(CloseReason::SlowConsumerWriteDeadline);
+            } else {
+                c.machine.handle_timeout(now);
+            }
+            self.after_input(slot, now);
+        }
+    }
+
+    fn want_flush(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if !c.in_flush_list {
+                c.in_flush_list = true;
+                self.flush_list.push(slot);
+            }
+        }
+    }
+
+    fn flush_request(&mut self, out: &Arc<Outbound>) {
+        let slot = out.owner().slot;
+        let same = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Arc::ptr_eq(c.machine.outbound(), out));
+        if same {
+            self.want_flush(slot);
+        }
+    }
+
+    /// Hand every outbound queue that got its first frame this turn to its
+    /// owner: ours go on the flush list, others are batched per reactor and
+    /// sent with one wake-up each.
+    fn dispatch_wakes(&mut self, peers: &[ReactorHandle]) {
+        let wakes = std::mem::take(&mut self.ctx.wakes);
+        for out in &wakes {
+            let owner = out.owner().reactor;
+            if owner == self.id {
+                self.flush_request(out);
+            } else {
+                self.remote[owner].push(out.clone());
+            }
+        }
+        self.ctx.wakes = wakes;
+        self.ctx.wakes.clear();
+        for (r, batch) in self.remote.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                peers[r].send(Cmd::Flush(std::mem::take(batch)));
+            }
+        }
+    }
+
+    fn flush_all(&mut self, now: Instant) {
+        let list = std::mem::take(&mut self.flush_list);
+        for &slot in &list {
+            self.flush(slot, now);
+        }
+        let mut list = list;
+        list.clear();
+        if self.flush_list.is_empty() {
+            self.flush_list = list;
+        }
+    }
+
+    fn flush(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        c.in_flush_list = false;
+        if let Taken::Closed(reason) = c.machine.outbound().take(&mut c.wbuf) {
+            // Closed by someone else (a slow consumer): what it did not read
+            // is dropped, as nats-server does.
+            c.machine.close(reason);
+            self.after_input(slot, now);
+            return;
+        }
+        match write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound()) {
+            Ok(true) => {
+                c.write_blocked_since = None;
+                if c.wbuf.capacity() > WBUF_KEEP {
+                    c.wbuf = BytesMut::new();
+                }
+            }
+            Ok(false) => {
+                if c.write_blocked_since.is_none() {
+                    c.write_blocked_since = Some(now);
+                    self.schedule(slot, now);
+                }
+            }
+            Err(e) => {
+                log::debug!("{}Error writing to client: {e}", c.machine.log_prefix());
+                c.machine.close(CloseReason::WriteError);
+                self.after_input(slot, now);
+            }
+        }
+    }
+
+    /// Drop a closed connection: a last non-blocking write of what it is
+    /// owed (e.g. the `-ERR`), then the socket.
+    fn finish(&mut self, slot: usize) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = c.machine.outbound().take(&mut c.wbuf);
+        let _ = write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound());
+        let _ = c.stream.flush();
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        self.free.push(slot);
+    }
+
+    fn close_all(&mut self, now: Instant) {
+        for slot in 0..self.conns.len() {
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.machine.close(CloseReason::ServerShutdown);
+                self.after_input(slot, now);
+            }
+        }
+    }
+}
+
+/// Write `wbuf` until it is empty (true) or the socket would block (false).
+fn write_out(stream: &mut TcpStream, wbuf: &mut BytesMut, out: &Outbound) -> io::Result<bool> {
+    while !wbuf.is_empty() {
+        match stream.write(wbuf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                wbuf.advance(n);
+                out.written(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
