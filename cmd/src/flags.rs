@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use natsd_engine::options::{Options, DEFAULT_PORT};
 
-/// The nats-server version natsd follows (CLI, log lines, protocol).
-pub const NATS_SERVER_VERSION: &str = "2.9.0";
-/// natsd's own version.
-pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The nats-server version natsd follows, for `-v`.
+const NATS_SERVER_VERSION: &str = "2.9.0";
+/// natsd's own version, for `-v`.
+const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a flag's value is, for Go-style parsing and validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,11 +132,7 @@ where
     match command.as_deref() {
         Some("version") => return Ok(Action::Version),
         Some("help") => return Ok(Action::Help),
-        Some(other) => {
-            return Err(FlagError::Fatal(format!(
-                "unrecognized command: {other:?}"
-            )))
-        }
+        Some(other) => return Err(FlagError::Fatal(format!("unrecognized command: {other:?}"))),
         None => {}
     }
     if bool_flag(&matches, "version") {
@@ -256,9 +252,8 @@ fn go_style(args: &[String]) -> Result<(Vec<String>, Option<String>), FlagError>
             Some((name, value)) => (name, Some(value)),
             None => (body, None),
         };
-        let flag = find_flag(name).ok_or_else(|| {
-            FlagError::Usage(format!("flag provided but not defined: -{name}"))
-        })?;
+        let flag = find_flag(name)
+            .ok_or_else(|| FlagError::Usage(format!("flag provided but not defined: -{name}")))?;
         let value = match flag.kind {
             Kind::Bool => {
                 let value = inline.unwrap_or("true");
@@ -283,9 +278,7 @@ fn go_style(args: &[String]) -> Result<(Vec<String>, Option<String>), FlagError>
                             | std::num::IntErrorKind::NegOverflow => "value out of range",
                             _ => "parse error",
                         };
-                        FlagError::Usage(format!(
-                            "invalid value {value:?} for flag -{name}: {why}"
-                        ))
+                        FlagError::Usage(format!("invalid value {value:?} for flag -{name}: {why}"))
                     })?;
                 }
                 value.to_string()
@@ -397,7 +390,13 @@ mod tests {
 
     #[test]
     fn no_flags_gives_defaults() {
-        assert_eq!(run(&[]), Run { opts: Options::default(), warnings: vec![] });
+        assert_eq!(
+            run(&[]),
+            Run {
+                opts: Options::default(),
+                warnings: vec![]
+            }
+        );
     }
 
     #[test]
@@ -437,7 +436,10 @@ mod tests {
     fn jetstream_flag_is_accepted_with_a_warning() {
         let run = run(&["-js"]);
         assert_eq!(run.opts, Options::default());
-        assert_eq!(run.warnings, ["-js/--jetstream is not supported yet, ignoring it"]);
+        assert_eq!(
+            run.warnings,
+            ["-js/--jetstream is not supported yet, ignoring it"]
+        );
         assert_eq!(self::run(&["--js"]).warnings.len(), 1);
         assert_eq!(self::run(&["--jetstream"]).warnings.len(), 1);
     }
@@ -523,9 +525,18 @@ mod tests {
 
     #[test]
     fn unknown_flag_is_a_go_usage_error() {
-        assert_eq!(usage_error(&["-xyz"]), "flag provided but not defined: -xyz");
-        assert_eq!(usage_error(&["--xyz=1"]), "flag provided but not defined: -xyz");
-        assert_eq!(usage_error(&["-tls"]), "flag provided but not defined: -tls");
+        assert_eq!(
+            usage_error(&["-xyz"]),
+            "flag provided but not defined: -xyz"
+        );
+        assert_eq!(
+            usage_error(&["--xyz=1"]),
+            "flag provided but not defined: -xyz"
+        );
+        assert_eq!(
+            usage_error(&["-tls"]),
+            "flag provided but not defined: -tls"
+        );
         assert_eq!(usage_error(&["---p"]), "bad flag syntax: ---p");
     }
 
@@ -542,9 +553,18 @@ mod tests {
             "/tmp/nats-server-x.pid",
         ]);
         assert_eq!(run.opts.port, 0);
-        assert_eq!(run.opts.log_file, Some(PathBuf::from("/tmp/nats-server-x.log")));
-        assert_eq!(run.opts.pid_file, Some(PathBuf::from("/tmp/nats-server-x.pid")));
-        assert_eq!(run.warnings, ["-sd/--store_dir is not supported yet, ignoring it"]);
+        assert_eq!(
+            run.opts.log_file,
+            Some(PathBuf::from("/tmp/nats-server-x.log"))
+        );
+        assert_eq!(
+            run.opts.pid_file,
+            Some(PathBuf::from("/tmp/nats-server-x.pid"))
+        );
+        assert_eq!(
+            run.warnings,
+            ["-sd/--store_dir is not supported yet, ignoring it"]
+        );
     }
 
     #[test]
@@ -583,7 +603,9 @@ mod tests {
     fn config_is_refused() {
         assert_eq!(
             parse(["-c", "/tmp/n.conf"]),
-            Err(FlagError::Fatal("config files not supported yet (issue #4)".into()))
+            Err(FlagError::Fatal(
+                "config files not supported yet (issue #4)".into()
+            ))
         );
         assert!(matches!(parse(["-t"]), Err(FlagError::Fatal(_))));
     }
@@ -597,7 +619,10 @@ mod tests {
         assert_eq!(parse(["--version"]), Ok(Action::Version));
         assert_eq!(parse(["-p", "1", "VERSION"]), Ok(Action::Version));
         assert_eq!(parse(["-v", "-h"]), Ok(Action::Version));
-        assert_eq!(version(), format!("natsd: v{NATSD_VERSION} (nats-server v2.9.0 compatible)"));
+        assert_eq!(
+            version(),
+            format!("natsd: v{NATSD_VERSION} (nats-server v2.9.0 compatible)")
+        );
     }
 
     #[test]
@@ -606,7 +631,13 @@ mod tests {
             parse(["-p", "1", "foo", "-xyz"]),
             Err(FlagError::Fatal("unrecognized command: \"foo\"".into()))
         );
-        assert_eq!(opts(&["-D", "--"]), Options { debug: true, ..Options::default() });
+        assert_eq!(
+            opts(&["-D", "--"]),
+            Options {
+                debug: true,
+                ..Options::default()
+            }
+        );
         assert!(matches!(parse(["--", "-D"]), Err(FlagError::Fatal(_))));
     }
 

@@ -1,3 +1,62 @@
+//! `natsd`: parse nats-server's flags, set up logging, run the server.
+//!
+//! The start-up banner (`Starting nats-server`, version, name, id) is logged
+//! by `natsd_io::run`, which knows the server's name and id.
 mod flags;
 mod logger;
-fn main() {}
+mod pidfile;
+
+use std::process::ExitCode;
+
+use flags::{Action, FlagError};
+
+fn main() -> ExitCode {
+    let args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    let run = match flags::parse(args) {
+        Ok(Action::Run(run)) => *run,
+        Ok(Action::Help) => {
+            print!("{}", flags::usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Version) => {
+            println!("{}", flags::version());
+            return ExitCode::SUCCESS;
+        }
+        Err(err @ FlagError::Usage(_)) => {
+            eprintln!("{err}");
+            eprint!("{}", flags::usage());
+            return ExitCode::FAILURE;
+        }
+        Err(err @ FlagError::Fatal(_)) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logger::init(&run.opts) {
+        eprintln!("natsd: {e}");
+        return ExitCode::FAILURE;
+    }
+    for warning in &run.warnings {
+        log::warn!("{warning}");
+    }
+    let _pid_file = match run.opts.pid_file.as_deref() {
+        Some(path) => match pidfile::PidFile::create(path) {
+            Ok(pid_file) => Some(pid_file),
+            Err(e) => {
+                let path = path.display();
+                log::error!(target: logger::FATAL, "Could not write pidfile: {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match natsd_io::run(run.opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!(target: logger::FATAL, "{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
