@@ -128,12 +128,14 @@ where
     let matches = clap_command()
         .try_get_matches_from(normalised)
         .map_err(|e| FlagError::Usage(e.to_string()))?;
-    let command = command.map(|c| c.to_ascii_lowercase());
-    match command.as_deref() {
-        Some("version") => return Ok(Action::Version),
-        Some("help") => return Ok(Action::Help),
-        Some(other) => return Err(FlagError::Fatal(format!("unrecognized command: {other:?}"))),
-        None => {}
+    if let Some(command) = command {
+        return match command.to_ascii_lowercase().as_str() {
+            "version" => Ok(Action::Version),
+            "help" => Ok(Action::Help),
+            _ => Err(FlagError::Fatal(format!(
+                "unrecognized command: {command:?}"
+            ))),
+        };
     }
     if bool_flag(&matches, "version") {
         return Ok(Action::Version);
@@ -154,7 +156,9 @@ where
     let opts = options(&matches)?;
     let warnings = UNSUPPORTED
         .iter()
-        .filter(|(id, _)| matches.contains_id(id))
+        .filter(|(id, _)| {
+            matches.contains_id(id) && !matches!(matches.try_get_one::<bool>(id), Ok(Some(false)))
+        })
         .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it"))
         .collect();
     Ok(Action::Run(Box::new(Run { opts, warnings })))
@@ -442,6 +446,7 @@ mod tests {
         );
         assert_eq!(self::run(&["--js"]).warnings.len(), 1);
         assert_eq!(self::run(&["--jetstream"]).warnings.len(), 1);
+        assert!(self::run(&["-js=false"]).warnings.is_empty());
     }
 
     #[test]
@@ -628,8 +633,8 @@ mod tests {
     #[test]
     fn parsing_stops_at_the_first_non_flag() {
         assert_eq!(
-            parse(["-p", "1", "foo", "-xyz"]),
-            Err(FlagError::Fatal("unrecognized command: \"foo\"".into()))
+            parse(["-p", "1", "Foo", "-xyz"]),
+            Err(FlagError::Fatal("unrecognized command: \"Foo\"".into()))
         );
         assert_eq!(
             opts(&["-D", "--"]),
