@@ -1,17 +1,270 @@
-//! Encoders for every op. STUB: the proto helper completes this file.
+//! Encoders for every op, writing into the caller's buffer.
+//!
+//! Each function appends one complete op (or, for the `*_control`
+//! functions, one control line with its CRLF) to `buf`. They reserve the
+//! space they need once and never allocate anything else. Arguments are
+//! written as given: validating subjects and sids is the caller's job.
+//!
+//! ## Format
+//!
+//! The bytes match what nats-server 2.9.10 writes (checked against its wire
+//! output): single spaces between arguments, `\r\n` after the control line
+//! and after every payload, `INFO {json} \r\n` with a space before the CRLF.
 use bytes::{BufMut, BytesMut};
+
+use crate::{ClientOp, ServerOp};
+
+/// Longest decimal form of a `u64`.
+const MAX_DIGITS: usize = 20;
+
+/// Appends the decimal digits of `n`.
+fn put_uint(buf: &mut BytesMut, mut n: u64) {
+    let mut tmp = [0u8; MAX_DIGITS];
+    let mut i = MAX_DIGITS;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&tmp[i..]);
+}
+
+fn put_arg(buf: &mut BytesMut, arg: &[u8]) {
+    buf.put_u8(b' ');
+    buf.put_slice(arg);
+}
+
+fn reply_len(reply: Option<&[u8]>) -> usize {
+    reply.map_or(0, |r| r.len() + 1)
+}
 
 /// `MSG <subject> <sid> [reply] <#bytes>\r\n<payload>\r\n`.
 pub fn msg(buf: &mut BytesMut, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
-    buf.put_slice(b"MSG ");
-    buf.put_slice(subject);
-    buf.put_u8(b' ');
-    buf.put_slice(sid);
-    if let Some(r) = reply {
-        buf.put_u8(b' ');
-        buf.put_slice(r);
-    }
-    buf.put_slice(format!(" {}\r\n", payload.len()).as_bytes());
+    buf.reserve(
+        4 + subject.len() + 1 + sid.len() + reply_len(reply) + 1 + MAX_DIGITS + 4 + payload.len(),
+    );
+    msg_control(buf, subject, sid, reply, payload.len());
     buf.put_slice(payload);
     buf.put_slice(b"\r\n");
+}
+
+/// The control line of a `MSG`, CRLF included: `MSG <subject> <sid> [reply] <#bytes>\r\n`.
+/// The caller sends the payload and its `\r\n` after it (vectored writes).
+pub fn msg_control(
+    buf: &mut BytesMut,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    payload_len: usize,
+) {
+    buf.reserve(4 + subject.len() + 1 + sid.len() + reply_len(reply) + 1 + MAX_DIGITS + 2);
+    buf.put_slice(b"MSG ");
+    buf.put_slice(subject);
+    put_arg(buf, sid);
+    if let Some(r) = reply {
+        put_arg(buf, r);
+    }
+    buf.put_u8(b' ');
+    put_uint(buf, payload_len as u64);
+    buf.put_slice(b"\r\n");
+}
+
+/// `HMSG <subject> <sid> [reply] <#hdr> <#total>\r\n<headers><payload>\r\n`.
+pub fn hmsg(
+    buf: &mut BytesMut,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let total = headers.len() + payload.len();
+    buf.reserve(
+        5 + subject.len() + 1 + sid.len() + reply_len(reply) + 2 * (1 + MAX_DIGITS) + 4 + total,
+    );
+    hmsg_control(buf, subject, sid, reply, headers.len(), total);
+    buf.put_slice(headers);
+    buf.put_slice(payload);
+    buf.put_slice(b"\r\n");
+}
+
+/// The control line of an `HMSG`, CRLF included:
+/// `HMSG <subject> <sid> [reply] <#hdr> <#total>\r\n`.
+pub fn hmsg_control(
+    buf: &mut BytesMut,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    hdr_len: usize,
+    total_len: usize,
+) {
+    buf.reserve(5 + subject.len() + 1 + sid.len() + reply_len(reply) + 2 * (1 + MAX_DIGITS) + 2);
+    buf.put_slice(b"HMSG ");
+    buf.put_slice(subject);
+    put_arg(buf, sid);
+    if let Some(r) = reply {
+        put_arg(buf, r);
+    }
+    buf.put_u8(b' ');
+    put_uint(buf, hdr_len as u64);
+    buf.put_u8(b' ');
+    put_uint(buf, total_len as u64);
+    buf.put_slice(b"\r\n");
+}
+
+/// `PUB <subject> [reply] <#bytes>\r\n<payload>\r\n`.
+pub fn pub_msg(buf: &mut BytesMut, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+    buf.reserve(4 + subject.len() + reply_len(reply) + 1 + MAX_DIGITS + 4 + payload.len());
+    buf.put_slice(b"PUB ");
+    buf.put_slice(subject);
+    if let Some(r) = reply {
+        put_arg(buf, r);
+    }
+    buf.put_u8(b' ');
+    put_uint(buf, payload.len() as u64);
+    buf.put_slice(b"\r\n");
+    buf.put_slice(payload);
+    buf.put_slice(b"\r\n");
+}
+
+/// `HPUB <subject> [reply] <#hdr> <#total>\r\n<headers><payload>\r\n`.
+pub fn hpub(
+    buf: &mut BytesMut,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let total = headers.len() + payload.len();
+    buf.reserve(5 + subject.len() + reply_len(reply) + 2 * (1 + MAX_DIGITS) + 4 + total);
+    buf.put_slice(b"HPUB ");
+    buf.put_slice(subject);
+    if let Some(r) = reply {
+        put_arg(buf, r);
+    }
+    buf.put_u8(b' ');
+    put_uint(buf, headers.len() as u64);
+    buf.put_u8(b' ');
+    put_uint(buf, total as u64);
+    buf.put_slice(b"\r\n");
+    buf.put_slice(headers);
+    buf.put_slice(payload);
+    buf.put_slice(b"\r\n");
+}
+
+/// `SUB <subject> [queue] <sid>\r\n`.
+pub fn sub(buf: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    buf.reserve(4 + subject.len() + reply_len(queue) + 1 + sid.len() + 2);
+    buf.put_slice(b"SUB ");
+    buf.put_slice(subject);
+    if let Some(q) = queue {
+        put_arg(buf, q);
+    }
+    put_arg(buf, sid);
+    buf.put_slice(b"\r\n");
+}
+
+/// `UNSUB <sid> [max_msgs]\r\n`.
+pub fn unsub(buf: &mut BytesMut, sid: &[u8], max: Option<u64>) {
+    buf.reserve(6 + sid.len() + 1 + MAX_DIGITS + 2);
+    buf.put_slice(b"UNSUB ");
+    buf.put_slice(sid);
+    if let Some(m) = max {
+        buf.put_u8(b' ');
+        put_uint(buf, m);
+    }
+    buf.put_slice(b"\r\n");
+}
+
+/// `CONNECT <json>\r\n`.
+pub fn connect(buf: &mut BytesMut, json: &[u8]) {
+    buf.reserve(8 + json.len() + 2);
+    buf.put_slice(b"CONNECT ");
+    buf.put_slice(json);
+    buf.put_slice(b"\r\n");
+}
+
+/// `INFO <json> \r\n`: nats-server 2.9.10 joins `INFO`, the JSON and CRLF
+/// with spaces, so a space precedes the CRLF.
+pub fn info(buf: &mut BytesMut, json: &[u8]) {
+    buf.reserve(5 + json.len() + 3);
+    buf.put_slice(b"INFO ");
+    buf.put_slice(json);
+    buf.put_slice(b" \r\n");
+}
+
+/// `+OK\r\n`.
+pub fn ok(buf: &mut BytesMut) {
+    buf.put_slice(b"+OK\r\n");
+}
+
+/// `-ERR '<text>'\r\n`.
+pub fn err(buf: &mut BytesMut, text: &[u8]) {
+    buf.reserve(6 + text.len() + 3);
+    buf.put_slice(b"-ERR '");
+    buf.put_slice(text);
+    buf.put_slice(b"'\r\n");
+}
+
+/// `PING\r\n`.
+pub fn ping(buf: &mut BytesMut) {
+    buf.put_slice(b"PING\r\n");
+}
+
+/// `PONG\r\n`.
+pub fn pong(buf: &mut BytesMut) {
+    buf.put_slice(b"PONG\r\n");
+}
+
+/// Any [`ClientOp`], in the form the encoders above give it.
+pub fn client_op(buf: &mut BytesMut, op: &ClientOp) {
+    match op {
+        ClientOp::Connect(json) => connect(buf, json),
+        ClientOp::Pub {
+            subject,
+            reply,
+            payload,
+        } => pub_msg(buf, subject, reply.as_deref(), payload),
+        ClientOp::HPub {
+            subject,
+            reply,
+            headers,
+            payload,
+        } => hpub(buf, subject, reply.as_deref(), headers, payload),
+        ClientOp::Sub {
+            subject,
+            queue,
+            sid,
+        } => sub(buf, subject, queue.as_deref(), sid),
+        ClientOp::Unsub { sid, max } => unsub(buf, sid, *max),
+        ClientOp::Ping => ping(buf),
+        ClientOp::Pong => pong(buf),
+    }
+}
+
+/// Any [`ServerOp`], in the form the encoders above give it.
+pub fn server_op(buf: &mut BytesMut, op: &ServerOp) {
+    match op {
+        ServerOp::Info(json) => info(buf, json),
+        ServerOp::Msg {
+            subject,
+            sid,
+            reply,
+            payload,
+        } => msg(buf, subject, sid, reply.as_deref(), payload),
+        ServerOp::HMsg {
+            subject,
+            sid,
+            reply,
+            headers,
+            payload,
+        } => hmsg(buf, subject, sid, reply.as_deref(), headers, payload),
+        ServerOp::Ok => ok(buf),
+        ServerOp::Err(text) => err(buf, text),
+        ServerOp::Ping => ping(buf),
+        ServerOp::Pong => pong(buf),
+    }
 }

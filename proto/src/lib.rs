@@ -20,6 +20,9 @@
 #![warn(missing_docs)]
 
 pub mod encode;
+pub mod errors;
+#[cfg(any(test, feature = "_fuzz"))]
+pub mod fuzz_props;
 pub mod headers;
 pub mod info;
 mod ops;
