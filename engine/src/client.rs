@@ -31,8 +31,8 @@ use natsd_proto::{encode, ClientOp, ClientOpParser, Limits};
 
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
-use crate::sublist::{MatchCache, SubValue};
 use crate::subject;
+use crate::sublist::{MatchCache, SubValue};
 
 /// A subscription as the sublist stores it.
 pub type SubRef = Arc<Subscription>;
@@ -130,7 +130,6 @@ pub enum Output {
 
 /// Per-reactor state shared by the connections it drives: the match cache
 /// and the outbound queues that need their owner woken.
-#[derive(Debug)]
 pub struct Context {
     cache: MatchCache<SubRef>,
     /// Outbound queues that received their first frame since their last
@@ -182,7 +181,6 @@ const READ_BUF_MIN: usize = 512;
 
 /// The server side of one client connection. See the module docs for the
 /// drain rule.
-#[derive(Debug)]
 pub struct ClientConn {
     server: Arc<Server>,
     account: Arc<Account>,
@@ -283,7 +281,7 @@ impl ClientConn {
             port: opts.port,
             headers: true,
             auth_required: opts.auth_required(),
-            max_payload: opts.max_payload as i64,
+            max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
             client_id: self.cid,
             client_ip: self.peer.ip().to_string(),
             natsd: NATSD_VERSION.to_string(),
@@ -358,10 +356,8 @@ impl ClientConn {
                         self.send_err(text);
                     }
                     let reason = match e {
-                        natsd_proto::ParseError::MaxPayload { .. } => {
-                            CloseReason::MaxPayloadExceeded
-                        }
-                        natsd_proto::ParseError::MaxControlLine { .. } => {
+                        natsd_proto::ParseError::MaxPayload => CloseReason::MaxPayloadExceeded,
+                        natsd_proto::ParseError::MaxControlLine => {
                             CloseReason::MaxControlLineExceeded
                         }
                         _ => CloseReason::ProtocolViolation,
@@ -383,8 +379,7 @@ impl ClientConn {
     }
 
     fn apply(&mut self, now: Instant, ctx: &mut Context, op: ClientOp) {
-        if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOp::Connect(_))
-        {
+        if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOp::Connect(_)) {
             self.auth_violation();
             return;
         }
@@ -456,9 +451,9 @@ impl ClientConn {
         self.no_responders = ci.no_responders;
         self.out.set_headers(ci.headers);
         self.meta = ClientMeta {
-            name: ci.name.unwrap_or_default(),
-            lang: ci.lang.unwrap_or_default(),
-            version: ci.version.unwrap_or_default(),
+            name: ci.name,
+            lang: ci.lang,
+            version: ci.version,
         };
         self.connected = true;
         self.auth_deadline = None;
@@ -469,12 +464,11 @@ impl ClientConn {
     fn authorize(&self, ci: &ConnectInfo) -> bool {
         let opts = self.server.options();
         if let Some(token) = &opts.token {
-            return ci.auth_token.as_deref().is_some_and(|t| ct_eq(t, token));
+            return ct_eq(&ci.auth_token, token);
         }
         if let Some(user) = &opts.user {
             let pass = opts.pass.as_deref().unwrap_or("");
-            return ci.user.as_deref().is_some_and(|u| ct_eq(u, user))
-                && ci.pass.as_deref().is_some_and(|p| ct_eq(p, pass));
+            return ct_eq(&ci.user, user) && ct_eq(&ci.pass, pass);
         }
         true
     }
@@ -516,10 +510,10 @@ impl ClientConn {
             delivered: AtomicU64::new(0),
             removed: AtomicBool::new(false),
         });
-        if let Err(e) =
-            self.account
-                .sublist
-                .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
+        if let Err(e) = self
+            .account
+            .sublist
+            .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
         {
             log::debug!("{}Sublist insert failed: {e}", self.log_prefix());
             self.send_err("Invalid Subject");
@@ -634,11 +628,12 @@ impl ClientConn {
             + msg.payload.len();
         let pushed = sub
             .client
-            .push_with(size, 1, (hdr_len + msg.payload.len()) as u64, |b| {
-                match msg.headers.filter(|_| with_headers) {
-                    Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
-                    None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
-                }
+            .push_with(size, 1, (hdr_len + msg.payload.len()) as u64, |b| match msg
+                .headers
+                .filter(|_| with_headers)
+            {
+                Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
+                None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
             });
         if pushed == Pushed::SlowConsumer {
             self.server
@@ -663,8 +658,7 @@ impl ClientConn {
         let Some(sub) = result.plain.iter().find(|s| s.client.cid() == self.cid) else {
             return;
         };
-        let mut hdr = BytesMut::new();
-        natsd_proto::headers::no_responders(Some(subject)).encode(&mut hdr);
+        let hdr = natsd_proto::headers::no_responders(Some(subject));
         let sid = sub.sid.clone();
         self.push_own(hdr.len() * 2 + reply.len() + 32, |b| {
             encode::hmsg(b, reply, &sid, None, &hdr, &[])
@@ -755,7 +749,7 @@ impl ClientConn {
     }
 
     fn send_err(&mut self, text: &str) {
-        self.push_own(text.len() + 10, |b| encode::err(b, text));
+        self.push_own(text.len() + 10, |b| encode::err(b, text.as_bytes()));
     }
 
     fn push_own(&mut self, size: usize, f: impl FnOnce(&mut BytesMut)) {
@@ -785,4 +779,322 @@ fn ct_eq(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Options;
+    use std::time::Duration;
+
+    fn server(opts: Options) -> Arc<Server> {
+        Arc::new(Server::new(opts, [1u8; 32]))
+    }
+
+    fn conn(server: &Arc<Server>, now: Instant) -> ClientConn {
+        let cid = server.next_cid();
+        let owner = Owner {
+            reactor: 0,
+            slot: cid as usize,
+        };
+        ClientConn::new(
+            server.clone(),
+            now,
+            "127.0.0.1:5000".parse().unwrap(),
+            owner,
+            cid,
+        )
+    }
+
+    fn drain(c: &ClientConn) -> String {
+        let mut b = BytesMut::new();
+        c.outbound().take(&mut b);
+        let n = b.len();
+        c.outbound().written(n);
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    fn send(c: &mut ClientConn, ctx: &mut Context, now: Instant, bytes: &str) -> String {
+        c.handle_bytes(now, ctx, bytes.as_bytes());
+        drain(c)
+    }
+
+    const QUIET: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true}\r\n";
+
+    #[test]
+    fn info_first_then_verbose_connect_gets_ok() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut c = conn(&s, now);
+        let info = drain(&c);
+        assert!(info.starts_with("INFO {\"server_id\":\"N"), "{info}");
+        // nats-server 2.9.10 ends INFO with a space before CRLF.
+        assert!(info.ends_with("} \r\n"), "{info}");
+        assert!(info.contains("\"headers\":true"));
+        assert!(!info.contains("auth_required"));
+        assert_eq!(
+            send(&mut c, &mut ctx, now, "CONNECT {\"verbose\":true}\r\n"),
+            "+OK\r\n"
+        );
+        assert_eq!(send(&mut c, &mut ctx, now, "PING\r\n"), "PONG\r\n");
+    }
+
+    #[test]
+    fn publish_reaches_subscriber_and_wakes_it_once() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = conn(&s, now);
+        let mut b = conn(&s, now);
+        drain(&a);
+        drain(&b);
+        send(&mut a, &mut ctx, now, QUIET);
+        send(&mut b, &mut ctx, now, QUIET);
+        assert_eq!(send(&mut a, &mut ctx, now, "SUB foo.* 1\r\n"), "");
+        ctx.wakes.clear();
+        b.handle_bytes(
+            now,
+            &mut ctx,
+            b"PUB foo.bar r 5\r\nhello\r\nPUB foo.baz 0\r\n\r\n",
+        );
+        assert_eq!(ctx.wakes.len(), 1, "one wake per batch, not per message");
+        assert_eq!(ctx.wakes[0].cid(), a.cid());
+        assert_eq!(
+            drain(&a),
+            "MSG foo.bar 1 r 5\r\nhello\r\nMSG foo.baz 1 0\r\n\r\n"
+        );
+        assert_eq!(b.in_counts(), (2, 5));
+    }
+
+    #[test]
+    fn queue_group_delivers_each_message_to_exactly_one_member() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(7);
+        let mut members: Vec<_> = (0..3).map(|_| conn(&s, now)).collect();
+        for (i, m) in members.iter_mut().enumerate() {
+            send(m, &mut ctx, now, QUIET);
+            send(m, &mut ctx, now, &format!("SUB q.> workers {i}\r\n"));
+        }
+        let mut p = conn(&s, now);
+        send(&mut p, &mut ctx, now, QUIET);
+        for _ in 0..300 {
+            p.handle_bytes(now, &mut ctx, b"PUB q.x 1\r\nx\r\n");
+        }
+        let counts: Vec<usize> = members
+            .iter()
+            .map(|m| drain(m).matches("MSG").count())
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 300);
+        assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+    }
+
+    #[test]
+    fn wrong_token_is_an_authorization_violation() {
+        let s = server(Options {
+            token: Some("secret".into()),
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut c = conn(&s, now);
+        assert!(drain(&c).contains("\"auth_required\":true"));
+        let out = send(
+            &mut c,
+            &mut ctx,
+            now,
+            "CONNECT {\"auth_token\":\"nope\"}\r\n",
+        );
+        assert_eq!(out, "-ERR 'Authorization Violation'\r\n");
+        assert_eq!(
+            c.poll_output(),
+            Some(Output::Close(CloseReason::AuthenticationViolation))
+        );
+        let mut ok = conn(&s, now);
+        drain(&ok);
+        let out = send(
+            &mut ok,
+            &mut ctx,
+            now,
+            "CONNECT {\"auth_token\":\"secret\",\"verbose\":false}\r\nPING\r\n",
+        );
+        assert_eq!(out, "PONG\r\n");
+    }
+
+    #[test]
+    fn ping_before_connect_on_auth_server_is_a_violation() {
+        let s = server(Options {
+            user: Some("a".into()),
+            pass: Some("b".into()),
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut c = conn(&s, now);
+        drain(&c);
+        assert_eq!(
+            send(&mut c, &mut ctx, now, "PING\r\n"),
+            "-ERR 'Authorization Violation'\r\n"
+        );
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn no_connect_within_auth_timeout_closes() {
+        let s = server(Options {
+            token: Some("t".into()),
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut c = conn(&s, now);
+        drain(&c);
+        let t = c.poll_timeout().unwrap();
+        assert_eq!(t, now + Duration::from_secs(2));
+        c.handle_timeout(t);
+        assert_eq!(drain(&c), "-ERR 'Authentication Timeout'\r\n");
+        assert_eq!(
+            c.poll_output(),
+            Some(Output::Close(CloseReason::AuthenticationTimeout))
+        );
+    }
+
+    #[test]
+    fn unanswered_pings_make_a_stale_connection() {
+        let s = server(Options {
+            ping_interval: Duration::from_secs(1),
+            ping_max: 2,
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut c = conn(&s, now);
+        drain(&c);
+        let mut seen = String::new();
+        for _ in 0..3 {
+            let t = c.poll_timeout().unwrap();
+            c.handle_timeout(t);
+            seen.push_str(&drain(&c));
+        }
+        assert_eq!(seen, "PING\r\nPING\r\n-ERR 'Stale Connection'\r\n");
+        assert_eq!(
+            c.poll_output(),
+            Some(Output::Close(CloseReason::StaleConnection))
+        );
+    }
+
+    #[test]
+    fn slow_consumer_is_cut_off_and_publisher_keeps_going() {
+        let s = server(Options {
+            max_pending: 4096,
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut slow = conn(&s, now);
+        send(&mut slow, &mut ctx, now, QUIET);
+        send(&mut slow, &mut ctx, now, "SUB big 1\r\n");
+        let mut p = conn(&s, now);
+        send(&mut p, &mut ctx, now, QUIET);
+        let payload = "x".repeat(1000);
+        for _ in 0..10 {
+            p.handle_bytes(
+                now,
+                &mut ctx,
+                format!("PUB big 1000\r\n{payload}\r\n").as_bytes(),
+            );
+        }
+        assert_eq!(
+            slow.outbound().closed(),
+            Some(CloseReason::SlowConsumerPendingBytes)
+        );
+        assert!(!p.is_closed());
+        assert_eq!(send(&mut p, &mut ctx, now, "PING\r\n"), "PONG\r\n");
+        assert_eq!(s.stats.slow_consumers.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn unsub_with_max_stops_after_that_many() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = conn(&s, now);
+        send(&mut a, &mut ctx, now, QUIET);
+        send(&mut a, &mut ctx, now, "SUB foo 9\r\nUNSUB 9 2\r\n");
+        for _ in 0..5 {
+            a.handle_bytes(now, &mut ctx, b"PUB foo 1\r\nx\r\n");
+        }
+        assert_eq!(drain(&a).matches("MSG foo 9 1").count(), 2);
+        assert_eq!(s.global.sublist.count(), 0);
+    }
+
+    #[test]
+    fn request_without_responders_gets_503() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = conn(&s, now);
+        send(&mut a, &mut ctx, now, QUIET);
+        let out = send(
+            &mut a,
+            &mut ctx,
+            now,
+            "SUB _INBOX.x 1\r\nPUB nobody _INBOX.x 0\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "HMSG _INBOX.x 1 38 38\r\nNATS/1.0 503\r\nNats-Subject: nobody\r\n\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn echo_off_skips_own_messages() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = conn(&s, now);
+        drain(&a);
+        send(
+            &mut a,
+            &mut ctx,
+            now,
+            "CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB e 1\r\n",
+        );
+        assert_eq!(
+            send(&mut a, &mut ctx, now, "PUB e 1\r\nx\r\nPING\r\n"),
+            "PONG\r\n"
+        );
+    }
+
+    #[test]
+    fn close_removes_subscriptions() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = conn(&s, now);
+        send(&mut a, &mut ctx, now, QUIET);
+        send(&mut a, &mut ctx, now, "SUB a 1\r\nSUB b 2\r\nSUB c q 3\r\n");
+        assert_eq!(s.global.sublist.count(), 3);
+        a.close(CloseReason::ClientClosed);
+        assert_eq!(s.global.sublist.count(), 0);
+        assert_eq!(s.stats.connections.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn hpub_to_subscriber_without_headers_arrives_as_msg() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut plain = conn(&s, now);
+        drain(&plain);
+        send(
+            &mut plain,
+            &mut ctx,
+            now,
+            "CONNECT {\"verbose\":false}\r\nSUB h 1\r\n",
+        );
+        let mut p = conn(&s, now);
+        send(&mut p, &mut ctx, now, QUIET);
+        p.handle_bytes(now, &mut ctx, b"HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
+        assert_eq!(drain(&plain), "MSG h 1 2\r\nhi\r\n");
+    }
 }

@@ -14,7 +14,6 @@ pub const COMPAT_VERSION: &str = "2.9.0";
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// An account: an isolated subject namespace.
-#[derive(Debug)]
 pub struct Account {
     /// Account name (`$G` for the global account).
     pub name: String,
@@ -48,7 +47,6 @@ pub struct ServerStats {
 }
 
 /// One server's shared state.
-#[derive(Debug)]
 pub struct Server {
     opts: Options,
     server_id: String,

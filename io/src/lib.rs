@@ -137,7 +137,11 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, waker: Arc<Waker>) -> io::Result<(
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let name = if sig == SIGINT { "interrupt" } else { "terminated" };
+                let name = if sig == SIGINT {
+                    "interrupt"
+                } else {
+                    "terminated"
+                };
                 log::debug!("Trapped \"{name}\" signal");
                 stop.store(true, Ordering::Release);
                 if let Err(e) = waker.wake() {

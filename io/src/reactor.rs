@@ -308,8 +308,7 @@ impl Reactor {
                 continue;
             }
             c.scheduled = None;
-            if c
-                .write_blocked_since
+            if c.write_blocked_since
                 .is_some_and(|since| now >= since + write_deadline)
             {
                 log::info!(
