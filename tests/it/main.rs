@@ -1,3 +1,69 @@
 //! natsd integration tests: one binary, a module per area (STYLE.md section 6).
+//!
+//! Every test starts its own server (natsd by default; `NATSD_BIN` picks another binary, e.g.
+//! `/usr/sbin/nats-server` to check the tests themselves) and bounds every wait.
 
 mod differential;
+mod harness;
+mod limits;
+mod pubsub;
+mod reconnect;
+
+use std::time::Duration;
+
+use async_nats::{Message, Subscriber};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+
+/// Upper bound for any single wait in a behaviour test.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Connects an async-nats client, bounded by [`WAIT`].
+pub async fn connect(url: &str) -> async_nats::Client {
+    tokio::time::timeout(WAIT, async_nats::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Flushes the client's write buffer, bounded by [`WAIT`]. In async-nats 0.51 this is not a
+/// server round trip; use [`round_trip`] to know the server has processed earlier commands.
+pub async fn flush(client: &async_nats::Client) {
+    tokio::time::timeout(WAIT, client.flush())
+        .await
+        .expect("flush timed out")
+        .expect("flush");
+}
+
+/// A round trip through the server on this client's connection: subscribes to a fresh inbox,
+/// publishes to it and waits for the message. Afterwards the server has processed every earlier
+/// command of this client, and every message it sent this client before has been dispatched to
+/// its subscription. Needs echo on.
+pub async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client.publish(inbox, Bytes::new()).await.expect("publish");
+    flush(client).await;
+    next_msg(&mut sub).await;
+    sub.unsubscribe().await.expect("unsubscribe");
+}
+
+/// The subscription's next message, bounded by [`WAIT`].
+pub async fn next_msg(sub: &mut Subscriber) -> Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no message within the timeout")
+        .expect("subscription ended")
+}
+
+/// Messages already delivered to the subscription, without waiting. Call it after a
+/// [`round_trip`] on the subscriber's connection.
+pub fn drain_ready(sub: &mut Subscriber) -> Vec<Message> {
+    let mut out = Vec::new();
+    // `unconstrained`: tokio's cooperative budget would otherwise report Pending after ~128
+    // ready messages.
+    while let Some(Some(msg)) = tokio::task::unconstrained(sub.next()).now_or_never() {
+        out.push(msg);
+    }
+    out
+}
