@@ -776,3 +776,539 @@ fn unquote(mut text: Bytes) -> Bytes {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expected behaviour comes from nats-server 2.9.10 driven black-box
+    //! (raw TCP, this machine) unless a test says otherwise.
+    use super::*;
+    use proptest::prelude::*;
+
+    type Outcome<T> = (Vec<T>, Option<ParseError>);
+
+    fn client_chunked(data: &[u8], chunk: usize, limits: Limits) -> Outcome<ClientOp> {
+        let mut p = ClientOpParser::new(limits);
+        let mut buf = BytesMut::new();
+        let mut ops = Vec::new();
+        for piece in data.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match p.parse(&mut buf) {
+                    Ok(Some(op)) => ops.push(op),
+                    Ok(None) => break,
+                    Err(e) => return (ops, Some(e)),
+                }
+            }
+        }
+        (ops, None)
+    }
+
+    fn client(data: &[u8]) -> Outcome<ClientOp> {
+        client_chunked(data, data.len(), Limits::default())
+    }
+
+    fn server_chunked(data: &[u8], chunk: usize, limits: Limits) -> Outcome<ServerOp> {
+        let mut p = ServerOpParser::new(limits);
+        let mut buf = BytesMut::new();
+        let mut ops = Vec::new();
+        for piece in data.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match p.parse(&mut buf) {
+                    Ok(Some(op)) => ops.push(op),
+                    Ok(None) => break,
+                    Err(e) => return (ops, Some(e)),
+                }
+            }
+        }
+        (ops, None)
+    }
+
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
+    fn publ(subject: &'static [u8], reply: Option<&'static [u8]>, payload: &'static [u8]) -> ClientOp {
+        ClientOp::Pub {
+            subject: b(subject),
+            reply: reply.map(b),
+            payload: b(payload),
+        }
+    }
+
+    fn sub(subject: &'static [u8], queue: Option<&'static [u8]>, sid: &'static [u8]) -> ClientOp {
+        ClientOp::Sub {
+            subject: b(subject),
+            queue: queue.map(b),
+            sid: b(sid),
+        }
+    }
+
+    /// Input that parses without error, and the ops it gives.
+    fn client_ok_table() -> Vec<(&'static [u8], Vec<ClientOp>)> {
+        vec![
+            (b"PUB foo 2\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
+            (b"pub foo bar 2\r\nhi\r\n", vec![publ(b"foo", Some(b"bar"), b"hi")]),
+            (b"PuB\tfoo\t \t2\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
+            (b"PUB  foo 1\r\nx\r\n", vec![publ(b"foo", None, b"x")]),
+            (b"PUB foo 2 \r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
+            // A bare LF ends a control line (not a payload).
+            (b"PUB foo 2\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
+            (b"PUB foo 02\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
+            (b"PUB foo 0\r\n\r\n", vec![publ(b"foo", None, b"")]),
+            (b"PUB foo 4\r\n\r\n\r\n\r\n", vec![publ(b"foo", None, b"\r\n\r\n")]),
+            (
+                b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+                vec![ClientOp::HPub {
+                    subject: b(b"foo"),
+                    reply: None,
+                    headers: b(b"NATS/1.0\r\n\r\n"),
+                    payload: b(b"hi"),
+                }],
+            ),
+            (
+                b"hpub foo rep 12 12\r\nNATS/1.0\r\n\r\n\r\n",
+                vec![ClientOp::HPub {
+                    subject: b(b"foo"),
+                    reply: Some(b(b"rep")),
+                    headers: b(b"NATS/1.0\r\n\r\n"),
+                    payload: b(b""),
+                }],
+            ),
+            (b"SUB foo 1\r\n", vec![sub(b"foo", None, b"1")]),
+            (b"SUB foo q 1\r\n", vec![sub(b"foo", Some(b"q"), b"1")]),
+            (b"sub foo  1\r\r\n", vec![sub(b"foo", None, b"1")]),
+            (b"SUB foo.* 1\n", vec![sub(b"foo.*", None, b"1")]),
+            (
+                b"UNSUB 1\r\n",
+                vec![ClientOp::Unsub {
+                    sid: b(b"1"),
+                    max: None,
+                }],
+            ),
+            (
+                b"UNSUB 1 5\r\n",
+                vec![ClientOp::Unsub {
+                    sid: b(b"1"),
+                    max: Some(5),
+                }],
+            ),
+            // A max that is not a size is ignored (+OK, connection kept).
+            (
+                b"UNSUB 1 x\r\n",
+                vec![ClientOp::Unsub {
+                    sid: b(b"1"),
+                    max: None,
+                }],
+            ),
+            (
+                b"CONNECT {\"verbose\":false}\r\n",
+                vec![ClientOp::Connect(b(b"{\"verbose\":false}"))],
+            ),
+            (b"CONNECT{}\r\n", vec![ClientOp::Connect(b(b"{}"))]),
+            (b"connect   {} \t\r\n", vec![ClientOp::Connect(b(b"{}"))]),
+            // Bad JSON is the engine's business (2.9.10 closes silently).
+            (b"CONNECT\r\n", vec![ClientOp::Connect(b(b""))]),
+            (b"PING\r\n", vec![ClientOp::Ping]),
+            (b"ping\n", vec![ClientOp::Ping]),
+            (b"PINGX\r\n", vec![ClientOp::Ping]),
+            (b"PING \r\n", vec![ClientOp::Ping]),
+            (b"PONGX\r\nPING\r\n", vec![ClientOp::Pong, ClientOp::Ping]),
+            // A client's +OK and INFO are ignored.
+            (b"+OK\r\n+OKX\r\nPING\r\n", vec![ClientOp::Ping]),
+            (b"INFO {}\r\nPING\r\n", vec![ClientOp::Ping]),
+            (
+                b"SUB foo 1\r\nPUB foo 2\r\nhi\r\nUNSUB 1\r\nPING\r\n",
+                vec![
+                    sub(b"foo", None, b"1"),
+                    publ(b"foo", None, b"hi"),
+                    ClientOp::Unsub {
+                        sid: b(b"1"),
+                        max: None,
+                    },
+                    ClientOp::Ping,
+                ],
+            ),
+        ]
+    }
+
+    /// Input that fails, the ops before the failure, and the error.
+    fn client_err_table() -> Vec<(&'static [u8], usize, ParseError)> {
+        use ParseError::*;
+        vec![
+            (b"XYZ\r\n", 0, UnknownOp),
+            (b"\r\nPING\r\n", 0, UnknownOp),
+            (b" PING\r\n", 0, UnknownOp),
+            (b"PUB\r\n", 0, UnknownOp),
+            (b"SUB\r\n", 0, UnknownOp),
+            (b"UNSUB\r\n", 0, UnknownOp),
+            (b"-ERR\r\n", 0, UnknownOp),
+            (b"MSG foo 1 2\r\nhi\r\n", 0, UnknownOp),
+            (b"HMSG foo 1 2 3\r\n", 0, UnknownOp),
+            (b"PING\r\nPUX", 1, UnknownOp),
+            (b"PUB foo 2\r\nhiX\r\n", 0, PayloadNotTerminated),
+            (b"PUB foo 2\r\nhi\nPING\r\n", 0, PayloadNotTerminated),
+            (b"PUB foo 2\r\nh\r\nPING\r\n", 0, PayloadNotTerminated),
+            (b"PUB foo 1\r\nx\r\n\r\nPING\r\n", 1, UnknownOp),
+            (b"PUB foo 1\r\nxy", 0, PayloadNotTerminated),
+            (b"PUB foo -1\r\n\r\n", 0, BadSize),
+            (b"PUB foo x\r\n\r\n", 0, BadSize),
+            (b"PUB foo +2\r\nhi\r\n", 0, BadSize),
+            (b"PUB foo 99999999999999999999\r\n", 0, BadSize),
+            (b"PUB foo 2\r\r\nhi\r\n", 0, BadSize),
+            (b"PUB foo\r\n\r\n", 0, MsgArgs),
+            (b"PUB \r\n", 0, MsgArgs),
+            (b"PUB foo\r 2\nhi\r\n", 0, MsgArgs),
+            (b"PUB foo a b 1\r\nx\r\n", 0, MsgArgs),
+            (b"HPUB foo 12\r\n", 0, MsgArgs),
+            (b"HPUB foo 1 2 3 4\r\nab\r\n", 0, MsgArgs),
+            (b"HPUB foo x 2\r\nab\r\n", 0, BadHeaderSize),
+            (b"HPUB foo 2 x\r\nab\r\n", 0, BadSize),
+            (b"HPUB foo 14 12\r\nNATS/1.0\r\n\r\nhi\r\n", 0, HeaderSizeTooLarge),
+            (b"PUB foo 2000000\r\n", 0, MaxPayload),
+            (b"HPUB foo 2000000 2000000\r\n", 0, MaxPayload),
+            (b"SUB foo\r\nPING\r\n", 0, SubArgs),
+            (b"SUB foo q 1 x\r\nPING\r\n", 0, SubArgs),
+            (b"UNSUB \r\nPING\r\n", 0, UnsubArgs),
+            (b"UNSUB 1 2 3\r\nPING\r\n", 0, UnsubArgs),
+            (b"-ERR foo\r\nPING\r\n", 0, PeerErr),
+            (b"-ERR \r\nPING\r\n", 0, PeerErr),
+            (b"INFO {bad\r\nPING\r\n", 0, BadInfo),
+            (b"INFO\r\nPING\r\n", 0, BadInfo),
+        ]
+    }
+
+    #[test]
+    fn client_ops_table() {
+        for (input, want) in client_ok_table() {
+            assert_eq!(client(input), (want, None), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn client_errors_table() {
+        for (input, n_ops, want) in client_err_table() {
+            let (ops, err) = client(input);
+            assert_eq!(ops.len(), n_ops, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(err, Some(want), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn client_error_texts_match_nats_server() {
+        // Observed: -ERR before the close for these, a silent close otherwise.
+        use ParseError::*;
+        let unknown = Some("Unknown Protocol Operation");
+        assert_eq!(UnknownOp.client_error(), unknown);
+        assert_eq!(PayloadNotTerminated.client_error(), unknown);
+        assert_eq!(MaxControlLine.client_error(), Some("maximum control line exceeded"));
+        assert_eq!(MaxPayload.client_error(), Some("Maximum Payload Violation"));
+        for silent in [
+            MsgArgs,
+            BadSize,
+            BadHeaderSize,
+            HeaderSizeTooLarge,
+            SubArgs,
+            UnsubArgs,
+            BadInfo,
+            PeerErr,
+        ] {
+            assert_eq!(silent.client_error(), None, "{silent:?}");
+        }
+    }
+
+    /// Every table stream, cut at every position and fed a byte at a time,
+    /// gives the same ops and error as one buffer (STYLE: split at any byte).
+    #[test]
+    fn split_at_every_position_gives_same_ops() {
+        let mut streams: Vec<Vec<u8>> = client_ok_table().iter().map(|(i, _)| i.to_vec()).collect();
+        streams.extend(client_err_table().iter().map(|(i, _, _)| i.to_vec()));
+        streams.push(client_ok_table().iter().flat_map(|(i, _)| i.to_vec()).collect());
+        for s in &streams {
+            let whole = client(s);
+            assert_eq!(client_chunked(s, 1, Limits::default()), whole, "bytewise {s:?}");
+            for cut in 0..=s.len() {
+                let mut p = ClientOpParser::default();
+                let mut buf = BytesMut::from(&s[..cut]);
+                let mut ops = Vec::new();
+                let mut err = None;
+                'outer: for next in [&s[cut..], &[][..]] {
+                    loop {
+                        match p.parse(&mut buf) {
+                            Ok(Some(op)) => ops.push(op),
+                            Ok(None) => break,
+                            Err(e) => {
+                                err = Some(e);
+                                break 'outer;
+                            }
+                        }
+                    }
+                    buf.extend_from_slice(next);
+                }
+                assert_eq!((ops, err), whole, "cut {cut} of {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn payload_and_args_are_slices_of_the_read_buffer() {
+        let mut buf = BytesMut::from(&b"PUB foo bar 5\r\nhello\r\n"[..]);
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let Some(ClientOp::Pub {
+            subject,
+            reply,
+            payload,
+        }) = ClientOpParser::default().parse(&mut buf).unwrap()
+        else {
+            panic!("expected PUB");
+        };
+        let reply = reply.unwrap();
+        for part in [&subject, &reply, &payload] {
+            assert!(range.contains(&(part.as_ptr() as usize)), "{part:?} was copied");
+        }
+        assert_eq!(&payload[..], b"hello");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn control_line_limit_counts_arguments_only() {
+        // nats-server: `SUB <4094 x a> 1` (4096 argument bytes) passes, one more fails;
+        // the op name and the blanks after it do not count.
+        let ok = [&b"SUB    "[..], &[b'a'; 4094], b" 1\r\n"].concat();
+        assert_eq!(client(&ok).1, None);
+        let bad = [&b"SUB "[..], &[b'a'; 4095], b" 1\r\n"].concat();
+        assert_eq!(client(&bad).1, Some(ParseError::MaxControlLine));
+        // CONNECT is limited too.
+        let connect = [&b"CONNECT {\"name\":\""[..], &[b'a'; 5000], b"\"}\r\n"].concat();
+        assert_eq!(client(&connect).1, Some(ParseError::MaxControlLine));
+    }
+
+    #[test]
+    fn control_line_limit_enforced_while_bytes_arrive() {
+        let limits = Limits {
+            max_control_line: 10,
+            max_payload: 100,
+        };
+        let mut p = ClientOpParser::new(limits);
+        let mut buf = BytesMut::from(&b"PUB "[..]);
+        // 11 argument bytes may still be 10 plus a CR; 12 cannot.
+        for _ in 0..11 {
+            buf.extend_from_slice(b"a");
+            assert_eq!(p.parse(&mut buf), Ok(None));
+        }
+        buf.extend_from_slice(b"a");
+        assert_eq!(p.parse(&mut buf), Err(ParseError::MaxControlLine));
+        // A run of blanks cannot grow without end either.
+        let mut p = ClientOpParser::new(limits);
+        let mut buf = BytesMut::from(&b"SUB "[..]);
+        buf.extend_from_slice(&[b' '; 10]);
+        assert_eq!(p.parse(&mut buf), Err(ParseError::MaxControlLine));
+    }
+
+    #[test]
+    fn max_payload_checked_when_line_arrives() {
+        let limits = Limits {
+            max_control_line: 4096,
+            max_payload: 4096,
+        };
+        let mut p = ClientOpParser::new(limits);
+        let mut buf = BytesMut::from(&b"PUB foo 4096\r\n"[..]);
+        assert_eq!(p.parse(&mut buf), Ok(None));
+        let mut p = ClientOpParser::new(limits);
+        let mut buf = BytesMut::from(&b"PUB foo 4097\r\n"[..]);
+        assert_eq!(p.parse(&mut buf), Err(ParseError::MaxPayload));
+        // HPUB: the total counts.
+        let mut buf = BytesMut::from(&b"HPUB foo 10 4097\r\n"[..]);
+        assert_eq!(ClientOpParser::new(limits).parse(&mut buf), Err(ParseError::MaxPayload));
+        // 1 MiB exactly is accepted by default, as nats-server.
+        let mut buf = BytesMut::from(&b"PUB foo 1048576\r\n"[..]);
+        assert_eq!(ClientOpParser::default().parse(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn ping_tail_is_dropped_not_buffered() {
+        // nats-server ignores anything between PING and LF, with no limit.
+        let mut p = ClientOpParser::default();
+        let mut buf = BytesMut::from(&b"PING"[..]);
+        for _ in 0..10 {
+            buf.extend_from_slice(&[b'x'; 1000]);
+            assert_eq!(p.parse(&mut buf), Ok(None));
+            assert!(buf.is_empty());
+        }
+        buf.extend_from_slice(b"\r\nPONG\r\n");
+        assert_eq!(p.parse(&mut buf), Ok(Some(ClientOp::Ping)));
+        assert_eq!(p.parse(&mut buf), Ok(Some(ClientOp::Pong)));
+    }
+
+    #[test]
+    fn set_limits_applies_to_next_line() {
+        let mut p = ClientOpParser::default();
+        p.set_limits(Limits {
+            max_control_line: 4096,
+            max_payload: 1,
+        });
+        assert_eq!(p.limits().max_payload, 1);
+        let mut buf = BytesMut::from(&b"PUB foo 2\r\n"[..]);
+        assert_eq!(p.parse(&mut buf), Err(ParseError::MaxPayload));
+    }
+
+    #[test]
+    fn server_ops_table() {
+        let input: &[u8] = b"INFO {\"a\":1} \r\n+OK\r\nMSG foo 1 2\r\nhi\r\nmsg foo 1 bar 0\r\n\r\n\
+HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operation'\r\n\
+-ERR bare\r\nPING\r\nPONG\r\n";
+        let want = vec![
+            ServerOp::Info(b(b"{\"a\":1}")),
+            ServerOp::Ok,
+            ServerOp::Msg {
+                subject: b(b"foo"),
+                sid: b(b"1"),
+                reply: None,
+                payload: b(b"hi"),
+            },
+            ServerOp::Msg {
+                subject: b(b"foo"),
+                sid: b(b"1"),
+                reply: Some(b(b"bar")),
+                payload: b(b""),
+            },
+            ServerOp::HMsg {
+                subject: b(b"_INBOX.x"),
+                sid: b(b"1"),
+                reply: None,
+                headers: b(b"NATS/1.0 503\r\n\r\n"),
+                payload: b(b""),
+            },
+            ServerOp::Err(b(b"Unknown Protocol Operation")),
+            ServerOp::Err(b(b"bare")),
+            ServerOp::Ping,
+            ServerOp::Pong,
+        ];
+        let whole = server_chunked(input, input.len(), Limits::default());
+        assert_eq!(whole, (want, None));
+        for chunk in 1..input.len() {
+            assert_eq!(server_chunked(input, chunk, Limits::default()), whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn server_parser_rejects_client_ops() {
+        for input in [&b"PUB foo 1\r\nx\r\n"[..], b"SUB foo 1\r\n", b"CONNECT {}\r\n"] {
+            let got = server_chunked(input, input.len(), Limits::default());
+            assert_eq!(got, (vec![], Some(ParseError::UnknownOp)));
+        }
+        let got = server_chunked(b"MSG foo 1\r\n", 64, Limits::default());
+        assert_eq!(got.1, Some(ParseError::MsgArgs));
+    }
+
+    #[test]
+    fn sizes_follow_parse_size() {
+        // nats-server `parseSize`: 1..=9 digits, nothing else.
+        assert_eq!(parse_size(b"0"), Some(0));
+        assert_eq!(parse_size(b"000000001"), Some(1));
+        assert_eq!(parse_size(b"999999999"), Some(999_999_999));
+        assert_eq!(parse_size(b"1000000000"), None);
+        assert_eq!(parse_size(b""), None);
+        assert_eq!(parse_size(b"-1"), None);
+        assert_eq!(parse_size(b"1a"), None);
+    }
+
+    fn token() -> impl Strategy<Value = Bytes> {
+        "[a-zA-Z0-9._*>$-]{1,16}".prop_map(Bytes::from)
+    }
+
+    fn payload() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+    }
+
+    fn client_op() -> impl Strategy<Value = ClientOp> {
+        prop_oneof![
+            "\\{[a-z\":,0-9 ]{0,24}\\}".prop_map(|j| ClientOp::Connect(Bytes::from(j))),
+            (token(), proptest::option::of(token()), payload())
+                .prop_map(|(subject, reply, payload)| ClientOp::Pub { subject, reply, payload }),
+            (token(), proptest::option::of(token()), payload(), payload()).prop_map(
+                |(subject, reply, headers, payload)| ClientOp::HPub {
+                    subject,
+                    reply,
+                    headers,
+                    payload
+                }
+            ),
+            (token(), proptest::option::of(token()), token())
+                .prop_map(|(subject, queue, sid)| ClientOp::Sub { subject, queue, sid }),
+            (token(), proptest::option::of(0u64..=999_999_999))
+                .prop_map(|(sid, max)| ClientOp::Unsub { sid, max }),
+            Just(ClientOp::Ping),
+            Just(ClientOp::Pong),
+        ]
+    }
+
+    fn server_op() -> impl Strategy<Value = ServerOp> {
+        prop_oneof![
+            "\\{[a-z\":,0-9 ]{0,24}\\}".prop_map(|j| ServerOp::Info(Bytes::from(j))),
+            (token(), token(), proptest::option::of(token()), payload()).prop_map(
+                |(subject, sid, reply, payload)| ServerOp::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    payload
+                }
+            ),
+            (token(), token(), proptest::option::of(token()), payload(), payload()).prop_map(
+                |(subject, sid, reply, headers, payload)| ServerOp::HMsg {
+                    subject,
+                    sid,
+                    reply,
+                    headers,
+                    payload
+                }
+            ),
+            Just(ServerOp::Ok),
+            "[ -&(-~]{0,32}".prop_map(|t| ServerOp::Err(Bytes::from(t))),
+            Just(ServerOp::Ping),
+            Just(ServerOp::Pong),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn client_ops_round_trip(ops in proptest::collection::vec(client_op(), 0..16), chunk in 1usize..40) {
+            let mut wire = BytesMut::new();
+            for op in &ops {
+                crate::encode::client_op(&mut wire, op);
+            }
+            prop_assert_eq!(client(&wire), (ops.clone(), None));
+            prop_assert_eq!(client_chunked(&wire, chunk, Limits::default()), (ops, None));
+        }
+
+        #[test]
+        fn server_ops_round_trip(ops in proptest::collection::vec(server_op(), 0..16), chunk in 1usize..40) {
+            let mut wire = BytesMut::new();
+            for op in &ops {
+                crate::encode::server_op(&mut wire, op);
+            }
+            let whole = server_chunked(&wire, wire.len(), Limits::default());
+            prop_assert_eq!(&whole, &(ops, None));
+            prop_assert_eq!(server_chunked(&wire, chunk, Limits::default()), whole);
+        }
+
+        #[test]
+        fn arbitrary_bytes_parse_the_same_in_chunks(data in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b' '), Just(b'P'), Just(b'U'), Just(b'B'), Just(b'1'), any::<u8>()],
+            0..200,
+        )) {
+            crate::fuzz_props::client_proto(&data);
+            crate::fuzz_props::client_proto_chunked(&data);
+        }
+    }
+
+    #[test]
+    fn fuzz_props_hold_on_table_inputs() {
+        for (input, _) in client_ok_table() {
+            crate::fuzz_props::client_proto(input);
+            for first in 0..64u8 {
+                crate::fuzz_props::client_proto_chunked(&[&[first][..], input].concat());
+            }
+        }
+    }
+}
