@@ -1,10 +1,10 @@
 //! nats-server's log lines on top of `log` and `env_logger`:
 //! `[pid] 2006/01/02 15:04:05.000000 [INF] message`.
 //!
-//! `-D` shows DBG, `-V` shows TRC (without DBG, as nats-server), `-T=false`
-//! drops the timestamp, `--logtime_utc` prints UTC instead of local time, and
-//! `-l file` appends to a file instead of stderr. `RUST_LOG`, when set,
-//! replaces the level choice.
+//! `-D` shows DBG and `-V` TRC (without DBG, as nats-server) for natsd's own
+//! crates; dependencies stay at INF. `-T=false` drops the timestamp,
+//! `--logtime_utc` prints UTC instead of local time, and `-l file` appends to
+//! a file instead of stderr. `RUST_LOG`, when set, replaces the level choice.
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -19,11 +19,17 @@ use natsd_engine::options::Options;
 /// `log::error!(target: logger::FATAL, "...")`.
 pub const FATAL: &str = "fatal";
 
+/// Target prefix of natsd's own crates (`natsd`, `natsd_io`, `natsd_engine`):
+/// `-D`/`-V` open their debug and trace lines, not those of dependencies.
+const OUR_CRATES: &str = "natsd";
+
 /// Install the global logger for these options.
 pub fn init(opts: &Options) -> Result<(), String> {
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level_filter(opts));
+    builder
+        .filter_level(LevelFilter::Info)
+        .filter_module(OUR_CRATES, level_filter(opts));
     if let Some(filters) = &rust_log {
         builder.parse_filters(filters);
     }
