@@ -62,7 +62,7 @@ impl SubValue for SubRef {
 }
 
 impl Subscription {
-    /// Messages delivered so far (counted only for subscriptions with a limit).
+    /// Messages delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
@@ -602,9 +602,11 @@ impl ClientConn {
         if !self.echo && sub.client.cid() == self.cid {
             return false;
         }
-        let max = sub.max.load(Ordering::Relaxed);
+        // Counted for every subscription: `UNSUB <sid> <max>` compares with
+        // what was already delivered.
+        let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+        let max = sub.max.load(Ordering::Acquire);
         if max > 0 {
-            let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
             if n > max {
                 return false;
             }
