@@ -320,3 +320,119 @@ pub fn no_responders(subject: Option<&[u8]>) -> Bytes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Block format from ADR-4; status forms as nats-server sends them
+    //! (`NATS/1.0 503`, `NATS/1.0 408 Request Timeout`).
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_plain_block() {
+        let h = parse(b"NATS/1.0\r\n\r\n").unwrap();
+        assert_eq!(h, HeaderMap::new());
+        assert_eq!(h.status(), None);
+    }
+
+    #[test]
+    fn parses_status_and_description() {
+        let h = parse(b"NATS/1.0 503\r\n\r\n").unwrap();
+        assert_eq!((h.status(), h.description()), (Some(503), None));
+        let h = parse(b"NATS/1.0 408 Request Timeout\r\n\r\n").unwrap();
+        assert_eq!(h.status(), Some(408));
+        assert_eq!(h.description(), Some(&b"Request Timeout"[..]));
+        let h = parse(b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 5\r\n\r\n").unwrap();
+        assert_eq!(h.get("Nats-Last-Consumer"), Some(&b"5"[..]));
+    }
+
+    #[test]
+    fn keeps_order_case_and_repeated_keys() {
+        let h = parse(b"NATS/1.0\r\nA: 1\r\nfoo-Bar:  x y \r\nA: 2\r\n\r\n").unwrap();
+        assert_eq!(h.get("A"), Some(&b"1"[..]));
+        assert_eq!(h.get_all("A").collect::<Vec<_>>(), vec![&b"1"[..], b"2"]);
+        assert_eq!(h.get("foo-Bar"), Some(&b"x y"[..]));
+        assert_eq!(h.get("Foo-Bar"), None);
+        assert_eq!(h.get_ignore_case("FOO-BAR"), Some(&b"x y"[..]));
+        let keys: Vec<_> = h.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![&b"A"[..], b"foo-Bar", b"A"]);
+    }
+
+    #[test]
+    fn rejects_malformed_blocks() {
+        assert_eq!(parse(b"HTTP/1.1\r\n\r\n"), Err(HeaderError::MissingVersion));
+        assert_eq!(parse(b""), Err(HeaderError::MissingVersion));
+        assert_eq!(parse(b"NATS/1.0 5x3\r\n\r\n"), Err(HeaderError::BadStatus));
+        assert_eq!(parse(b"NATS/1.0 5034\r\n\r\n"), Err(HeaderError::BadStatus));
+        assert_eq!(
+            parse(b"NATS/1.0\r\nNoColon\r\n\r\n"),
+            Err(HeaderError::BadLine)
+        );
+        assert_eq!(parse(b"NATS/1.0\r\n: v\r\n\r\n"), Err(HeaderError::BadLine));
+        assert_eq!(
+            parse(b"NATS/1.0\r\nA: 1\r\n"),
+            Err(HeaderError::Unterminated)
+        );
+    }
+
+    #[test]
+    fn encodes_exact_bytes() {
+        let mut h = HeaderMap::with_status(408, Some(b"Request Timeout"));
+        h.append("A", "1");
+        h.append("A", "2");
+        let bytes = h.to_bytes();
+        assert_eq!(
+            &bytes[..],
+            b"NATS/1.0 408 Request Timeout\r\nA: 1\r\nA: 2\r\n\r\n"
+        );
+        assert_eq!(bytes.len(), h.encoded_len());
+        assert_eq!(&HeaderMap::new().to_bytes()[..], b"NATS/1.0\r\n\r\n");
+    }
+
+    #[test]
+    fn insert_replaces_all_values_in_place() {
+        let mut h = HeaderMap::new();
+        h.append("A", "1");
+        h.append("B", "x");
+        h.append("A", "2");
+        h.insert("A", "3");
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            vec![(&b"A"[..], &b"3"[..]), (b"B", b"x")]
+        );
+        h.insert("C", "4");
+        assert_eq!(h.len(), 3);
+        assert!(h.remove("A"));
+        assert!(!h.remove("A"));
+    }
+
+    #[test]
+    fn no_responders_blocks() {
+        // 2.9.10 sends the bare status; 2.10+ add Nats-Subject.
+        assert_eq!(&no_responders(None)[..], b"NATS/1.0 503\r\n\r\n");
+        assert_eq!(
+            &no_responders(Some(b"foo.bar"))[..],
+            b"NATS/1.0 503\r\nNats-Subject: foo.bar\r\n\r\n"
+        );
+        let h = parse(&no_responders(Some(b"foo"))).unwrap();
+        assert_eq!(h.status(), Some(STATUS_NO_RESPONDERS));
+        assert_eq!(h.get(NATS_SUBJECT), Some(&b"foo"[..]));
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_parse_round_trips(
+            status in proptest::option::of((100u16..=999, proptest::option::of("[A-Za-z][A-Za-z ]{0,14}[a-z]"))),
+            entries in proptest::collection::vec(("[A-Za-z0-9-]{1,12}", "([!-~]([ !-~]{0,14}[!-~])?)?"), 0..8),
+        ) {
+            let mut h = HeaderMap::new();
+            if let Some((code, desc)) = &status {
+                h.set_status(*code, desc.as_deref().map(str::as_bytes));
+            }
+            for (k, v) in &entries {
+                h.append(k, v);
+            }
+            prop_assert_eq!(parse(&h.to_bytes()), Ok(h));
+        }
+    }
+}

@@ -277,3 +277,100 @@ impl ConnectInfo {
         serde_json::to_vec(self).expect("ConnectInfo always serialises")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// INFO bodies nats-server 2.9.10 sent on this machine (plain, and with
+    /// `--user/--pass`).
+    const INFO_2_9_10: &[&str] = &[
+        r#"{"server_id":"NDYJ23QD3EV3CNUS4CFM5WAL6GLO7SKWNNOVRNEE5EZ3BSVPWGTXJWKO","server_name":"NDYJ23QD3EV3CNUS4CFM5WAL6GLO7SKWNNOVRNEE5EZ3BSVPWGTXJWKO","version":"2.9.10","proto":1,"go":"go1.19.8","host":"127.0.0.1","port":14222,"headers":true,"max_payload":1048576,"client_id":90,"client_ip":"127.0.0.1"}"#,
+        r#"{"server_id":"NDZPP4EBCFFSKMVEZ76ZEP5XKBE2HIFT437FAGIG32P7CSQLCUJNT4LV","server_name":"NDZPP4EBCFFSKMVEZ76ZEP5XKBE2HIFT437FAGIG32P7CSQLCUJNT4LV","version":"2.9.10","proto":1,"go":"go1.19.8","host":"127.0.0.1","port":14223,"headers":true,"auth_required":true,"max_payload":1048576,"client_id":4,"client_ip":"127.0.0.1"}"#,
+    ];
+
+    #[test]
+    fn server_info_reserialises_byte_for_byte() {
+        for json in INFO_2_9_10 {
+            let info: ServerInfo = serde_json::from_str(json).unwrap();
+            assert_eq!(String::from_utf8(info.to_json()).unwrap(), *json);
+        }
+    }
+
+    #[test]
+    fn server_info_field_order_matches_go_struct() {
+        let info = ServerInfo {
+            server_id: "ID".into(),
+            server_name: "n".into(),
+            version: "2.9.0".into(),
+            proto: 1,
+            git_commit: "abc".into(),
+            go: "rustc".into(),
+            host: "0.0.0.0".into(),
+            port: 4222,
+            headers: true,
+            auth_required: true,
+            tls_required: true,
+            tls_verify: true,
+            tls_available: true,
+            max_payload: 1_048_576,
+            jetstream: true,
+            ip: "1.2.3.4".into(),
+            client_id: 5,
+            client_ip: "127.0.0.1".into(),
+            nonce: "N".into(),
+            cluster: "c".into(),
+            cluster_dynamic: true,
+            domain: "d".into(),
+            connect_urls: vec!["a:1".into()],
+            ws_connect_urls: vec!["b:2".into()],
+            ldm: true,
+            natsd: "0.1.0".into(),
+        };
+        let json = String::from_utf8(info.to_json()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"server_id":"ID","server_name":"n","version":"2.9.0","proto":1,"git_commit":"abc","go":"rustc","host":"0.0.0.0","port":4222,"headers":true,"auth_required":true,"tls_required":true,"tls_verify":true,"tls_available":true,"max_payload":1048576,"jetstream":true,"ip":"1.2.3.4","client_id":5,"client_ip":"127.0.0.1","nonce":"N","cluster":"c","cluster_dynamic":true,"domain":"d","connect_urls":["a:1"],"ws_connect_urls":["b:2"],"ldm":true,"natsd":"0.1.0"}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerInfo>(&json).unwrap(), info);
+    }
+
+    #[test]
+    fn connect_defaults_follow_go_default_opts() {
+        // nats-server `defaultOpts`: verbose, pedantic and echo are true.
+        let c = ConnectInfo::from_json(b"{}").unwrap();
+        assert!(c.verbose && c.pedantic && c.echo);
+        assert_eq!(c, ConnectInfo::default());
+        let c = ConnectInfo::from_json(br#"{"verbose":null,"name":null,"unknown":[1]}"#).unwrap();
+        assert!(c.verbose);
+        assert_eq!(c.name, "");
+    }
+
+    #[test]
+    fn connect_reads_client_fields() {
+        let json = br#"{"verbose":false,"pedantic":false,"tls_required":false,"name":"svc","lang":"rust","version":"0.51.0","protocol":1,"echo":false,"headers":true,"no_responders":true,"user":"a","pass":"b","auth_token":"t","jwt":"j","nkey":"k","sig":"s","account":"A","new_account":true}"#;
+        let c = ConnectInfo::from_json(json).unwrap();
+        assert!(!c.verbose && !c.pedantic && !c.echo);
+        assert!(c.headers && c.no_responders && c.new_account);
+        assert_eq!(
+            (c.user.as_str(), c.pass.as_str(), c.auth_token.as_str()),
+            ("a", "b", "t")
+        );
+        assert_eq!(
+            (c.jwt.as_str(), c.nkey.as_str(), c.sig.as_str()),
+            ("j", "k", "s")
+        );
+        assert_eq!(
+            (c.name.as_str(), c.lang.as_str(), c.version.as_str()),
+            ("svc", "rust", "0.51.0")
+        );
+        assert_eq!((c.protocol, c.account.as_str()), (1, "A"));
+        assert_eq!(ConnectInfo::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn connect_rejects_bad_json() {
+        assert!(ConnectInfo::from_json(b"{bad").is_err());
+        assert!(ConnectInfo::from_json(b"").is_err());
+    }
+}

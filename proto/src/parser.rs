@@ -828,7 +828,11 @@ mod tests {
         Bytes::from_static(s)
     }
 
-    fn publ(subject: &'static [u8], reply: Option<&'static [u8]>, payload: &'static [u8]) -> ClientOp {
+    fn publ(
+        subject: &'static [u8],
+        reply: Option<&'static [u8]>,
+        payload: &'static [u8],
+    ) -> ClientOp {
         ClientOp::Pub {
             subject: b(subject),
             reply: reply.map(b),
@@ -848,7 +852,10 @@ mod tests {
     fn client_ok_table() -> Vec<(&'static [u8], Vec<ClientOp>)> {
         vec![
             (b"PUB foo 2\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
-            (b"pub foo bar 2\r\nhi\r\n", vec![publ(b"foo", Some(b"bar"), b"hi")]),
+            (
+                b"pub foo bar 2\r\nhi\r\n",
+                vec![publ(b"foo", Some(b"bar"), b"hi")],
+            ),
             (b"PuB\tfoo\t \t2\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
             (b"PUB  foo 1\r\nx\r\n", vec![publ(b"foo", None, b"x")]),
             (b"PUB foo 2 \r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
@@ -856,7 +863,10 @@ mod tests {
             (b"PUB foo 2\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
             (b"PUB foo 02\r\nhi\r\n", vec![publ(b"foo", None, b"hi")]),
             (b"PUB foo 0\r\n\r\n", vec![publ(b"foo", None, b"")]),
-            (b"PUB foo 4\r\n\r\n\r\n\r\n", vec![publ(b"foo", None, b"\r\n\r\n")]),
+            (
+                b"PUB foo 4\r\n\r\n\r\n\r\n",
+                vec![publ(b"foo", None, b"\r\n\r\n")],
+            ),
             (
                 b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
                 vec![ClientOp::HPub {
@@ -964,7 +974,11 @@ mod tests {
             (b"HPUB foo 1 2 3 4\r\nab\r\n", 0, MsgArgs),
             (b"HPUB foo x 2\r\nab\r\n", 0, BadHeaderSize),
             (b"HPUB foo 2 x\r\nab\r\n", 0, BadSize),
-            (b"HPUB foo 14 12\r\nNATS/1.0\r\n\r\nhi\r\n", 0, HeaderSizeTooLarge),
+            (
+                b"HPUB foo 14 12\r\nNATS/1.0\r\n\r\nhi\r\n",
+                0,
+                HeaderSizeTooLarge,
+            ),
             (b"PUB foo 2000000\r\n", 0, MaxPayload),
             (b"HPUB foo 2000000 2000000\r\n", 0, MaxPayload),
             (b"SUB foo\r\nPING\r\n", 0, SubArgs),
@@ -981,7 +995,12 @@ mod tests {
     #[test]
     fn client_ops_table() {
         for (input, want) in client_ok_table() {
-            assert_eq!(client(input), (want, None), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                client(input),
+                (want, None),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -1001,7 +1020,10 @@ mod tests {
         let unknown = Some("Unknown Protocol Operation");
         assert_eq!(UnknownOp.client_error(), unknown);
         assert_eq!(PayloadNotTerminated.client_error(), unknown);
-        assert_eq!(MaxControlLine.client_error(), Some("maximum control line exceeded"));
+        assert_eq!(
+            MaxControlLine.client_error(),
+            Some("maximum control line exceeded")
+        );
         assert_eq!(MaxPayload.client_error(), Some("Maximum Payload Violation"));
         for silent in [
             MsgArgs,
@@ -1023,10 +1045,19 @@ mod tests {
     fn split_at_every_position_gives_same_ops() {
         let mut streams: Vec<Vec<u8>> = client_ok_table().iter().map(|(i, _)| i.to_vec()).collect();
         streams.extend(client_err_table().iter().map(|(i, _, _)| i.to_vec()));
-        streams.push(client_ok_table().iter().flat_map(|(i, _)| i.to_vec()).collect());
+        streams.push(
+            client_ok_table()
+                .iter()
+                .flat_map(|(i, _)| i.to_vec())
+                .collect(),
+        );
         for s in &streams {
             let whole = client(s);
-            assert_eq!(client_chunked(s, 1, Limits::default()), whole, "bytewise {s:?}");
+            assert_eq!(
+                client_chunked(s, 1, Limits::default()),
+                whole,
+                "bytewise {s:?}"
+            );
             for cut in 0..=s.len() {
                 let mut p = ClientOpParser::default();
                 let mut buf = BytesMut::from(&s[..cut]);
@@ -1064,7 +1095,10 @@ mod tests {
         };
         let reply = reply.unwrap();
         for part in [&subject, &reply, &payload] {
-            assert!(range.contains(&(part.as_ptr() as usize)), "{part:?} was copied");
+            assert!(
+                range.contains(&(part.as_ptr() as usize)),
+                "{part:?} was copied"
+            );
         }
         assert_eq!(&payload[..], b"hello");
         assert!(buf.is_empty());
@@ -1119,7 +1153,10 @@ mod tests {
         assert_eq!(p.parse(&mut buf), Err(ParseError::MaxPayload));
         // HPUB: the total counts.
         let mut buf = BytesMut::from(&b"HPUB foo 10 4097\r\n"[..]);
-        assert_eq!(ClientOpParser::new(limits).parse(&mut buf), Err(ParseError::MaxPayload));
+        assert_eq!(
+            ClientOpParser::new(limits).parse(&mut buf),
+            Err(ParseError::MaxPayload)
+        );
         // 1 MiB exactly is accepted by default, as nats-server.
         let mut buf = BytesMut::from(&b"PUB foo 1048576\r\n"[..]);
         assert_eq!(ClientOpParser::default().parse(&mut buf), Ok(None));
@@ -1154,7 +1191,8 @@ mod tests {
 
     #[test]
     fn server_ops_table() {
-        let input: &[u8] = b"INFO {\"a\":1} \r\n+OK\r\nMSG foo 1 2\r\nhi\r\nmsg foo 1 bar 0\r\n\r\n\
+        let input: &[u8] =
+            b"INFO {\"a\":1} \r\n+OK\r\nMSG foo 1 2\r\nhi\r\nmsg foo 1 bar 0\r\n\r\n\
 HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operation'\r\n\
 -ERR bare\r\nPING\r\nPONG\r\n";
         let want = vec![
@@ -1187,13 +1225,21 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
         let whole = server_chunked(input, input.len(), Limits::default());
         assert_eq!(whole, (want, None));
         for chunk in 1..input.len() {
-            assert_eq!(server_chunked(input, chunk, Limits::default()), whole, "chunk {chunk}");
+            assert_eq!(
+                server_chunked(input, chunk, Limits::default()),
+                whole,
+                "chunk {chunk}"
+            );
         }
     }
 
     #[test]
     fn server_parser_rejects_client_ops() {
-        for input in [&b"PUB foo 1\r\nx\r\n"[..], b"SUB foo 1\r\n", b"CONNECT {}\r\n"] {
+        for input in [
+            &b"PUB foo 1\r\nx\r\n"[..],
+            b"SUB foo 1\r\n",
+            b"CONNECT {}\r\n",
+        ] {
             let got = server_chunked(input, input.len(), Limits::default());
             assert_eq!(got, (vec![], Some(ParseError::UnknownOp)));
         }
@@ -1224,8 +1270,13 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
     fn client_op() -> impl Strategy<Value = ClientOp> {
         prop_oneof![
             "\\{[a-z\":,0-9 ]{0,24}\\}".prop_map(|j| ClientOp::Connect(Bytes::from(j))),
-            (token(), proptest::option::of(token()), payload())
-                .prop_map(|(subject, reply, payload)| ClientOp::Pub { subject, reply, payload }),
+            (token(), proptest::option::of(token()), payload()).prop_map(
+                |(subject, reply, payload)| ClientOp::Pub {
+                    subject,
+                    reply,
+                    payload
+                }
+            ),
             (token(), proptest::option::of(token()), payload(), payload()).prop_map(
                 |(subject, reply, headers, payload)| ClientOp::HPub {
                     subject,
@@ -1234,8 +1285,13 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
                     payload
                 }
             ),
-            (token(), proptest::option::of(token()), token())
-                .prop_map(|(subject, queue, sid)| ClientOp::Sub { subject, queue, sid }),
+            (token(), proptest::option::of(token()), token()).prop_map(|(subject, queue, sid)| {
+                ClientOp::Sub {
+                    subject,
+                    queue,
+                    sid,
+                }
+            }),
             (token(), proptest::option::of(0u64..=999_999_999))
                 .prop_map(|(sid, max)| ClientOp::Unsub { sid, max }),
             Just(ClientOp::Ping),
@@ -1254,15 +1310,20 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
                     payload
                 }
             ),
-            (token(), token(), proptest::option::of(token()), payload(), payload()).prop_map(
-                |(subject, sid, reply, headers, payload)| ServerOp::HMsg {
+            (
+                token(),
+                token(),
+                proptest::option::of(token()),
+                payload(),
+                payload()
+            )
+                .prop_map(|(subject, sid, reply, headers, payload)| ServerOp::HMsg {
                     subject,
                     sid,
                     reply,
                     headers,
                     payload
-                }
-            ),
+                }),
             Just(ServerOp::Ok),
             "[ -&(-~]{0,32}".prop_map(|t| ServerOp::Err(Bytes::from(t))),
             Just(ServerOp::Ping),
