@@ -11,10 +11,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use natsd_engine::options::{Options, DEFAULT_PORT};
 
-/// The nats-server version natsd follows, for `-v`.
-const NATS_SERVER_VERSION: &str = "2.9.0";
-/// natsd's own version, for `-v`.
-const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+use natsd_engine::server::{COMPAT_VERSION as NATS_SERVER_VERSION, NATSD_VERSION};
 
 /// What a flag's value is, for Go-style parsing and validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,7 +623,7 @@ mod tests {
         assert_eq!(parse(["-v", "-h"]), Ok(Action::Version));
         assert_eq!(
             version(),
-            format!("natsd: v{NATSD_VERSION} (nats-server v2.9.0 compatible)")
+            format!("natsd: v{NATSD_VERSION} (nats-server v{NATS_SERVER_VERSION} compatible)")
         );
     }
 
