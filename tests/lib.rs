@@ -11,7 +11,7 @@
 //! are normalized, so transcripts from natsd and nats-server can be compared byte for byte.
 //!
 //! Environment:
-//! - `NATSD_BIN`: server binary under test (default: the newest of the workspace's
+//! - `NATSD_BIN`: server binary under test, relative to the workspace root (default: the newest of the workspace's
 //!   `target/release/natsd` and `target/debug/natsd`, also under `CARGO_TARGET_DIR`).
 //! - `NATSD_TEST_CONFIG=1`: the binary under test accepts `-c <file>` (always assumed for a
 //!   binary named `nats-server*`); tests that need a config file are skipped otherwise.
@@ -305,13 +305,14 @@ pub fn listening_port(log: &str) -> Option<u16> {
 }
 
 fn natsd_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NATSD_BIN") {
-        return PathBuf::from(bin);
-    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ sits in the workspace root")
         .to_path_buf();
+    if let Some(bin) = std::env::var_os("NATSD_BIN") {
+        // cargo runs tests in the package directory; a relative path means the workspace root.
+        return workspace.join(bin);
+    }
     let mut roots = vec![workspace.join("target")];
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         let t = PathBuf::from(t);
@@ -482,13 +483,21 @@ impl RawConn {
         got
     }
 
-    /// Sends `PING` and reads through the `PONG`; returns what came before the PONG.
+    /// Sends `PING` and reads through the `PONG` (within [`REPLY_TIMEOUT`]); returns what came
+    /// before the PONG, through [`normalize_stream`] (so a server-initiated PING is dropped).
+    /// Payloads sent before it must not contain `PONG\r\n`.
     pub fn ping_pong(&mut self) -> Vec<u8> {
+        self.ping_pong_within(REPLY_TIMEOUT)
+    }
+
+    /// [`RawConn::ping_pong`] with its own timeout, for steps the server may take long over.
+    pub fn ping_pong_within(&mut self, timeout: Duration) -> Vec<u8> {
         assert!(self.send(b"PING\r\n"), "write PING");
-        let got = self
-            .read_until(b"PONG\r\n", REPLY_TIMEOUT)
-            .unwrap_or_else(|got| panic!("no PONG; got {:?}", show(&got)));
-        got[..got.len() - 6].to_vec()
+        let mut got = self
+            .read_until(b"PONG\r\n", timeout)
+            .unwrap_or_else(|got| panic!("no PONG within {timeout:?}; got {:?}", show(&got)));
+        got.truncate(got.len() - 6);
+        normalize_stream(&got)
     }
 
     /// Stops writing; the server sees EOF.
