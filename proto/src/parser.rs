@@ -261,8 +261,14 @@ fn match_op(
     ops: &'static [(&'static [u8], Verb)],
     buf: &[u8],
 ) -> Result<Option<(Verb, usize)>, ParseError> {
-    let mut partial = buf.is_empty();
+    let mut partial = false;
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     for &(name, verb) in ops {
+        if !name[0].eq_ignore_ascii_case(&first) {
+            continue;
+        }
         let n = name.len().min(buf.len());
         if buf[..n].eq_ignore_ascii_case(&name[..n]) {
             if n == name.len() {
@@ -342,7 +348,16 @@ impl Args {
     }
 }
 
-fn msg_args(verb: Verb, arg: &Bytes, max_payload: usize) -> Result<Pending, ParseError> {
+/// Parses the arguments `line[start..end]` of a message op; the fields are
+/// slices of `line`.
+fn msg_args(
+    verb: Verb,
+    line: &Bytes,
+    start: usize,
+    end: usize,
+    max_payload: usize,
+) -> Result<Pending, ParseError> {
+    let arg = &line[start..end];
     let args = Args::split(arg, is_blank);
     // Leading fixed arguments (subject, and sid for MSG/HMSG) and trailing sizes.
     let (lead, sizes) = match verb {
@@ -372,14 +387,14 @@ fn msg_args(verb: Verb, arg: &Bytes, max_payload: usize) -> Result<Pending, Pars
     if total > max_payload {
         return Err(ParseError::MaxPayload);
     }
+    let slice = |i: usize| {
+        let (s, e) = args.spans[i];
+        line.slice(start + s..start + e)
+    };
     Ok(Pending {
-        subject: args.get(arg, 0),
-        sid: if lead == 2 {
-            args.get(arg, 1)
-        } else {
-            Bytes::new()
-        },
-        reply: with_reply.then(|| args.get(arg, lead)),
+        subject: slice(0),
+        sid: if lead == 2 { slice(1) } else { Bytes::new() },
+        reply: with_reply.then(|| slice(lead)),
         hdr,
         total,
     })
@@ -543,13 +558,14 @@ impl Core {
             return Err(ParseError::MaxControlLine);
         }
         let line = buf.split_to(nl + 1).freeze();
-        let arg = line.slice(start..end);
         self.state = State::default();
+        if matches!(verb, Verb::Pub | Verb::HPub | Verb::Msg | Verb::HMsg) {
+            let pending = msg_args(verb, &line, start, end, self.limits.max_payload)?;
+            self.state = State::Payload(pending);
+            return Ok(LineStep::Continue);
+        }
+        let arg = line.slice(start..end);
         Ok(match verb {
-            Verb::Pub | Verb::HPub | Verb::Msg | Verb::HMsg => {
-                self.state = State::Payload(msg_args(verb, &arg, self.limits.max_payload)?);
-                LineStep::Continue
-            }
             Verb::Connect | Verb::Info => LineStep::Frame(Frame::Line(verb, trim_end_blanks(arg))),
             _ => LineStep::Frame(Frame::Line(verb, arg)),
         })
