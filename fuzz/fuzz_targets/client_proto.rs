@@ -1,0 +1,9 @@
+//! Client protocol parser on arbitrary bytes: never panics, and the ops it
+//! yields re-encode and re-parse to the same ops.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    natsd_proto::fuzz_props::client_proto(data);
+});
