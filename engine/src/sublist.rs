@@ -9,7 +9,8 @@
 //! it. Writers serialise on a mutex, copy only the nodes on the path of the
 //! subject they change (`Arc::make_mut`), and publish a new snapshot with a
 //! bumped generation. Every node keeps its children and its subscriptions in
-//! persistent hash tries (`rpds::HashTrieMapSync`), so copying a node with a
+//! small vectors that turn into persistent hash tries
+//! (`rpds::HashTrieMapSync`) past 16 entries, so copying a node with a
 //! million children or a million subscriptions costs O(log n), and an insert
 //! or remove costs O(depth · log n) however many subscriptions exist.
 //!
@@ -25,8 +26,10 @@
 //! every matching node, so a group subscribed on both `foo.*` and `foo.bar`
 //! is one group for `foo.bar`, as in nats-server.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -65,36 +68,177 @@ impl fmt::Display for SublistError {
 
 impl std::error::Error for SublistError {}
 
-type SubMap<T> = HashTrieMapSync<u64, T>;
+/// Largest map kept as a plain vector. Most nodes have a handful of
+/// children and subscriptions: a short vector is smaller, faster to scan and
+/// faster to copy than a hash trie. Past this size a persistent hash trie
+/// keeps the copy cost at O(log n).
+const SMALL_MAX: usize = 16;
+
+/// A persistent map: a short vector while small, a hash trie when large.
+/// Cloning is O(`SMALL_MAX`) or O(1); changing a shared one copies at most
+/// O(`SMALL_MAX` + log n).
+enum PMap<K, V> {
+    Small(Vec<(K, V)>),
+    Large(HashTrieMapSync<K, V>),
+}
+
+impl<K: Clone, V: Clone> Clone for PMap<K, V>
+where
+    K: Eq + Hash,
+{
+    fn clone(&self) -> Self {
+        match self {
+            PMap::Small(v) => PMap::Small(v.clone()),
+            PMap::Large(m) => PMap::Large(m.clone()),
+        }
+    }
+}
+
+impl<K, V> Default for PMap<K, V> {
+    fn default() -> Self {
+        PMap::Small(Vec::new())
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> PMap<K, V> {
+    fn len(&self) -> usize {
+        match self {
+            PMap::Small(v) => v.len(),
+            PMap::Large(m) => m.size(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        match self {
+            PMap::Small(v) => v.iter().find(|(k, _)| k.borrow() == key).map(|(_, v)| v),
+            PMap::Large(m) => m.get(key),
+        }
+    }
+
+    fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        match self {
+            PMap::Small(v) => v
+                .iter_mut()
+                .find(|(k, _)| k.borrow() == key)
+                .map(|(_, v)| v),
+            PMap::Large(m) => m.get_mut(key),
+        }
+    }
+
+    /// Insert or replace; true if the key was new.
+    fn insert(&mut self, key: K, value: V) -> bool {
+        match self {
+            PMap::Small(v) => {
+                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == key) {
+                    slot.1 = value;
+                    return false;
+                }
+                if v.len() < SMALL_MAX {
+                    v.push((key, value));
+                } else {
+                    let mut m = HashTrieMapSync::new_sync();
+                    for (k, val) in v.drain(..) {
+                        m.insert_mut(k, val);
+                    }
+                    m.insert_mut(key, value);
+                    *self = PMap::Large(m);
+                }
+                true
+            }
+            PMap::Large(m) => {
+                let new = !m.contains_key(&key);
+                m.insert_mut(key, value);
+                new
+            }
+        }
+    }
+
+    /// Remove; true if the key was present.
+    fn remove<Q>(&mut self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        match self {
+            PMap::Small(v) => match v.iter().position(|(k, _)| k.borrow() == key) {
+                Some(i) => {
+                    v.swap_remove(i);
+                    true
+                }
+                None => false,
+            },
+            PMap::Large(m) => {
+                let removed = m.remove_mut(key);
+                // Shrink back with hysteresis, so a size near the limit
+                // does not flip representation on every change.
+                if m.size() <= SMALL_MAX / 2 {
+                    let v = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    *self = PMap::Small(v);
+                }
+                removed
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let (small, large) = match self {
+            PMap::Small(v) => (Some(v.iter().map(|(k, v)| (k, v))), None),
+            PMap::Large(m) => (None, Some(m.iter())),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+}
+
+/// Subscriptions by key.
+type SubSet<T> = PMap<u64, T>;
 
 /// `for_each` callback: subject, queue, value.
 type Visitor<'a, T> = dyn FnMut(&[u8], Option<&[u8]>, &T) + 'a;
 
 /// One trie node: the subscriptions whose subject ends here, and the next
-/// level. Empty maps are `None`, so a leaf costs one small allocation.
+/// level (literal children, the `*` child, the `>` child).
 struct Node<T> {
-    literal: Option<HashTrieMapSync<Bytes, Arc<Node<T>>>>,
+    literal: PMap<Bytes, Arc<Node<T>>>,
     pwc: Option<Arc<Node<T>>>,
     fwc: Option<Arc<Node<T>>>,
-    plain: Option<SubMap<T>>,
-    queues: Option<HashTrieMapSync<Bytes, SubMap<T>>>,
+    plain: SubSet<T>,
+    queues: PMap<Bytes, SubSet<T>>,
 }
 
 // Manual impls: a derive would demand `T: Default`/`T: Clone` bounds the
-// persistent maps do not need for these operations.
+// maps do not need for these operations.
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            literal: None,
+            literal: PMap::default(),
             pwc: None,
             fwc: None,
-            plain: None,
-            queues: None,
+            plain: PMap::default(),
+            queues: PMap::default(),
         }
     }
 }
 
-impl<T> Clone for Node<T> {
+impl<T: Clone> Clone for Node<T> {
     fn clone(&self) -> Self {
         Node {
             literal: self.literal.clone(),
@@ -125,11 +269,11 @@ fn has_no_empty_token(s: &[u8]) -> bool {
 
 impl<T: SubValue> Node<T> {
     fn is_empty(&self) -> bool {
-        self.literal.is_none()
+        self.literal.is_empty()
             && self.pwc.is_none()
             && self.fwc.is_none()
-            && self.plain.is_none()
-            && self.queues.is_none()
+            && self.plain.is_empty()
+            && self.queues.is_empty()
     }
 
     /// The child for a subscription token, read-only.
@@ -139,7 +283,7 @@ impl<T: SubValue> Node<T> {
         } else if tok == [FWC] {
             self.fwc.as_ref()
         } else {
-            self.literal.as_ref()?.get(tok)
+            self.literal.get(tok)
         }
     }
 
@@ -150,12 +294,14 @@ impl<T: SubValue> Node<T> {
         } else if tok == [FWC] {
             self.fwc.get_or_insert_with(Arc::default)
         } else {
-            let map = self.literal.get_or_insert_with(HashTrieMapSync::new_sync);
-            if !map.contains_key(tok) {
-                map.insert_mut(Bytes::copy_from_slice(tok), Arc::default());
+            if self.literal.get(tok).is_none() {
+                self.literal
+                    .insert(Bytes::copy_from_slice(tok), Arc::default());
             }
-            map.get_mut(tok)
-                .expect("the child was inserted just above if it was missing")
+            // Cannot fail: the child was inserted just above if missing.
+            self.literal
+                .get_mut(tok)
+                .expect("child present after insert")
         };
         Arc::make_mut(slot)
     }
@@ -163,59 +309,39 @@ impl<T: SubValue> Node<T> {
     /// Insert at this node; true if the key was new here.
     fn add_sub(&mut self, queue: Option<&[u8]>, value: T) -> bool {
         let key = value.key();
-        let map = match queue {
-            None => self.plain.get_or_insert_with(HashTrieMapSync::new_sync),
+        match queue {
+            None => self.plain.insert(key, value),
             Some(q) => {
-                let queues = self.queues.get_or_insert_with(HashTrieMapSync::new_sync);
-                if !queues.contains_key(q) {
-                    queues.insert_mut(Bytes::copy_from_slice(q), HashTrieMapSync::new_sync());
+                if self.queues.get(q).is_none() {
+                    self.queues
+                        .insert(Bytes::copy_from_slice(q), PMap::default());
                 }
-                queues
+                // Cannot fail: the queue was inserted just above if missing.
+                self.queues
                     .get_mut(q)
-                    .expect("the queue map was inserted just above if it was missing")
+                    .expect("queue present after insert")
+                    .insert(key, value)
             }
-        };
-        let new = !map.contains_key(&key);
-        map.insert_mut(key, value);
-        new
+        }
     }
 
     fn has_sub(&self, queue: Option<&[u8]>, key: u64) -> bool {
         match queue {
-            None => self.plain.as_ref().is_some_and(|m| m.contains_key(&key)),
-            Some(q) => self
-                .queues
-                .as_ref()
-                .and_then(|qs| qs.get(q))
-                .is_some_and(|m| m.contains_key(&key)),
+            None => self.plain.get(&key).is_some(),
+            Some(q) => self.queues.get(q).is_some_and(|m| m.get(&key).is_some()),
         }
     }
 
     fn remove_sub(&mut self, queue: Option<&[u8]>, key: u64) -> bool {
         match queue {
-            None => {
-                let Some(map) = self.plain.as_mut() else {
-                    return false;
-                };
-                let removed = map.remove_mut(&key);
-                if map.is_empty() {
-                    self.plain = None;
-                }
-                removed
-            }
+            None => self.plain.remove(&key),
             Some(q) => {
-                let Some(queues) = self.queues.as_mut() else {
+                let Some(members) = self.queues.get_mut(q) else {
                     return false;
                 };
-                let Some(map) = queues.get_mut(q) else {
-                    return false;
-                };
-                let removed = map.remove_mut(&key);
-                if map.is_empty() {
-                    queues.remove_mut(q);
-                    if queues.is_empty() {
-                        self.queues = None;
-                    }
+                let removed = members.remove(&key);
+                if members.is_empty() {
+                    self.queues.remove(q);
                 }
                 removed
             }
@@ -245,7 +371,7 @@ impl<T: SubValue> Node<T> {
             } else if tok == [FWC] {
                 self.fwc.as_mut()
             } else {
-                self.literal.as_mut().and_then(|m| m.get_mut(tok))
+                self.literal.get_mut(tok)
             };
             let Some(slot) = slot else {
                 return false;
@@ -262,11 +388,8 @@ impl<T: SubValue> Node<T> {
                 self.pwc = None;
             } else if tok == [FWC] {
                 self.fwc = None;
-            } else if let Some(map) = self.literal.as_mut() {
-                map.remove_mut(tok);
-                if map.is_empty() {
-                    self.literal = None;
-                }
+            } else {
+                self.literal.remove(tok);
             }
         }
         removed
@@ -274,20 +397,16 @@ impl<T: SubValue> Node<T> {
 
     /// Add this node's subscriptions to a result.
     fn collect(&self, out: &mut MatchResult<T>) {
-        if let Some(plain) = &self.plain {
-            out.plain.extend(plain.values().cloned());
-        }
-        if let Some(queues) = &self.queues {
-            for (name, members) in queues.iter() {
-                // Few groups per result: a linear scan beats hashing, as in
-                // nats-server's `findQSlot`.
-                match out.queues.iter_mut().find(|g| g.name == *name) {
-                    Some(g) => g.members.extend(members.values().cloned()),
-                    None => out.queues.push(QueueGroup {
-                        name: name.clone(),
-                        members: members.values().cloned().collect(),
-                    }),
-                }
+        out.plain.extend(self.plain.values().cloned());
+        for (name, members) in self.queues.iter() {
+            // Few groups per result: a linear scan beats hashing, as in
+            // nats-server's `findQSlot`.
+            match out.queues.iter_mut().find(|g| g.name == *name) {
+                Some(g) => g.members.extend(members.values().cloned()),
+                None => out.queues.push(QueueGroup {
+                    name: name.clone(),
+                    members: members.values().cloned().collect(),
+                }),
             }
         }
     }
@@ -307,7 +426,7 @@ impl<T: SubValue> Node<T> {
                     None => p.collect(out),
                 }
             }
-            let Some(next) = node.literal.as_ref().and_then(|m| m.get(tok)) else {
+            let Some(next) = node.literal.get(tok) else {
                 return;
             };
             match tail {
@@ -324,16 +443,12 @@ impl<T: SubValue> Node<T> {
     }
 
     fn for_each(&self, path: &mut Vec<u8>, f: &mut Visitor<'_, T>) {
-        if let Some(plain) = &self.plain {
-            for v in plain.values() {
-                f(path, None, v);
-            }
+        for v in self.plain.values() {
+            f(path, None, v);
         }
-        if let Some(queues) = &self.queues {
-            for (q, members) in queues.iter() {
-                for v in members.values() {
-                    f(path, Some(q), v);
-                }
+        for (q, members) in self.queues.iter() {
+            for v in members.values() {
+                f(path, Some(q), v);
             }
         }
         let mut visit = |tok: &[u8], child: &Node<T>| {
@@ -345,10 +460,8 @@ impl<T: SubValue> Node<T> {
             child.for_each(path, f);
             path.truncate(len);
         };
-        if let Some(literal) = &self.literal {
-            for (tok, child) in literal.iter() {
-                visit(tok, child);
-            }
+        for (tok, child) in self.literal.iter() {
+            visit(tok, child);
         }
         if let Some(p) = &self.pwc {
             visit(&[PWC], p);
@@ -1146,6 +1259,31 @@ mod tests {
             assert!(sl.remove(format!("foo.{i}").as_bytes(), None, i));
         }
         assert_eq!(sl.count(), (n / 2 + 1000) as usize);
+    }
+
+    /// Nodes switch between the vector and the hash trie at `SMALL_MAX`;
+    /// every size on the way up and down must answer the same.
+    #[test]
+    fn small_and_large_maps_agree_across_the_boundary() {
+        let sl = Sublist::new();
+        let n = (SMALL_MAX * 3) as u64;
+        for i in 0..n {
+            sl.insert(b"foo", None, Sub(i)).expect("valid");
+            sl.insert(format!("bar.{i}").as_bytes(), Some(b"q"), Sub(n + i))
+                .expect("valid");
+            assert_eq!(matched(&sl, "foo").len() as u64, i + 1);
+        }
+        for i in 0..n {
+            assert!(sl.remove(b"foo", None, i));
+            assert!(sl.remove(format!("bar.{i}").as_bytes(), Some(b"q"), n + i));
+            let want: BTreeSet<u64> = (i + 1..n).collect();
+            assert_eq!(matched(&sl, "foo"), want);
+            for j in 0..n {
+                let r = sl.snapshot().matches(format!("bar.{j}").as_bytes());
+                assert_eq!(r.is_empty(), j <= i, "bar.{j} after removing {i}");
+            }
+        }
+        assert!(sl.snapshot().root.is_empty());
     }
 
     // ---- property test against the naive matcher ----
