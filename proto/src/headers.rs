@@ -155,8 +155,11 @@ impl HeaderMap {
         self.description.as_deref()
     }
 
-    /// Sets the status line. `code` must be 100..=999 to be encoded as three
-    /// digits.
+    /// Sets the status line.
+    ///
+    /// # Panics
+    ///
+    /// If `code` is not three digits (100..=999): a caller bug, not input.
     pub fn set_status(&mut self, code: u16, description: Option<&[u8]>) {
         assert!((100..=999).contains(&code), "status must have 3 digits");
         self.status = Some(code);

@@ -5,6 +5,8 @@
 //! and for the ops a server sends ([`ServerOp`], parsed by [`ServerOpParser`],
 //! usable by clients), an encoder for every op ([`encode`]), the NATS/1.0
 //! header block ([`headers`]) and the `INFO`/`CONNECT` JSON bodies ([`info`]).
+//! [`errors`] holds the exact `-ERR` texts; [`ParseError::client_error`] maps
+//! a protocol violation to the one nats-server sends (or to a silent close).
 //!
 //! It never touches a socket, a clock, a thread or a file, and never logs.
 //!
@@ -16,6 +18,31 @@
 //! arguments are `Bytes` slices split off that buffer, never copied. Input may
 //! be cut at any byte: the same ops come out whatever the chunking.
 //! Limits (`max_control_line`, `max_payload`) are checked while bytes arrive.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use natsd_proto::{ClientOp, ClientOpParser, Limits};
+//!
+//! let mut parser = ClientOpParser::new(Limits::default());
+//! let mut buf = BytesMut::from(&b"PUB foo 5\r\nhel"[..]);
+//! assert_eq!(parser.parse(&mut buf), Ok(None)); // payload incomplete
+//! buf.extend_from_slice(b"lo\r\nPING\r\n");
+//! let Some(ClientOp::Pub { subject, payload, .. }) = parser.parse(&mut buf)? else {
+//!     unreachable!()
+//! };
+//! assert_eq!((&subject[..], &payload[..]), (&b"foo"[..], &b"hello"[..]));
+//! assert_eq!(parser.parse(&mut buf), Ok(Some(ClientOp::Ping)));
+//! assert_eq!(parser.parse(&mut buf), Ok(None));
+//! # Ok::<(), natsd_proto::ParseError>(())
+//! ```
+//!
+//! A [`ParseError`] ends the connection: send `-ERR '<text>'` if
+//! [`ParseError::client_error`] gives a text, then close.
+//!
+//! # Features
+//!
+//! `_fuzz` exposes `fuzz_props`, the properties the `fuzz/` targets check
+//! (not a stable API).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

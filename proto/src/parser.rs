@@ -252,8 +252,29 @@ fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Index of the first `\n`, eight bytes at a time (SWAR "has zero byte" on
+/// `word ^ 0x0a0a..`), then byte by byte for the tail.
 fn find_nl(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ NL;
+        let found = word.wrapping_sub(LO) & !word & HI;
+        if found != 0 {
+            // The lowest flagged byte is exact: borrows only run upward,
+            // from a byte that really is zero.
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| base + i)
 }
 
 /// Matches the op name at the front of `buf`, case-insensitively.
@@ -1261,6 +1282,20 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
         }
         let got = server_chunked(b"MSG foo 1\r\n", 64, Limits::default());
         assert_eq!(got.1, Some(ParseError::MsgArgs));
+    }
+
+    #[test]
+    fn find_nl_matches_naive_search() {
+        let mut data = vec![b'a'; 40];
+        assert_eq!(find_nl(&data), None);
+        for i in 0..data.len() {
+            data[i] = b'\n';
+            for start in 0..=i {
+                assert_eq!(find_nl(&data[start..]), Some(i - start));
+            }
+            data[i] = 0x8a;
+        }
+        assert_eq!(find_nl(&[0x0b, 0x0a]), Some(1));
     }
 
     #[test]
