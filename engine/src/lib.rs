@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+#[cfg(feature = "_fuzz")]
+pub mod fuzzing;
 pub mod nkey;
 pub mod options;
 pub mod outbound;
