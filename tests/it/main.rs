@@ -4,6 +4,7 @@
 //! `/usr/sbin/nats-server` to check the tests themselves) and bounds every wait.
 
 mod differential;
+mod fuzz_corpus;
 mod harness;
 mod limits;
 mod pubsub;
