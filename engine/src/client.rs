@@ -176,6 +176,54 @@ pub struct ClientMeta {
     pub version: String,
 }
 
+/// One subscription as monitoring shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubSnapshot {
+    /// Subject filter.
+    pub subject: Bytes,
+    /// Queue group.
+    pub queue: Option<Bytes>,
+    /// Subscription id.
+    pub sid: Bytes,
+    /// Messages delivered.
+    pub msgs: u64,
+    /// Auto-unsubscribe limit (0 = none).
+    pub max: u64,
+}
+
+/// A connection's state at one instant, for monitoring (`/connz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSnapshot {
+    /// Client id.
+    pub cid: u64,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// When it was accepted.
+    pub started: Instant,
+    /// Last time the client sent something.
+    pub last_activity: Instant,
+    /// Bytes queued or being written to it.
+    pub pending_bytes: usize,
+    /// Messages received from it.
+    pub in_msgs: u64,
+    /// Payload bytes received from it.
+    pub in_bytes: u64,
+    /// Messages delivered to it.
+    pub out_msgs: u64,
+    /// Payload bytes delivered to it.
+    pub out_bytes: u64,
+    /// `name`, `lang`, `version` from CONNECT.
+    pub meta: ClientMeta,
+    /// Account name.
+    pub account: String,
+    /// The user it authenticated as, if any.
+    pub user: Option<String>,
+    /// Its subscriptions.
+    pub subs: Vec<SubSnapshot>,
+    /// When and why it closed, for closed connections.
+    pub closed: Option<(Instant, CloseReason)>,
+}
+
 const FIRST_PING_MAX: Duration = Duration::from_secs(2);
 const READ_BUF_MIN: usize = 512;
 
@@ -197,6 +245,7 @@ pub struct ClientConn {
     headers: bool,
     no_responders: bool,
     meta: ClientMeta,
+    user: Option<String>,
     subs: HashMap<Bytes, SubRef>,
     pings_out: u32,
     first_ping_done: bool,
@@ -244,6 +293,7 @@ impl ClientConn {
             headers: false,
             no_responders: false,
             meta: ClientMeta::default(),
+            user: None,
             subs: HashMap::new(),
             pings_out: 0,
             first_ping_done: false,
@@ -319,6 +369,39 @@ impl ClientConn {
     /// When the connection was accepted.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The connection's state now; `closed_at` is when it closed, for a
+    /// closed connection.
+    pub fn snapshot(&self, closed_at: Option<Instant>) -> ConnSnapshot {
+        let (out_msgs, out_bytes) = self.out.out_counts();
+        ConnSnapshot {
+            cid: self.cid,
+            peer: self.peer,
+            started: self.started,
+            last_activity: self.last_in,
+            pending_bytes: self.out.pending(),
+            in_msgs: self.in_msgs,
+            in_bytes: self.in_bytes,
+            out_msgs,
+            out_bytes,
+            meta: self.meta.clone(),
+            account: self.account.name.clone(),
+            user: self.user.clone(),
+            subs: self
+                .subs
+                .values()
+                .filter(|s| self.closed.is_some() || !s.removed.load(Ordering::Relaxed))
+                .map(|s| SubSnapshot {
+                    subject: s.subject.clone(),
+                    queue: s.queue.clone(),
+                    sid: s.sid.clone(),
+                    msgs: s.delivered(),
+                    max: s.max.load(Ordering::Relaxed),
+                })
+                .collect(),
+            closed: closed_at.zip(self.closed),
+        }
     }
 
     /// The buffer the driver reads socket bytes into; call
@@ -455,6 +538,9 @@ impl ClientConn {
             lang: ci.lang,
             version: ci.version,
         };
+        if self.server.options().user.is_some() {
+            self.user = Some(ci.user.clone());
+        }
         self.connected = true;
         self.auth_deadline = None;
         self.last_in = now;
@@ -727,19 +813,29 @@ impl ClientConn {
         }
         self.closed = Some(reason);
         self.out.mark_closed(reason);
+        // The map itself stays: a closed connection's snapshot lists them.
         let items: Vec<_> = self
             .subs
-            .drain()
-            .filter(|(_, s)| !s.removed.swap(true, Ordering::AcqRel))
-            .map(|(_, s)| (s.subject.clone(), s.queue.clone(), s.key))
+            .values()
+            .filter(|s| !s.removed.swap(true, Ordering::AcqRel))
+            .map(|s| (s.subject.clone(), s.queue.clone(), s.key))
             .collect();
         if !items.is_empty() {
             self.account.sublist.remove_batch(&items);
         }
-        self.server
-            .stats
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
+        let stats = &self.server.stats;
+        let (out_msgs, out_bytes) = self.out.out_counts();
+        stats.connections.fetch_sub(1, Ordering::Relaxed);
+        stats
+            .closed_in_msgs
+            .fetch_add(self.in_msgs, Ordering::Relaxed);
+        stats
+            .closed_in_bytes
+            .fetch_add(self.in_bytes, Ordering::Relaxed);
+        stats.closed_out_msgs.fetch_add(out_msgs, Ordering::Relaxed);
+        stats
+            .closed_out_bytes
+            .fetch_add(out_bytes, Ordering::Relaxed);
         log::debug!("{}Client connection closed: {reason}", self.log_prefix());
         self.outputs.push_back(Output::Close(reason));
     }

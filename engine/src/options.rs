@@ -1,9 +1,14 @@
-//! Server options: what flags and (later) the config file set.
+//! Server options: what flags and the config file set.
 //!
 //! Field names follow nats-server's config keys, so a reader can map each to
-//! its `nats-server.conf` key or flag.
-use std::path::PathBuf;
+//! its `nats-server.conf` key or flag. [`Options::apply_conf`] maps a parsed
+//! [`conf::Map`] onto them; command-line flags are applied afterwards by the
+//! caller, so they override the file, as in nats-server.
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::conf::{self, ConfError, Entry, ErrorKind, Map, Value};
 
 /// Default client port.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -61,6 +66,34 @@ pub struct Options {
     pub ports_file_dir: Option<PathBuf>,
     /// natsd-specific: number of reactor threads; 0 = one per core.
     pub reactors: usize,
+    /// `max_closed_clients`: closed connections remembered for monitoring.
+    pub max_closed_clients: usize,
+    /// `-c`: the configuration file, if any.
+    pub config_file: Option<PathBuf>,
+    /// `log_size_limit`/`logfile_size_limit`/`--log_size_limit`: bytes before
+    /// the log file is rotated; 0 = never. Kept, not acted on yet.
+    pub log_size_limit: i64,
+    /// `lame_duck_duration`: kept for lame-duck mode.
+    pub lame_duck_duration: Duration,
+    /// `lame_duck_grace_period`: kept for lame-duck mode.
+    pub lame_duck_grace_period: Duration,
+    /// `no_auth_user`: kept for multi-user auth.
+    pub no_auth_user: Option<String>,
+    /// `system_account`/`system`: kept for accounts.
+    pub system_account: Option<String>,
+    /// `http`/`https` host part: kept for monitoring.
+    pub http_host: Option<String>,
+    /// `http_port`/`monitor_port`/`http` port part; 0 = off, -1 = random. Kept for monitoring.
+    pub http_port: i32,
+    /// `https_port`/`https` port part; 0 = off. Kept for monitoring.
+    pub https_port: i32,
+    /// `http_base_path`: kept for monitoring.
+    pub http_base_path: Option<String>,
+    /// `store_dir`: kept for JetStream.
+    pub store_dir: Option<PathBuf>,
+    /// Config blocks accepted but not acted on yet (`tls`, `accounts`,
+    /// `jetstream`, `cluster`, ...), as written, for the issues that use them.
+    pub conf_blocks: Vec<Entry>,
 }
 
 impl Default for Options {
@@ -90,6 +123,19 @@ impl Default for Options {
             pid_file: None,
             ports_file_dir: None,
             reactors: 0,
+            max_closed_clients: 10_000,
+            config_file: None,
+            log_size_limit: 0,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            no_auth_user: None,
+            system_account: None,
+            http_host: None,
+            http_port: 0,
+            https_port: 0,
+            http_base_path: None,
+            store_dir: None,
+            conf_blocks: Vec::new(),
         }
     }
 }
@@ -99,4 +145,389 @@ impl Options {
     pub fn auth_required(&self) -> bool {
         self.user.is_some() || self.token.is_some()
     }
+}
+
+/// Everything wrong with a configuration, as nats-server reports it:
+/// warnings (deprecated forms that still work) first, then errors, one a line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfErrors {
+    pub warnings: Vec<ConfError>,
+    pub errors: Vec<ConfError>,
+}
+
+impl ConfErrors {
+    /// No errors (there may be warnings).
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl From<ConfError> for ConfErrors {
+    fn from(e: ConfError) -> Self {
+        ConfErrors {
+            warnings: Vec::new(),
+            errors: vec![e],
+        }
+    }
+}
+
+impl fmt::Display for ConfErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = self.warnings.iter().chain(&self.errors);
+        for (i, e) in all.enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfErrors {}
+
+/// Top-level keys accepted and kept in [`Options::conf_blocks`] but not acted on yet.
+const KEPT_KEYS: &[&str] = &[
+    "accounts",
+    "tls",
+    "jetstream",
+    "cluster",
+    "gateway",
+    "leafnodes",
+    "leaf",
+    "websocket",
+    "ws",
+    "mqtt",
+    "server_tags",
+    "mappings",
+    "maps",
+];
+
+impl Options {
+    /// Defaults, then the file at `path`. Returns the options and the
+    /// warnings, or everything wrong with the file.
+    pub fn from_conf_file(path: &Path) -> Result<(Options, Vec<ConfError>), ConfErrors> {
+        let mut opts = Options::default();
+        let warnings = opts.apply_conf_file(path)?;
+        Ok((opts, warnings))
+    }
+
+    /// Read and apply the file at `path` over these options; sets
+    /// [`Options::config_file`].
+    pub fn apply_conf_file(&mut self, path: &Path) -> Result<Vec<ConfError>, ConfErrors> {
+        let map = conf::parse_file(path)?;
+        self.config_file = Some(path.to_path_buf());
+        let report = self.apply_conf(&map);
+        if report.is_ok() {
+            Ok(report.warnings)
+        } else {
+            Err(report)
+        }
+    }
+
+    /// Apply a parsed configuration's top-level keys. Keys are matched without
+    /// case, with nats-server's aliases; an unknown key is an error unless some
+    /// `$variable` used it. Every entry is checked, so all errors are reported.
+    pub fn apply_conf(&mut self, map: &Map) -> ConfErrors {
+        let mut report = ConfErrors::default();
+        for entry in map.entries() {
+            if let Err(e) = self.apply_entry(entry, &mut report.warnings) {
+                report.errors.push(e);
+            }
+        }
+        report
+    }
+
+    fn apply_entry(
+        &mut self,
+        entry: &Entry,
+        warnings: &mut Vec<ConfError>,
+    ) -> Result<(), ConfError> {
+        let at = &entry.key_at;
+        let key = entry.key.to_ascii_lowercase();
+        match key.as_str() {
+            "listen" => {
+                let (host, port) = host_port(entry)?;
+                if let Some(host) = host {
+                    self.host = host;
+                }
+                self.port = client_port(entry, port)?;
+            }
+            "host" | "net" => self.host = string(entry)?,
+            "port" => self.port = client_port(entry, int(entry)?)?,
+            "server_name" => self.server_name = Some(string(entry)?),
+            "client_advertise" => self.client_advertise = Some(string(entry)?),
+            "max_payload" | "max_control_line" => {
+                let n = int(entry)?;
+                if n > i64::from(i32::MAX) {
+                    return Err(invalid(at, format!("{} value is too big", entry.key)));
+                }
+                let n = non_negative(entry, n)?;
+                if key == "max_payload" {
+                    self.max_payload = n;
+                } else {
+                    self.max_control_line = n;
+                }
+            }
+            "max_closed_clients" => self.max_closed_clients = non_negative(entry, int(entry)?)?,
+            "max_pending" => self.max_pending = non_negative(entry, int(entry)?)?,
+            "max_connections" | "max_conn" => {
+                self.max_connections = non_negative(entry, int(entry)?)?
+            }
+            "max_subscriptions" | "max_subs" => {
+                self.max_subscriptions = non_negative(entry, int(entry)?)?
+            }
+            "ping_interval" => self.ping_interval = duration(entry, warnings)?,
+            "write_deadline" => self.write_deadline = duration(entry, warnings)?,
+            "ping_max" => {
+                let n = int(entry)?;
+                self.ping_max = u32::try_from(n)
+                    .map_err(|_| invalid(at, format!("ping_max value {n} is out of range")))?;
+            }
+            "debug" => self.debug = boolean(entry)?,
+            "trace" | "trace_verbose" => self.trace = boolean(entry)?,
+            "logtime" => self.logtime = boolean(entry)?,
+            "logtime_utc" => self.logtime_utc = boolean(entry)?,
+            "log_file" | "logfile" => self.log_file = Some(PathBuf::from(string(entry)?)),
+            "pid_file" | "pidfile" => self.pid_file = Some(PathBuf::from(string(entry)?)),
+            "ports_file_dir" => self.ports_file_dir = Some(PathBuf::from(string(entry)?)),
+            "log_size_limit" | "logfile_size_limit" => self.log_size_limit = int(entry)?,
+            "lame_duck_duration" => {
+                let d = go_duration(entry)?;
+                if d < Duration::from_secs(30) {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "invalid lame_duck_duration of {}, minimum is 30 seconds",
+                            string(entry)?
+                        ),
+                    ));
+                }
+                self.lame_duck_duration = d;
+            }
+            "lame_duck_grace_period" => self.lame_duck_grace_period = go_duration(entry)?,
+            "no_auth_user" => self.no_auth_user = Some(string(entry)?),
+            "system_account" | "system" => self.system_account = Some(string(entry)?),
+            "authorization" => self.apply_authorization(entry)?,
+            "http" | "https" => {
+                let (host, port) = host_port(entry)?;
+                let port = i32::try_from(port)
+                    .map_err(|_| invalid(at, format!("port {port} is out of range")))?;
+                self.http_host = host;
+                if key == "http" {
+                    self.http_port = port;
+                } else {
+                    self.https_port = port;
+                }
+            }
+            "http_port" | "monitor_port" | "https_port" => {
+                let n = int(entry)?;
+                let port = i32::try_from(n)
+                    .map_err(|_| invalid(at, format!("port {n} is out of range")))?;
+                if key == "https_port" {
+                    self.https_port = port;
+                } else {
+                    self.http_port = port;
+                }
+            }
+            "http_base_path" => self.http_base_path = Some(string(entry)?),
+            "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
+            k if KEPT_KEYS.contains(&k) => {
+                self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
+                self.conf_blocks.push(entry.clone());
+            }
+            _ if entry.used_as_variable => {}
+            _ => {
+                return Err(ConfError::new(
+                    at,
+                    ErrorKind::UnknownField(entry.key.clone()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `authorization { user, pass, token, timeout }`: replaces what an earlier
+    /// block set, as in nats-server.
+    fn apply_authorization(&mut self, entry: &Entry) -> Result<(), ConfError> {
+        let Value::Map(map) = &entry.value.value else {
+            return Err(wrong_type(entry, "map[string]interface {}"));
+        };
+        let (mut user, mut pass, mut token) = (None, None, None);
+        let mut timeout = Duration::from_secs(2);
+        for e in map.entries() {
+            match e.key.to_ascii_lowercase().as_str() {
+                "user" | "username" => user = Some(string(e)?),
+                "pass" | "password" => pass = Some(string(e)?),
+                "token" => token = Some(string(e)?),
+                "timeout" => {
+                    // nats-server: a number of seconds, anything else means 1.
+                    let secs = match e.value.value {
+                        Value::Int(n) => n as f64,
+                        Value::Float(f) => f,
+                        _ => 1.0,
+                    };
+                    timeout = Duration::try_from_secs_f64(secs).map_err(|_| {
+                        invalid(&e.key_at, format!("invalid authorization timeout {secs}"))
+                    })?;
+                }
+                k @ ("users" | "default_permission" | "default_permissions" | "permissions") => {
+                    return Err(invalid(
+                        &e.key_at,
+                        format!("authorization {} is not supported yet", conf::go_quote(k)),
+                    ))
+                }
+                _ if e.used_as_variable => {}
+                _ => {
+                    return Err(ConfError::new(
+                        &e.key_at,
+                        ErrorKind::UnknownField(e.key.clone()),
+                    ))
+                }
+            }
+        }
+        let empty = |s: &Option<String>| s.as_deref().is_none_or(str::is_empty);
+        if (!empty(&user) || !empty(&pass)) && !empty(&token) {
+            return Err(invalid(
+                &entry.key_at,
+                "Cannot have a user/pass and token".into(),
+            ));
+        }
+        self.user = user.filter(|s| !s.is_empty());
+        self.pass = pass.filter(|s| !s.is_empty());
+        self.token = token.filter(|s| !s.is_empty());
+        self.auth_timeout = timeout;
+        Ok(())
+    }
+}
+
+fn invalid(at: &conf::Loc, msg: String) -> ConfError {
+    ConfError::new(at, ErrorKind::Invalid(msg))
+}
+
+/// nats-server turns a wrong type into Go's interface-conversion panic text;
+/// this names the key instead.
+fn wrong_type(entry: &Entry, want: &str) -> ConfError {
+    invalid(
+        &entry.key_at,
+        format!(
+            "interface conversion: {} is {}, not {want}",
+            conf::go_quote(&entry.key),
+            entry.value.value.type_name()
+        ),
+    )
+}
+
+fn int(entry: &Entry) -> Result<i64, ConfError> {
+    match entry.value.value {
+        Value::Int(n) => Ok(n),
+        _ => Err(wrong_type(entry, "int64")),
+    }
+}
+
+fn string(entry: &Entry) -> Result<String, ConfError> {
+    match &entry.value.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(wrong_type(entry, "string")),
+    }
+}
+
+fn boolean(entry: &Entry) -> Result<bool, ConfError> {
+    match entry.value.value {
+        Value::Bool(b) => Ok(b),
+        _ => Err(wrong_type(entry, "bool")),
+    }
+}
+
+fn non_negative(entry: &Entry, n: i64) -> Result<usize, ConfError> {
+    usize::try_from(n).map_err(|_| {
+        invalid(
+            &entry.key_at,
+            format!("{} value can not be negative", entry.key),
+        )
+    })
+}
+
+/// nats-server's client port rule: -1 is random (0 to the OS), 0 the default.
+fn client_port(entry: &Entry, port: i64) -> Result<u16, ConfError> {
+    match port {
+        -1 => Ok(0),
+        0 => Ok(DEFAULT_PORT),
+        _ => u16::try_from(port).map_err(|_| {
+            invalid(
+                &entry.key_at,
+                format!("port {port} is out of range (-1 for random, or 0..=65535)"),
+            )
+        }),
+    }
+}
+
+/// `listen`/`http`: a port, or `host:port` split as Go's `net.SplitHostPort`.
+fn host_port(entry: &Entry) -> Result<(Option<String>, i64), ConfError> {
+    let at = &entry.key_at;
+    match &entry.value.value {
+        Value::Int(port) => Ok((None, *port)),
+        Value::String(s) => {
+            let bad_addr = || {
+                invalid(
+                    at,
+                    format!("could not parse address string {}", conf::go_quote(s)),
+                )
+            };
+            let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+                let (host, after) = rest.split_once(']').ok_or_else(bad_addr)?;
+                (host, after.strip_prefix(':').ok_or_else(bad_addr)?)
+            } else {
+                let (host, port) = s.rsplit_once(':').ok_or_else(bad_addr)?;
+                if host.contains(':') {
+                    return Err(bad_addr());
+                }
+                (host, port)
+            };
+            let port = port.parse::<i64>().map_err(|_| {
+                invalid(at, format!("could not parse port {}", conf::go_quote(port)))
+            })?;
+            Ok((Some(host.to_string()), port))
+        }
+        other => Err(invalid(
+            at,
+            format!("expected port or host:port, got {}", other.type_name()),
+        )),
+    }
+}
+
+/// `ping_interval`/`write_deadline`: a Go duration; an integer is seconds
+/// with nats-server's warning.
+fn duration(entry: &Entry, warnings: &mut Vec<ConfError>) -> Result<Duration, ConfError> {
+    let field = entry.key.to_ascii_lowercase();
+    if let Value::Int(_) = entry.value.value {
+        warnings.push(ConfError::new(
+            &entry.key_at,
+            ErrorKind::InvalidUse {
+                reason: format!("{field} should be converted to a duration"),
+                field: field.clone(),
+            },
+        ));
+    }
+    match conf::duration_of(&entry.value.value) {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(invalid(
+            &entry.key_at,
+            format!("error parsing {field}: {e}"),
+        )),
+        None => Err(wrong_type(entry, "string")),
+    }
+}
+
+/// `lame_duck_*`: a Go duration string, not negative.
+fn go_duration(entry: &Entry) -> Result<Duration, ConfError> {
+    let field = entry.key.to_ascii_lowercase();
+    let ns = conf::parse_duration(&string(entry)?)
+        .map_err(|e| invalid(&entry.key_at, format!("error parsing {field}: {e}")))?;
+    u64::try_from(ns).map(Duration::from_nanos).map_err(|_| {
+        invalid(
+            &entry.key_at,
+            format!("invalid {field}, needs to be positive"),
+        )
+    })
 }

@@ -1,9 +1,10 @@
 //! State shared by every connection of one server: options, identity,
 //! accounts and counters.
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::client::SubRef;
+use crate::client::{ConnSnapshot, SubRef};
 use crate::options::Options;
 use crate::sublist::Sublist;
 
@@ -44,6 +45,14 @@ pub struct ServerStats {
     pub slow_consumers: AtomicU64,
     /// Clients closed as stale (no PONG).
     pub stale_connections: AtomicU64,
+    /// Messages received from closed connections (live ones keep their own).
+    pub closed_in_msgs: AtomicU64,
+    /// Payload bytes received from closed connections.
+    pub closed_in_bytes: AtomicU64,
+    /// Messages sent to closed connections.
+    pub closed_out_msgs: AtomicU64,
+    /// Payload bytes sent to closed connections.
+    pub closed_out_bytes: AtomicU64,
 }
 
 /// One server's shared state.
@@ -57,6 +66,7 @@ pub struct Server {
     /// Counters.
     pub stats: ServerStats,
     next_sub_id: AtomicU64,
+    closed: Mutex<VecDeque<ConnSnapshot>>,
 }
 
 impl Server {
@@ -78,6 +88,7 @@ impl Server {
             global: Arc::new(Account::new("$G")),
             stats: ServerStats::default(),
             next_sub_id: AtomicU64::new(1),
+            closed: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -104,5 +115,25 @@ impl Server {
     /// A fresh subscription key (unique across the server).
     pub fn next_sub_id(&self) -> u64 {
         self.next_sub_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Remember a closed connection for `/connz?state=closed` (a ring of
+    /// `max_closed_clients`, oldest dropped first).
+    pub fn record_closed(&self, snap: ConnSnapshot) {
+        let cap = self.opts.max_closed_clients;
+        if cap == 0 {
+            return;
+        }
+        let mut ring = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        while ring.len() >= cap {
+            ring.pop_front();
+        }
+        ring.push_back(snap);
+    }
+
+    /// The remembered closed connections, oldest first.
+    pub fn closed_connections(&self) -> Vec<ConnSnapshot> {
+        let ring = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter().cloned().collect()
     }
 }

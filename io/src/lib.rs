@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use natsd_engine::client::ConnSnapshot;
 use natsd_engine::options::Options;
 use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 
@@ -27,6 +28,42 @@ use reactor::{Cmd, ReactorHandle};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+
+/// What other threads (monitoring) use to look at a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    server: Arc<Server>,
+    reactors: Arc<[ReactorHandle]>,
+}
+
+impl ServerHandle {
+    /// The shared server state.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// A snapshot of every live connection, gathered from each reactor
+    /// (waits at most `timeout` per reactor; a busy reactor's connections
+    /// are left out rather than blocking the caller).
+    pub fn connections(&self, timeout: Duration) -> Vec<ConnSnapshot> {
+        let mut all = Vec::new();
+        let replies: Vec<_> = self
+            .reactors
+            .iter()
+            .map(|r| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                r.send(Cmd::Snapshot(tx));
+                rx
+            })
+            .collect();
+        for rx in replies {
+            if let Ok(mut snaps) = rx.recv_timeout(timeout) {
+                all.append(&mut snaps);
+            }
+        }
+        all
+    }
+}
 
 /// Run a server with these options until it is told to stop (SIGINT/SIGTERM).
 pub fn run(opts: Options) -> io::Result<()> {

@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use natsd_engine::client::{ClientConn, CloseReason, Context, Output};
+use natsd_engine::client::{ClientConn, CloseReason, ConnSnapshot, Context, Output};
 use natsd_engine::outbound::{Outbound, Owner, Taken};
 use natsd_engine::server::Server;
 
@@ -30,6 +30,8 @@ pub enum Cmd {
     Accept(TcpStream, SocketAddr),
     /// Outbound queues of this reactor's connections that have data.
     Flush(Vec<Arc<Outbound>>),
+    /// Reply with a snapshot of every live connection (monitoring).
+    Snapshot(Sender<Vec<ConnSnapshot>>),
     /// Flush and close every connection, then exit.
     Shutdown,
 }
@@ -163,6 +165,16 @@ impl Reactor {
                         self.flush_request(&out);
                     }
                 }
+                Cmd::Snapshot(reply) => {
+                    let snaps = self
+                        .conns
+                        .iter()
+                        .flatten()
+                        .map(|c| c.machine.snapshot(None))
+                        .collect();
+                    // The asker may have given up waiting; nothing to do then.
+                    let _ = reply.send(snaps);
+                }
                 Cmd::Shutdown => self.shutting_down = true,
             }
         }
@@ -268,7 +280,7 @@ impl Reactor {
             }
         }
         if close.is_some() {
-            self.finish(slot);
+            self.finish(slot, now);
             return;
         }
         self.want_flush(slot);
@@ -414,10 +426,11 @@ impl Reactor {
 
     /// Drop a closed connection: a last non-blocking write of what it is
     /// owed (e.g. the `-ERR`), then the socket.
-    fn finish(&mut self, slot: usize) {
+    fn finish(&mut self, slot: usize, now: Instant) {
         let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        self.server.record_closed(c.machine.snapshot(Some(now)));
         let _ = c.machine.outbound().take(&mut c.wbuf);
         let _ = write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound());
         let _ = c.stream.flush();
