@@ -6,10 +6,10 @@
 //! and stops at the first argument that is not a flag. [`go_style`] does that
 //! tokenising against [`FLAGS`] and hands clap a normalised argv in which every
 //! flag is `--long=value`; clap then stores the values.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use natsd_engine::options::{Options, DEFAULT_PORT};
+use natsd_engine::options::{ConfErrors, Options, DEFAULT_PORT};
 
 use natsd_engine::server::{COMPAT_VERSION as NATS_SERVER_VERSION, NATSD_VERSION};
 
@@ -59,6 +59,8 @@ const FLAGS: &[Flag] = &[
     flag("jetstream", &["jetstream", "js"], Kind::Bool),
     flag("store_dir", &["store_dir", "sd"], Kind::Str),
     flag("http_port", &["http_port", "m"], Kind::Int),
+    flag("https_port", &["https_port", "ms"], Kind::Int),
+    flag("log_size_limit", &["log_size_limit"], Kind::Int),
     flag("routes", &["routes"], Kind::Str),
     flag("cluster", &["cluster"], Kind::Str),
     flag("cluster_name", &["cluster_name"], Kind::Str),
@@ -73,6 +75,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("jetstream", "-js/--jetstream"),
     ("store_dir", "-sd/--store_dir"),
     ("http_port", "-m/--http_port"),
+    ("https_port", "-ms/--https_port"),
     ("routes", "--routes"),
     ("cluster", "--cluster"),
     ("cluster_name", "--cluster_name"),
@@ -87,6 +90,8 @@ pub enum Action {
     Help,
     /// `-v`/`--version`/`version`: print [`version`] and exit 0.
     Version,
+    /// `-t -c FILE` found the file valid: print [`config_valid`] and exit 0.
+    ConfigValid(String),
 }
 
 /// A server to start, and warnings to log once the logger is up.
@@ -140,30 +145,54 @@ where
     if bool_flag(&matches, "help") {
         return Ok(Action::Help);
     }
-    if matches.contains_id("config") {
-        return Err(FlagError::Fatal(
-            "config files not supported yet (issue #4)".to_string(),
-        ));
-    }
-    if bool_flag(&matches, "t") {
-        return Err(FlagError::Fatal(
-            "must specify [-c, --config] option to check configuration file syntax".to_string(),
-        ));
-    }
-    let opts = options(&matches)?;
-    let warnings = UNSUPPORTED
-        .iter()
-        .filter(|(id, _)| {
-            matches.contains_id(id) && !matches!(matches.try_get_one::<bool>(id), Ok(Some(false)))
-        })
-        .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it"))
-        .collect();
+    let check = bool_flag(&matches, "t");
+    // nats-server: the file first, then the flags given override it.
+    let (mut opts, mut warnings) = match string_flag(&matches, "config") {
+        Some(file) => {
+            let (opts, warnings) = Options::from_conf_file(Path::new(&file))
+                .map_err(|e| FlagError::Fatal(e.to_string()))?;
+            // nats-server's -t fails on warnings too.
+            if check && !warnings.is_empty() {
+                let report = ConfErrors {
+                    warnings,
+                    errors: Vec::new(),
+                };
+                return Err(FlagError::Fatal(report.to_string()));
+            }
+            if check {
+                return Ok(Action::ConfigValid(file));
+            }
+            let warnings = warnings.iter().map(ToString::to_string).collect();
+            (opts, warnings)
+        }
+        None if check => {
+            return Err(FlagError::Fatal(
+                "must specify [-c, --config] option to check configuration file syntax".to_string(),
+            ))
+        }
+        None => (Options::default(), Vec::new()),
+    };
+    apply_flags(&mut opts, &matches)?;
+    warnings.extend(
+        UNSUPPORTED
+            .iter()
+            .filter(|(id, _)| {
+                matches.contains_id(id)
+                    && !matches!(matches.try_get_one::<bool>(id), Ok(Some(false)))
+            })
+            .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it")),
+    );
     Ok(Action::Run(Box::new(Run { opts, warnings })))
 }
 
 /// `-v` output.
 pub fn version() -> String {
     format!("natsd: v{NATSD_VERSION} (nats-server v{NATS_SERVER_VERSION} compatible)")
+}
+
+/// What `-t -c FILE` prints (to stderr) when the file is valid.
+pub fn config_valid(file: &str) -> String {
+    format!("natsd: configuration file {file} is valid")
 }
 
 /// `-h` output, laid out as nats-server's.
@@ -181,13 +210,15 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring (not supported yet)
-    -c, --config <file>              Configuration file (not supported yet)
+    -ms,--https_port <port>          Use port for https monitoring (not supported yet)
+    -c, --config <file>              Configuration file
     -t                               Test configuration and exit
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 
 Logging Options:
     -l, --log <file>                 File to redirect log output
+        --log_size_limit <limit>     Logfile size limit (default: auto, not acted on yet)
     -T, --logtime                    Timestamp log entries (default: true)
         --logtime_utc                Timestamps in UTC instead of local timezone
     -D, --debug                      Enable debugging output
@@ -321,29 +352,56 @@ fn string_flag(matches: &ArgMatches, id: &str) -> Option<String> {
     matches.get_one::<String>(id).cloned()
 }
 
-fn options(matches: &ArgMatches) -> Result<Options, FlagError> {
-    let mut opts = Options::default();
+/// Apply the flags that were given over `opts` (defaults or the config file).
+fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError> {
     if let Some(host) = string_flag(matches, "addr") {
         opts.host = host;
     }
     if let Some(&port) = matches.get_one::<i64>("port") {
         opts.port = port_from_flag(port)?;
     }
-    opts.server_name = string_flag(matches, "name");
-    opts.client_advertise = string_flag(matches, "client_advertise");
-    opts.user = string_flag(matches, "user");
-    opts.pass = string_flag(matches, "pass");
-    opts.token = string_flag(matches, "auth");
-    opts.log_file = string_flag(matches, "log").map(PathBuf::from);
+    let set = |field: &mut Option<String>, id: &str| {
+        if let Some(value) = string_flag(matches, id) {
+            *field = Some(value);
+        }
+    };
+    set(&mut opts.server_name, "name");
+    set(&mut opts.client_advertise, "client_advertise");
+    set(&mut opts.user, "user");
+    set(&mut opts.pass, "pass");
+    set(&mut opts.token, "auth");
+    let set_path = |field: &mut Option<PathBuf>, id: &str| {
+        if let Some(value) = string_flag(matches, id) {
+            *field = Some(PathBuf::from(value));
+        }
+    };
+    set_path(&mut opts.log_file, "log");
+    set_path(&mut opts.pid_file, "pid");
+    set_path(&mut opts.ports_file_dir, "ports_file_dir");
     if let Some(&logtime) = matches.get_one::<bool>("logtime") {
         opts.logtime = logtime;
     }
-    opts.logtime_utc = bool_flag(matches, "logtime_utc");
-    let debug_and_trace = bool_flag(matches, "DV") || bool_flag(matches, "DVV");
-    opts.debug = bool_flag(matches, "debug") || debug_and_trace;
-    opts.trace = bool_flag(matches, "trace") || bool_flag(matches, "VV") || debug_and_trace;
-    opts.pid_file = string_flag(matches, "pid").map(PathBuf::from);
-    opts.ports_file_dir = string_flag(matches, "ports_file_dir").map(PathBuf::from);
+    if let Some(&utc) = matches.get_one::<bool>("logtime_utc") {
+        opts.logtime_utc = utc;
+    }
+    if let Some(&debug) = matches.get_one::<bool>("debug") {
+        opts.debug = debug;
+    }
+    for id in ["trace", "VV"] {
+        if let Some(&trace) = matches.get_one::<bool>(id) {
+            opts.trace = trace;
+        }
+    }
+    // As nats-server: -DV/-DVV set both, after -D and -V.
+    for id in ["DV", "DVV"] {
+        if let Some(&both) = matches.get_one::<bool>(id) {
+            opts.debug = both;
+            opts.trace = both;
+        }
+    }
+    if let Some(&limit) = matches.get_one::<i64>("log_size_limit") {
+        opts.log_size_limit = limit;
+    }
     if let Some(&reactors) = matches.get_one::<i64>("reactors") {
         opts.reactors = usize::try_from(reactors).map_err(|_| {
             FlagError::Usage(format!(
@@ -351,7 +409,7 @@ fn options(matches: &ArgMatches) -> Result<Options, FlagError> {
             ))
         })?;
     }
-    Ok(opts)
+    Ok(())
 }
 
 /// nats-server's port rules: -1 is a random port (0 to the OS), 0 the default.

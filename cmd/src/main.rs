@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             println!("{}", flags::version());
             return ExitCode::SUCCESS;
         }
+        Ok(Action::ConfigValid(file)) => {
+            eprintln!("{}", flags::config_valid(&file));
+            return ExitCode::SUCCESS;
+        }
         Err(err @ FlagError::Usage(_)) => {
             eprintln!("{err}");
             eprint!("{}", flags::usage());

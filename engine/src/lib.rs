@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod conf;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
 pub mod nkey;
