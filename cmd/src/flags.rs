@@ -659,15 +659,93 @@ mod tests {
         assert!(usage_error(&["-m", "x"]).starts_with("invalid value \"x\" for flag -m"));
     }
 
+    fn conf_file(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("natsd-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write conf");
+        path.display().to_string()
+    }
+
     #[test]
-    fn config_is_refused() {
+    fn config_file_then_flags_override() {
+        let file = conf_file(
+            "override.conf",
+            "port: 4333\nserver_name: from_file\ndebug: true\nmax_payload: 2MB\n",
+        );
+        let o = opts(&["-c", &file]);
         assert_eq!(
-            parse(["-c", "/tmp/n.conf"]),
+            (o.port, o.server_name.as_deref()),
+            (4333, Some("from_file"))
+        );
+        assert!(o.debug);
+        assert_eq!(o.max_payload, 2 * 1024 * 1024);
+        assert_eq!(o.config_file.as_deref(), Some(std::path::Path::new(&file)));
+        let o = opts(&["--config", &file, "-p", "4444", "-D=false", "-n", "flag"]);
+        assert_eq!((o.port, o.server_name.as_deref()), (4444, Some("flag")));
+        assert!(!o.debug, "an explicit flag beats the file");
+        assert_eq!(o.max_payload, 2 * 1024 * 1024, "the file beats defaults");
+    }
+
+    #[test]
+    fn config_warnings_are_run_warnings() {
+        let file = conf_file("warn.conf", "ping_interval: 60\n");
+        let run = run(&["-c", &file]);
+        assert_eq!(run.opts.ping_interval, std::time::Duration::from_secs(60));
+        assert_eq!(run.warnings.len(), 1);
+        assert!(run.warnings[0].ends_with("ping_interval should be converted to a duration"));
+    }
+
+    #[test]
+    fn check_config() {
+        let good = conf_file("good.conf", "port: 4333\n");
+        assert_eq!(
+            parse(["-t", "-c", good.as_str()]),
+            Ok(Action::ConfigValid(good.clone()))
+        );
+        assert_eq!(
+            config_valid("ok.conf"),
+            "natsd: configuration file ok.conf is valid"
+        );
+        let bad = conf_file("bad.conf", "port: 4333\nfoo: 1\n  bar = \"x\"\n");
+        assert_eq!(
+            parse(["-t", "-c", bad.as_str()]),
+            Err(FlagError::Fatal(format!(
+                "{bad}:2:1: unknown field \"foo\"\n{bad}:3:3: unknown field \"bar\""
+            )))
+        );
+        // nats-server's -t fails on warnings as well.
+        let warn = conf_file("warn_t.conf", "write_deadline: 2\n");
+        assert!(matches!(
+            parse(["-t", "-c", warn.as_str()]),
+            Err(FlagError::Fatal(_))
+        ));
+        assert_eq!(
+            parse(["-t"]),
             Err(FlagError::Fatal(
-                "config files not supported yet (issue #4)".into()
+                "must specify [-c, --config] option to check configuration file syntax".into()
             ))
         );
-        assert!(matches!(parse(["-t"]), Err(FlagError::Fatal(_))));
+        assert_eq!(
+            parse(["-c", "/nonexistent/n.conf"]),
+            Err(FlagError::Fatal(
+                "open /nonexistent/n.conf: no such file or directory".into()
+            ))
+        );
+        assert_eq!(
+            FlagError::Fatal("x.conf:1:1: unknown field \"a\"".into()).to_string(),
+            "natsd: x.conf:1:1: unknown field \"a\""
+        );
+    }
+
+    #[test]
+    fn https_port_and_log_size_limit_flags() {
+        let run = run(&["-ms", "8443", "--log_size_limit", "1000"]);
+        assert_eq!(run.opts.log_size_limit, 1000);
+        assert_eq!(
+            run.warnings,
+            ["-ms/--https_port is not supported yet, ignoring it"]
+        );
     }
 
     #[test]

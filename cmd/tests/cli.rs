@@ -43,13 +43,41 @@ fn unknown_flag() {
     assert!(err.starts_with("flag provided but not defined: -xyz\n\nUsage: natsd [options]\n"));
 }
 
+fn temp_conf(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("natsd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write conf");
+    path.display().to_string()
+}
+
+/// As nats-server 2.9.10 `-t -c`: the verdict on stderr, exit 0 or 1.
 #[test]
-fn config_file_is_refused() {
-    let out = natsd(&["-c", "/tmp/natsd.conf"]);
+fn check_config_file() {
+    let good = temp_conf("good.conf", "port: 4333\nauthorization { token: t }\n");
+    let out = natsd(&["-t", "-c", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        format!("natsd: configuration file {good} is valid\n")
+    );
+    let bad = temp_conf("bad.conf", "port: 4333\nfoo: 1\n");
+    let out = natsd(&["-t", "-c", &bad]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "natsd: config files not supported yet (issue #4)\n"
+        format!("natsd: {bad}:2:1: unknown field \"foo\"\n")
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let out = natsd(&["-c", "/nonexistent/natsd.conf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "natsd: open /nonexistent/natsd.conf: no such file or directory\n"
     );
 }
 

@@ -531,3 +531,204 @@ fn go_duration(entry: &Entry) -> Result<Duration, ConfError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(text: &str) -> (Options, ConfErrors) {
+        let map = conf::parse_with(text, "t.conf", &mut conf::MemSource::default())
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let mut opts = Options::default();
+        let report = opts.apply_conf(&map);
+        (opts, report)
+    }
+
+    fn ok(text: &str) -> Options {
+        let (opts, report) = apply(text);
+        assert!(report.errors.is_empty(), "{text}: {report}");
+        opts
+    }
+
+    fn err(text: &str) -> String {
+        let (_, report) = apply(text);
+        assert!(!report.is_ok(), "{text}: expected an error");
+        report.to_string()
+    }
+
+    #[test]
+    fn real_world_file_maps_to_options() {
+        let path = Path::new("testdata/conf/real_world.conf");
+        let (o, warnings) = Options::from_conf_file(path).expect("valid");
+        assert!(warnings.is_empty());
+        assert_eq!(o.config_file.as_deref(), Some(path));
+        assert_eq!(o.server_name.as_deref(), Some("natsd-1"));
+        assert_eq!((o.host.as_str(), o.port), ("127.0.0.1", 4333));
+        assert_eq!(o.http_port, 8222);
+        assert_eq!(o.max_payload, 2 * 1024 * 1024);
+        assert_eq!(o.max_pending, 64 * 1024 * 1024);
+        assert_eq!(o.max_connections, 1000);
+        assert_eq!(o.max_control_line, 4096);
+        assert_eq!(o.ping_interval, Duration::from_secs(30));
+        assert_eq!(o.ping_max, 3);
+        assert_eq!(o.write_deadline, Duration::from_secs(5));
+        assert!(!o.debug && !o.trace && o.logtime);
+        assert_eq!(o.log_file, Some(PathBuf::from("/tmp/natsd.log")));
+        assert_eq!(o.pid_file, Some(PathBuf::from("/tmp/natsd.pid")));
+        assert_eq!(o.user.as_deref(), Some("admin"));
+        assert!(o.pass.as_deref().is_some_and(|p| p.starts_with("$2a$11$")));
+        assert_eq!(o.auth_timeout, Duration::from_millis(1500));
+        let kept: Vec<&str> = o.conf_blocks.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(kept, ["jetstream", "tls", "cluster"]);
+    }
+
+    #[test]
+    fn keys_fold_case_and_take_aliases() {
+        let o = ok("PORT: 1\nNet: h\nMax_Conn: 5\nmax_subs: 6\nlogfile: l\npidfile: p\nDEBUG: yes");
+        assert_eq!((o.port, o.host.as_str()), (1, "h"));
+        assert_eq!((o.max_connections, o.max_subscriptions), (5, 6));
+        assert_eq!(o.log_file, Some(PathBuf::from("l")));
+        assert_eq!(o.pid_file, Some(PathBuf::from("p")));
+        assert!(o.debug);
+        let o = ok("max_connections: 7\nmax_subscriptions: 8\nlog_file: a\npid_file: b\nhost: x");
+        assert_eq!((o.max_connections, o.max_subscriptions), (7, 8));
+        assert_eq!(o.host, "x");
+    }
+
+    #[test]
+    fn listen_forms() {
+        let o = ok("listen: 4555");
+        assert_eq!((o.host.as_str(), o.port), (DEFAULT_HOST, 4555));
+        let o = ok("listen: \"[::1]:4556\"");
+        assert_eq!((o.host.as_str(), o.port), ("::1", 4556));
+        assert_eq!(ok("port: -1").port, 0, "-1 is random");
+        assert_eq!(ok("port: 0").port, DEFAULT_PORT);
+        assert_eq!(
+            err("listen: nohost"),
+            "t.conf:1:1: could not parse address string \"nohost\""
+        );
+        assert_eq!(
+            err("listen: \"h:x\""),
+            "t.conf:1:1: could not parse port \"x\""
+        );
+        assert!(err("port: 70000").starts_with("t.conf:1:1: port 70000 is out of range"));
+    }
+
+    #[test]
+    fn durations_strings_and_deprecated_seconds() {
+        let o = ok("ping_interval: \"1h30m\"\nwrite_deadline: \"500ms\"");
+        assert_eq!(o.ping_interval, Duration::from_secs(5400));
+        assert_eq!(o.write_deadline, Duration::from_millis(500));
+        let (o, report) = apply("ping_interval: 60");
+        assert!(report.is_ok());
+        assert_eq!(o.ping_interval, Duration::from_secs(60));
+        // nats-server 2.9.10 prints exactly this warning (column aside).
+        assert_eq!(
+            report.to_string(),
+            "t.conf:1:1: invalid use of field \"ping_interval\": ping_interval should be converted to a duration"
+        );
+        assert_eq!(
+            err("ping_interval: \"1x\""),
+            "t.conf:1:1: error parsing ping_interval: time: unknown unit \"x\" in duration \"1x\""
+        );
+    }
+
+    #[test]
+    fn authorization_block() {
+        let o = ok("authorization { username: u, password: p, timeout: 3 }");
+        assert_eq!(
+            (o.user.as_deref(), o.pass.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(o.auth_timeout, Duration::from_secs(3));
+        let o = ok("authorization { token: t }");
+        assert_eq!(o.token.as_deref(), Some("t"));
+        assert!(o.auth_required());
+        assert_eq!(
+            err("authorization {\n  user: u\n  token: t\n}"),
+            "t.conf:1:1: Cannot have a user/pass and token"
+        );
+        assert_eq!(
+            err("authorization {\n  usr: u\n}"),
+            "t.conf:2:3: unknown field \"usr\""
+        );
+        assert!(err("authorization { users: [] }").contains("not supported yet"));
+    }
+
+    #[test]
+    fn unknown_fields_are_all_reported_in_file_order() {
+        assert_eq!(
+            err("port: 1\nfoo: 1\n  Bar = \"x\"\n"),
+            "t.conf:2:1: unknown field \"foo\"\nt.conf:3:3: unknown field \"Bar\""
+        );
+    }
+
+    #[test]
+    fn keys_used_as_variables_are_not_unknown() {
+        let o = ok("PORT = 4999\nport = $PORT");
+        assert_eq!(o.port, 4999);
+    }
+
+    #[test]
+    fn accepted_keys_are_not_rejected() {
+        let o = ok(concat!(
+            "log_size_limit: 1MB\nlame_duck_duration: \"60s\"\nlame_duck_grace_period: \"5s\"\n",
+            "no_auth_user: u\nsystem_account: SYS\naccounts: { A: {} }\ntls: {}\nhttp: \"0.0.0.0:8222\"\n",
+            "https_port: 8443\nmonitor_port: 8223\nhttp_base_path: /m\njetstream: enabled\nstore_dir: /s\n",
+            "cluster {}\ngateway {}\nleafnodes {}\nwebsocket {}\nmqtt {}\nserver_tags: [a]\nmappings {}\n",
+            "max_closed_clients: 5\nlogtime_utc: true\ntrace_verbose: true\ndebug_x_used = on\n",
+            "client_advertise: \"h:1\"\nports_file_dir: /p\nmax_control_line: 1KB\nmax_payload: 2MB\n",
+            "max_pending: 1MB\nping_max: 4\nlogtime: off\ndebug: $debug_x_used\ntrace: no\nserver_name: s\n",
+        ));
+        assert_eq!(o.log_size_limit, 1024 * 1024);
+        assert_eq!(o.lame_duck_duration, Duration::from_secs(60));
+        assert_eq!(o.lame_duck_grace_period, Duration::from_secs(5));
+        assert_eq!(o.no_auth_user.as_deref(), Some("u"));
+        assert_eq!(o.system_account.as_deref(), Some("SYS"));
+        assert_eq!(
+            (o.http_host.as_deref(), o.http_port),
+            (Some("0.0.0.0"), 8223)
+        );
+        assert_eq!(o.https_port, 8443);
+        assert_eq!(o.http_base_path.as_deref(), Some("/m"));
+        assert_eq!(o.store_dir, Some(PathBuf::from("/s")));
+        assert_eq!(o.max_closed_clients, 5);
+        assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
+        assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
+        assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
+        assert_eq!(o.conf_blocks.len(), 10);
+    }
+
+    #[test]
+    fn value_errors_name_the_key_position() {
+        assert_eq!(
+            err("\n  port: \"abc\""),
+            "t.conf:2:3: interface conversion: \"port\" is string, not int64"
+        );
+        assert_eq!(
+            err("max_payload: 3GB"),
+            "t.conf:1:1: max_payload value is too big"
+        );
+        assert_eq!(
+            err("max_pending: -1"),
+            "t.conf:1:1: max_pending value can not be negative"
+        );
+        assert_eq!(
+            err("lame_duck_duration: \"10s\""),
+            "t.conf:1:1: invalid lame_duck_duration of 10s, minimum is 30 seconds"
+        );
+        assert_eq!(
+            err("lame_duck_grace_period: \"-1s\""),
+            "t.conf:1:1: invalid lame_duck_grace_period, needs to be positive"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_go_shaped() {
+        let e = Options::from_conf_file(Path::new("testdata/conf/no-such.conf")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "open testdata/conf/no-such.conf: no such file or directory"
+        );
+    }
+}
