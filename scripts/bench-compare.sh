@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: natsd against the Go nats-server, same machine, same run.
+#
+#   scripts/bench-compare.sh [-r ROUNDS] [-o OUTDIR] [-s SCALE]
+#
+# Builds natsd and natsd-bench (release), installs nats-server with apt-get when
+# it is missing and we are root (otherwise runs natsd alone), starts both on
+# 127.0.0.1 on free ports, and runs every scenario against each in alternation
+# (natsd, nats-server, natsd, ...) for ROUNDS rounds (default 3) with 16 B and
+# 1 KiB payloads. Each run is bounded by a message count and 20 s. The idle
+# scenario gets a freshly started server each time, so memory freed by earlier
+# scenarios cannot hide the per-connection cost. Prints markdown tables of
+# medians. Environment: ROUNDS, SCALE (multiplies message counts; default 1),
+# NATS_SERVER (path of the Go server).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+SCALE=${SCALE:-1}
+OUT=""
+while getopts "r:o:s:h" opt; do
+    case $opt in
+        r) ROUNDS=$OPTARG ;;
+        o) OUT=$OPTARG ;;
+        s) SCALE=$OPTARG ;;
+        *) sed -n '2,15p' "$0"; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+cargo build --release --bin natsd --bin natsd-bench
+NATSD=$PWD/target/release/natsd
+BENCH=$PWD/target/release/natsd-bench
+
+NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || true)}
+if [[ -z $NATS_SERVER && -x /usr/sbin/nats-server ]]; then
+    NATS_SERVER=/usr/sbin/nats-server
+fi
+if [[ -z $NATS_SERVER ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get install -y nats-server >&2 || { apt-get update >&2 && apt-get install -y nats-server >&2; }
+        NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
+    else
+        echo "nats-server not installed and not root: running natsd alone" >&2
+    fi
+fi
+[[ -n $NATS_SERVER && ! -x $NATS_SERVER ]] && NATS_SERVER=""
+
+# 1,000 idle connections need 2,000+ descriptors in the client.
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if [[ -z $OUT ]]; then
+    OUT=$(mktemp -d /tmp/bench-compare.XXXXXX)
+fi
+mkdir -p "$OUT"
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_server NAME: starts it on a free loopback port; sets PORT and PID.
+start_server() {
+    local name=$1 bin
+    case $name in
+        natsd) bin=$NATSD ;;
+        nats-server) bin=$NATS_SERVER ;;
+    esac
+    PORT=$(free_port)
+    "$bin" -a 127.0.0.1 -p "$PORT" >"$OUT/$name.$PORT.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "$name did not start on port $PORT; log: $OUT/$name.$PORT.log" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+SERVERS=(natsd)
+[[ -n $NATS_SERVER ]] && SERVERS+=(nats-server)
+
+declare -A URL SPID
+for s in "${SERVERS[@]}"; do
+    start_server "$s"
+    URL[$s]=nats://127.0.0.1:$PORT
+    SPID[$s]=$PID
+done
+
+# Message counts per scenario: enough for the 10 ms CPU-time resolution of
+# /proc/PID/stat to matter little, small enough for 2 cores.
+msgs_for() {
+    local n
+    case $1 in
+        pub) n=2000000 ;;
+        pubsub | fanin | queue) n=1000000 ;;
+        fanout) n=500000 ;;
+        reqrep) n=20000 ;;
+    esac
+    python3 -c "print(max(1, int($n * $SCALE)))"
+}
+
+run_one() { # server scenario size round
+    local s=$1 sc=$2 size=$3 round=$4
+    local f="$OUT/$s.$sc.$size.$round.json"
+    # Exit status 3 (lost messages or errors) still leaves a report to keep.
+    "$BENCH" "$sc" --server "${URL[$s]}" --size "$size" --msgs "$(msgs_for "$sc")" \
+        --duration 20 --server-pid "${SPID[$s]}" --json --quiet >"$f" || [[ $? -eq 3 ]]
+    echo "  $s $sc ${size}B round $round done" >&2
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "round $round/$ROUNDS" >&2
+    # Alternate which server goes first each round, so drift hits both.
+    order=("${SERVERS[@]}")
+    if ((round % 2 == 0)) && ((${#SERVERS[@]} == 2)); then
+        order=("${SERVERS[1]}" "${SERVERS[0]}")
+    fi
+    for sc in pub pubsub fanout fanin queue reqrep; do
+        for size in 16 1024; do
+            for s in "${order[@]}"; do
+                run_one "$s" "$sc" "$size" "$round"
+            done
+        done
+    done
+    for s in "${order[@]}"; do
+        start_server "$s"
+        "$BENCH" idle --server "nats://127.0.0.1:$PORT" --conns 1000 --hold 3 \
+            --server-pid "$PID" --json --quiet >"$OUT/$s.idle.0.$round.json" || [[ $? -eq 3 ]]
+        stop_server "$PID"
+        echo "  $s idle round $round done" >&2
+    done
+done
+
+echo "JSON reports: $OUT" >&2
+echo
+echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+echo "Servers: natsd $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $([[ -n $NATS_SERVER ]] && "$NATS_SERVER" --version 2>&1 | head -1 || echo 'nats-server: not run')"
+echo "Command: scripts/bench-compare.sh -r $ROUNDS -s $SCALE; medians of $ROUNDS rounds"
+echo
+python3 - "$OUT" <<'EOF'
+import glob, json, os, statistics, sys
+
+out = sys.argv[1]
+runs = {}  # (server, scenario, size) -> [report]
+for path in glob.glob(os.path.join(out, "*.json")):
+    server, scenario, size, _round, _ = os.path.basename(path).rsplit(".", 4)
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        continue
+    runs.setdefault((server, scenario, int(size)), []).append(report)
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def rate(r):
+    # Delivered rate where there are subscribers; the publish rate otherwise.
+    side = r.get("subscribe") if r.get("subs") else r.get("publish")
+    return side["msgs_per_sec"] if side else None
+
+def cpu(r):
+    u = r.get("server_usage")
+    return u["cpu_us_per_msg"] if u else None
+
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+def stat(server, scenario, size, fn):
+    return med(fn(r) for r in runs.get((server, scenario, size), []))
+
+def lost(server, scenario, size):
+    rs = runs.get((server, scenario, size), [])
+    if not rs:
+        return "n/a"
+    errs = sum(1 for r in rs if r.get("errors"))
+    total = sum(r.get("lost", 0) for r in rs)
+    return f"{total}" + (f" ({errs} runs with errors)" if errs else "")
+
+A, B = "natsd", "nats-server"
+print("| scenario | size | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | lost natsd / nats-server |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for sc in ["pub", "pubsub", "fanout", "fanin", "queue", "reqrep"]:
+    for size in [16, 1024]:
+        ra, rb = stat(A, sc, size, rate), stat(B, sc, size, rate)
+        ca, cb = stat(A, sc, size, cpu), stat(B, sc, size, cpu)
+        print(f"| {sc} | {size} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
+              f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
+              f"| {lost(A, sc, size)} / {lost(B, sc, size)} |")
+
+print()
+print("Request/reply round trip (µs, medians of the runs' percentiles):")
+print()
+print("| size | natsd p50 | nats-server p50 | natsd p99 | nats-server p99 | p99 ratio |")
+print("|---:|---:|---:|---:|---:|---:|")
+for size in [16, 1024]:
+    lat = lambda s, k: stat(s, "reqrep", size, lambda r: (r.get("latency_us") or {}).get(k))
+    a99, b99 = lat(A, "p99"), lat(B, "p99")
+    print(f"| {size} | {fmt(lat(A, 'p50'), '.1f')} | {fmt(lat(B, 'p50'), '.1f')} "
+          f"| {fmt(a99, '.1f')} | {fmt(b99, '.1f')} | {fmt(ratio(a99, b99), '.2f')} |")
+
+print()
+print("Idle connections (1,000, fresh server each round): server RSS growth per connection")
+print()
+print("| natsd KiB/conn | nats-server KiB/conn | ratio |")
+print("|---:|---:|---:|")
+ia = stat(A, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
+ib = stat(B, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
+print(f"| {fmt(ia, '.2f')} | {fmt(ib, '.2f')} | {fmt(ratio(ia, ib), '.2f')} |")
+print()
+print("msgs/s: subscriber side (all deliveries) where there are subscribers, publisher side for pub;")
+print("reqrep: round trips/s. CPU: server utime+stime per delivered message (reqrep: 2 per round trip).")
+EOF
