@@ -45,6 +45,9 @@ fn main() -> ExitCode {
     for warning in &run.warnings {
         log::warn!("{warning}");
     }
+    for block in &run.opts.conf_blocks {
+        log::warn!("{} is not supported yet, ignoring it", block.key);
+    }
     let _pid_file = match run.opts.pid_file.as_deref() {
         Some(path) => match pidfile::PidFile::create(path) {
             Ok(pid_file) => Some(pid_file),

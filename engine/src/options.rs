@@ -188,8 +188,6 @@ impl std::error::Error for ConfErrors {}
 
 /// Top-level keys accepted and kept in [`Options::conf_blocks`] but not acted on yet.
 const KEPT_KEYS: &[&str] = &[
-    "accounts",
-    "tls",
     "jetstream",
     "cluster",
     "gateway",
@@ -332,6 +330,14 @@ impl Options {
             }
             "http_base_path" => self.http_base_path = Some(string(entry)?),
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
+            // Ignoring these would run a server less protected than its
+            // file says (no TLS, no account isolation): refuse instead.
+            k @ ("tls" | "accounts") => {
+                return Err(invalid(
+                    at,
+                    format!("{} is not supported yet", conf::go_quote(k)),
+                ))
+            }
             k if KEPT_KEYS.contains(&k) => {
                 self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
                 self.conf_blocks.push(entry.clone());
@@ -579,7 +585,7 @@ mod tests {
         assert!(o.pass.as_deref().is_some_and(|p| p.starts_with("$2a$11$")));
         assert_eq!(o.auth_timeout, Duration::from_millis(1500));
         let kept: Vec<&str> = o.conf_blocks.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(kept, ["jetstream", "tls", "cluster"]);
+        assert_eq!(kept, ["jetstream", "cluster"]);
     }
 
     #[test]
@@ -673,7 +679,7 @@ mod tests {
     fn accepted_keys_are_not_rejected() {
         let o = ok(concat!(
             "log_size_limit: 1MB\nlame_duck_duration: \"60s\"\nlame_duck_grace_period: \"5s\"\n",
-            "no_auth_user: u\nsystem_account: SYS\naccounts: { A: {} }\ntls: {}\nhttp: \"0.0.0.0:8222\"\n",
+            "no_auth_user: u\nsystem_account: SYS\nhttp: \"0.0.0.0:8222\"\n",
             "https_port: 8443\nmonitor_port: 8223\nhttp_base_path: /m\njetstream: enabled\nstore_dir: /s\n",
             "cluster {}\ngateway {}\nleafnodes {}\nwebsocket {}\nmqtt {}\nserver_tags: [a]\nmappings {}\n",
             "max_closed_clients: 5\nlogtime_utc: true\ntrace_verbose: true\ndebug_x_used = on\n",
@@ -696,7 +702,16 @@ mod tests {
         assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
         assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
         assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
-        assert_eq!(o.conf_blocks.len(), 10);
+        assert_eq!(o.conf_blocks.len(), 8);
+    }
+
+    #[test]
+    fn tls_and_accounts_are_refused_until_enforced() {
+        assert_eq!(err("tls: {}"), "t.conf:1:1: \"tls\" is not supported yet");
+        assert_eq!(
+            err("\naccounts: { A: {} }"),
+            "t.conf:2:1: \"accounts\" is not supported yet"
+        );
     }
 
     #[test]
