@@ -13,8 +13,6 @@
 //! Environment:
 //! - `NATSD_BIN`: server binary under test, relative to the workspace root (default: the newest of the workspace's
 //!   `target/release/natsd` and `target/debug/natsd`, also under `CARGO_TARGET_DIR`).
-//! - `NATSD_TEST_CONFIG=1`: the binary under test accepts `-c <file>` (always assumed for a
-//!   binary named `nats-server*`); tests that need a config file are skipped otherwise.
 //! - `NATS_SERVER_BIN`: reference nats-server (default: `nats-server` on `PATH`, then
 //!   `/usr/sbin/nats-server`); differential checks are skipped when none is found.
 
@@ -107,19 +105,9 @@ impl Server {
         Server::start(natsd_bin(), args, Kind::UnderTest, None)
     }
 
-    /// Starts the server under test with a config file holding `conf`, or returns `None` (after
-    /// printing why) when the binary under test does not take `-c` yet.
-    pub fn natsd_with_config(test: &str, conf: &str, args: &[&str]) -> Option<Server> {
-        let bin = natsd_bin();
-        if !config_supported(&bin) {
-            eprintln!(
-                "SKIP {test}: needs a config file (-c), which {} is not known to support; \
-                 set NATSD_TEST_CONFIG=1 once natsd reads config files",
-                bin.display()
-            );
-            return None;
-        }
-        Some(Server::start(bin, args, Kind::UnderTest, Some(conf)))
+    /// Starts the server under test with a config file holding `conf` (passed as `-c`).
+    pub fn natsd_with_config(conf: &str, args: &[&str]) -> Server {
+        Server::start(natsd_bin(), args, Kind::UnderTest, Some(conf))
     }
 
     /// Starts the reference nats-server, or returns `None` (after printing a note) when it is
@@ -337,14 +325,6 @@ fn natsd_bin() -> PathBuf {
              NATSD_BIN; looked in {roots:?}"
         ),
     }
-}
-
-fn config_supported(bin: &Path) -> bool {
-    let named_go = bin
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("nats-server"));
-    named_go || std::env::var("NATSD_TEST_CONFIG").is_ok_and(|v| v == "1")
 }
 
 fn reference_bin() -> Option<PathBuf> {
