@@ -29,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOp, ClientOpParser, Limits};
 
+use crate::auth::Permissions;
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
@@ -49,6 +50,8 @@ pub struct Subscription {
     pub queue: Option<Bytes>,
     /// Where deliveries go.
     pub client: Arc<Outbound>,
+    /// The subscriber's permissions (deliveries it may not see are skipped).
+    perms: Option<Arc<Permissions>>,
     /// Auto-unsubscribe limit; 0 = none.
     max: AtomicU64,
     delivered: AtomicU64,
@@ -246,6 +249,8 @@ pub struct ClientConn {
     no_responders: bool,
     meta: ClientMeta,
     user: Option<String>,
+    perms: Option<Arc<Permissions>>,
+    nonce: String,
     subs: HashMap<Bytes, SubRef>,
     pings_out: u32,
     first_ping_done: bool,
@@ -273,7 +278,13 @@ impl ClientConn {
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
         };
-        let auth_deadline = opts.auth_required().then(|| now + opts.auth_timeout);
+        let auth = server.authenticator();
+        let auth_deadline = auth.required().then(|| now + opts.auth_timeout);
+        let nonce = if auth.wants_nonce() {
+            server.new_nonce()
+        } else {
+            String::new()
+        };
         let first_ping = opts.ping_interval.min(FIRST_PING_MAX);
         let account = server.global.clone();
         let mut conn = ClientConn {
@@ -294,6 +305,8 @@ impl ClientConn {
             no_responders: false,
             meta: ClientMeta::default(),
             user: None,
+            perms: None,
+            nonce,
             subs: HashMap::new(),
             pings_out: 0,
             first_ping_done: false,
@@ -330,7 +343,8 @@ impl ClientConn {
             host: opts.host.clone(),
             port: opts.port,
             headers: true,
-            auth_required: opts.auth_required(),
+            auth_required: self.server.authenticator().required(),
+            nonce: self.nonce.clone(),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
             client_id: self.cid,
             client_ip: self.peer.ip().to_string(),
@@ -513,10 +527,18 @@ impl ClientConn {
                 return;
             }
         };
-        if !self.authorize(&ci) {
-            self.auth_violation();
-            return;
-        }
+        let identity = match self
+            .server
+            .authenticator()
+            .check(&ci, self.nonce.as_bytes())
+        {
+            Ok(identity) => identity,
+            Err(e) => {
+                log::debug!("{}{e}", self.log_prefix());
+                self.auth_violation();
+                return;
+            }
+        };
         if ci.protocol < 0 || ci.protocol > 1 {
             self.send_err("invalid client protocol");
             self.close(CloseReason::ProtocolViolation);
@@ -538,25 +560,12 @@ impl ClientConn {
             lang: ci.lang,
             version: ci.version,
         };
-        if self.server.options().user.is_some() {
-            self.user = Some(ci.user.clone());
-        }
+        self.user = identity.user;
+        self.perms = identity.permissions;
         self.connected = true;
         self.auth_deadline = None;
         self.last_in = now;
         self.ok();
-    }
-
-    fn authorize(&self, ci: &ConnectInfo) -> bool {
-        let opts = self.server.options();
-        if let Some(token) = &opts.token {
-            return ct_eq(&ci.auth_token, token);
-        }
-        if let Some(user) = &opts.user {
-            let pass = opts.pass.as_deref().unwrap_or("");
-            return ct_eq(&ci.user, user) && ct_eq(&ci.pass, pass);
-        }
-        true
     }
 
     fn auth_violation(&mut self) {
@@ -576,6 +585,14 @@ impl ClientConn {
                 return;
             }
         }
+        if let Some(perms) = &self.perms {
+            if !perms.can_subscribe(&subject, queue.as_deref()) {
+                let text = sub_violation_text(&subject, queue.as_deref());
+                log::error!("{}Subscription Violation - {text}", self.log_prefix());
+                self.send_err(&text);
+                return;
+            }
+        }
         if self.subs.contains_key(&sid) {
             // nats-server ignores a SUB that reuses a live sid.
             self.ok();
@@ -592,6 +609,7 @@ impl ClientConn {
             subject,
             queue,
             client: self.out.clone(),
+            perms: self.perms.clone(),
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             removed: AtomicBool::new(false),
@@ -647,6 +665,17 @@ impl ClientConn {
     ) {
         self.in_msgs += 1;
         self.in_bytes += (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
+        if let Some(perms) = &self.perms {
+            if !perms.can_publish(&subject) {
+                let text = format!(
+                    "Permissions Violation for Publish to \"{}\"",
+                    String::from_utf8_lossy(&subject)
+                );
+                log::error!("{}Publish Violation - {text}", self.log_prefix());
+                self.send_err(&text);
+                return;
+            }
+        }
         if self.pedantic && !subject::is_valid_publish_subject(&subject) {
             // nats-server reports it and still delivers the message.
             self.send_err("Invalid Publish Subject");
@@ -687,6 +716,11 @@ impl ClientConn {
     fn deliver(&mut self, ctx: &mut Context, sub: &SubRef, msg: &Msg<'_>) -> bool {
         if !self.echo && sub.client.cid() == self.cid {
             return false;
+        }
+        if let Some(perms) = &sub.perms {
+            if !perms.can_deliver(msg.subject) {
+                return false;
+            }
         }
         // Counted for every subscription: `UNSUB <sid> <max>` compares with
         // what was already delivered.
@@ -862,21 +896,24 @@ impl ClientConn {
     }
 }
 
+/// nats-server's text for a refused SUB.
+fn sub_violation_text(subject: &[u8], queue: Option<&[u8]>) -> String {
+    let subject = String::from_utf8_lossy(subject);
+    match queue {
+        Some(q) => format!(
+            "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\"",
+            String::from_utf8_lossy(q)
+        ),
+        None => format!("Permissions Violation for Subscription to \"{subject}\""),
+    }
+}
+
 /// A message being delivered.
 struct Msg<'a> {
     subject: &'a [u8],
     reply: Option<&'a [u8]>,
     headers: Option<&'a [u8]>,
     payload: &'a [u8],
-}
-
-/// Constant-time comparison of secrets.
-fn ct_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

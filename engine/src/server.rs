@@ -4,6 +4,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+
+use crate::auth::Authenticator;
 use crate::client::{ConnSnapshot, SubRef};
 use crate::options::Options;
 use crate::sublist::Sublist;
@@ -67,6 +70,9 @@ pub struct Server {
     pub stats: ServerStats,
     next_sub_id: AtomicU64,
     closed: Mutex<VecDeque<ConnSnapshot>>,
+    auth: ArcSwap<Authenticator>,
+    nonce_seed: [u8; 32],
+    nonce_counter: AtomicU64,
 }
 
 impl Server {
@@ -79,6 +85,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| server_id.clone());
         Server {
+            auth: ArcSwap::from_pointee(Authenticator::new(&opts)),
             opts,
             server_id,
             server_name,
@@ -89,6 +96,8 @@ impl Server {
             stats: ServerStats::default(),
             next_sub_id: AtomicU64::new(1),
             closed: Mutex::new(VecDeque::new()),
+            nonce_seed: seed,
+            nonce_counter: AtomicU64::new(0),
         }
     }
 
@@ -135,5 +144,18 @@ impl Server {
     pub fn closed_connections(&self) -> Vec<ConnSnapshot> {
         let ring = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         ring.iter().cloned().collect()
+    }
+
+    /// The current authenticator (replaced on config reload).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.load_full()
+    }
+
+    /// A fresh nonce for a connection's INFO (nkey challenge). STUB: the
+    /// auth helper derives it from `nonce_seed` and `nonce_counter`.
+    pub fn new_nonce(&self) -> String {
+        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
+        let _ = self.nonce_seed;
+        n.to_string()
     }
 }
