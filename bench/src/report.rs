@@ -144,7 +144,8 @@ pub struct Report {
     pub delivered: u64,
     /// Aggregate publisher rate: all sent over first start to last flush.
     pub publish: Option<Rate>,
-    /// Aggregate subscriber rate: all received over first to last message.
+    /// Aggregate subscriber rate: all received from the start of publishing
+    /// to the last message.
     pub subscribe: Option<Rate>,
     /// Per-publisher msgs/s spread (several publishers only).
     pub publish_spread: Option<Spread>,

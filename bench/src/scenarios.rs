@@ -6,6 +6,7 @@
 //! thread as coordinator. Clients block in socket calls, so a waiting client
 //! costs no CPU the server could use.
 use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use natsd_proto::{encode, ServerOp};
 
-use crate::conn::{Auth, Conn, ConnError, Reader, READ_CHUNK_BYTES};
+use crate::conn::{is_timeout, Auth, Conn, ConnError, Reader, READ_CHUNK_BYTES};
 use crate::hist::Histogram;
 use crate::opts::{Scenario, ServerUrl};
 use crate::procfs;
@@ -27,7 +28,7 @@ const READ_POLL: Duration = Duration::from_millis(100);
 /// How often the coordinator samples counters.
 const COORD_TICK: Duration = Duration::from_millis(20);
 /// Bound on a publisher's final PING/PONG flush.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs shorter than this print no progress line.
 const PROGRESS_AFTER: Duration = Duration::from_secs(3);
 /// Bound on one request's reply.
@@ -176,7 +177,7 @@ struct PubResult {
 
 struct SubResult {
     received: u64,
-    first: Option<Instant>,
+    /// When the read that brought the last message returned.
     last: Option<Instant>,
     error: Option<String>,
 }
@@ -234,10 +235,10 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
         .enumerate()
         .map(|(i, (conn, counter))| {
             let count = per_pub.saturating_add(u64::from((i as u64) < extra));
-            let counter = counter.clone();
+            let (counter, stop) = (counter.clone(), stop.clone());
             let mut batch = BytesMut::new();
             encode::pub_msg(&mut batch, ctx.subject.as_bytes(), None, &body);
-            thread::spawn(move || run_pub(conn, &batch, count, deadline, &counter))
+            thread::spawn(move || run_pub(conn, &batch, count, deadline, &counter, &stop))
         })
         .collect();
 
@@ -260,9 +261,13 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
             expected = Some(sent * fan);
             last_progress = now;
         }
+        // Every subscriber's connection ended: nothing more can arrive, and
+        // the publishers are told to stop.
+        if ctx.subs > 0 && sub_threads.iter().all(|t| t.is_finished()) {
+            break;
+        }
         let Some(exp) = expected else { continue };
-        let subs_gone = sub_threads.iter().all(|t| t.is_finished());
-        if received >= exp || subs_gone || now - last_progress >= ctx.drain_timeout {
+        if received >= exp || now - last_progress >= ctx.drain_timeout {
             break;
         }
     }
@@ -294,6 +299,13 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
     let sent: u64 = pub_results.iter().map(|r| r.sent).sum();
     let received: u64 = sub_results.iter().map(|r| r.received).sum();
     let expected = sent * fan;
+    if received < expected {
+        errors.push(format!(
+            "{} messages not received (no progress for {:.1} s, or subscribers gone)",
+            expected - received,
+            ctx.drain_timeout.as_secs_f64()
+        ));
+    }
     let delivered = if ctx.subs == 0 { sent } else { received };
     let server_usage = usage.finish(delivered, &mut errors);
 
@@ -308,20 +320,16 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
         .iter()
         .map(|r| Rate::new(r.sent, ctx.size, r.elapsed))
         .collect();
-    let subscribe = match (
-        sub_results.iter().filter_map(|r| r.first).min(),
-        sub_results.iter().filter_map(|r| r.last).max(),
-    ) {
-        (Some(a), Some(b)) => Some(Rate::new(received, ctx.size, b - a)),
-        _ if ctx.subs > 0 => Some(Rate::new(received, ctx.size, Duration::ZERO)),
-        _ => None,
-    };
+    // Subscribers are timed from the start of publishing to their last
+    // message: robust when a short run arrives in a single read.
+    let window = |last: Option<Instant>| last.map_or(Duration::ZERO, |l| l - start);
+    let subscribe = (ctx.subs > 0).then(|| {
+        let last = sub_results.iter().filter_map(|r| r.last).max();
+        Rate::new(received, ctx.size, window(last))
+    });
     let sub_rates: Vec<Rate> = sub_results
         .iter()
-        .map(|r| match (r.first, r.last) {
-            (Some(a), Some(b)) => Rate::new(r.received, ctx.size, b - a),
-            _ => Rate::new(r.received, ctx.size, Duration::ZERO),
-        })
+        .map(|r| Rate::new(r.received, ctx.size, window(r.last)))
         .collect();
     Ok(Report {
         scenario: ctx.scenario.name(),
@@ -349,7 +357,14 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
 /// Writes `count` copies of the encoded PUB in 64 KiB writes until done or
 /// `deadline`, then flushes with PING/PONG. A reader thread answers the
 /// server's PINGs (through `ping_due`) and collects `-ERR`s.
-fn run_pub(conn: Conn, one: &[u8], count: u64, deadline: Instant, counter: &Counter) -> PubResult {
+fn run_pub(
+    conn: Conn,
+    one: &[u8],
+    count: u64,
+    deadline: Instant,
+    counter: &Counter,
+    stop: &AtomicBool,
+) -> PubResult {
     let Conn {
         reader, mut writer, ..
     } = conn;
@@ -364,27 +379,38 @@ fn run_pub(conn: Conn, one: &[u8], count: u64, deadline: Instant, counter: &Coun
     };
     let mut errors = Vec::new();
     let start = Instant::now();
+    // A server that stops reading must not hold the run past its bound.
+    let give_up = || Instant::now() >= deadline || stop.load(Ordering::Relaxed);
     let mut sent = 0u64;
-    while sent < count && Instant::now() < deadline {
+    let mut clean = writer.set_write_timeout(Some(READ_POLL)).is_ok();
+    while clean && sent < count && !give_up() {
         let n = (count - sent).min(per_batch as u64) as usize;
-        if let Err(e) = writer.write_all(&batch[..n * one.len()]) {
-            errors.push(format!("write: {e}"));
-            break;
-        }
-        sent += n as u64;
-        counter.0.store(sent, Ordering::Relaxed);
-        if ping_due.swap(false, Ordering::Relaxed) {
-            if let Err(e) = writer.write_all(b"PONG\r\n") {
+        let bytes = &batch[..n * one.len()];
+        match write_bounded(&mut writer, bytes, give_up) {
+            Ok(w) => {
+                sent += (w / one.len()) as u64;
+                if w < bytes.len() {
+                    errors.push("stopped mid-write at the time bound: server not reading".into());
+                    clean = false;
+                }
+            }
+            Err(e) => {
                 errors.push(format!("write: {e}"));
-                break;
+                clean = false;
+            }
+        }
+        counter.0.store(sent, Ordering::Relaxed);
+        if clean && ping_due.swap(false, Ordering::Relaxed) {
+            if let Err(e) = write_bounded(&mut writer, b"PONG\r\n", || false) {
+                errors.push(format!("write: {e}"));
+                clean = false;
             }
         }
     }
-    if errors.is_empty() {
-        let flushed = writer
-            .write_all(b"PING\r\n")
+    if clean {
+        let flushed = write_bounded(&mut writer, b"PING\r\n", || false)
             .map_err(|e| e.to_string())
-            .and_then(|()| {
+            .and_then(|_| {
                 pong_rx
                     .recv_timeout(FLUSH_TIMEOUT)
                     .map_err(|_| "no PONG to the final flush".to_string())
@@ -406,6 +432,29 @@ fn run_pub(conn: Conn, one: &[u8], count: u64, deadline: Instant, counter: &Coun
         end,
         errors,
     }
+}
+
+/// Writes `buf` through write timeouts until done or `give_up()`; returns
+/// the bytes written (fewer than `buf.len()` only when it gave up).
+fn write_bounded(
+    w: &mut TcpStream,
+    buf: &[u8],
+    give_up: impl Fn() -> bool,
+) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match w.write(&buf[done..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {
+                if give_up() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 fn pub_reader(
@@ -459,7 +508,6 @@ fn run_sub(conn: Conn, counter: &Counter, stop: &AtomicBool) -> SubResult {
     } = conn;
     let mut r = SubResult {
         received: 0,
-        first: None,
         last: None,
         error: None,
     };
@@ -488,7 +536,6 @@ fn run_sub(conn: Conn, counter: &Counter, stop: &AtomicBool) -> SubResult {
             }
         }
         if r.received != before {
-            r.first.get_or_insert(read_at);
             r.last = Some(read_at);
             counter.0.store(r.received, Ordering::Relaxed);
         }
