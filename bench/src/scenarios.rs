@@ -401,15 +401,24 @@ fn run_pub(
         }
         counter.0.store(sent, Ordering::Relaxed);
         if clean && ping_due.swap(false, Ordering::Relaxed) {
-            if let Err(e) = write_bounded(&mut writer, b"PONG\r\n", || false) {
-                errors.push(format!("write: {e}"));
-                clean = false;
+            match write_bounded(&mut writer, b"PONG\r\n", give_up) {
+                Ok(6) => {}
+                Ok(_) => clean = false,
+                Err(e) => {
+                    errors.push(format!("write: {e}"));
+                    clean = false;
+                }
             }
         }
     }
     if clean {
-        let flushed = write_bounded(&mut writer, b"PING\r\n", || false)
+        let flush_by = Instant::now() + FLUSH_TIMEOUT;
+        let flushed = write_bounded(&mut writer, b"PING\r\n", || Instant::now() >= flush_by)
             .map_err(|e| e.to_string())
+            .and_then(|w| match w {
+                6 => Ok(()),
+                _ => Err("could not write the final flush PING".to_string()),
+            })
             .and_then(|_| {
                 pong_rx
                     .recv_timeout(FLUSH_TIMEOUT)
