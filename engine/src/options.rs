@@ -8,7 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::conf::{self, ConfError, Entry, ErrorKind, Map, Value};
+use crate::auth::{self, NkeyUser, Permissions, ResponsePermission, SubjectPermission, User};
+use crate::conf::{self, ConfError, Entry, ErrorKind, Item, Map, Value};
+use crate::subject;
 
 /// Default client port.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -34,6 +36,13 @@ pub struct Options {
     pub token: Option<String>,
     /// `authorization.timeout`: time a client has to send CONNECT when auth is on.
     pub auth_timeout: Duration,
+    /// `authorization.users` entries with a user name.
+    pub users: Vec<User>,
+    /// `authorization.users` entries with an nkey.
+    pub nkeys: Vec<NkeyUser>,
+    /// `authorization.default_permissions` (also `permissions`): already
+    /// copied into every user without its own, as nats-server does.
+    pub default_permissions: Option<Permissions>,
     /// `max_payload`.
     pub max_payload: usize,
     /// `max_control_line`.
@@ -77,7 +86,7 @@ pub struct Options {
     pub lame_duck_duration: Duration,
     /// `lame_duck_grace_period`: kept for lame-duck mode.
     pub lame_duck_grace_period: Duration,
-    /// `no_auth_user`: kept for multi-user auth.
+    /// `no_auth_user`: the user a client without credentials becomes.
     pub no_auth_user: Option<String>,
     /// `system_account`/`system`: kept for accounts.
     pub system_account: Option<String>,
@@ -107,6 +116,9 @@ impl Default for Options {
             pass: None,
             token: None,
             auth_timeout: Duration::from_secs(2),
+            users: Vec::new(),
+            nkeys: Vec::new(),
+            default_permissions: None,
             max_payload: 1024 * 1024,
             max_control_line: 4096,
             max_pending: 64 * 1024 * 1024,
@@ -143,7 +155,10 @@ impl Default for Options {
 impl Options {
     /// Whether clients must authenticate.
     pub fn auth_required(&self) -> bool {
-        self.user.is_some() || self.token.is_some()
+        self.user.is_some()
+            || self.token.is_some()
+            || !self.users.is_empty()
+            || !self.nkeys.is_empty()
     }
 }
 
@@ -230,6 +245,15 @@ impl Options {
         let mut report = ConfErrors::default();
         for entry in map.entries() {
             if let Err(e) = self.apply_entry(entry, &mut report.warnings) {
+                report.errors.push(e);
+            }
+        }
+        if let Some(entry) = map
+            .entries()
+            .iter()
+            .find(|e| e.key.eq_ignore_ascii_case("no_auth_user"))
+        {
+            if let Err(e) = self.check_no_auth_user(entry) {
                 report.errors.push(e);
             }
         }
@@ -353,14 +377,16 @@ impl Options {
         Ok(())
     }
 
-    /// `authorization { user, pass, token, timeout }`: replaces what an earlier
-    /// block set, as in nats-server.
+    /// `authorization { user, pass, token, timeout, users, default_permissions }`:
+    /// replaces what an earlier block set, as in nats-server.
     fn apply_authorization(&mut self, entry: &Entry) -> Result<(), ConfError> {
         let Value::Map(map) = &entry.value.value else {
             return Err(wrong_type(entry, "map[string]interface {}"));
         };
         let (mut user, mut pass, mut token) = (None, None, None);
         let mut timeout = Duration::from_secs(2);
+        let mut users: Option<(Vec<User>, Vec<NkeyUser>)> = None;
+        let mut default_permissions = None;
         for e in map.entries() {
             match e.key.to_ascii_lowercase().as_str() {
                 "user" | "username" => user = Some(string(e)?),
@@ -377,11 +403,9 @@ impl Options {
                         invalid(&e.key_at, format!("invalid authorization timeout {secs}"))
                     })?;
                 }
-                k @ ("users" | "default_permission" | "default_permissions" | "permissions") => {
-                    return Err(invalid(
-                        &e.key_at,
-                        format!("authorization {} is not supported yet", conf::go_quote(k)),
-                    ))
+                "users" => users = Some(parse_users(e)?),
+                "default_permission" | "default_permissions" | "permissions" => {
+                    default_permissions = Some(parse_permissions(e)?)
                 }
                 _ if e.used_as_variable => {}
                 _ => {
@@ -399,12 +423,348 @@ impl Options {
                 "Cannot have a user/pass and token".into(),
             ));
         }
+        let (mut users, mut nkeys) = match users {
+            Some(_) if !empty(&user) => {
+                return Err(invalid(
+                    &entry.key_at,
+                    "Can not have a single user/pass and a users array".into(),
+                ))
+            }
+            Some(_) if !empty(&token) => {
+                return Err(invalid(
+                    &entry.key_at,
+                    "Can not have a token and a users array".into(),
+                ))
+            }
+            Some(lists) => lists,
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for u in &users {
+            if !seen.insert(u.username.as_str()) {
+                return Err(invalid(
+                    &entry.key_at,
+                    format!("Duplicate user {} detected", conf::go_quote(&u.username)),
+                ));
+            }
+        }
+        for u in &nkeys {
+            if !seen.insert(u.nkey.as_str()) {
+                return Err(invalid(
+                    &entry.key_at,
+                    format!("Duplicate nkey {} detected", conf::go_quote(&u.nkey)),
+                ));
+            }
+        }
+        if let Some(default) = &default_permissions {
+            for u in &mut users {
+                u.permissions.get_or_insert_with(|| default.clone());
+            }
+            for u in &mut nkeys {
+                u.permissions.get_or_insert_with(|| default.clone());
+            }
+        }
         self.user = user.filter(|s| !s.is_empty());
         self.pass = pass.filter(|s| !s.is_empty());
         self.token = token.filter(|s| !s.is_empty());
         self.auth_timeout = timeout;
+        self.users = users;
+        self.nkeys = nkeys;
+        self.default_permissions = default_permissions;
         Ok(())
     }
+
+    /// nats-server refuses a `no_auth_user` that names no configured user.
+    fn check_no_auth_user(&self, entry: &Entry) -> Result<(), ConfError> {
+        let Some(name) = &self.no_auth_user else {
+            return Ok(());
+        };
+        if self.users.is_empty() {
+            return Err(invalid(
+                &entry.key_at,
+                format!(
+                    "no_auth_user: {} present, but users are not defined",
+                    conf::go_quote(name)
+                ),
+            ));
+        }
+        if !self.users.iter().any(|u| &u.username == name) {
+            return Err(invalid(
+                &entry.key_at,
+                format!(
+                    "no_auth_user: {} not present as user in authorization block or account configuration",
+                    conf::go_quote(name)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `users: [ {user, password, permissions}, {nkey, permissions} ]`.
+fn parse_users(entry: &Entry) -> Result<(Vec<User>, Vec<NkeyUser>), ConfError> {
+    let Value::Array(items) = &entry.value.value else {
+        return Err(invalid(
+            &entry.key_at,
+            format!(
+                "Expected users field to be an array, got {}",
+                entry.value.value.type_name()
+            ),
+        ));
+    };
+    let (mut users, mut nkeys) = (Vec::new(), Vec::new());
+    for item in items {
+        let Value::Map(map) = &item.value else {
+            return Err(invalid(
+                &item.at,
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    item.value.type_name()
+                ),
+            ));
+        };
+        let (mut user, mut nkey) = (User::default(), NkeyUser::default());
+        let mut permissions = None;
+        let mut types = Vec::new();
+        for e in map.entries() {
+            match e.key.to_ascii_lowercase().as_str() {
+                "nkey" => nkey.nkey = string(e)?,
+                "user" | "username" => user.username = string(e)?,
+                "pass" | "password" => user.password = string(e)?,
+                "permission" | "permissions" | "authorization" => {
+                    permissions = Some(parse_permissions(e)?)
+                }
+                "allowed_connection_types" | "connection_types" | "clients" => {
+                    types = parse_connection_types(e)?
+                }
+                _ if e.used_as_variable => {}
+                _ => {
+                    return Err(ConfError::new(
+                        &e.key_at,
+                        ErrorKind::UnknownField(e.key.clone()),
+                    ))
+                }
+            }
+        }
+        if nkey.nkey.is_empty() && user.username.is_empty() {
+            return Err(invalid(&item.at, "User entry requires a user".into()));
+        }
+        if nkey.nkey.is_empty() {
+            user.permissions = permissions;
+            user.allowed_connection_types = types;
+            users.push(user);
+            continue;
+        }
+        if !auth::is_valid_user_nkey(&nkey.nkey) {
+            return Err(invalid(
+                &item.at,
+                "Not a valid public nkey for a user".into(),
+            ));
+        }
+        if !user.username.is_empty() || !user.password.is_empty() {
+            return Err(invalid(
+                &item.at,
+                "Nkey users do not take usernames or passwords".into(),
+            ));
+        }
+        nkey.permissions = permissions;
+        nkey.allowed_connection_types = types;
+        nkeys.push(nkey);
+    }
+    Ok((users, nkeys))
+}
+
+/// `allowed_connection_types`: a string or a list, checked and upper-cased.
+fn parse_connection_types(entry: &Entry) -> Result<Vec<String>, ConfError> {
+    let items: Vec<&Item> = match &entry.value.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&entry.value],
+    };
+    let mut types = Vec::new();
+    for item in items {
+        let Value::String(s) = &item.value else {
+            return Err(invalid(
+                &item.at,
+                format!(
+                    "error parsing allowed connection types: unsupported type {}",
+                    item.value.type_name()
+                ),
+            ));
+        };
+        let upper = s.to_ascii_uppercase();
+        if !auth::CONNECTION_TYPES.contains(&upper.as_str()) {
+            return Err(invalid(
+                &item.at,
+                format!("unknown connection type {}", conf::go_quote(s)),
+            ));
+        }
+        types.push(upper);
+    }
+    Ok(types)
+}
+
+/// `permissions { publish, subscribe, allow_responses }`.
+fn parse_permissions(entry: &Entry) -> Result<Permissions, ConfError> {
+    let Value::Map(map) = &entry.value.value else {
+        return Err(invalid(
+            &entry.key_at,
+            format!(
+                "Expected permissions to be a map/struct, got {}",
+                entry.value.value.type_name()
+            ),
+        ));
+    };
+    let mut p = Permissions::default();
+    for e in map.entries() {
+        match e.key.to_ascii_lowercase().as_str() {
+            // Route terms: import is publish, export is subscribe.
+            "pub" | "publish" | "import" => p.publish = parse_subject_permission(e)?,
+            "sub" | "subscribe" | "export" => p.subscribe = parse_subject_permission(e)?,
+            "publish_allow_responses" | "allow_responses" => {
+                p.allow_responses = match &e.value.value {
+                    Value::Bool(on) => on.then(ResponsePermission::default),
+                    Value::Map(m) => Some(parse_allow_responses(m)?),
+                    _ => {
+                        return Err(invalid(
+                            &e.value.at,
+                            "error parsing response permissions, expected a boolean or a map"
+                                .into(),
+                        ))
+                    }
+                }
+            }
+            _ if e.used_as_variable => {}
+            k => {
+                return Err(invalid(
+                    &e.key_at,
+                    format!("Unknown field {} parsing permissions", conf::go_quote(k)),
+                ))
+            }
+        }
+    }
+    Ok(p.normalized())
+}
+
+/// `publish`/`subscribe`: a subject, a list, or `{allow, deny}`. An empty
+/// map or list allows everything, as in nats-server.
+fn parse_subject_permission(entry: &Entry) -> Result<Option<SubjectPermission>, ConfError> {
+    let Value::Map(map) = &entry.value.value else {
+        let allow = perm_subjects(&entry.value)?;
+        return Ok(Some(SubjectPermission {
+            allow: (!allow.is_empty()).then_some(allow),
+            deny: Vec::new(),
+        }));
+    };
+    if map.entries().is_empty() {
+        return Ok(None);
+    }
+    let mut p = SubjectPermission::default();
+    for e in map.entries() {
+        match e.key.to_ascii_lowercase().as_str() {
+            "allow" => {
+                let allow = perm_subjects(&e.value)?;
+                p.allow = (!allow.is_empty()).then_some(allow);
+            }
+            "deny" => p.deny = perm_subjects(&e.value)?,
+            _ if e.used_as_variable => {}
+            k => {
+                return Err(invalid(
+                    &e.key_at,
+                    format!(
+                        "Unknown field name {} parsing subject permissions, only 'allow' or 'deny' are permitted",
+                        conf::go_quote(k)
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Some(p))
+}
+
+/// A subject or a list of subjects; each may be `"subject queue"`.
+fn perm_subjects(item: &Item) -> Result<Vec<String>, ConfError> {
+    let subjects = match &item.value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                let Value::String(s) = &i.value else {
+                    return Err(invalid(
+                        &i.at,
+                        "Subject in permissions array cannot be cast to string".into(),
+                    ));
+                };
+                out.push(s.clone());
+            }
+            out
+        }
+        other => {
+            return Err(invalid(
+                &item.at,
+                format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    for s in &subjects {
+        if subject::is_valid_subject(s.as_bytes()) {
+            continue;
+        }
+        let fields: Vec<&str> = s.split_ascii_whitespace().collect();
+        let bad = match fields.as_slice() {
+            [subj, _queue] if !subject::is_valid_subject(subj.as_bytes()) => subj,
+            [_, _] => continue,
+            _ => s.as_str(),
+        };
+        return Err(invalid(
+            &item.at,
+            format!("subject {} is not a valid subject", conf::go_quote(bad)),
+        ));
+    }
+    Ok(subjects)
+}
+
+/// `allow_responses { max, expires }`: 0 keeps the default, a negative
+/// value means no limit (nats-server).
+fn parse_allow_responses(map: &Map) -> Result<ResponsePermission, ConfError> {
+    let mut rp = ResponsePermission::default();
+    for e in map.entries() {
+        match e.key.to_ascii_lowercase().as_str() {
+            "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                let n = int(e)?;
+                if n < 0 {
+                    rp.max_msgs = None;
+                } else if n > 0 {
+                    rp.max_msgs = Some(n.unsigned_abs());
+                }
+            }
+            "expires" | "expiration" | "ttl" => {
+                let Value::String(text) = &e.value.value else {
+                    return Err(invalid(
+                        &e.value.at,
+                        "error parsing expires, not a duration string".into(),
+                    ));
+                };
+                let ns = conf::parse_duration(text)
+                    .map_err(|err| invalid(&e.value.at, format!("error parsing expires: {err}")))?;
+                if ns < 0 {
+                    rp.expires = None;
+                } else if ns > 0 {
+                    rp.expires = Some(Duration::from_nanos(ns.unsigned_abs()));
+                }
+            }
+            _ if e.used_as_variable => {}
+            k => {
+                return Err(invalid(
+                    &e.key_at,
+                    format!("Unknown field {} parsing permissions", conf::go_quote(k)),
+                ))
+            }
+        }
+    }
+    Ok(rp)
 }
 
 fn invalid(at: &conf::Loc, msg: String) -> ConfError {
@@ -658,7 +1018,223 @@ mod tests {
             err("authorization {\n  usr: u\n}"),
             "t.conf:2:3: unknown field \"usr\""
         );
-        assert!(err("authorization { users: [] }").contains("not supported yet"));
+        // `users: []` turns no auth on, but still conflicts with a single user.
+        assert!(!ok("authorization { users: [] }").auth_required());
+        assert_eq!(
+            err("authorization { user: a, users: [] }"),
+            "t.conf:1:1: Can not have a single user/pass and a users array"
+        );
+        assert_eq!(
+            err("authorization { token: a, users: [] }"),
+            "t.conf:1:1: Can not have a token and a users array"
+        );
+    }
+
+    const NKEY_USER: &str = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+
+    fn perms_of(o: &Options, user: &str) -> Permissions {
+        o.users
+            .iter()
+            .find(|u| u.username == user)
+            .and_then(|u| u.permissions.clone())
+            .unwrap_or_else(|| panic!("{user} has no permissions"))
+    }
+
+    fn allow_deny(allow: Option<&[&str]>, deny: &[&str]) -> Option<SubjectPermission> {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Some(SubjectPermission {
+            allow: allow.map(strings),
+            deny: strings(deny),
+        })
+    }
+
+    #[test]
+    fn users_with_passwords_and_nkeys() {
+        let o = ok(&format!(
+            "authorization {{\n users: [\n  {{user: a, password: pa}}\n  {{username: b, pass: \"$2a$11$x\"}}\n  {{nkey: {NKEY_USER}}}\n ]\n timeout: 1\n}}"
+        ));
+        assert!(o.auth_required());
+        let names: Vec<(&str, &str)> = o
+            .users
+            .iter()
+            .map(|u| (u.username.as_str(), u.password.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "pa"), ("b", "$2a$11$x")]);
+        assert_eq!(o.nkeys.len(), 1);
+        assert_eq!(o.nkeys[0].nkey, NKEY_USER);
+        assert!(o.users.iter().all(|u| u.permissions.is_none()));
+    }
+
+    #[test]
+    fn bad_user_entries_are_refused_as_nats_server_does() {
+        assert_eq!(
+            err("authorization { users: [ {password: p} ] }"),
+            "t.conf:1:26: User entry requires a user"
+        );
+        assert!(err("authorization { users: [ {nkey: UABC} ] }")
+            .ends_with("Not a valid public nkey for a user"));
+        // A valid key of another kind (an account key) is refused too.
+        assert!(err(
+            "authorization { users: [ {nkey: ADXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4} ] }"
+        )
+        .ends_with("Not a valid public nkey for a user"));
+        assert!(err(&format!(
+            "authorization {{ users: [ {{nkey: {NKEY_USER}, user: x}} ] }}"
+        ))
+        .ends_with("Nkey users do not take usernames or passwords"));
+        assert!(err("authorization { users: [ {user: a}, {user: a} ] }")
+            .ends_with("Duplicate user \"a\" detected"));
+        assert!(err(&format!(
+            "authorization {{ users: [ {{nkey: {NKEY_USER}}}, {{nkey: {NKEY_USER}}} ] }}"
+        ))
+        .ends_with(&format!("Duplicate nkey \"{NKEY_USER}\" detected")));
+        assert!(err("authorization { users: a }")
+            .ends_with("Expected users field to be an array, got string"));
+        assert!(err("authorization { users: [ a ] }")
+            .ends_with("Expected user entry to be a map/struct, got string"));
+        assert_eq!(
+            err("authorization {\n users: [ {user: a, nope: 1} ]\n}"),
+            "t.conf:2:21: unknown field \"nope\""
+        );
+    }
+
+    #[test]
+    fn permissions_every_form() {
+        let o = ok(concat!(
+            "authorization { users: [\n",
+            " {user: s, permissions: {publish: \"a.>\", subscribe: \"b\"}}\n",
+            " {user: l, permissions: {pub: [\"a\", \"b.*\"], sub: [\"c\", \"d q\"]}}\n",
+            " {user: m, permissions: {publish: {allow: [\">\"], deny: \"secret.>\"}, subscribe: {deny: [\"x\"]}}}\n",
+            " {user: e, permissions: {publish: [], subscribe: {}}}\n",
+            " {user: r, permissions: {subscribe: \"req\", allow_responses: true}}\n",
+            " {user: t, permissions: {publish: \"p\", allow_responses: {max: 5, expires: \"1m\"}}}\n",
+            " {user: u, permissions: {import: \"i\", export: \"x\", publish_allow_responses: {max: -1, ttl: \"-1s\"}}}\n",
+            " {user: z, permissions: {allow_responses: false}}\n",
+            "] }",
+        ));
+        let p = perms_of(&o, "s");
+        assert_eq!(p.publish, allow_deny(Some(&["a.>"]), &[]));
+        assert_eq!(p.subscribe, allow_deny(Some(&["b"]), &[]));
+        let p = perms_of(&o, "l");
+        assert_eq!(p.publish, allow_deny(Some(&["a", "b.*"]), &[]));
+        assert_eq!(p.subscribe, allow_deny(Some(&["c", "d q"]), &[]));
+        let p = perms_of(&o, "m");
+        assert_eq!(p.publish, allow_deny(Some(&[">"]), &["secret.>"]));
+        assert_eq!(p.subscribe, allow_deny(None, &["x"]));
+        // An empty list or map allows everything (nats-server leaves it nil).
+        let p = perms_of(&o, "e");
+        assert_eq!(p.publish, allow_deny(None, &[]));
+        assert_eq!(p.subscribe, None);
+        assert!(p.can_publish(b"anything"));
+        // allow_responses turns the blanket publish allow off.
+        let p = perms_of(&o, "r");
+        assert_eq!(p.allow_responses, Some(ResponsePermission::default()));
+        assert_eq!(
+            ResponsePermission::default(),
+            ResponsePermission {
+                max_msgs: Some(1),
+                expires: Some(Duration::from_secs(120))
+            }
+        );
+        assert_eq!(p.publish, allow_deny(Some(&[]), &[]));
+        assert!(!p.can_publish(b"anything"));
+        let p = perms_of(&o, "t");
+        assert_eq!(
+            p.allow_responses,
+            Some(ResponsePermission {
+                max_msgs: Some(5),
+                expires: Some(Duration::from_secs(60))
+            })
+        );
+        assert_eq!(p.publish, allow_deny(Some(&["p"]), &[]));
+        let p = perms_of(&o, "u");
+        assert_eq!(p.publish, allow_deny(Some(&["i"]), &[]));
+        assert_eq!(p.subscribe, allow_deny(Some(&["x"]), &[]));
+        assert_eq!(
+            p.allow_responses,
+            Some(ResponsePermission {
+                max_msgs: None,
+                expires: None
+            })
+        );
+        let p = perms_of(&o, "z");
+        assert_eq!(p, Permissions::default());
+    }
+
+    #[test]
+    fn default_permissions_apply_to_users_without_their_own() {
+        for key in ["default_permissions", "default_permission", "permissions"] {
+            let o = ok(&format!(
+                "authorization {{\n {key}: {{publish: \"d\"}}\n users: [{{user: a}}, {{user: b, permissions: {{publish: \"own\"}}}}, {{nkey: {NKEY_USER}}}]\n}}"
+            ));
+            assert_eq!(perms_of(&o, "a").publish, allow_deny(Some(&["d"]), &[]));
+            assert_eq!(perms_of(&o, "b").publish, allow_deny(Some(&["own"]), &[]));
+            let nk = o.nkeys[0].permissions.clone().expect("default applied");
+            assert_eq!(nk.publish, allow_deny(Some(&["d"]), &[]));
+            assert!(o.default_permissions.is_some());
+        }
+        // Order in the block does not matter.
+        let o = ok("authorization { users: [{user: a}], default_permissions: {subscribe: s} }");
+        assert_eq!(perms_of(&o, "a").subscribe, allow_deny(Some(&["s"]), &[]));
+    }
+
+    #[test]
+    fn bad_permissions_are_refused() {
+        let bad = |perm: &str| {
+            err(&format!(
+                "authorization {{ users: [{{user: a, permissions: {perm}}}] }}"
+            ))
+        };
+        assert!(bad("x").ends_with("Expected permissions to be a map/struct, got string"));
+        assert!(bad("{publish: {allow: a, only: b}}").ends_with(
+            "Unknown field name \"only\" parsing subject permissions, only 'allow' or 'deny' are permitted"
+        ));
+        assert!(bad("{publsh: a}").ends_with("Unknown field \"publsh\" parsing permissions"));
+        assert!(bad("{publish: [1]}")
+            .ends_with("Subject in permissions array cannot be cast to string"));
+        assert!(bad("{publish: 1}").ends_with(
+            "Expected subject permissions to be a subject, or array of subjects, got int64"
+        ));
+        assert!(bad("{publish: \"a..b\"}").ends_with("subject \"a..b\" is not a valid subject"));
+        assert!(bad("{subscribe: \"a..b q\"}").ends_with("subject \"a..b\" is not a valid subject"));
+        assert!(bad("{subscribe: \"a q r\"}").ends_with("subject \"a q r\" is not a valid subject"));
+        assert!(bad("{allow_responses: 1}")
+            .ends_with("error parsing response permissions, expected a boolean or a map"));
+        assert!(bad("{allow_responses: {expires: 5}}")
+            .ends_with("error parsing expires, not a duration string"));
+        assert!(bad("{allow_responses: {expires: \"5x\"}}")
+            .contains("error parsing expires: time: unknown unit"));
+        assert!(bad("{allow_responses: {maximum: 5}}")
+            .ends_with("Unknown field \"maximum\" parsing permissions"));
+    }
+
+    #[test]
+    fn allowed_connection_types_are_checked_and_upper_cased() {
+        let o = ok("authorization { users: [{user: a, allowed_connection_types: [standard, \"WEBSOCKET\"]}] }");
+        assert_eq!(
+            o.users[0].allowed_connection_types,
+            ["STANDARD", "WEBSOCKET"]
+        );
+        let o = ok("authorization { users: [{user: a, clients: mqtt}] }");
+        assert_eq!(o.users[0].allowed_connection_types, ["MQTT"]);
+        assert!(
+            err("authorization { users: [{user: a, connection_types: [bogus]}] }")
+                .ends_with("unknown connection type \"bogus\"")
+        );
+    }
+
+    #[test]
+    fn no_auth_user_must_name_a_user() {
+        let o = ok("no_auth_user: a\nauthorization { users: [{user: a}] }");
+        assert_eq!(o.no_auth_user.as_deref(), Some("a"));
+        assert_eq!(
+            err("no_auth_user: a"),
+            "t.conf:1:1: no_auth_user: \"a\" present, but users are not defined"
+        );
+        assert_eq!(
+            err("authorization { users: [{user: b}] }\nno_auth_user: a"),
+            "t.conf:2:1: no_auth_user: \"a\" not present as user in authorization block or account configuration"
+        );
     }
 
     #[test]
@@ -679,7 +1255,8 @@ mod tests {
     fn accepted_keys_are_not_rejected() {
         let o = ok(concat!(
             "log_size_limit: 1MB\nlame_duck_duration: \"60s\"\nlame_duck_grace_period: \"5s\"\n",
-            "no_auth_user: u\nsystem_account: SYS\nhttp: \"0.0.0.0:8222\"\n",
+            "no_auth_user: u\nauthorization { users: [{user: u}] }\n",
+            "system_account: SYS\nhttp: \"0.0.0.0:8222\"\n",
             "https_port: 8443\nmonitor_port: 8223\nhttp_base_path: /m\njetstream: enabled\nstore_dir: /s\n",
             "cluster {}\ngateway {}\nleafnodes {}\nwebsocket {}\nmqtt {}\nserver_tags: [a]\nmappings {}\n",
             "max_closed_clients: 5\nlogtime_utc: true\ntrace_verbose: true\ndebug_x_used = on\n",

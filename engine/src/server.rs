@@ -79,7 +79,12 @@ impl Server {
     /// A server with these options. `seed` is 32 random bytes from the
     /// caller (engine reads no entropy itself): it makes the server id.
     pub fn new(opts: Options, seed: [u8; 32]) -> Self {
-        let server_id = crate::nkey::encode_public(crate::nkey::PREFIX_SERVER, &seed);
+        // The id is public and the seed also keys the nonces, so the id
+        // comes from a one-way hash of the seed, never the seed itself.
+        let server_id = crate::nkey::encode_public(
+            crate::nkey::PREFIX_SERVER,
+            &crate::auth::derive_key(&seed, b"natsd server id v1"),
+        );
         let server_name = opts
             .server_name
             .clone()
@@ -151,11 +156,12 @@ impl Server {
         self.auth.load_full()
     }
 
-    /// A fresh nonce for a connection's INFO (nkey challenge). STUB: the
-    /// auth helper derives it from `nonce_seed` and `nonce_counter`.
+    /// A fresh nonce for a connection's INFO (nkey challenge): 15
+    /// base64url characters, as nats-server sends, derived from the secret
+    /// `nonce_seed` and a counter so that no two connections get the same
+    /// one and none can be predicted from the ones before.
     pub fn new_nonce(&self) -> String {
         let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
-        let _ = self.nonce_seed;
-        n.to_string()
+        crate::auth::derive_nonce(&self.nonce_seed, n)
     }
 }
