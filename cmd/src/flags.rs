@@ -74,8 +74,6 @@ const FLAGS: &[Flag] = &[
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("jetstream", "-js/--jetstream"),
     ("store_dir", "-sd/--store_dir"),
-    ("http_port", "-m/--http_port"),
-    ("https_port", "-ms/--https_port"),
     ("routes", "--routes"),
     ("cluster", "--cluster"),
     ("cluster_name", "--cluster_name"),
@@ -209,8 +207,8 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
-    -m, --http_port <port>           Use port for http monitoring (not supported yet)
-    -ms,--https_port <port>          Use port for https monitoring (not supported yet)
+    -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring (needs TLS: not supported yet)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
         --client_advertise <string>  Client URL to advertise to other servers
@@ -397,6 +395,22 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
         if let Some(&both) = matches.get_one::<bool>(id) {
             opts.debug = both;
             opts.trace = both;
+        }
+    }
+    for (id, field) in [
+        ("http_port", &mut opts.http_port),
+        ("https_port", &mut opts.https_port),
+    ] {
+        if let Some(&port) = matches.get_one::<i64>(id) {
+            // As nats-server: -1 picks a random port, 0 leaves monitoring off.
+            *field = i32::try_from(port)
+                .ok()
+                .filter(|p| (-1..=i32::from(u16::MAX)).contains(p))
+                .ok_or_else(|| {
+                    FlagError::Usage(format!(
+                        "invalid value \"{port}\" for flag -{id}: port out of range"
+                    ))
+                })?;
         }
     }
     if let Some(&limit) = matches.get_one::<i64>("log_size_limit") {
@@ -742,10 +756,17 @@ mod tests {
     fn https_port_and_log_size_limit_flags() {
         let run = run(&["-ms", "8443", "--log_size_limit", "1000"]);
         assert_eq!(run.opts.log_size_limit, 1000);
-        assert_eq!(
-            run.warnings,
-            ["-ms/--https_port is not supported yet, ignoring it"]
-        );
+        assert_eq!(run.opts.https_port, 8443);
+        assert!(run.warnings.is_empty());
+    }
+
+    #[test]
+    fn http_port_flag() {
+        assert_eq!(run(&["-m", "8222"]).opts.http_port, 8222);
+        assert_eq!(run(&["--http_port=-1"]).opts.http_port, -1);
+        assert_eq!(run(&[]).opts.http_port, 0);
+        assert!(run(&["-m", "8222"]).warnings.is_empty());
+        assert!(matches!(parse(["-m", "70000"]), Err(FlagError::Usage(_))));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod client;
 pub mod conf;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
+pub mod monitor;
 pub mod nkey;
 pub mod options;
 pub mod outbound;

@@ -22,6 +22,7 @@ use natsd_engine::client::ConnSnapshot;
 use natsd_engine::options::Options;
 use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 
+mod http;
 mod reactor;
 
 use reactor::{Cmd, ReactorHandle};
@@ -37,6 +38,15 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    fn new(server: Arc<Server>, reactors: Arc<[ReactorHandle]>) -> Self {
+        ServerHandle { server, reactors }
+    }
+
+    /// Number of reactor threads.
+    pub fn reactor_count(&self) -> usize {
+        self.reactors.len()
+    }
+
     /// The shared server state.
     pub fn server(&self) -> &Arc<Server> {
         &self.server
@@ -67,6 +77,10 @@ impl ServerHandle {
 
 /// Run a server with these options until it is told to stop (SIGINT/SIGTERM).
 pub fn run(opts: Options) -> io::Result<()> {
+    // Monitoring turns connection Instants into wall times relative to now;
+    // `started` is the server's start for `/varz`.
+    let started = std::time::Instant::now();
+    let started_wall = std::time::SystemTime::now();
     let server = Arc::new(Server::new(opts, random_seed()));
     let opts = server.options();
     log::info!("Starting nats-server");
@@ -110,6 +124,12 @@ pub fn run(opts: Options) -> io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), waker.clone())?;
 
+    // nats-server starts the monitor before it logs the client listener.
+    http::start(
+        ServerHandle::new(server.clone(), handles.clone()),
+        started,
+        started_wall,
+    )?;
     log::info!("Listening for client connections on {local}");
     let ports_file = write_ports_file(opts, local);
     log::info!("Server is ready");
