@@ -29,7 +29,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -728,6 +728,48 @@ fn remove_one<T: SubValue>(
     1
 }
 
+/// The Firefox/rustc "Fx" hash: a multiply-rotate per word. The match
+/// cache is keyed by subjects the reactor's own clients publish to, so it
+/// needs speed, not DoS resistance against a remote choosing keys: an
+/// attacker can only slow its own reactor's cache, which is bounded.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut tail = [0u8; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(tail));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// How many matches a [`MatchCache`] counts before adding them to the
 /// sublist's shared counter (one atomic add per batch, not per publish).
 const MATCH_REPORT_BATCH: u64 = 1024;
@@ -737,7 +779,7 @@ const MATCH_REPORT_BATCH: u64 = 1024;
 /// all. When full, half the entries are dropped (amortised O(1) per insert).
 pub struct MatchCache<T: SubValue> {
     capacity: usize,
-    entries: HashMap<Bytes, Arc<MatchResult<T>>>,
+    entries: HashMap<Bytes, Arc<MatchResult<T>>, BuildHasherDefault<FxHasher>>,
     snapshot: Option<Arc<Snapshot<T>>>,
     empty: Arc<MatchResult<T>>,
     hits: u64,
@@ -751,7 +793,7 @@ impl<T: SubValue> MatchCache<T> {
         let capacity = capacity.max(1);
         MatchCache {
             capacity,
-            entries: HashMap::with_capacity(capacity.min(4096)),
+            entries: HashMap::with_capacity_and_hasher(capacity.min(4096), Default::default()),
             snapshot: None,
             empty: Arc::new(MatchResult::default()),
             hits: 0,

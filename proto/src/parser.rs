@@ -329,7 +329,7 @@ struct Args {
 const MAX_ARGS: usize = 6;
 
 impl Args {
-    fn split(arg: &[u8], sep: fn(u8) -> bool) -> Args {
+    fn split(arg: &[u8], sep: impl Fn(u8) -> bool) -> Args {
         let mut args = Args {
             spans: [(0, 0); MAX_ARGS],
             n: 0,
