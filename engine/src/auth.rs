@@ -29,12 +29,14 @@ use crate::subject::{has_wildcard, is_fwc, is_pwc, subject_matches, tokens};
 /// Successful bcrypt checks remembered per [`Authenticator`].
 const BCRYPT_CACHE_MAX: usize = 1024;
 
-/// Reply subjects a [`ResponseTracker`] keeps before it prunes spent and
-/// expired ones (nats-server's `replyPermLimit`).
+/// Reply subjects a [`ResponseTracker`] keeps before it first prunes spent
+/// and expired ones (nats-server's `replyPermLimit`). After a prune the
+/// next one waits until the live set has doubled, so pruning stays
+/// amortized constant time per request.
 const REPLY_TRACK_PRUNE_AT: usize = 4096;
 
 /// Hard bound on tracked reply subjects: past it the oldest are dropped.
-const REPLY_TRACK_MAX: usize = 2 * REPLY_TRACK_PRUNE_AT;
+const REPLY_TRACK_MAX: usize = 64 * 1024;
 
 /// Why a CONNECT was refused (the client gets `-ERR 'Authorization Violation'`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +261,13 @@ fn is_subset_match(subject: &[u8], pattern: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct ResponseTracker {
     perm: ResponsePermission,
-    replies: Mutex<HashMap<Box<[u8]>, Reply>>,
+    state: Mutex<Tracked>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    replies: HashMap<Box<[u8]>, Reply>,
+    prune_at: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -273,7 +281,10 @@ impl ResponseTracker {
     pub fn new(perm: ResponsePermission) -> Self {
         ResponseTracker {
             perm,
-            replies: Mutex::new(HashMap::new()),
+            state: Mutex::new(Tracked {
+                replies: HashMap::new(),
+                prune_at: REPLY_TRACK_PRUNE_AT,
+            }),
         }
     }
 
@@ -283,17 +294,21 @@ impl ResponseTracker {
         if reply.is_empty() {
             return;
         }
-        let mut replies = self.replies.lock().unwrap_or_else(|e| e.into_inner());
-        replies.insert(reply.into(), Reply { at: now, sent: 0 });
-        if replies.len() > REPLY_TRACK_PRUNE_AT {
-            self.prune(&mut replies, now);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .replies
+            .insert(reply.into(), Reply { at: now, sent: 0 });
+        if state.replies.len() > state.prune_at {
+            self.prune(&mut state.replies, now);
+            state.prune_at = (2 * state.replies.len()).clamp(REPLY_TRACK_PRUNE_AT, REPLY_TRACK_MAX);
         }
     }
 
     /// May the client publish a response to `subject` at `now`? Counts the
     /// response when it may.
     pub fn allows(&self, subject: &[u8], now: Instant) -> bool {
-        let mut replies = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let replies = &mut state.replies;
         let Some(reply) = replies.get_mut(subject) else {
             return false;
         };
@@ -309,7 +324,8 @@ impl ResponseTracker {
 
     /// Reply subjects tracked now.
     pub fn len(&self) -> usize {
-        self.replies.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.replies.len()
     }
 
     /// Whether no reply subject is tracked.
@@ -328,12 +344,12 @@ impl ResponseTracker {
             let spent = self.perm.max_msgs.is_some_and(|max| r.sent >= max);
             !spent && !self.is_expired(r, now)
         });
-        if replies.len() > REPLY_TRACK_MAX {
-            // Still too many live ones (no expiry configured): keep the
-            // newest half of the bound.
+        if replies.len() >= REPLY_TRACK_MAX {
+            // Still too many live ones: keep the newest half of the bound.
             let mut ages: Vec<Instant> = replies.values().map(|r| r.at).collect();
             ages.sort_unstable();
-            let cut = ages[replies.len() - REPLY_TRACK_MAX / 2];
+            // In range: len >= REPLY_TRACK_MAX > REPLY_TRACK_MAX / 2 > 0.
+            let cut = ages[ages.len() - REPLY_TRACK_MAX / 2];
             replies.retain(|_, r| r.at >= cut);
         }
     }
@@ -648,4 +664,529 @@ fn ct_eq(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests own their clock: they read it once as a base and step it by hand.
+    #![allow(clippy::disallowed_methods)]
+    use super::*;
+    use crate::nkey::encode_public;
+
+    /// nkey prefix byte of a user key: renders as a leading `U`.
+    const PREFIX_USER: u8 = 20 << 3;
+
+    fn strings(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn perms(
+        pub_allow: Option<&[&str]>,
+        pub_deny: &[&str],
+        sub_allow: Option<&[&str]>,
+        sub_deny: &[&str],
+    ) -> Permissions {
+        Permissions {
+            publish: Some(SubjectPermission {
+                allow: pub_allow.map(strings),
+                deny: strings(pub_deny),
+            }),
+            subscribe: Some(SubjectPermission {
+                allow: sub_allow.map(strings),
+                deny: strings(sub_deny),
+            }),
+            allow_responses: None,
+        }
+    }
+
+    fn connect(f: impl FnOnce(&mut ConnectInfo)) -> ConnectInfo {
+        let mut ci = ConnectInfo::default();
+        f(&mut ci);
+        ci
+    }
+
+    fn user(name: &str, password: &str, permissions: Option<Permissions>) -> User {
+        User {
+            username: name.into(),
+            password: password.into(),
+            permissions,
+            allowed_connection_types: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn publish_allow_and_deny_with_wildcards_deny_wins() {
+        let p = perms(
+            Some(&["foo.*", "bar.>", "baz"]),
+            &["foo.secret", "bar.x.>"],
+            None,
+            &[],
+        );
+        assert!(p.can_publish(b"foo.a"));
+        assert!(p.can_publish(b"bar.a.b"));
+        assert!(p.can_publish(b"baz"));
+        assert!(p.can_publish(b"bar.x"));
+        assert!(!p.can_publish(b"foo.secret"));
+        assert!(!p.can_publish(b"bar.x.y"));
+        assert!(!p.can_publish(b"foo.a.b"));
+        assert!(!p.can_publish(b"qux"));
+        // Deny alone: everything else is allowed.
+        let p = perms(None, &[">"], None, &[]);
+        assert!(!p.can_publish(b"a"));
+        let p = perms(None, &["$SYS.>"], None, &[]);
+        assert!(p.can_publish(b"a"));
+        assert!(!p.can_publish(b"$SYS.REQ"));
+        // No permissions at all.
+        assert!(Permissions::default().can_publish(b"x"));
+        assert!(Permissions::default().can_subscribe(b"x", Some(b"q")));
+        assert!(Permissions::default().can_deliver(b"x"));
+    }
+
+    #[test]
+    fn subscribe_matches_the_subscription_subject_as_nats_server_does() {
+        let p = perms(None, &[], Some(&["foo.*", "bar.>"]), &["bar.secret"]);
+        assert!(p.can_subscribe(b"foo.a", None));
+        assert!(p.can_subscribe(b"foo.*", None));
+        assert!(p.can_subscribe(b"bar.>", None));
+        assert!(p.can_subscribe(b"bar.a.*", None));
+        assert!(!p.can_subscribe(b"foo.a.b", None));
+        assert!(!p.can_subscribe(b"baz", None));
+        assert!(!p.can_subscribe(b"bar.secret", None));
+        // A wildcard that covers a denied subject is accepted; deliveries
+        // on the denied subject are filtered instead (FEATURES.md, 2.9.10).
+        assert!(p.can_subscribe(b"bar.*", None));
+        assert!(!p.can_deliver(b"bar.secret"));
+        assert!(p.can_deliver(b"bar.public"));
+        // An empty subscribe allow list is ignored, as nats-server does.
+        let p = perms(None, &[], Some(&[]), &[]);
+        assert!(p.can_subscribe(b"anything", None));
+    }
+
+    #[test]
+    fn subscribe_queue_permissions() {
+        // Allow: plain "foo", queue-qualified "bar q1" and "baz v1.*".
+        let p = perms(None, &[], Some(&["foo", "bar q1", "baz v1.*"]), &[]);
+        assert!(p.can_subscribe(b"foo", None));
+        assert!(p.can_subscribe(b"foo", Some(b"any")));
+        assert!(p.can_subscribe(b"bar", Some(b"q1")));
+        assert!(!p.can_subscribe(b"bar", Some(b"q2")));
+        assert!(!p.can_subscribe(b"bar", None));
+        assert!(p.can_subscribe(b"baz", Some(b"v1.a")));
+        assert!(!p.can_subscribe(b"baz", Some(b"v2.a")));
+        assert!(!p.can_subscribe(b"baz", Some(b"v1.a.b")));
+        // When queue entries match, they decide for a queue subscriber
+        // even if a plain entry also matches.
+        let p = perms(None, &[], Some(&["foo", "foo q1"]), &[]);
+        assert!(p.can_subscribe(b"foo", Some(b"q1")));
+        assert!(!p.can_subscribe(b"foo", Some(b"q2")));
+        assert!(p.can_subscribe(b"foo", None));
+        // Deny a queue group only.
+        let p = perms(None, &[], None, &["foo q1"]);
+        assert!(!p.can_subscribe(b"foo", Some(b"q1")));
+        assert!(p.can_subscribe(b"foo", Some(b"q2")));
+        assert!(p.can_subscribe(b"foo", None));
+        // A queue deny never filters deliveries.
+        assert!(p.can_deliver(b"foo"));
+        // Deny wins over allow for queue subscribers too.
+        let p = perms(None, &[], Some(&["foo q1"]), &["foo"]);
+        assert!(!p.can_subscribe(b"foo", None));
+        assert!(!p.can_subscribe(b"foo", Some(b"q2")));
+    }
+
+    #[test]
+    fn queue_subset_matching() {
+        assert!(queue_matches(b"q", b"q"));
+        assert!(queue_matches(b"v1.a", b"v1.*"));
+        assert!(queue_matches(b"v1.a.b", b"v1.>"));
+        assert!(queue_matches(b"v1.*", b"v1.*"));
+        assert!(!queue_matches(b"v1.>", b"v1.*"));
+        assert!(!queue_matches(b"v1", b"v1.>"));
+        assert!(!queue_matches(b"v2.a", b"v1.*"));
+        // Without wildcards only equality counts.
+        assert!(!queue_matches(b"v1.a", b"v1.b"));
+    }
+
+    #[test]
+    fn allow_responses_turns_off_blanket_publish() {
+        let p = Permissions {
+            allow_responses: Some(ResponsePermission::default()),
+            ..Permissions::default()
+        }
+        .normalized();
+        assert!(!p.can_publish(b"anything"));
+        assert_eq!(p.allow_responses(), Some(ResponsePermission::default()));
+        // An explicit publish allow stays.
+        let p = Permissions {
+            publish: Some(SubjectPermission {
+                allow: Some(strings(&["ok"])),
+                deny: Vec::new(),
+            }),
+            allow_responses: Some(ResponsePermission::default()),
+            ..Permissions::default()
+        }
+        .normalized();
+        assert!(p.can_publish(b"ok"));
+        assert!(!p.can_publish(b"other"));
+    }
+
+    #[test]
+    fn response_tracker_allows_max_responses_within_expiry() {
+        let t0 = Instant::now();
+        let t = ResponseTracker::new(ResponsePermission::default());
+        assert!(!t.allows(b"_INBOX.1", t0));
+        t.record(b"_INBOX.1", t0);
+        assert!(t.allows(b"_INBOX.1", t0 + Duration::from_secs(1)));
+        // Default max is one response.
+        assert!(!t.allows(b"_INBOX.1", t0 + Duration::from_secs(1)));
+        assert!(t.is_empty());
+
+        let t = ResponseTracker::new(ResponsePermission {
+            max_msgs: Some(2),
+            expires: Some(Duration::from_secs(60)),
+        });
+        t.record(b"r", t0);
+        assert!(t.allows(b"r", t0));
+        assert!(t.allows(b"r", t0));
+        assert!(!t.allows(b"r", t0));
+        t.record(b"late", t0);
+        assert!(!t.allows(b"late", t0 + Duration::from_secs(61)));
+        assert_eq!(t.len(), 0);
+        // A repeated request starts the count over.
+        t.record(b"r", t0);
+        assert!(t.allows(b"r", t0));
+        t.record(b"r", t0);
+        assert!(t.allows(b"r", t0));
+        assert!(t.allows(b"r", t0));
+
+        let t = ResponseTracker::new(ResponsePermission {
+            max_msgs: None,
+            expires: None,
+        });
+        t.record(b"r", t0);
+        for _ in 0..100 {
+            assert!(t.allows(b"r", t0 + Duration::from_secs(86_400)));
+        }
+    }
+
+    #[test]
+    fn response_tracker_stays_bounded() {
+        let t0 = Instant::now();
+        let t = ResponseTracker::new(ResponsePermission {
+            max_msgs: None,
+            expires: None,
+        });
+        for i in 0..(3 * REPLY_TRACK_MAX) {
+            t.record(
+                format!("r.{i}").as_bytes(),
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        assert!(t.len() <= REPLY_TRACK_MAX);
+        // The newest are kept.
+        let last = format!("r.{}", 3 * REPLY_TRACK_MAX - 1);
+        assert!(t.allows(last.as_bytes(), t0));
+        // Expired and spent entries go first.
+        let t = ResponseTracker::new(ResponsePermission::default());
+        for i in 0..REPLY_TRACK_PRUNE_AT {
+            t.record(format!("old.{i}").as_bytes(), t0);
+        }
+        t.record(b"new", t0 + Duration::from_secs(600));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn bcrypt_prefix_detection() {
+        for yes in ["$2a$11$abc", "$2b$04$x", "$2x$10$", "$2y$12$z"] {
+            assert!(is_bcrypt(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "$2a$1$abc",
+            "$2c$11$abc",
+            "2a$11$abc",
+            "$2a$11",
+            "$2a$aa$x",
+            "plain",
+        ] {
+            assert!(!is_bcrypt(no), "{no}");
+        }
+    }
+
+    fn users_auth(users: Vec<User>) -> Authenticator {
+        Authenticator::new(&Options {
+            users,
+            ..Options::default()
+        })
+    }
+
+    #[test]
+    fn bcrypt_known_vector_and_cache() {
+        // crypt_blowfish (Openwall) test vector.
+        let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+        let auth = users_auth(vec![user("a", hash, None)]);
+        let ok = connect(|c| {
+            c.user = "a".into();
+            c.pass = "U*U".into();
+        });
+        let bad = connect(|c| {
+            c.user = "a".into();
+            c.pass = "U*V".into();
+        });
+        assert_eq!(auth.check(&bad, b""), Err(AuthError::BadCredentials));
+        assert!(auth.bcrypt_ok.lock().expect("lock").is_empty());
+        assert_eq!(auth.check(&ok, b"").map(|i| i.user), Ok(Some("a".into())));
+        assert_eq!(auth.bcrypt_ok.lock().expect("lock").len(), 1);
+        // Second time from the cache; a wrong password still fails.
+        assert!(auth.check(&ok, b"").is_ok());
+        assert_eq!(auth.check(&bad, b""), Err(AuthError::BadCredentials));
+        assert_eq!(auth.bcrypt_ok.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn bcrypt_hash_made_here_verifies_for_users_and_tokens() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let auth = Authenticator::new(&Options {
+            token: Some(hash.clone()),
+            ..Options::default()
+        });
+        let tok = |t: &str| connect(|c| c.auth_token = t.into());
+        assert!(auth.check(&tok("s3cret"), b"").is_ok());
+        assert!(auth.check(&tok("s3cre"), b"").is_err());
+        assert!(auth.check(&tok(&hash), b"").is_err());
+        let auth = Authenticator::new(&Options {
+            user: Some("u".into()),
+            pass: Some(hash),
+            ..Options::default()
+        });
+        let up = |u: &str, p: &str| {
+            connect(|c| {
+                c.user = u.into();
+                c.pass = p.into();
+            })
+        };
+        assert!(auth.check(&up("u", "s3cret"), b"").is_ok());
+        assert!(auth.check(&up("v", "s3cret"), b"").is_err());
+        assert!(auth.check(&up("u", "x"), b"").is_err());
+    }
+
+    #[test]
+    fn users_with_plain_passwords_and_permissions() {
+        let p = perms(Some(&["a"]), &[], None, &[]);
+        let auth = users_auth(vec![
+            user("alice", "pa", Some(p.clone())),
+            user("bob", "pb", None),
+        ]);
+        assert!(auth.required());
+        assert!(auth.info_auth_required());
+        assert!(!auth.wants_nonce());
+        let up = |u: &str, pw: &str| {
+            connect(|c| {
+                c.user = u.into();
+                c.pass = pw.into();
+            })
+        };
+        let id = auth.check(&up("alice", "pa"), b"").expect("alice");
+        assert_eq!(id.user.as_deref(), Some("alice"));
+        assert_eq!(id.permissions.as_deref(), Some(&p));
+        let id = auth.check(&up("bob", "pb"), b"").expect("bob");
+        assert_eq!(id.permissions, None);
+        assert!(auth.check(&up("alice", "pb"), b"").is_err());
+        assert!(auth.check(&up("carol", "pa"), b"").is_err());
+        assert!(auth.check(&up("", ""), b"").is_err());
+        assert!(auth
+            .check(&connect(|c| c.auth_token = "pa".into()), b"")
+            .is_err());
+    }
+
+    #[test]
+    fn no_auth_user_gives_clients_without_credentials_an_identity() {
+        let p = perms(Some(&["a"]), &[], None, &[]);
+        let hash = bcrypt::hash("pw", 4).expect("hash");
+        let auth = Authenticator::new(&Options {
+            users: vec![
+                user("anon", &hash, Some(p.clone())),
+                user("admin", "x", None),
+            ],
+            no_auth_user: Some("anon".into()),
+            ..Options::default()
+        });
+        // CONNECT is still checked, but INFO does not ask for credentials.
+        assert!(auth.required());
+        assert!(!auth.info_auth_required());
+        let id = auth.check(&ConnectInfo::default(), b"").expect("anonymous");
+        assert_eq!(id.user.as_deref(), Some("anon"));
+        assert_eq!(id.permissions.as_deref(), Some(&p));
+        // Credentials, when sent, are checked as usual.
+        let admin = connect(|c| {
+            c.user = "admin".into();
+            c.pass = "x".into();
+        });
+        assert_eq!(
+            auth.check(&admin, b"").map(|i| i.user),
+            Ok(Some("admin".into()))
+        );
+        let wrong = connect(|c| c.pass = "nope".into());
+        assert!(auth.check(&wrong, b"").is_err());
+        let token = connect(|c| c.auth_token = "t".into());
+        assert!(auth.check(&token, b"").is_err());
+    }
+
+    #[test]
+    fn connection_types_other_than_standard_are_refused() {
+        let mut u = user("ws", "p", None);
+        u.allowed_connection_types = strings(&["WEBSOCKET"]);
+        let mut s = user("std", "p", None);
+        s.allowed_connection_types = strings(&["STANDARD", "MQTT"]);
+        let auth = users_auth(vec![u, s]);
+        let up = |name: &str| {
+            connect(|c| {
+                c.user = name.into();
+                c.pass = "p".into();
+            })
+        };
+        assert_eq!(
+            auth.check(&up("ws"), b""),
+            Err(AuthError::ConnectionTypeNotAllowed)
+        );
+        assert!(auth.check(&up("std"), b"").is_ok());
+    }
+
+    #[test]
+    fn no_auth_configured_lets_everyone_in() {
+        let auth = Authenticator::new(&Options::default());
+        assert!(!auth.required());
+        assert!(!auth.info_auth_required());
+        let ci = connect(|c| {
+            c.user = "x".into();
+            c.auth_token = "y".into();
+        });
+        assert_eq!(auth.check(&ci, b""), Ok(Identity::default()));
+    }
+
+    fn nkey_auth(nkey: &str, permissions: Option<Permissions>) -> Authenticator {
+        Authenticator::new(&Options {
+            nkeys: vec![NkeyUser {
+                nkey: nkey.into(),
+                permissions,
+                allowed_connection_types: Vec::new(),
+            }],
+            ..Options::default()
+        })
+    }
+
+    #[test]
+    fn nkey_signature_of_the_nonce_is_verified() {
+        let kp = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [7u8; 32]).expect("key");
+        let pk = kp.public_key();
+        assert!(is_valid_user_nkey(&pk));
+        let p = perms(Some(&["x"]), &[], None, &[]);
+        let auth = nkey_auth(&pk, Some(p.clone()));
+        assert!(auth.required());
+        assert!(auth.wants_nonce());
+        let nonce = derive_nonce(&[3u8; 32], 0);
+        let sig = kp.sign(nonce.as_bytes()).expect("sign");
+        let with_sig = |s: String| {
+            connect(|c| {
+                c.nkey = pk.clone();
+                c.sig = s;
+            })
+        };
+        // base64url without padding (what clients send) and standard
+        // base64 with padding are both accepted, as in nats-server.
+        for encoded in [BASE64URL_NOPAD.encode(&sig), BASE64.encode(&sig)] {
+            let id = auth
+                .check(&with_sig(encoded), nonce.as_bytes())
+                .expect("verified");
+            assert_eq!(id.user.as_deref(), Some(pk.as_str()));
+            assert_eq!(id.permissions.as_deref(), Some(&p));
+        }
+        let good = with_sig(BASE64URL_NOPAD.encode(&sig));
+        let other_nonce = derive_nonce(&[3u8; 32], 1);
+        assert_eq!(
+            auth.check(&good, other_nonce.as_bytes()),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            auth.check(&with_sig(String::new()), nonce.as_bytes()),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            auth.check(&with_sig("!!not base64!!".into()), nonce.as_bytes()),
+            Err(AuthError::BadSignature)
+        );
+        // A key that is not configured, or none at all, is refused.
+        let stranger =
+            nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [8u8; 32]).expect("key");
+        let ci = connect(|c| {
+            c.nkey = stranger.public_key();
+            c.sig = BASE64URL_NOPAD.encode(&stranger.sign(nonce.as_bytes()).expect("sign"));
+        });
+        assert_eq!(
+            auth.check(&ci, nonce.as_bytes()),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            auth.check(&ConnectInfo::default(), nonce.as_bytes()),
+            Err(AuthError::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn nkey_rfc8032_vector() {
+        // RFC 8032 section 7.1, TEST 1: the empty message.
+        let public = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let sig = hex(concat!(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155",
+            "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        ));
+        let key: [u8; 32] = public.try_into().expect("32 bytes");
+        let nkey = encode_public(PREFIX_USER, &key);
+        assert!(is_valid_user_nkey(&nkey));
+        assert!(verify_nkey_signature(
+            &nkey,
+            b"",
+            &BASE64URL_NOPAD.encode(&sig)
+        ));
+        assert!(!verify_nkey_signature(
+            &nkey,
+            b"x",
+            &BASE64URL_NOPAD.encode(&sig)
+        ));
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn nonces_look_like_nats_server_ones_and_never_repeat() {
+        let seed = [5u8; 32];
+        let mut seen = HashSet::new();
+        for n in 0..1000 {
+            let nonce = derive_nonce(&seed, n);
+            // nats-server: 11 random bytes, base64url without padding.
+            assert_eq!(nonce.len(), 15);
+            assert!(nonce
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+            assert_eq!(
+                BASE64URL_NOPAD.decode(nonce.as_bytes()).expect("b64").len(),
+                NONCE_RAW_BYTES
+            );
+            assert!(seen.insert(nonce));
+        }
+        assert_eq!(derive_nonce(&seed, 7), derive_nonce(&seed, 7));
+        assert_ne!(derive_nonce(&seed, 7), derive_nonce(&[6u8; 32], 7));
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_hide_the_seed() {
+        let seed = [9u8; 32];
+        let a = derive_key(&seed, b"a");
+        assert_ne!(a, derive_key(&seed, b"b"));
+        assert_ne!(a, seed);
+    }
 }
