@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOp, ClientOpParser, Limits};
 
-use crate::auth::Permissions;
+use crate::auth::{Permissions, ResponseTracker};
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
@@ -52,6 +52,9 @@ pub struct Subscription {
     pub client: Arc<Outbound>,
     /// The subscriber's permissions (deliveries it may not see are skipped).
     perms: Option<Arc<Permissions>>,
+    /// The subscriber's `allow_responses` tracker: replies delivered here
+    /// may be answered.
+    responses: Option<Arc<ResponseTracker>>,
     /// Auto-unsubscribe limit; 0 = none.
     max: AtomicU64,
     delivered: AtomicU64,
@@ -250,6 +253,8 @@ pub struct ClientConn {
     meta: ClientMeta,
     user: Option<String>,
     perms: Option<Arc<Permissions>>,
+    /// Replies this client may answer (`allow_responses`).
+    responses: Option<Arc<ResponseTracker>>,
     nonce: String,
     subs: HashMap<Bytes, SubRef>,
     pings_out: u32,
@@ -306,6 +311,7 @@ impl ClientConn {
             meta: ClientMeta::default(),
             user: None,
             perms: None,
+            responses: None,
             nonce,
             subs: HashMap::new(),
             pings_out: 0,
@@ -343,7 +349,7 @@ impl ClientConn {
             host: opts.host.clone(),
             port: opts.port,
             headers: true,
-            auth_required: self.server.authenticator().required(),
+            auth_required: self.server.authenticator().info_auth_required(),
             nonce: self.nonce.clone(),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
             client_id: self.cid,
@@ -486,7 +492,7 @@ impl ClientConn {
                 subject,
                 reply,
                 payload,
-            } => self.process_pub(ctx, subject, reply, None, payload),
+            } => self.process_pub(now, ctx, subject, reply, None, payload),
             ClientOp::HPub {
                 subject,
                 reply,
@@ -501,7 +507,7 @@ impl ClientConn {
                     self.close(CloseReason::ProtocolViolation);
                     return;
                 }
-                self.process_pub(ctx, subject, reply, Some(headers), payload)
+                self.process_pub(now, ctx, subject, reply, Some(headers), payload)
             }
             ClientOp::Sub {
                 subject,
@@ -561,6 +567,11 @@ impl ClientConn {
             version: ci.version,
         };
         self.user = identity.user;
+        self.responses = identity
+            .permissions
+            .as_ref()
+            .and_then(|p| p.allow_responses())
+            .map(|r| Arc::new(ResponseTracker::new(r)));
         self.perms = identity.permissions;
         self.connected = true;
         self.auth_deadline = None;
@@ -610,6 +621,7 @@ impl ClientConn {
             queue,
             client: self.out.clone(),
             perms: self.perms.clone(),
+            responses: self.responses.clone(),
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             removed: AtomicBool::new(false),
@@ -657,6 +669,7 @@ impl ClientConn {
 
     fn process_pub(
         &mut self,
+        now: Instant,
         ctx: &mut Context,
         subject: Bytes,
         reply: Option<Bytes>,
@@ -666,7 +679,12 @@ impl ClientConn {
         self.in_msgs += 1;
         self.in_bytes += (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
         if let Some(perms) = &self.perms {
-            if !perms.can_publish(&subject) {
+            let as_response = || {
+                self.responses
+                    .as_ref()
+                    .is_some_and(|t| t.allows(&subject, now))
+            };
+            if !perms.can_publish(&subject) && !as_response() {
                 let text = format!(
                     "Permissions Violation for Publish to \"{}\"",
                     String::from_utf8_lossy(&subject)
@@ -690,7 +708,7 @@ impl ClientConn {
         };
         let mut delivered = false;
         for sub in &result.plain {
-            delivered |= self.deliver(ctx, sub, &msg);
+            delivered |= self.deliver(now, ctx, sub, &msg);
         }
         for group in &result.queues {
             let n = group.members.len();
@@ -699,7 +717,7 @@ impl ClientConn {
             }
             let start = (ctx.next_random() % n as u64) as usize;
             for i in 0..n {
-                if self.deliver(ctx, &group.members[(start + i) % n], &msg) {
+                if self.deliver(now, ctx, &group.members[(start + i) % n], &msg) {
                     delivered = true;
                     break;
                 }
@@ -713,7 +731,7 @@ impl ClientConn {
     }
 
     /// Deliver to one subscription; false when it did not take the message.
-    fn deliver(&mut self, ctx: &mut Context, sub: &SubRef, msg: &Msg<'_>) -> bool {
+    fn deliver(&mut self, now: Instant, ctx: &mut Context, sub: &SubRef, msg: &Msg<'_>) -> bool {
         if !self.echo && sub.client.cid() == self.cid {
             return false;
         }
@@ -769,6 +787,11 @@ impl ClientConn {
             );
         }
         ctx.wake_if(pushed, &sub.client);
+        if let (Some(tracker), Some(reply)) = (&sub.responses, msg.reply) {
+            if pushed != Pushed::Closed {
+                tracker.record(reply, now);
+            }
+        }
         pushed != Pushed::Closed
     }
 
