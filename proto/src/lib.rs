@@ -55,8 +55,8 @@ pub mod info;
 mod ops;
 mod parser;
 
-pub use ops::{ClientOp, ServerOp};
-pub use parser::{ClientOpParser, Limits, ParseError, ServerOpParser};
+pub use ops::{ClientOp, ClientOpRef, ServerOp, ServerOpRef};
+pub use parser::{ClientOpParser, Limits, ParseError, ServerOpParser, ServerStep, Step};
 
 /// Default `max_control_line` (bytes), as nats-server.
 pub const MAX_CONTROL_LINE_BYTES: usize = 4096;

@@ -86,3 +86,172 @@ pub enum ServerOp {
     /// `PONG`.
     Pong,
 }
+
+/// A client op borrowing the caller's buffer (see
+/// [`ClientOpParser::parse_ref`](crate::ClientOpParser::parse_ref)); the
+/// fields are as in [`ClientOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOpRef<'a> {
+    /// `CONNECT {json}`: the raw JSON text.
+    Connect(&'a [u8]),
+    /// `PUB <subject> [reply] <#bytes>`.
+    Pub {
+        /// Subject as sent (not validated here).
+        subject: &'a [u8],
+        /// Optional reply subject.
+        reply: Option<&'a [u8]>,
+        /// The payload, without the trailing CRLF.
+        payload: &'a [u8],
+    },
+    /// `HPUB <subject> [reply] <#hdr> <#total>`.
+    HPub {
+        /// Subject as sent.
+        subject: &'a [u8],
+        /// Optional reply subject.
+        reply: Option<&'a [u8]>,
+        /// The header block (`NATS/1.0...\r\n\r\n`), `#hdr` bytes.
+        headers: &'a [u8],
+        /// The payload after the header block, `#total - #hdr` bytes.
+        payload: &'a [u8],
+    },
+    /// `SUB <subject> [queue] <sid>`.
+    Sub {
+        /// Subject (may contain wildcards).
+        subject: &'a [u8],
+        /// Optional queue group name.
+        queue: Option<&'a [u8]>,
+        /// Subscription id, as the client's bytes.
+        sid: &'a [u8],
+    },
+    /// `UNSUB <sid> [max_msgs]`.
+    Unsub {
+        /// Subscription id.
+        sid: &'a [u8],
+        /// Auto-unsubscribe after this many messages.
+        max: Option<u64>,
+    },
+    /// `PING`.
+    Ping,
+    /// `PONG`.
+    Pong,
+}
+
+impl<'a> ClientOpRef<'a> {
+    /// The owned op, each field made `Bytes` by `f` (a copy, or a
+    /// `slice_ref` of the frozen buffer the op borrows).
+    pub(crate) fn to_op(self, mut f: impl FnMut(&'a [u8]) -> Bytes) -> ClientOp {
+        match self {
+            ClientOpRef::Connect(json) => ClientOp::Connect(f(json)),
+            ClientOpRef::Pub {
+                subject,
+                reply,
+                payload,
+            } => ClientOp::Pub {
+                subject: f(subject),
+                reply: reply.map(&mut f),
+                payload: f(payload),
+            },
+            ClientOpRef::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => ClientOp::HPub {
+                subject: f(subject),
+                reply: reply.map(&mut f),
+                headers: f(headers),
+                payload: f(payload),
+            },
+            ClientOpRef::Sub {
+                subject,
+                queue,
+                sid,
+            } => ClientOp::Sub {
+                subject: f(subject),
+                queue: queue.map(&mut f),
+                sid: f(sid),
+            },
+            ClientOpRef::Unsub { sid, max } => ClientOp::Unsub { sid: f(sid), max },
+            ClientOpRef::Ping => ClientOp::Ping,
+            ClientOpRef::Pong => ClientOp::Pong,
+        }
+    }
+}
+
+/// A server op borrowing the caller's buffer (see
+/// [`ServerOpParser::parse_ref`](crate::ServerOpParser::parse_ref)); the
+/// fields are as in [`ServerOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerOpRef<'a> {
+    /// `INFO {json}`: the raw JSON text.
+    Info(&'a [u8]),
+    /// `MSG <subject> <sid> [reply] <#bytes>`.
+    Msg {
+        /// Subject the message was published to.
+        subject: &'a [u8],
+        /// Subscription id it is delivered for.
+        sid: &'a [u8],
+        /// Optional reply subject.
+        reply: Option<&'a [u8]>,
+        /// The payload.
+        payload: &'a [u8],
+    },
+    /// `HMSG <subject> <sid> [reply] <#hdr> <#total>`.
+    HMsg {
+        /// Subject the message was published to.
+        subject: &'a [u8],
+        /// Subscription id.
+        sid: &'a [u8],
+        /// Optional reply subject.
+        reply: Option<&'a [u8]>,
+        /// Header block.
+        headers: &'a [u8],
+        /// Payload after the header block.
+        payload: &'a [u8],
+    },
+    /// `+OK`.
+    Ok,
+    /// `-ERR '<text>'`: the text between the quotes.
+    Err(&'a [u8]),
+    /// `PING`.
+    Ping,
+    /// `PONG`.
+    Pong,
+}
+
+impl<'a> ServerOpRef<'a> {
+    /// The owned op, each field made `Bytes` by `f`.
+    pub(crate) fn to_op(self, mut f: impl FnMut(&'a [u8]) -> Bytes) -> ServerOp {
+        match self {
+            ServerOpRef::Info(json) => ServerOp::Info(f(json)),
+            ServerOpRef::Msg {
+                subject,
+                sid,
+                reply,
+                payload,
+            } => ServerOp::Msg {
+                subject: f(subject),
+                sid: f(sid),
+                reply: reply.map(&mut f),
+                payload: f(payload),
+            },
+            ServerOpRef::HMsg {
+                subject,
+                sid,
+                reply,
+                headers,
+                payload,
+            } => ServerOp::HMsg {
+                subject: f(subject),
+                sid: f(sid),
+                reply: reply.map(&mut f),
+                headers: f(headers),
+                payload: f(payload),
+            },
+            ServerOpRef::Ok => ServerOp::Ok,
+            ServerOpRef::Err(text) => ServerOp::Err(f(text)),
+            ServerOpRef::Ping => ServerOp::Ping,
+            ServerOpRef::Pong => ServerOp::Pong,
+        }
+    }
+}

@@ -25,9 +25,9 @@
 //!
 //! When a control line holds a `\r` but does not end with one, its last byte
 //! is dropped, as nats-server does when the line arrives in one read.
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
-use crate::{ClientOp, ServerOp};
+use crate::{ClientOp, ClientOpRef, ServerOp, ServerOpRef};
 
 /// Limits the parser enforces while bytes arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +191,19 @@ const SERVER_OPS: &[(&[u8], Verb)] = &[
     (b"-ERR", Verb::Err),
 ];
 
+/// A byte range of the caller's buffer, relative to its front.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn of(self, buf: &[u8]) -> &[u8] {
+        &buf[self.start..self.end]
+    }
+}
+
 /// Progress through one control line; indices are into the caller's buffer,
 /// which only grows at the end between calls.
 #[derive(Debug, Default, Clone, Copy)]
@@ -204,17 +217,41 @@ struct LineProgress {
     scan: usize,
 }
 
-/// A message op whose control line is parsed; its payload is awaited.
-#[derive(Debug)]
+/// A message op whose control line is parsed. Its line stays in the
+/// caller's buffer until the payload is complete, so every field is a span
+/// of that buffer.
+#[derive(Debug, Clone, Copy)]
 struct Pending {
-    subject: Bytes,
-    sid: Bytes,
-    reply: Option<Bytes>,
+    subject: Span,
+    /// Empty for `PUB`/`HPUB`.
+    sid: Span,
+    reply: Option<Span>,
     hdr: Option<usize>,
+    /// Where the payload starts: just after the control line's `\n`.
+    at: usize,
     total: usize,
 }
 
-#[derive(Debug)]
+impl Pending {
+    /// Bytes of the whole op: control line, payload and its CRLF.
+    fn len(&self) -> usize {
+        self.at + self.total + 2
+    }
+
+    /// The header block (if any) and the payload after it.
+    fn body<'a>(&self, buf: &'a [u8]) -> (Option<&'a [u8]>, &'a [u8]) {
+        let body = &buf[self.at..self.at + self.total];
+        match self.hdr {
+            Some(h) => {
+                let (headers, payload) = body.split_at(h);
+                (Some(headers), payload)
+            }
+            None => (None, body),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
 enum State {
     Line(LineProgress),
     /// Dropping the rest of a `PING`/`PONG`/`+OK` line, as nats-server does
@@ -229,22 +266,22 @@ impl Default for State {
     }
 }
 
-/// What the shared core hands to a direction's parser.
+/// What the shared core hands to a direction's parser: spans of the bytes
+/// the step consumed.
+#[derive(Debug, Clone, Copy)]
 enum Frame {
     Bare(Verb),
     /// CONNECT, INFO (trailing blanks trimmed), -ERR, SUB, UNSUB: the argument text.
-    Line(Verb, Bytes),
-    Msg {
-        pending: Pending,
-        headers: Option<Bytes>,
-        payload: Bytes,
-    },
+    Line(Verb, Span),
+    Msg(Pending),
 }
 
 #[derive(Debug)]
 struct Core {
     limits: Limits,
     ops: &'static [(&'static [u8], Verb)],
+    /// Try [`fast_pub`] on a fresh line (client direction only).
+    fast_pub: bool,
     state: State,
 }
 
@@ -329,6 +366,7 @@ struct Args {
 const MAX_ARGS: usize = 6;
 
 impl Args {
+    #[inline]
     fn split(arg: &[u8], sep: impl Fn(u8) -> bool) -> Args {
         let mut args = Args {
             spans: [(0, 0); MAX_ARGS],
@@ -351,6 +389,7 @@ impl Args {
         args
     }
 
+    #[inline]
     fn push(&mut self, start: usize, end: usize) {
         if self.n < MAX_ARGS {
             self.spans[self.n] = (start, end);
@@ -358,27 +397,30 @@ impl Args {
         self.n += 1;
     }
 
-    fn get(&self, line: &Bytes, i: usize) -> Bytes {
-        let (s, e) = self.spans[i];
-        line.slice(s..e)
-    }
-
     fn raw<'a>(&self, line: &'a [u8], i: usize) -> &'a [u8] {
         let (s, e) = self.spans[i];
         &line[s..e]
     }
+
+    /// Argument `i` as a span of the buffer whose `offset` the line starts at.
+    fn span(&self, offset: usize, i: usize) -> Span {
+        let (s, e) = self.spans[i];
+        Span {
+            start: offset + s,
+            end: offset + e,
+        }
+    }
 }
 
-/// Parses the arguments `line[start..end]` of a message op; the fields are
-/// slices of `line`.
+/// Parses the arguments `buf[start..end]` of a message op whose control line
+/// ends with the `\n` at `nl`.
 fn msg_args(
     verb: Verb,
-    line: &Bytes,
-    start: usize,
-    end: usize,
+    buf: &[u8],
+    (start, end, nl): (usize, usize, usize),
     max_payload: usize,
 ) -> Result<Pending, ParseError> {
-    let arg = &line[start..end];
+    let arg = &buf[start..end];
     let args = Args::split(arg, is_blank);
     // Leading fixed arguments (subject, and sid for MSG/HMSG) and trailing sizes.
     let (lead, sizes) = match verb {
@@ -408,101 +450,162 @@ fn msg_args(
     if total > max_payload {
         return Err(ParseError::MaxPayload);
     }
-    let slice = |i: usize| {
-        let (s, e) = args.spans[i];
-        line.slice(start + s..start + e)
-    };
     Ok(Pending {
-        subject: slice(0),
-        sid: if lead == 2 { slice(1) } else { Bytes::new() },
-        reply: with_reply.then(|| slice(lead)),
+        subject: args.span(start, 0),
+        sid: if lead == 2 {
+            args.span(start, 1)
+        } else {
+            Span::default()
+        },
+        reply: with_reply.then(|| args.span(start, lead)),
         hdr,
+        at: nl + 1,
         total,
     })
 }
 
-fn trim_end_blanks(mut b: Bytes) -> Bytes {
-    let keep = b.iter().rposition(|&c| !is_blank(c)).map_or(0, |i| i + 1);
-    b.truncate(keep);
-    b
+/// The common case in one pass: `buf` starts with a complete
+/// `PUB <subject> [reply] <#bytes>\r\n<payload>\r\n` (one space after the
+/// name, CRLF line end, within the limits). Anything else gives `None`,
+/// and the general machine (which yields every error) takes over; when
+/// this gives `Some`, the general machine gives the same op.
+#[inline]
+fn fast_pub(buf: &[u8], limits: Limits) -> Option<Pending> {
+    const HEAD: u32 = u32::from_le_bytes(*b"pub ");
+    let head = buf.get(..5)?;
+    // OR-ing 0x20 into the name lowercases its letters and maps no other
+    // byte onto `p`, `u` or `b`; the space must be exact.
+    let word = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) | 0x0020_2020;
+    if word != HEAD || is_blank(head[4]) {
+        return None;
+    }
+    let nl = 4 + find_nl(&buf[4..])?;
+    // `buf[3]` is a space, so a `\r` just before `nl` puts `end` at 4 or
+    // later.
+    if buf[nl - 1] != b'\r' {
+        return None;
+    }
+    let end = nl - 1;
+    if end - 4 > limits.max_control_line {
+        return None;
+    }
+    let arg = &buf[4..end];
+    let args = Args::split(arg, is_blank);
+    let with_reply = match args.n {
+        2 => false,
+        3 => true,
+        _ => return None,
+    };
+    let total = parse_size(args.raw(arg, args.n - 1))?;
+    if total > limits.max_payload {
+        return None;
+    }
+    let at = nl + 1;
+    if buf.get(at + total..at + total + 2)? != b"\r\n" {
+        return None;
+    }
+    Some(Pending {
+        subject: args.span(4, 0),
+        sid: Span::default(),
+        reply: with_reply.then(|| args.span(4, 1)),
+        hdr: None,
+        at,
+        total,
+    })
+}
+
+fn trim_end_blanks(buf: &[u8], mut s: Span) -> Span {
+    s.end = s
+        .of(buf)
+        .iter()
+        .rposition(|&c| !is_blank(c))
+        .map_or(s.start, |i| s.start + i + 1);
+    s
+}
+
+/// What [`Core::line`] did.
+enum LineStep {
+    /// The line is incomplete; store the progress back.
+    NeedMore,
+    /// A frame, and the bytes it consumed.
+    Frame(Frame, usize),
+    /// Now skipping an ignored line's tail: the whole buffer is consumed.
+    Skipping,
+    /// A message's control line is parsed: go on with its payload.
+    Continue,
 }
 
 impl Core {
-    fn new(limits: Limits, ops: &'static [(&'static [u8], Verb)]) -> Self {
+    fn new(limits: Limits, ops: &'static [(&'static [u8], Verb)], fast_pub: bool) -> Self {
         Core {
             limits,
             ops,
+            fast_pub,
             state: State::default(),
         }
     }
 
-    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
+    /// One step over `buf` (the caller's buffer, from its front): a frame
+    /// (if any) and how many bytes at the front are done. `(None, 0)` means
+    /// need more bytes.
+    #[inline]
+    fn step(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), ParseError> {
+        if self.fast_pub {
+            if let State::Line(LineProgress { verb: None, .. }) = self.state {
+                if let Some(p) = fast_pub(buf, self.limits) {
+                    return Ok((Some(Frame::Msg(p)), p.len()));
+                }
+            }
+        }
+        self.step_slow(buf)
+    }
+
+    fn step_slow(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), ParseError> {
         loop {
-            match &mut self.state {
+            match self.state {
                 State::Skip(verb) => {
-                    let verb = *verb;
-                    return match find_nl(buf) {
+                    return Ok(match find_nl(buf) {
                         Some(i) => {
-                            buf.advance(i + 1);
                             self.state = State::default();
-                            Ok(Some(Frame::Bare(verb)))
+                            (Some(Frame::Bare(verb)), i + 1)
                         }
-                        None => {
-                            buf.clear();
-                            Ok(None)
-                        }
-                    };
+                        None => (None, buf.len()),
+                    });
                 }
                 State::Payload(p) => {
-                    let total = p.total;
+                    let end = p.at + p.total;
                     // The byte after the payload is checked as soon as it
                     // arrives, as nats-server's MSG_END_R/MSG_END_N states do.
-                    if buf.len() > total && buf[total] != b'\r' {
+                    if buf.len() > end && buf[end] != b'\r' {
                         return Err(ParseError::PayloadNotTerminated);
                     }
-                    if buf.len() > total + 1 && buf[total + 1] != b'\n' {
+                    if buf.len() > end + 1 && buf[end + 1] != b'\n' {
                         return Err(ParseError::PayloadNotTerminated);
                     }
-                    if buf.len() < total + 2 {
-                        return Ok(None);
+                    if buf.len() < end + 2 {
+                        return Ok((None, 0));
                     }
-                    let hdr = p.hdr;
-                    let mut payload = buf.split_to(total + 2).freeze();
-                    payload.truncate(total);
-                    let headers = hdr.map(|h| payload.split_to(h));
-                    // This arm matched `State::Payload`, and nothing since
-                    // changed `self.state`, so the `else` cannot run.
-                    let State::Payload(pending) = std::mem::take(&mut self.state) else {
-                        unreachable!("state is Payload in this arm")
-                    };
-                    return Ok(Some(Frame::Msg {
-                        pending,
-                        headers,
-                        payload,
-                    }));
+                    self.state = State::default();
+                    return Ok((Some(Frame::Msg(p)), p.len()));
                 }
-                State::Line(lp) => {
-                    let mut lp = *lp;
-                    match self.line(&mut lp, buf)? {
-                        LineStep::NeedMore => {
-                            // Still inside this line (not switched to Skip):
-                            // keep the progress so no byte is scanned twice.
-                            if let State::Line(saved) = &mut self.state {
-                                *saved = lp;
-                            }
-                            return Ok(None);
-                        }
-                        LineStep::Frame(f) => return Ok(Some(f)),
-                        LineStep::Continue => continue,
+                State::Line(mut lp) => match self.line(&mut lp, buf)? {
+                    LineStep::NeedMore => {
+                        // Keep the progress so no byte is scanned twice.
+                        self.state = State::Line(lp);
+                        return Ok((None, 0));
                     }
-                }
+                    LineStep::Frame(f, consumed) => return Ok((Some(f), consumed)),
+                    LineStep::Skipping => return Ok((None, buf.len())),
+                    LineStep::Continue => continue,
+                },
             }
         }
     }
 
-    /// Advances through a control line. On a complete line `self.state` is
-    /// replaced; on `NeedMore` the caller stores `lp` back.
-    fn line(&mut self, lp: &mut LineProgress, buf: &mut BytesMut) -> Result<LineStep, ParseError> {
+    /// Advances through a control line. On a complete line (and on
+    /// `Skipping`) `self.state` is replaced; on `NeedMore` the caller stores
+    /// `lp` back.
+    fn line(&mut self, lp: &mut LineProgress, buf: &[u8]) -> Result<LineStep, ParseError> {
         let (verb, name_len) = match lp.verb {
             Some(v) => v,
             None => match match_op(self.ops, buf)? {
@@ -518,14 +621,12 @@ impl Core {
         if after == After::Ignore {
             return Ok(match find_nl(&buf[name_len..]) {
                 Some(i) => {
-                    buf.advance(name_len + i + 1);
                     self.state = State::default();
-                    LineStep::Frame(Frame::Bare(verb))
+                    LineStep::Frame(Frame::Bare(verb), name_len + i + 1)
                 }
                 None => {
-                    buf.clear();
                     self.state = State::Skip(verb);
-                    LineStep::NeedMore
+                    LineStep::Skipping
                 }
             });
         }
@@ -578,25 +679,40 @@ impl Core {
         if end - start > mcl {
             return Err(ParseError::MaxControlLine);
         }
-        let line = buf.split_to(nl + 1).freeze();
         self.state = State::default();
         if matches!(verb, Verb::Pub | Verb::HPub | Verb::Msg | Verb::HMsg) {
-            let pending = msg_args(verb, &line, start, end, self.limits.max_payload)?;
+            let pending = msg_args(verb, buf, (start, end, nl), self.limits.max_payload)?;
             self.state = State::Payload(pending);
             return Ok(LineStep::Continue);
         }
-        let arg = line.slice(start..end);
-        Ok(match verb {
-            Verb::Connect | Verb::Info => LineStep::Frame(Frame::Line(verb, trim_end_blanks(arg))),
-            _ => LineStep::Frame(Frame::Line(verb, arg)),
-        })
+        let arg = Span { start, end };
+        let arg = match verb {
+            Verb::Connect | Verb::Info => trim_end_blanks(buf, arg),
+            _ => arg,
+        };
+        Ok(LineStep::Frame(Frame::Line(verb, arg), nl + 1))
     }
 }
 
-enum LineStep {
-    NeedMore,
-    Frame(Frame),
-    Continue,
+/// One step of [`ClientOpParser::parse_ref`]: `consumed` bytes at the front
+/// of the buffer are done (the caller must drop them, e.g.
+/// `buf.advance(consumed)`, before the next call); `op` is the op they held,
+/// if any. `consumed == 0` (and no op) means: need more bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step<'a> {
+    /// The op the consumed bytes held; `None` for ignored input.
+    pub op: Option<ClientOpRef<'a>>,
+    /// Bytes at the front of the buffer that are done.
+    pub consumed: usize,
+}
+
+/// One step of [`ServerOpParser::parse_ref`]; as [`Step`], for server ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStep<'a> {
+    /// The op the consumed bytes held; `None` for ignored input.
+    pub op: Option<ServerOpRef<'a>>,
+    /// Bytes at the front of the buffer that are done.
+    pub consumed: usize,
 }
 
 /// Parses the ops a client sends (server side).
@@ -605,6 +721,11 @@ enum LineStep {
 /// ignored, as nats-server does; `MSG` and `HMSG` are unknown ops here.
 /// `HPUB` is parsed whatever the client announced: the caller checks
 /// `headers` support.
+///
+/// Two APIs share one state machine: [`parse_ref`](Self::parse_ref) borrows
+/// the caller's buffer (no reference counting), [`parse`](Self::parse)
+/// gives owned [`ClientOp`]s of `Bytes` split off a `BytesMut`. Use one of
+/// them per connection.
 #[derive(Debug)]
 pub struct ClientOpParser {
     core: Core,
@@ -620,7 +741,7 @@ impl ClientOpParser {
     /// A parser with these limits.
     pub fn new(limits: Limits) -> Self {
         ClientOpParser {
-            core: Core::new(limits, CLIENT_OPS),
+            core: Core::new(limits, CLIENT_OPS, true),
         }
     }
 
@@ -645,49 +766,78 @@ impl ClientOpParser {
     /// connection is over: the parser's state is unspecified.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<ClientOp>, ParseError> {
         loop {
-            let Some(frame) = self.core.next(buf)? else {
-                return Ok(None);
-            };
-            let op = match frame {
-                Frame::Bare(Verb::Ping) => ClientOp::Ping,
-                Frame::Bare(Verb::Pong) => ClientOp::Pong,
-                Frame::Bare(_) => continue,
-                Frame::Line(Verb::Connect, json) => ClientOp::Connect(json),
-                Frame::Line(Verb::Info, json) => {
-                    // nats-server unmarshals a client's INFO and then ignores it.
-                    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
-                        .is_err()
-                    {
-                        return Err(ParseError::BadInfo);
-                    }
-                    continue;
+            let (frame, consumed) = self.core.step(buf)?;
+            let Some(frame) = frame else {
+                if consumed == 0 {
+                    return Ok(None);
                 }
-                Frame::Line(Verb::Sub, arg) => sub_op(&arg)?,
-                Frame::Line(Verb::Unsub, arg) => unsub_op(&arg)?,
-                Frame::Line(_, _) => return Err(ParseError::PeerErr),
-                Frame::Msg {
-                    pending,
-                    headers: None,
-                    payload,
-                } => ClientOp::Pub {
-                    subject: pending.subject,
-                    reply: pending.reply,
+                buf.advance(consumed);
+                continue;
+            };
+            let frame_bytes = buf.split_to(consumed).freeze();
+            if let Some(op) = client_op(frame, &frame_bytes)? {
+                return Ok(Some(op.to_op(|s| frame_bytes.slice_ref(s))));
+            }
+        }
+    }
+
+    /// One step over the front of `buf`, borrowing it: see [`Step`].
+    ///
+    /// Between calls `buf` may only grow at its end, except that the caller
+    /// removes exactly `consumed` bytes from its front after each step with
+    /// `consumed > 0`. Ignored input (a client's `INFO` or `+OK`, the tail
+    /// of a `PING`/`PONG` line, even one that never ends) comes back as a
+    /// step with no op, so nothing unbounded stays buffered. After an `Err`
+    /// the connection is over: the parser's state is unspecified.
+    #[inline]
+    pub fn parse_ref<'a>(&mut self, buf: &'a [u8]) -> Result<Step<'a>, ParseError> {
+        let (frame, consumed) = self.core.step(buf)?;
+        let op = match frame {
+            Some(frame) => client_op(frame, buf)?,
+            None => None,
+        };
+        Ok(Step { op, consumed })
+    }
+}
+
+/// The client op a frame of `buf` holds; `None` for an ignored one.
+#[inline]
+fn client_op(frame: Frame, buf: &[u8]) -> Result<Option<ClientOpRef<'_>>, ParseError> {
+    Ok(Some(match frame {
+        Frame::Msg(p) => {
+            let subject = p.subject.of(buf);
+            let reply = p.reply.map(|r| r.of(buf));
+            match p.body(buf) {
+                (None, payload) => ClientOpRef::Pub {
+                    subject,
+                    reply,
                     payload,
                 },
-                Frame::Msg {
-                    pending,
-                    headers: Some(headers),
-                    payload,
-                } => ClientOp::HPub {
-                    subject: pending.subject,
-                    reply: pending.reply,
+                (Some(headers), payload) => ClientOpRef::HPub {
+                    subject,
+                    reply,
                     headers,
                     payload,
                 },
-            };
-            return Ok(Some(op));
+            }
         }
-    }
+        Frame::Bare(Verb::Ping) => ClientOpRef::Ping,
+        Frame::Bare(Verb::Pong) => ClientOpRef::Pong,
+        Frame::Bare(_) => return Ok(None),
+        Frame::Line(Verb::Connect, json) => ClientOpRef::Connect(json.of(buf)),
+        Frame::Line(Verb::Info, json) => {
+            // nats-server unmarshals a client's INFO and then ignores it.
+            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json.of(buf))
+                .is_err()
+            {
+                return Err(ParseError::BadInfo);
+            }
+            return Ok(None);
+        }
+        Frame::Line(Verb::Sub, arg) => sub_op(arg.of(buf))?,
+        Frame::Line(Verb::Unsub, arg) => unsub_op(arg.of(buf))?,
+        Frame::Line(_, _) => return Err(ParseError::PeerErr),
+    }))
 }
 
 /// `SUB`/`UNSUB` split on CR and LF too, as nats-server's `splitArg`.
@@ -695,34 +845,34 @@ fn is_sub_sep(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-fn sub_op(arg: &Bytes) -> Result<ClientOp, ParseError> {
+fn sub_op(arg: &[u8]) -> Result<ClientOpRef<'_>, ParseError> {
     let args = Args::split(arg, is_sub_sep);
     match args.n {
-        2 => Ok(ClientOp::Sub {
-            subject: args.get(arg, 0),
+        2 => Ok(ClientOpRef::Sub {
+            subject: args.raw(arg, 0),
             queue: None,
-            sid: args.get(arg, 1),
+            sid: args.raw(arg, 1),
         }),
-        3 => Ok(ClientOp::Sub {
-            subject: args.get(arg, 0),
-            queue: Some(args.get(arg, 1)),
-            sid: args.get(arg, 2),
+        3 => Ok(ClientOpRef::Sub {
+            subject: args.raw(arg, 0),
+            queue: Some(args.raw(arg, 1)),
+            sid: args.raw(arg, 2),
         }),
         _ => Err(ParseError::SubArgs),
     }
 }
 
-fn unsub_op(arg: &Bytes) -> Result<ClientOp, ParseError> {
+fn unsub_op(arg: &[u8]) -> Result<ClientOpRef<'_>, ParseError> {
     let args = Args::split(arg, is_sub_sep);
     match args.n {
-        1 => Ok(ClientOp::Unsub {
-            sid: args.get(arg, 0),
+        1 => Ok(ClientOpRef::Unsub {
+            sid: args.raw(arg, 0),
             max: None,
         }),
         // A max that is not a size is ignored, as nats-server does
         // (`UNSUB 1 x` removes the subscription at once).
-        2 => Ok(ClientOp::Unsub {
-            sid: args.get(arg, 0),
+        2 => Ok(ClientOpRef::Unsub {
+            sid: args.raw(arg, 0),
             max: parse_size(args.raw(arg, 1)).map(|n| n as u64),
         }),
         _ => Err(ParseError::UnsubArgs),
@@ -732,6 +882,8 @@ fn unsub_op(arg: &Bytes) -> Result<ClientOp, ParseError> {
 /// Parses the ops a server sends (client side).
 ///
 /// `max_payload` applies to `MSG`/`HMSG` too: set it from the server's INFO.
+/// As [`ClientOpParser`], it has a borrowing [`parse_ref`](Self::parse_ref)
+/// and an owned [`parse`](Self::parse) over one state machine.
 #[derive(Debug)]
 pub struct ServerOpParser {
     core: Core,
@@ -747,7 +899,7 @@ impl ServerOpParser {
     /// A parser with these limits.
     pub fn new(limits: Limits) -> Self {
         ServerOpParser {
-            core: Core::new(limits, SERVER_OPS),
+            core: Core::new(limits, SERVER_OPS, false),
         }
     }
 
@@ -770,48 +922,73 @@ impl ServerOpParser {
     ///
     /// Between calls `buf` may only grow at its end.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<ServerOp>, ParseError> {
-        let Some(frame) = self.core.next(buf)? else {
-            return Ok(None);
-        };
-        Ok(Some(match frame {
-            Frame::Bare(Verb::Ping) => ServerOp::Ping,
-            Frame::Bare(Verb::Pong) => ServerOp::Pong,
-            Frame::Bare(_) => ServerOp::Ok,
-            Frame::Line(Verb::Info, json) => ServerOp::Info(json),
-            Frame::Line(_, text) => ServerOp::Err(unquote(text)),
-            Frame::Msg {
-                pending,
-                headers: None,
-                payload,
-            } => ServerOp::Msg {
-                subject: pending.subject,
-                sid: pending.sid,
-                reply: pending.reply,
-                payload,
-            },
-            Frame::Msg {
-                pending,
-                headers: Some(headers),
-                payload,
-            } => ServerOp::HMsg {
-                subject: pending.subject,
-                sid: pending.sid,
-                reply: pending.reply,
-                headers,
-                payload,
-            },
-        }))
+        loop {
+            let (frame, consumed) = self.core.step(buf)?;
+            let Some(frame) = frame else {
+                if consumed == 0 {
+                    return Ok(None);
+                }
+                buf.advance(consumed);
+                continue;
+            };
+            let frame_bytes = buf.split_to(consumed).freeze();
+            return Ok(Some(
+                server_op(frame, &frame_bytes).to_op(|s| frame_bytes.slice_ref(s)),
+            ));
+        }
+    }
+
+    /// One step over the front of `buf`, borrowing it: see [`ServerStep`]
+    /// and the contract of [`ClientOpParser::parse_ref`].
+    #[inline]
+    pub fn parse_ref<'a>(&mut self, buf: &'a [u8]) -> Result<ServerStep<'a>, ParseError> {
+        let (frame, consumed) = self.core.step(buf)?;
+        Ok(ServerStep {
+            op: frame.map(|f| server_op(f, buf)),
+            consumed,
+        })
+    }
+}
+
+/// The server op a frame of `buf` holds.
+fn server_op(frame: Frame, buf: &[u8]) -> ServerOpRef<'_> {
+    match frame {
+        Frame::Bare(Verb::Ping) => ServerOpRef::Ping,
+        Frame::Bare(Verb::Pong) => ServerOpRef::Pong,
+        Frame::Bare(_) => ServerOpRef::Ok,
+        Frame::Line(Verb::Info, json) => ServerOpRef::Info(json.of(buf)),
+        Frame::Line(_, text) => ServerOpRef::Err(unquote(text.of(buf))),
+        Frame::Msg(p) => {
+            let subject = p.subject.of(buf);
+            let sid = p.sid.of(buf);
+            let reply = p.reply.map(|r| r.of(buf));
+            match p.body(buf) {
+                (None, payload) => ServerOpRef::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    payload,
+                },
+                (Some(headers), payload) => ServerOpRef::HMsg {
+                    subject,
+                    sid,
+                    reply,
+                    headers,
+                    payload,
+                },
+            }
+        }
     }
 }
 
 /// The text between the single quotes of `-ERR '<text>'`, or the whole
 /// argument when it is not quoted.
-fn unquote(mut text: Bytes) -> Bytes {
+fn unquote(text: &[u8]) -> &[u8] {
     if text.len() >= 2 && text.starts_with(b"'") && text.ends_with(b"'") {
-        text.truncate(text.len() - 1);
-        text.advance(1);
+        &text[1..text.len() - 1]
+    } else {
+        text
     }
-    text
 }
 
 #[cfg(test)]
@@ -819,6 +996,7 @@ mod tests {
     //! Expected behaviour comes from nats-server 2.9.10 driven black-box
     //! (raw TCP, this machine) unless a test says otherwise.
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     type Outcome<T> = (Vec<T>, Option<ParseError>);
