@@ -418,3 +418,89 @@ async fn auth_timeout_closes_a_silent_client() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_auth_user_info_omits_auth_required() {
+    let conf = "no_auth_user: a\nauthorization { users: [{user: a, password: b}] }\n";
+    for server in servers(conf) {
+        let info = info_of(&server);
+        assert!(
+            info.get("auth_required").is_none(),
+            "{}: {info}",
+            name(&server)
+        );
+    }
+}
+
+#[tokio::test]
+async fn allow_responses_lets_a_service_answer_once() {
+    let conf = r#"
+authorization {
+  users: [
+    {user: client, password: c}
+    {user: svc, password: s, permissions: {subscribe: ["svc.>", "_INBOX.>"], publish: "_INBOX.>", allow_responses: true}}
+    {user: svc2, password: s, permissions: {subscribe: ["svc2.>", "_INBOX.>"], publish: "_INBOX.>", allow_responses: {max: 2}}}
+  ]
+}
+"#;
+    for server in servers(conf) {
+        let (client, _) = must_connect(&server, user("client", "c")).await;
+        let (svc, mut events) = must_connect(&server, user("svc", "s")).await;
+        let mut requests = svc.subscribe("svc.echo").await.expect("subscribe");
+        round_trip(&svc).await;
+        // The requester's reply subject is not an _INBOX one here.
+        let mut replies = client.subscribe("answers.>").await.expect("subscribe");
+        round_trip(&client).await;
+        client
+            .publish_with_reply("svc.echo", "answers.1", Bytes::from_static(b"q"))
+            .await
+            .expect("publish");
+        round_trip(&client).await;
+        let req = next_msg(&mut requests).await;
+        let reply = req.reply.expect("reply subject");
+        assert_eq!(reply.as_str(), "answers.1");
+        for _ in 0..2 {
+            svc.publish(reply.clone(), Bytes::from_static(b"a"))
+                .await
+                .expect("publish");
+        }
+        // The first answer passes; the second exceeds max (1).
+        let err = next_server_error(&server, &mut events).await;
+        assert_eq!(
+            err,
+            "Permissions Violation for Publish to \"answers.1\"",
+            "{}",
+            name(&server)
+        );
+        assert_eq!(next_msg(&mut replies).await.subject.as_str(), "answers.1");
+        // A subject no request named is refused.
+        svc.publish("answers.2", Bytes::new())
+            .await
+            .expect("publish");
+        let err = next_server_error(&server, &mut events).await;
+        assert_eq!(err, "Permissions Violation for Publish to \"answers.2\"");
+        round_trip(&client).await;
+        assert!(drain_ready(&mut replies).is_empty(), "{}", name(&server));
+
+        // max: 2 allows two answers to one request.
+        let (svc2, mut events) = must_connect(&server, user("svc2", "s")).await;
+        let mut requests = svc2.subscribe("svc2.echo").await.expect("subscribe");
+        round_trip(&svc2).await;
+        client
+            .publish_with_reply("svc2.echo", "answers.3", Bytes::new())
+            .await
+            .expect("publish");
+        round_trip(&client).await;
+        let reply = next_msg(&mut requests).await.reply.expect("reply");
+        for _ in 0..3 {
+            svc2.publish(reply.clone(), Bytes::new())
+                .await
+                .expect("publish");
+        }
+        let err = next_server_error(&server, &mut events).await;
+        assert_eq!(err, "Permissions Violation for Publish to \"answers.3\"");
+        round_trip(&client).await;
+        let got = drain_ready(&mut replies);
+        assert_eq!(got.len(), 2, "{}", name(&server));
+    }
+}
