@@ -1,4 +1,5 @@
-//! Client protocol parser on arbitrary bytes: never panics, and the ops it
+//! Client protocol parser on arbitrary bytes: never panics, `parse_ref` and
+//! the general machine (no fast path) agree with `parse`, and the ops it
 //! yields re-encode and re-parse to the same ops.
 #![no_main]
 

@@ -1,5 +1,6 @@
-//! First byte picks a chunk size; parsing the rest in chunks of that size
-//! gives the same ops and error as parsing it whole.
+//! First byte picks a chunk size; parsing the rest in chunks of that size,
+//! with `parse` or `parse_ref`, gives the same ops and error as parsing it
+//! whole.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Parser and encoder throughput (bytes/s).
 use std::hint::black_box;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use natsd_proto::{encode, ClientOpParser};
 
@@ -28,6 +28,25 @@ fn parse_pubs(c: &mut Criterion) {
                 while let Ok(Some(op)) = parser.parse(&mut buf) {
                     black_box(op);
                     count += 1;
+                }
+                assert_eq!(count, n);
+            })
+        });
+        // The same input and buffer handling, borrowing instead of splitting.
+        group.bench_function(format!("{name}_ref"), |b| {
+            b.iter(|| {
+                let mut parser = ClientOpParser::default();
+                let mut buf = BytesMut::from(&input[..]);
+                let mut count = 0;
+                while let Ok(step) = parser.parse_ref(&buf) {
+                    if step.consumed == 0 {
+                        break;
+                    }
+                    if let Some(op) = step.op {
+                        black_box(op);
+                        count += 1;
+                    }
+                    buf.advance(step.consumed);
                 }
                 assert_eq!(count, n);
             })

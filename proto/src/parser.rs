@@ -745,6 +745,15 @@ impl ClientOpParser {
         }
     }
 
+    /// A parser without the `PUB` fast path: the general machine alone,
+    /// to check that the fast path changes nothing.
+    #[cfg(any(test, feature = "_fuzz"))]
+    pub(crate) fn without_fast_path(limits: Limits) -> Self {
+        ClientOpParser {
+            core: Core::new(limits, CLIENT_OPS, false),
+        }
+    }
+
     /// Change the limits (e.g. after a config reload).
     pub fn set_limits(&mut self, limits: Limits) {
         self.core.limits = limits;
@@ -1296,6 +1305,289 @@ mod tests {
         }
     }
 
+    /// `parse_ref` over a growing buffer: each delivery appended, then steps
+    /// until one consumes nothing, each step's `consumed` bytes removed.
+    fn client_ref_pieces<'p>(
+        p: &mut ClientOpParser,
+        pieces: impl IntoIterator<Item = &'p [u8]>,
+    ) -> Outcome<ClientOp> {
+        let mut buf = BytesMut::new();
+        let mut ops = Vec::new();
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match p.parse_ref(&buf) {
+                    Ok(Step { consumed: 0, op }) => {
+                        assert_eq!(op, None);
+                        break;
+                    }
+                    Ok(Step { op, consumed }) => {
+                        ops.extend(op.map(|op| op.to_op(Bytes::copy_from_slice)));
+                        buf.advance(consumed);
+                    }
+                    Err(e) => return (ops, Some(e)),
+                }
+            }
+        }
+        (ops, None)
+    }
+
+    fn client_ref_chunked(data: &[u8], chunk: usize) -> Outcome<ClientOp> {
+        client_ref_pieces(&mut ClientOpParser::default(), data.chunks(chunk.max(1)))
+    }
+
+    fn all_table_streams() -> Vec<Vec<u8>> {
+        let mut streams: Vec<Vec<u8>> = client_ok_table().iter().map(|(i, _)| i.to_vec()).collect();
+        streams.extend(client_err_table().iter().map(|(i, _, _)| i.to_vec()));
+        streams.push(
+            client_ok_table()
+                .iter()
+                .flat_map(|(i, _)| i.to_vec())
+                .collect(),
+        );
+        streams
+    }
+
+    /// `parse_ref` gives what `parse` gives on every table stream: whole,
+    /// cut in two at every position, and a byte at a time.
+    #[test]
+    fn parse_ref_matches_parse_at_every_split() {
+        for s in &all_table_streams() {
+            let whole = client(s);
+            assert_eq!(client_ref_chunked(s, s.len()), whole, "whole {s:?}");
+            assert_eq!(client_ref_chunked(s, 1), whole, "bytewise {s:?}");
+            for cut in 0..=s.len() {
+                let mut p = ClientOpParser::default();
+                let got = client_ref_pieces(&mut p, [&s[..cut], &s[cut..]]);
+                assert_eq!(got, whole, "cut {cut} of {s:?}");
+            }
+        }
+    }
+
+    /// The `PUB` fast path changes nothing: the general machine alone gives
+    /// the same ops and errors, on table streams and on near-misses of the
+    /// fast path's shape.
+    #[test]
+    fn fast_path_matches_general_machine() {
+        let mut streams = all_table_streams();
+        for s in [
+            &b"PUB foo 2\r\nhi\r\nPUB foo bar 0\r\n\r\n"[..],
+            b"PUB \rfoo 2\r\nhi\r\n",
+            b"PUB \r\n",
+            b"PUB \n",
+            b"PUB foo 2\r\nhi\n\r",
+            b"PUB foo 2\r\nhi\r",
+            b"PUB foo\r 2\r\nhi\r\n",
+            b"pUb foo 0\r\n\r\n",
+            b"PUB\x00foo 1\r\nx\r\n",
+            b"PUB foo 1 \r\nx\r\n",
+            b"PUB foo  bar 1\r\nx\r\n",
+            b"PUB foo 9\r\nx\r\n",
+        ] {
+            streams.push(s.to_vec());
+        }
+        let tight = Limits {
+            max_control_line: 8,
+            max_payload: 2,
+        };
+        for s in &streams {
+            for limits in [Limits::default(), tight] {
+                let mut fast = ClientOpParser::new(limits);
+                let mut general = ClientOpParser::without_fast_path(limits);
+                assert_eq!(
+                    client_ref_pieces(&mut fast, [&s[..]]),
+                    client_ref_pieces(&mut general, [&s[..]]),
+                    "{s:?} {limits:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_ref_borrows_the_buffer() {
+        let buf = b"PUB foo bar 5\r\nhello\r\nPING\r\n";
+        let mut p = ClientOpParser::default();
+        let step = p.parse_ref(buf).unwrap();
+        assert_eq!(
+            step,
+            Step {
+                op: Some(ClientOpRef::Pub {
+                    subject: b"foo",
+                    reply: Some(b"bar"),
+                    payload: b"hello",
+                }),
+                consumed: 22,
+            }
+        );
+        let Some(ClientOpRef::Pub { payload, .. }) = step.op else {
+            panic!("expected PUB");
+        };
+        assert!(std::ptr::eq(payload, &buf[15..20]));
+        let step = p.parse_ref(&buf[22..]).unwrap();
+        assert_eq!(
+            step,
+            Step {
+                op: Some(ClientOpRef::Ping),
+                consumed: 6,
+            }
+        );
+        assert_eq!(
+            p.parse_ref(&[]).unwrap(),
+            Step {
+                op: None,
+                consumed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn parse_ref_steps_over_ignored_input() {
+        // A client's +OK and INFO: consumed, no op.
+        let buf = b"+OK\r\nINFO {}\r\nPONG\r\n";
+        let mut p = ClientOpParser::default();
+        assert_eq!(
+            p.parse_ref(buf),
+            Ok(Step {
+                op: None,
+                consumed: 5
+            })
+        );
+        assert_eq!(
+            p.parse_ref(&buf[5..]),
+            Ok(Step {
+                op: None,
+                consumed: 9
+            })
+        );
+        assert_eq!(
+            p.parse_ref(&buf[14..]),
+            Ok(Step {
+                op: Some(ClientOpRef::Pong),
+                consumed: 6
+            })
+        );
+    }
+
+    #[test]
+    fn parse_ref_never_ending_ping_tail_is_not_buffered() {
+        let mut p = ClientOpParser::default();
+        let mut buf = BytesMut::from(&b"PING"[..]);
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'x'; 1000]);
+            let step = p.parse_ref(&buf).unwrap();
+            assert_eq!(step.op, None);
+            assert_eq!(step.consumed, buf.len());
+            buf.advance(step.consumed);
+            assert_eq!(
+                p.parse_ref(&buf),
+                Ok(Step {
+                    op: None,
+                    consumed: 0
+                })
+            );
+        }
+        buf.extend_from_slice(b"yy\r\nPONG\r\n");
+        assert_eq!(
+            p.parse_ref(&buf),
+            Ok(Step {
+                op: Some(ClientOpRef::Ping),
+                consumed: 4
+            })
+        );
+        buf.advance(4);
+        assert_eq!(
+            p.parse_ref(&buf),
+            Ok(Step {
+                op: Some(ClientOpRef::Pong),
+                consumed: 6
+            })
+        );
+    }
+
+    #[test]
+    fn parse_ref_keeps_a_split_pub_line_until_its_payload() {
+        // The control line stays in the buffer (nothing consumed) while the
+        // payload is awaited; no byte is consumed twice.
+        let mut p = ClientOpParser::default();
+        let mut buf = BytesMut::from(&b"PUB foo 5\r\nhel"[..]);
+        assert_eq!(
+            p.parse_ref(&buf),
+            Ok(Step {
+                op: None,
+                consumed: 0
+            })
+        );
+        buf.extend_from_slice(b"lo\r");
+        assert_eq!(
+            p.parse_ref(&buf),
+            Ok(Step {
+                op: None,
+                consumed: 0
+            })
+        );
+        buf.extend_from_slice(b"\n");
+        assert_eq!(
+            p.parse_ref(&buf),
+            Ok(Step {
+                op: Some(ClientOpRef::Pub {
+                    subject: b"foo",
+                    reply: None,
+                    payload: b"hello"
+                }),
+                consumed: buf.len()
+            })
+        );
+    }
+
+    fn server_ref_chunked(data: &[u8], chunk: usize) -> Outcome<ServerOp> {
+        let mut p = ServerOpParser::default();
+        let mut buf = BytesMut::new();
+        let mut ops = Vec::new();
+        for piece in data.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match p.parse_ref(&buf) {
+                    Ok(ServerStep { consumed: 0, op }) => {
+                        assert_eq!(op, None);
+                        break;
+                    }
+                    Ok(ServerStep { op, consumed }) => {
+                        ops.extend(op.map(|op| op.to_op(Bytes::copy_from_slice)));
+                        buf.advance(consumed);
+                    }
+                    Err(e) => return (ops, Some(e)),
+                }
+            }
+        }
+        (ops, None)
+    }
+
+    #[test]
+    fn server_parse_ref_matches_parse() {
+        let input: &[u8] = b"INFO {\"a\":1} \r\n+OK junk\r\nMSG foo 1 2\r\nhi\r\n\
+HMSG _INBOX.x 1 r 16 18\r\nNATS/1.0 503\r\n\r\nhi\r\n-ERR 'x'\r\nPING\r\nPONG\r\nMSG foo 2\r\n";
+        let whole = server_chunked(input, input.len(), Limits::default());
+        assert_eq!(whole.0.len(), 7);
+        assert_eq!(whole.1, Some(ParseError::MsgArgs));
+        for chunk in 1..=input.len() {
+            assert_eq!(server_ref_chunked(input, chunk), whole, "chunk {chunk}");
+        }
+        let mut p = ServerOpParser::default();
+        assert_eq!(
+            p.parse_ref(b"HMSG s 9 3 5\r\nabcde\r\n"),
+            Ok(ServerStep {
+                op: Some(ServerOpRef::HMsg {
+                    subject: b"s",
+                    sid: b"9",
+                    reply: None,
+                    headers: b"abc",
+                    payload: b"de"
+                }),
+                consumed: 21
+            })
+        );
+    }
+
     #[test]
     fn payload_and_args_are_slices_of_the_read_buffer() {
         let mut buf = BytesMut::from(&b"PUB foo bar 5\r\nhello\r\n"[..]);
@@ -1580,6 +1872,27 @@ HMSG _INBOX.x 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n-ERR 'Unknown Protocol Operatio
             let whole = server_chunked(&wire, wire.len(), Limits::default());
             prop_assert_eq!(&whole, &(ops, None));
             prop_assert_eq!(server_chunked(&wire, chunk, Limits::default()), whole);
+        }
+
+        #[test]
+        fn parse_ref_matches_parse(ops in proptest::collection::vec(client_op(), 0..16), noise in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b' '), Just(b'P'), Just(b'U'), Just(b'B'), Just(b'1'), any::<u8>()],
+            0..8,
+        ), at in any::<prop::sample::Index>(), chunk in 1usize..40) {
+            let mut wire = BytesMut::new();
+            for op in &ops {
+                crate::encode::client_op(&mut wire, op);
+            }
+            // Noise spliced in somewhere makes errors and odd shapes too.
+            let mut wire = wire.to_vec();
+            let at = at.index(wire.len() + 1);
+            wire.splice(at..at, noise);
+            let whole = client(&wire);
+            prop_assert_eq!(client_ref_chunked(&wire, wire.len()), whole.clone());
+            prop_assert_eq!(client_ref_chunked(&wire, chunk), whole.clone());
+            prop_assert_eq!(client_ref_chunked(&wire, 1), whole.clone());
+            let mut general = ClientOpParser::without_fast_path(Limits::default());
+            prop_assert_eq!(client_ref_pieces(&mut general, [&wire[..]]), whole);
         }
 
         #[test]
