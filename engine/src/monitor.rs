@@ -1297,14 +1297,16 @@ const ENDPOINTS: &[&str] = &[
 pub struct Monitor {
     base_path: String,
     http_host: String,
+    client_port: u16,
     req_stats: BTreeMap<String, u64>,
 }
 
 impl Monitor {
     /// A monitor serving under `http_base_path` (normalised as nats-server
     /// does: leading `/`, no trailing `/`); `http_host` is what `/varz`
-    /// reports.
-    pub fn new(http_base_path: Option<&str>, http_host: &str) -> Monitor {
+    /// reports, `client_port` the client listener's bound port (`-p -1`
+    /// picks one at start).
+    pub fn new(http_base_path: Option<&str>, http_host: &str, client_port: u16) -> Monitor {
         let raw = http_base_path.unwrap_or("").trim_end_matches('/');
         let base_path = if raw.is_empty() || raw.starts_with('/') {
             raw.to_string()
@@ -1314,6 +1316,7 @@ impl Monitor {
         Monitor {
             base_path,
             http_host: http_host.to_string(),
+            client_port,
             req_stats: BTreeMap::new(),
         }
     }
@@ -1486,7 +1489,7 @@ impl Monitor {
             proto: 1,
             go: "rust".to_string(),
             host: o.host.clone(),
-            port: o.port,
+            port: self.client_port,
             auth_required: o.auth_required(),
             max_connections: o.max_connections,
             max_subscriptions: o.max_subscriptions,
@@ -1862,6 +1865,8 @@ fn accstatz(src: &dyn Source, open: &[ConnSnapshot], unused: bool, clock: &Clock
 
 #[cfg(test)]
 mod tests {
+    // Tests own the clock: one Instant::now() per test as the origin.
+    #![allow(clippy::disallowed_methods)]
     use super::*;
     use crate::client::{ClientMeta, CloseReason, SubSnapshot};
     use crate::options::Options;
@@ -1917,7 +1922,7 @@ mod tests {
                 version: "1".into(),
             },
             account: "$G".into(),
-            user: (cid % 2 == 0).then(|| "alice".to_string()),
+            user: cid.is_multiple_of(2).then(|| "alice".to_string()),
             subs: (0..subs)
                 .map(|i| SubSnapshot {
                     subject: Bytes::from(format!("s.{cid}.{i}")),
@@ -2106,7 +2111,7 @@ mod tests {
             server: Server::new(Options::default(), [7; 32]),
             conns: vec![conn(start, 4, 2, 5)],
         };
-        let mut m = Monitor::new(Some("mon/"), "0.0.0.0");
+        let mut m = Monitor::new(Some("mon/"), "0.0.0.0", 4222);
         assert_eq!(m.respond("/varz", &src, &clk).status, 404);
         let (status, v) = get(&mut m, &src, "/mon/varz", &clk);
         assert_eq!(status, 200);
@@ -2152,7 +2157,7 @@ mod tests {
             server: Server::new(Options::default(), [1; 32]),
             conns: Vec::new(),
         };
-        let mut m = Monitor::new(None, "h");
+        let mut m = Monitor::new(None, "h", 4222);
         for t in [
             "",
             "?",

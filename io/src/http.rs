@@ -34,6 +34,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for each reactor's connection snapshots.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a refused connection drains input before it closes.
+const LINGER: Duration = Duration::from_millis(500);
 /// Linux `USER_HZ`: the unit of `/proc/self/stat` CPU times.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
@@ -51,6 +53,7 @@ struct Shared {
 /// and start serving. `None` when monitoring is off.
 pub(crate) fn start(
     handle: ServerHandle,
+    client_port: u16,
     started: Instant,
     started_wall: SystemTime,
 ) -> io::Result<Option<SocketAddr>> {
@@ -77,7 +80,7 @@ pub(crate) fn start(
         .map_err(|e| io::Error::new(e.kind(), format!("can't listen to the monitor port: {e}")))?;
     let local = listener.local_addr()?;
     log::info!("Starting http monitor on {host}:{}", local.port());
-    let monitor = Monitor::new(opts.http_base_path.as_deref(), &host);
+    let monitor = Monitor::new(opts.http_base_path.as_deref(), &host, client_port);
     let shared = Arc::new(Shared {
         handle,
         monitor: Mutex::new(monitor),
@@ -201,12 +204,12 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 Parsed::Complete(_) => {}
                 Parsed::Partial if buf.len() > MAX_HEAD_BYTES => {
                     let r = Response::error(431, "431 Request Header Fields Too Large\n");
-                    return write_response(&mut stream, &r, false, false);
+                    return refuse(stream, &r);
                 }
                 Parsed::Partial => {}
                 Parsed::Bad(why) => {
                     let r = Response::error(400, format!("400 Bad Request: {why}\n"));
-                    return write_response(&mut stream, &r, false, false);
+                    return refuse(stream, &r);
                 }
             }
             let n = match stream.read(&mut chunk) {
@@ -237,6 +240,25 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Answer a request we will not read to its end, then close without a
+/// reset: stop writing, and drain what the client still sends for a moment
+/// (closing with unread input makes the kernel send RST, which can destroy
+/// the reply before the client reads it).
+fn refuse(mut stream: TcpStream, resp: &Response) -> io::Result<()> {
+    write_response(&mut stream, resp, false, false)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER))?;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while drained < MAX_HEAD_BYTES + MAX_BODY_BYTES {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }
 
 /// What the engine's monitor reads through: the running server.

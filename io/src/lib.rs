@@ -127,6 +127,7 @@ pub fn run(opts: Options) -> io::Result<()> {
     // nats-server starts the monitor before it logs the client listener.
     http::start(
         ServerHandle::new(server.clone(), handles.clone()),
+        local.port(),
         started,
         started_wall,
     )?;

@@ -8,6 +8,7 @@ mod differential;
 mod fuzz_corpus;
 mod harness;
 mod limits;
+mod monitor;
 mod pubsub;
 mod reconnect;
 
