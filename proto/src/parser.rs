@@ -489,25 +489,38 @@ fn fast_pub(buf: &[u8], limits: Limits) -> Option<Pending> {
     if end - 4 > limits.max_control_line {
         return None;
     }
+    // Subject, then an optional reply, then the size, each one blank apart
+    // (more blanks: the general machine).
     let arg = &buf[4..end];
-    let args = Args::split(arg, is_blank);
-    let with_reply = match args.n {
-        2 => false,
-        3 => true,
-        _ => return None,
-    };
-    let total = parse_size(args.raw(arg, args.n - 1))?;
+    let subject_end = arg.iter().position(|&b| is_blank(b))?;
+    let size_start = arg.iter().rposition(|&b| is_blank(b))? + 1;
+    let total = parse_size(&arg[size_start..])?;
     if total > limits.max_payload {
         return None;
     }
+    let reply = if size_start == subject_end + 1 {
+        None
+    } else {
+        let reply = subject_end + 1..size_start - 1;
+        if reply.is_empty() || arg[reply.clone()].iter().any(|&b| is_blank(b)) {
+            return None;
+        }
+        Some(Span {
+            start: 4 + reply.start,
+            end: 4 + reply.end,
+        })
+    };
     let at = nl + 1;
     if buf.get(at + total..at + total + 2)? != b"\r\n" {
         return None;
     }
     Some(Pending {
-        subject: args.span(4, 0),
+        subject: Span {
+            start: 4,
+            end: 4 + subject_end,
+        },
         sid: Span::default(),
-        reply: with_reply.then(|| args.span(4, 1)),
+        reply,
         hdr: None,
         at,
         total,
@@ -835,18 +848,22 @@ fn client_op(frame: Frame, buf: &[u8]) -> Result<Option<ClientOpRef<'_>>, ParseE
         Frame::Bare(_) => return Ok(None),
         Frame::Line(Verb::Connect, json) => ClientOpRef::Connect(json.of(buf)),
         Frame::Line(Verb::Info, json) => {
-            // nats-server unmarshals a client's INFO and then ignores it.
-            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json.of(buf))
-                .is_err()
-            {
-                return Err(ParseError::BadInfo);
-            }
+            check_client_info(json.of(buf))?;
             return Ok(None);
         }
         Frame::Line(Verb::Sub, arg) => sub_op(arg.of(buf))?,
         Frame::Line(Verb::Unsub, arg) => unsub_op(arg.of(buf))?,
         Frame::Line(_, _) => return Err(ParseError::PeerErr),
     }))
+}
+
+/// nats-server unmarshals a client's INFO and then ignores it.
+#[cold]
+fn check_client_info(json: &[u8]) -> Result<(), ParseError> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ParseError::BadInfo),
+    }
 }
 
 /// `SUB`/`UNSUB` split on CR and LF too, as nats-server's `splitArg`.
