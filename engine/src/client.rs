@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use natsd_proto::info::{ConnectInfo, ServerInfo};
-use natsd_proto::{encode, ClientOp, ClientOpParser, Limits};
+use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::auth::{Permissions, ResponseTracker};
 use crate::outbound::{Outbound, Owner, Pushed};
@@ -350,6 +350,8 @@ impl ClientConn {
             port: opts.port,
             headers: true,
             auth_required: self.server.authenticator().info_auth_required(),
+            tls_required: opts.tls,
+            tls_verify: opts.tls_verify,
             nonce: self.nonce.clone(),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
             client_id: self.cid,
@@ -443,16 +445,12 @@ impl ClientConn {
             return;
         }
         self.last_in = now;
+        // Ops borrow the read buffer (no copies, no reference counts), so it
+        // is moved out of `self` while they are applied.
+        let mut buf = std::mem::take(&mut self.rbuf);
         loop {
-            match self.parser.parse(&mut self.rbuf) {
-                Ok(Some(op)) => {
-                    self.apply(now, ctx, op);
-                    if self.closed.is_some() {
-                        self.rbuf.clear();
-                        return;
-                    }
-                }
-                Ok(None) => break,
+            let step = match self.parser.parse_ref(&buf) {
+                Ok(step) => step,
                 Err(e) => {
                     log::debug!("{}Client parser ERROR: {e}", self.log_prefix());
                     if let Some(text) = e.client_error() {
@@ -466,11 +464,24 @@ impl ClientConn {
                         _ => CloseReason::ProtocolViolation,
                     };
                     self.close(reason);
-                    self.rbuf.clear();
-                    return;
+                    buf.clear();
+                    break;
                 }
+            };
+            let consumed = step.consumed;
+            if let Some(op) = step.op {
+                self.apply(now, ctx, op);
+            }
+            if consumed == 0 {
+                break;
+            }
+            buf.advance(consumed);
+            if self.closed.is_some() {
+                buf.clear();
+                break;
             }
         }
+        self.rbuf = buf;
         self.shrink_read_buffer();
     }
 
@@ -481,19 +492,20 @@ impl ClientConn {
         }
     }
 
-    fn apply(&mut self, now: Instant, ctx: &mut Context, op: ClientOp) {
-        if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOp::Connect(_)) {
+    fn apply(&mut self, now: Instant, ctx: &mut Context, op: ClientOpRef<'_>) {
+        if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOpRef::Connect(_))
+        {
             self.auth_violation();
             return;
         }
         match op {
-            ClientOp::Connect(json) => self.process_connect(now, &json),
-            ClientOp::Pub {
+            ClientOpRef::Connect(json) => self.process_connect(now, json),
+            ClientOpRef::Pub {
                 subject,
                 reply,
                 payload,
             } => self.process_pub(now, ctx, subject, reply, None, payload),
-            ClientOp::HPub {
+            ClientOpRef::HPub {
                 subject,
                 reply,
                 headers,
@@ -509,16 +521,16 @@ impl ClientConn {
                 }
                 self.process_pub(now, ctx, subject, reply, Some(headers), payload)
             }
-            ClientOp::Sub {
+            ClientOpRef::Sub {
                 subject,
                 queue,
                 sid,
             } => self.process_sub(subject, queue, sid),
-            ClientOp::Unsub { sid, max } => self.process_unsub(&sid, max),
-            ClientOp::Ping => {
+            ClientOpRef::Unsub { sid, max } => self.process_unsub(sid, max),
+            ClientOpRef::Ping => {
                 self.push_own(6, encode::pong);
             }
-            ClientOp::Pong => {
+            ClientOpRef::Pong => {
                 self.pings_out = 0;
             }
         }
@@ -585,26 +597,26 @@ impl ClientConn {
         self.close(CloseReason::AuthenticationViolation);
     }
 
-    fn process_sub(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
-        if !subject::is_valid_subject(&subject) {
+    fn process_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        if !subject::is_valid_subject(subject) {
             self.send_err("Invalid Subject");
             return;
         }
-        if let Some(q) = &queue {
+        if let Some(q) = queue {
             if !subject::is_valid_queue(q) {
                 self.send_err("Invalid Queue Name");
                 return;
             }
         }
         if let Some(perms) = &self.perms {
-            if !perms.can_subscribe(&subject, queue.as_deref()) {
-                let text = sub_violation_text(&subject, queue.as_deref());
+            if !perms.can_subscribe(subject, queue) {
+                let text = sub_violation_text(subject, queue);
                 log::error!("{}Subscription Violation - {text}", self.log_prefix());
                 self.send_err(&text);
                 return;
             }
         }
-        if self.subs.contains_key(&sid) {
+        if self.subs.contains_key(sid) {
             // nats-server ignores a SUB that reuses a live sid.
             self.ok();
             return;
@@ -614,11 +626,14 @@ impl ClientConn {
             self.send_err("maximum subscriptions exceeded");
             return;
         }
+        // Copies, not slices of the read buffer: a long-lived slice would pin
+        // the whole buffer it came from.
+        let sid = Bytes::copy_from_slice(sid);
         let sub = Arc::new(Subscription {
             key: self.server.next_sub_id(),
             sid: sid.clone(),
-            subject,
-            queue,
+            subject: Bytes::copy_from_slice(subject),
+            queue: queue.map(Bytes::copy_from_slice),
             client: self.out.clone(),
             perms: self.perms.clone(),
             responses: self.responses.clone(),
@@ -639,7 +654,7 @@ impl ClientConn {
         self.ok();
     }
 
-    fn process_unsub(&mut self, sid: &Bytes, max: Option<u64>) {
+    fn process_unsub(&mut self, sid: &[u8], max: Option<u64>) {
         let Some(sub) = self.subs.get(sid).cloned() else {
             self.ok();
             return;
@@ -671,40 +686,40 @@ impl ClientConn {
         &mut self,
         now: Instant,
         ctx: &mut Context,
-        subject: Bytes,
-        reply: Option<Bytes>,
-        headers: Option<Bytes>,
-        payload: Bytes,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
     ) {
         self.in_msgs += 1;
-        self.in_bytes += (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
+        self.in_bytes += (payload.len() + headers.map_or(0, <[u8]>::len)) as u64;
         if let Some(perms) = &self.perms {
             let as_response = || {
                 self.responses
                     .as_ref()
-                    .is_some_and(|t| t.allows(&subject, now))
+                    .is_some_and(|t| t.allows(subject, now))
             };
-            if !perms.can_publish(&subject) && !as_response() {
+            if !perms.can_publish(subject) && !as_response() {
                 let text = format!(
                     "Permissions Violation for Publish to \"{}\"",
-                    String::from_utf8_lossy(&subject)
+                    String::from_utf8_lossy(subject)
                 );
                 log::error!("{}Publish Violation - {text}", self.log_prefix());
                 self.send_err(&text);
                 return;
             }
         }
-        if self.pedantic && !subject::is_valid_publish_subject(&subject) {
+        if self.pedantic && !subject::is_valid_publish_subject(subject) {
             // nats-server reports it and still delivers the message.
             self.send_err("Invalid Publish Subject");
         }
         self.ok();
-        let result = ctx.cache.get(&self.account.sublist, &subject);
+        let result = ctx.cache.get(&self.account.sublist, subject);
         let msg = Msg {
-            subject: &subject,
-            reply: reply.as_deref(),
-            headers: headers.as_deref(),
-            payload: &payload,
+            subject,
+            reply,
+            headers,
+            payload,
         };
         let mut delivered = false;
         for sub in &result.plain {
@@ -724,8 +739,8 @@ impl ClientConn {
             }
         }
         if !delivered && self.no_responders {
-            if let Some(reply) = &reply {
-                self.send_no_responders(ctx, &subject, reply);
+            if let Some(reply) = reply {
+                self.send_no_responders(ctx, subject, reply);
             }
         }
     }
