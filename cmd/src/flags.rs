@@ -64,6 +64,11 @@ const FLAGS: &[Flag] = &[
     flag("routes", &["routes"], Kind::Str),
     flag("cluster", &["cluster"], Kind::Str),
     flag("cluster_name", &["cluster_name"], Kind::Str),
+    flag("tls", &["tls"], Kind::Bool),
+    flag("tlscert", &["tlscert"], Kind::Str),
+    flag("tlskey", &["tlskey"], Kind::Str),
+    flag("tlsverify", &["tlsverify"], Kind::Bool),
+    flag("tlscacert", &["tlscacert"], Kind::Str),
     flag("reactors", &["reactors"], Kind::Int),
     flag("version", &["version", "v"], Kind::Bool),
     flag("help", &["help", "h"], Kind::Bool),
@@ -171,6 +176,7 @@ where
         None => (Options::default(), Vec::new()),
     };
     apply_flags(&mut opts, &matches)?;
+    opts.set_baseline();
     warnings.extend(
         UNSUPPORTED
             .iter()
@@ -233,6 +239,13 @@ Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
+
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
 
 Cluster Options:
         --routes <rurl-1, rurl-2>    Routes to solicit and connect (not supported yet)
@@ -413,6 +426,7 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
                 })?;
         }
     }
+    apply_tls_flags(opts, matches)?;
     if let Some(&limit) = matches.get_one::<i64>("log_size_limit") {
         opts.log_size_limit = limit;
     }
@@ -422,6 +436,51 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
                 "invalid value \"{reactors}\" for flag -reactors: must not be negative"
             ))
         })?;
+    }
+    Ok(())
+}
+
+/// `--tls`, `--tlscert`, `--tlskey`, `--tlsverify`, `--tlscacert`, each over
+/// what the file set. As nats-server: `--tlsverify` implies `--tls`, and the
+/// result needs a certificate and key.
+fn apply_tls_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError> {
+    let mut given = false;
+    if let Some(&on) = matches.get_one::<bool>("tls") {
+        opts.tls = on;
+        given = true;
+    }
+    if let Some(&verify) = matches.get_one::<bool>("tlsverify") {
+        opts.tls_verify = verify;
+        opts.tls |= verify;
+        given = true;
+    }
+    for (id, field) in [
+        ("tlscert", &mut opts.tls_cert),
+        ("tlskey", &mut opts.tls_key),
+        ("tlscacert", &mut opts.tls_ca_cert),
+    ] {
+        if let Some(path) = string_flag(matches, id) {
+            *field = Some(PathBuf::from(path));
+            given = true;
+        }
+    }
+    if !given || !opts.tls {
+        return Ok(());
+    }
+    if opts.tls_cert.is_none() {
+        return Err(FlagError::Fatal(
+            "missing 'cert_file' in TLS configuration".into(),
+        ));
+    }
+    if opts.tls_key.is_none() {
+        return Err(FlagError::Fatal(
+            "missing 'key_file' in TLS configuration".into(),
+        ));
+    }
+    if opts.tls_verify && opts.tls_ca_cert.is_none() {
+        return Err(FlagError::Fatal(
+            "--tlsverify needs --tlscacert (natsd does not use the system CA pool)".into(),
+        ));
     }
     Ok(())
 }
@@ -606,10 +665,6 @@ mod tests {
         assert_eq!(
             usage_error(&["--xyz=1"]),
             "flag provided but not defined: -xyz"
-        );
-        assert_eq!(
-            usage_error(&["-tls"]),
-            "flag provided but not defined: -tls"
         );
         assert_eq!(usage_error(&["---p"]), "bad flag syntax: ---p");
     }
@@ -815,5 +870,34 @@ mod tests {
         for name in FLAGS.iter().flat_map(|f| f.names) {
             assert!(listed(name), "usage lacks -{name}");
         }
+    }
+
+    #[test]
+    fn tls_flags() {
+        let o = opts(&["--tls", "--tlscert", "c.pem", "-tlskey=k.pem"]);
+        assert!(o.tls);
+        assert!(!o.tls_verify);
+        assert_eq!(o.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(o.tls_key, Some(PathBuf::from("k.pem")));
+        // nats-server: the auth timeout becomes the TLS timeout + 1 s.
+        assert_eq!(o.auth_timeout, std::time::Duration::from_secs(3));
+        let o = opts(&[
+            "--tlsverify",
+            "--tlscert",
+            "c",
+            "--tlskey",
+            "k",
+            "--tlscacert",
+            "ca",
+        ]);
+        assert!(o.tls);
+        assert!(o.tls_verify);
+        assert_eq!(o.tls_ca_cert, Some(PathBuf::from("ca")));
+        assert!(matches!(parse(["--tls"]), Err(FlagError::Fatal(m)) if m.contains("cert_file")));
+        assert!(matches!(
+            parse(["--tlsverify", "--tlscert", "c", "--tlskey", "k"]),
+            Err(FlagError::Fatal(m)) if m.contains("tlscacert")
+        ));
+        assert!(!opts(&[]).tls);
     }
 }

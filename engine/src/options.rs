@@ -100,6 +100,27 @@ pub struct Options {
     pub http_base_path: Option<String>,
     /// `store_dir`: kept for JetStream.
     pub store_dir: Option<PathBuf>,
+    /// `tls {}`/`--tls`/`--tlsverify`: clients must speak TLS (`tls_required` in INFO).
+    pub tls: bool,
+    /// `tls.verify` (or `verify_and_map`)/`--tlsverify`: clients must present a
+    /// certificate signed by `tls_ca_cert`.
+    pub tls_verify: bool,
+    /// `tls.cert_file`/`--tlscert`: the server's certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// `tls.key_file`/`--tlskey`: the server's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `tls.ca_file`/`--tlscacert`: CAs that client certificates must chain to.
+    pub tls_ca_cert: Option<PathBuf>,
+    /// `tls.timeout`: time a client has to finish the TLS handshake (default 2 s).
+    pub tls_timeout: Duration,
+    /// `tls.handshake_first`: TLS handshake before INFO instead of after it.
+    pub tls_handshake_first: bool,
+    /// `tls.min_version`: lowest TLS version accepted (default 1.2).
+    pub tls_min_version: TlsVersion,
+    /// natsd: whether `authorization.timeout` was given. If not and TLS is on,
+    /// [`Options::set_baseline`] makes the auth timeout `tls_timeout` + 1 s, as
+    /// nats-server does.
+    pub auth_timeout_set: bool,
     /// Config blocks accepted but not acted on yet (`tls`, `accounts`,
     /// `jetstream`, `cluster`, ...), as written, for the issues that use them.
     pub conf_blocks: Vec<Entry>,
@@ -147,6 +168,15 @@ impl Default for Options {
             https_port: 0,
             http_base_path: None,
             store_dir: None,
+            tls: false,
+            tls_verify: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_cert: None,
+            tls_timeout: Duration::from_secs(2),
+            tls_handshake_first: false,
+            tls_min_version: TlsVersion::V1_2,
+            auth_timeout_set: false,
             conf_blocks: Vec::new(),
         }
     }
@@ -160,6 +190,25 @@ impl Options {
             || !self.users.is_empty()
             || !self.nkeys.is_empty()
     }
+
+    /// Defaults that depend on other options, applied once flags and file
+    /// are both in (nats-server's `setBaselineOptions`): with TLS on and no
+    /// `authorization.timeout`, the auth timeout is the TLS timeout + 1 s.
+    pub fn set_baseline(&mut self) {
+        if self.tls && !self.auth_timeout_set {
+            self.auth_timeout = self.tls_timeout + Duration::from_secs(1);
+        }
+    }
+}
+
+/// TLS protocol versions `tls.min_version` can name. nats-server refuses
+/// anything below 1.2, and so does rustls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 (the default minimum).
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
 }
 
 /// Everything wrong with a configuration, as nats-server reports it:
@@ -354,9 +403,10 @@ impl Options {
             }
             "http_base_path" => self.http_base_path = Some(string(entry)?),
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
-            // Ignoring these would run a server less protected than its
-            // file says (no TLS, no account isolation): refuse instead.
-            k @ ("tls" | "accounts") => {
+            "tls" => self.apply_tls(entry, warnings)?,
+            // Ignoring this would run a server less protected than its
+            // file says (no account isolation): refuse instead.
+            k @ "accounts" => {
                 return Err(invalid(
                     at,
                     format!("{} is not supported yet", conf::go_quote(k)),
@@ -385,6 +435,7 @@ impl Options {
         };
         let (mut user, mut pass, mut token) = (None, None, None);
         let mut timeout = Duration::from_secs(2);
+        let mut timeout_set = false;
         let mut users: Option<(Vec<User>, Vec<NkeyUser>)> = None;
         let mut default_permissions = None;
         for e in map.entries() {
@@ -402,6 +453,7 @@ impl Options {
                     timeout = Duration::try_from_secs_f64(secs).map_err(|_| {
                         invalid(&e.key_at, format!("invalid authorization timeout {secs}"))
                     })?;
+                    timeout_set = true;
                 }
                 "users" => users = Some(parse_users(e)?),
                 "default_permission" | "default_permissions" | "permissions" => {
@@ -468,9 +520,173 @@ impl Options {
         self.pass = pass.filter(|s| !s.is_empty());
         self.token = token.filter(|s| !s.is_empty());
         self.auth_timeout = timeout;
+        self.auth_timeout_set = timeout_set;
         self.users = users;
         self.nkeys = nkeys;
         self.default_permissions = default_permissions;
+        Ok(())
+    }
+
+    /// `tls { cert_file, key_file, ca_file, verify, timeout, handshake_first,
+    /// min_version, cipher_suites, curve_preferences }`: replaces what an
+    /// earlier block set. Keys natsd cannot honour are refused, never ignored,
+    /// except the cipher and curve lists (see COMPATIBILITY.md).
+    fn apply_tls(&mut self, entry: &Entry, warnings: &mut Vec<ConfError>) -> Result<(), ConfError> {
+        let Value::Map(map) = &entry.value.value else {
+            return Err(wrong_type(entry, "map[string]interface {}"));
+        };
+        let tls_err =
+            |e: &Entry, msg: &str| invalid(&e.key_at, format!("error parsing tls config, {msg}"));
+        let (mut cert, mut key, mut ca) = (None, None, None);
+        let mut verify = false;
+        let mut timeout = Duration::from_secs(2);
+        let mut handshake_first = false;
+        let mut min_version = TlsVersion::V1_2;
+        for e in map.entries() {
+            let k = e.key.to_ascii_lowercase();
+            match k.as_str() {
+                "cert_file" | "key_file" | "ca_file" => {
+                    let Value::String(s) = &e.value.value else {
+                        return Err(tls_err(e, &format!("expected '{k}' to be filename")));
+                    };
+                    let path = Some(PathBuf::from(s));
+                    match k.as_str() {
+                        "cert_file" => cert = path,
+                        "key_file" => key = path,
+                        _ => ca = path,
+                    }
+                }
+                "verify" => {
+                    let Value::Bool(b) = e.value.value else {
+                        return Err(tls_err(e, "expected 'verify' to be a boolean"));
+                    };
+                    verify = b;
+                }
+                "verify_and_map" | "verify_cert_and_check_known_urls" => {
+                    return Err(invalid(
+                        &e.key_at,
+                        format!("tls {} is not supported yet", conf::go_quote(&k)),
+                    ))
+                }
+                "insecure" => return Err(invalid(
+                    &e.key_at,
+                    "tls \"insecure\" is not supported (it only applies to outgoing connections)"
+                        .into(),
+                )),
+                "timeout" => {
+                    let secs = match &e.value.value {
+                        Value::Int(n) => *n as f64,
+                        Value::Float(f) => *f,
+                        Value::String(s) => {
+                            let ns = conf::parse_duration(s)
+                                .map_err(|err| tls_err(e, &format!("'timeout' {err}")))?;
+                            ns as f64 / 1e9
+                        }
+                        _ => return Err(tls_err(e, "'timeout' wrong type")),
+                    };
+                    // nats-server: zero means the default.
+                    if secs != 0.0 {
+                        timeout = Duration::try_from_secs_f64(secs)
+                            .map_err(|_| tls_err(e, &format!("invalid 'timeout' {secs}")))?;
+                    }
+                }
+                "handshake_first" | "first" | "immediate" => {
+                    handshake_first = match &e.value.value {
+                        Value::Bool(b) => *b,
+                        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                            "true" | "on" => true,
+                            "false" | "off" => false,
+                            _ => {
+                                return Err(invalid(
+                                    &e.key_at,
+                                    format!(
+                                        "field {} value {} is not supported (natsd takes true or false; no fallback to plain INFO)",
+                                        conf::go_quote(&e.key),
+                                        conf::go_quote(s)
+                                    ),
+                                ))
+                            }
+                        },
+                        other => {
+                            return Err(invalid(
+                                &e.key_at,
+                                format!(
+                                    "field {} should be a boolean or a string, got {}",
+                                    conf::go_quote(&e.key),
+                                    other.type_name()
+                                ),
+                            ))
+                        }
+                    };
+                }
+                "min_version" => {
+                    let Value::String(s) = &e.value.value else {
+                        return Err(invalid(
+                            &e.key_at,
+                            format!("'min_version' wrong type: {}", e.value.value.type_name()),
+                        ));
+                    };
+                    min_version = match s.as_str() {
+                        "1.2" => TlsVersion::V1_2,
+                        "1.3" => TlsVersion::V1_3,
+                        "1.0" | "1.1" => {
+                            return Err(invalid(
+                                &e.key_at,
+                                format!("unsupported TLS version: TLS {s}"),
+                            ))
+                        }
+                        _ => return Err(invalid(&e.key_at, format!("unknown version: {s}"))),
+                    };
+                }
+                "cipher_suites" | "curve_preferences" => {
+                    // rustls's ring provider offers only modern suites and
+                    // groups; a list naming them would mostly restate that.
+                    warnings.push(ConfError::new(
+                        &e.key_at,
+                        ErrorKind::InvalidUse {
+                            reason: format!("{k} is ignored: natsd uses rustls's safe defaults"),
+                            field: k.clone(),
+                        },
+                    ));
+                }
+                _ if e.used_as_variable => {}
+                _ => {
+                    return Err(tls_err(
+                        e,
+                        &format!("unknown field [{}]", conf::go_quote(&e.key)),
+                    ))
+                }
+            }
+        }
+        match (&cert, &key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    &entry.key_at,
+                    "missing 'key_file' in TLS configuration".into(),
+                ))
+            }
+            (None, Some(_)) | (None, None) => {
+                return Err(invalid(
+                    &entry.key_at,
+                    "missing 'cert_file' in TLS configuration".into(),
+                ))
+            }
+            (Some(_), Some(_)) => {}
+        }
+        if verify && ca.is_none() {
+            return Err(invalid(
+                &entry.key_at,
+                "tls 'verify' needs 'ca_file' (natsd does not use the system CA pool)".into(),
+            ));
+        }
+        self.tls = true;
+        self.tls_cert = cert;
+        self.tls_key = key;
+        self.tls_ca_cert = ca;
+        self.tls_verify = verify;
+        self.tls_timeout = timeout;
+        self.tls_handshake_first = handshake_first;
+        self.tls_min_version = min_version;
         Ok(())
     }
 
@@ -1283,8 +1499,7 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_accounts_are_refused_until_enforced() {
-        assert_eq!(err("tls: {}"), "t.conf:1:1: \"tls\" is not supported yet");
+    fn accounts_are_refused_until_enforced() {
         assert_eq!(
             err("\naccounts: { A: {} }"),
             "t.conf:2:1: \"accounts\" is not supported yet"
@@ -1322,5 +1537,82 @@ mod tests {
             e.to_string(),
             "open testdata/conf/no-such.conf: no such file or directory"
         );
+    }
+
+    #[test]
+    fn tls_block_maps_to_options() {
+        let (o, report) = apply(
+            "tls {\n cert_file: \"s.pem\"\n key_file: 'k.pem'\n ca_file: ca.pem\n verify: true\n timeout: 0.5\n handshake_first: true\n min_version: \"1.3\"\n}",
+        );
+        assert!(report.is_ok(), "{report}");
+        assert!(o.tls);
+        assert!(o.tls_verify);
+        assert_eq!(o.tls_cert, Some(PathBuf::from("s.pem")));
+        assert_eq!(o.tls_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(o.tls_ca_cert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(o.tls_timeout, Duration::from_millis(500));
+        assert!(o.tls_handshake_first);
+        assert_eq!(o.tls_min_version, TlsVersion::V1_3);
+    }
+
+    #[test]
+    fn tls_timeout_forms_and_auth_timeout_baseline() {
+        // As nats-server's getDefaultAuthTimeout: TLS timeout + 1 s unless set.
+        let (mut o, report) = apply("tls { cert_file: c, key_file: k, timeout: \"3s\" }");
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(o.tls_timeout, Duration::from_secs(3));
+        o.set_baseline();
+        assert_eq!(o.auth_timeout, Duration::from_secs(4));
+        let (mut o, _) = apply("tls { cert_file: c, key_file: k, timeout: 2 }");
+        o.set_baseline();
+        assert_eq!(o.auth_timeout, Duration::from_secs(3));
+        let (mut o, report) =
+            apply("authorization { timeout: 1 }\ntls { cert_file: c, key_file: k }");
+        assert!(report.is_ok(), "{report}");
+        o.set_baseline();
+        assert_eq!(o.auth_timeout, Duration::from_secs(1));
+        let mut o = Options::default();
+        o.set_baseline();
+        assert_eq!(o.auth_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn tls_errors() {
+        assert_eq!(
+            err("tls { key_file: k }"),
+            "t.conf:1:1: missing 'cert_file' in TLS configuration"
+        );
+        assert_eq!(
+            err("tls { cert_file: c }"),
+            "t.conf:1:1: missing 'key_file' in TLS configuration"
+        );
+        assert!(err("tls { cert_file: c, key_file: k, verify: true }").contains("'ca_file'"));
+        assert!(
+            err("tls { cert_file: c, key_file: k, verify_and_map: true }")
+                .contains("\"verify_and_map\" is not supported yet")
+        );
+        assert!(err("tls { cert_file: c, key_file: k, insecure: true }").contains("insecure"));
+        assert!(err("tls { cert_file: c, key_file: k, bogus: 1 }")
+            .contains("error parsing tls config, unknown field [\"bogus\"]"));
+        assert!(
+            err("tls { cert_file: c, key_file: k, min_version: \"1.1\" }")
+                .contains("unsupported TLS version")
+        );
+        assert!(
+            err("tls { cert_file: c, key_file: k, handshake_first: auto }")
+                .contains("not supported")
+        );
+        assert!(err("tls { cert_file: 1, key_file: k }")
+            .contains("expected 'cert_file' to be filename"));
+    }
+
+    #[test]
+    fn tls_cipher_lists_are_warnings() {
+        let (o, report) = apply(
+            "tls { cert_file: c, key_file: k, cipher_suites: [\"TLS_AES_128_GCM_SHA256\"], curve_preferences: [\"X25519\"] }",
+        );
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.warnings.len(), 2);
+        assert!(o.tls);
     }
 }

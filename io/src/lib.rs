@@ -24,6 +24,7 @@ use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 
 mod http;
 mod reactor;
+mod tls;
 
 use reactor::{Cmd, ReactorHandle};
 
@@ -81,6 +82,9 @@ pub fn run(opts: Options) -> io::Result<()> {
     // `started` is the server's start for `/varz`.
     let started = std::time::Instant::now();
     let started_wall = std::time::SystemTime::now();
+    // Certificates are read once, before anything listens: a bad file stops
+    // the server at start, as in nats-server.
+    let tls_config = tls::server_config(&opts)?;
     let server = Arc::new(Server::new(opts, random_seed()));
     let opts = server.options();
     log::info!("Starting nats-server");
@@ -102,7 +106,7 @@ pub fn run(opts: Options) -> io::Result<()> {
     let mut handles = Vec::with_capacity(reactors);
     let mut built = Vec::with_capacity(reactors);
     for id in 0..reactors {
-        let (r, h) = reactor::Reactor::new(id, server.clone())?;
+        let (r, h) = reactor::Reactor::new(id, server.clone(), tls_config.clone())?;
         handles.push(h);
         built.push(r);
     }

@@ -14,6 +14,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::client::{ClientConn, CloseReason, ConnSnapshot, Context, Output};
 use natsd_engine::outbound::{Outbound, Owner, Taken};
 use natsd_engine::server::Server;
+use rustls::ServerConfig;
+
+use crate::tls::Tls;
 
 const WAKER: Token = Token(usize::MAX);
 const READ_MIN: usize = 512;
@@ -23,6 +26,8 @@ const READ_MAX: usize = 64 * 1024;
 const READ_BUDGET: usize = 256 * 1024;
 /// A writer buffer bigger than this is released once drained.
 const WBUF_KEEP: usize = 1024 * 1024;
+/// Plaintext read from a TLS session per step: one full TLS record.
+const TLS_READ: usize = 16 * 1024;
 
 /// What other threads send a reactor.
 pub enum Cmd {
@@ -59,6 +64,8 @@ struct Conn {
     wbuf: BytesMut,
     read_size: usize,
     write_blocked_since: Option<Instant>,
+    /// The TLS session between the socket and the machine, when TLS is on.
+    tls: Option<Box<Tls>>,
     /// The deadline this connection has in the timer heap, if any.
     scheduled: Option<Instant>,
     in_flush_list: bool,
@@ -70,6 +77,7 @@ pub struct Reactor {
     poll: Poll,
     rx: Receiver<Cmd>,
     server: Arc<Server>,
+    tls_config: Option<Arc<ServerConfig>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     ctx: Context,
@@ -81,7 +89,11 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(id: usize, server: Arc<Server>) -> io::Result<(Self, ReactorHandle)> {
+    pub fn new(
+        id: usize,
+        server: Arc<Server>,
+        tls_config: Option<Arc<ServerConfig>>,
+    ) -> io::Result<(Self, ReactorHandle)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -92,6 +104,7 @@ impl Reactor {
                 poll,
                 rx,
                 server,
+                tls_config,
                 conns: Vec::new(),
                 free: Vec::new(),
                 ctx: Context::new(seed),
@@ -199,18 +212,64 @@ impl Reactor {
             slot,
         };
         let cid = self.server.next_cid();
-        let machine = ClientConn::new(self.server.clone(), now, peer, owner, cid);
+        let mut machine = ClientConn::new(self.server.clone(), now, peer, owner, cid);
+        let mut wbuf = BytesMut::new();
+        let tls = match &self.tls_config {
+            None => None,
+            Some(config) => self.start_tls(config, &mut stream, &mut machine, &mut wbuf, now),
+        };
         self.conns[slot] = Some(Conn {
             stream,
             machine,
-            wbuf: BytesMut::new(),
+            wbuf,
             read_size: READ_MIN,
             write_blocked_since: None,
+            tls,
             scheduled: None,
             in_flush_list: false,
             in_read_list: false,
         });
         self.after_input(slot, now);
+    }
+
+    /// A new TLS session for an accepted connection. Unless
+    /// `handshake_first`, the INFO the machine queued goes out in plaintext
+    /// first, as nats-server sends it; the client starts the handshake after.
+    fn start_tls(
+        &self,
+        config: &Arc<ServerConfig>,
+        stream: &mut TcpStream,
+        machine: &mut ClientConn,
+        wbuf: &mut BytesMut,
+        now: Instant,
+    ) -> Option<Box<Tls>> {
+        let opts = self.server.options();
+        let tls = match Tls::new(config, now + opts.tls_timeout) {
+            Ok(tls) => tls,
+            Err(e) => {
+                log::error!("{}TLS setup failed: {e}", machine.log_prefix());
+                machine.close(CloseReason::ReadError);
+                return None;
+            }
+        };
+        if !opts.tls_handshake_first && !machine.is_closed() {
+            let _ = machine.outbound().take(wbuf);
+            // A fresh socket's send buffer takes a few hundred bytes of INFO
+            // at once; if it does not, the client could never see the INFO
+            // before TLS bytes, so give up on it.
+            match write_out(stream, wbuf, machine.outbound()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::debug!("{}Could not send INFO before TLS", machine.log_prefix());
+                    machine.close(CloseReason::WriteError);
+                }
+                Err(e) => {
+                    log::debug!("{}Error writing to client: {e}", machine.log_prefix());
+                    machine.close(CloseReason::WriteError);
+                }
+            }
+        }
+        Some(tls)
     }
 
     fn read(&mut self, slot: usize, now: Instant) {
@@ -221,6 +280,10 @@ impl Reactor {
             };
             if c.machine.is_closed() {
                 break;
+            }
+            if c.tls.is_some() {
+                self.read_tls(slot, now);
+                return;
             }
             let want = c.read_size;
             let buf = c.machine.read_buffer();
@@ -267,6 +330,98 @@ impl Reactor {
         self.after_input(slot, now);
     }
 
+    /// [`read`](Self::read) through the TLS session: socket records into
+    /// rustls, decrypted plaintext into the machine's read buffer.
+    fn read_tls(&mut self, slot: usize, now: Instant) {
+        let mut total = 0usize;
+        loop {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            if c.machine.is_closed() {
+                break;
+            }
+            let Some(tls) = c.tls.as_mut() else {
+                break;
+            };
+            match tls.conn.read_tls(&mut c.stream) {
+                Ok(0) => {
+                    c.machine.close(CloseReason::ClientClosed);
+                    break;
+                }
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("{}Error reading from client: {e}", c.machine.log_prefix());
+                    c.machine.close(CloseReason::ReadError);
+                    break;
+                }
+            }
+            let was_handshaking = tls.conn.is_handshaking();
+            if let Err(e) = tls.conn.process_new_packets() {
+                if was_handshaking {
+                    log::error!("{}TLS handshake error: {e}", c.machine.log_prefix());
+                } else {
+                    log::debug!("{}TLS error: {e}", c.machine.log_prefix());
+                }
+                // Bytes that are not TLS at all (a plain-text client) get a
+                // bare close, as from nats-server; a TLS peer gets rustls's
+                // alert so it can say why.
+                tls.silent = matches!(e, rustls::Error::InvalidMessage(_));
+                c.machine.close(CloseReason::ReadError);
+                break;
+            }
+            if was_handshaking && !tls.conn.is_handshaking() {
+                tls.deadline = None;
+                log::debug!("{}{}", c.machine.log_prefix(), tls.describe());
+            }
+            let buf = c.machine.read_buffer();
+            let mut got = 0usize;
+            let mut eof = false;
+            loop {
+                let len = buf.len();
+                buf.resize(len + TLS_READ, 0);
+                match tls.conn.reader().read(&mut buf[len..]) {
+                    Ok(0) => {
+                        buf.truncate(len);
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        buf.truncate(len + n);
+                        got += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        buf.truncate(len);
+                        break;
+                    }
+                    Err(e) => {
+                        buf.truncate(len);
+                        log::debug!("{}Error reading from client: {e}", c.machine.log_prefix());
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            if got > 0 {
+                c.machine.handle_read(now, &mut self.ctx);
+            }
+            if eof {
+                c.machine.close(CloseReason::ClientClosed);
+                break;
+            }
+            if total >= READ_BUDGET {
+                if !c.in_read_list {
+                    c.in_read_list = true;
+                    self.read_list.push(slot);
+                }
+                break;
+            }
+        }
+        self.after_input(slot, now);
+    }
+
     /// After any input: act on outputs, flush what the client is owed, and
     /// re-arm its timer.
     fn after_input(&mut self, slot: usize, now: Instant) {
@@ -293,10 +448,14 @@ impl Reactor {
             return;
         };
         let wd = c.write_blocked_since.map(|t| t + write_deadline);
-        let next = match (c.machine.poll_timeout(), wd) {
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let mut next = earliest(c.machine.poll_timeout(), wd);
+        if let Some(tls) = &c.tls {
+            next = earliest(next, tls.deadline);
+        }
         if let Some(t) = next {
             if c.scheduled.is_none_or(|s| t < s) {
                 c.scheduled = Some(t.max(now));
@@ -320,7 +479,15 @@ impl Reactor {
                 continue;
             }
             c.scheduled = None;
-            if c.write_blocked_since
+            if c.tls
+                .as_ref()
+                .and_then(|t| t.deadline)
+                .is_some_and(|d| now >= d)
+            {
+                log::error!("{}TLS handshake timeout", c.machine.log_prefix());
+                c.machine.close(CloseReason::ReadError);
+            } else if c
+                .write_blocked_since
                 .is_some_and(|since| now >= since + write_deadline)
             {
                 log::info!(
@@ -396,6 +563,16 @@ impl Reactor {
             return;
         };
         c.in_flush_list = false;
+        if let Some(tls) = c.tls.as_mut().filter(|t| t.conn.is_handshaking()) {
+            // Handshake records only: what the machine queued waits for the
+            // session (with handshake_first that includes the INFO).
+            if let Err(e) = write_tls_records(&mut tls.conn, &mut c.stream) {
+                log::debug!("{}Error writing to client: {e}", c.machine.log_prefix());
+                c.machine.close(CloseReason::WriteError);
+                self.after_input(slot, now);
+            }
+            return;
+        }
         if let Taken::Closed(reason) = c.machine.outbound().take(&mut c.wbuf) {
             // Closed by someone else (a slow consumer): what it did not read
             // is dropped, as nats-server does.
@@ -403,7 +580,16 @@ impl Reactor {
             self.after_input(slot, now);
             return;
         }
-        match write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound()) {
+        let written = match c.tls.as_mut() {
+            None => write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound()),
+            Some(tls) => write_out_tls(
+                &mut tls.conn,
+                &mut c.stream,
+                &mut c.wbuf,
+                c.machine.outbound(),
+            ),
+        };
+        match written {
             Ok(true) => {
                 c.write_blocked_since = None;
                 if c.wbuf.capacity() > WBUF_KEEP {
@@ -432,7 +618,24 @@ impl Reactor {
         };
         self.server.record_closed(c.machine.snapshot(Some(now)));
         let _ = c.machine.outbound().take(&mut c.wbuf);
-        let _ = write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound());
+        match c.tls.as_mut() {
+            None => {
+                let _ = write_out(&mut c.stream, &mut c.wbuf, c.machine.outbound());
+            }
+            Some(tls) if tls.silent => {}
+            Some(tls) => {
+                if !tls.conn.is_handshaking() {
+                    let _ = write_out_tls(
+                        &mut tls.conn,
+                        &mut c.stream,
+                        &mut c.wbuf,
+                        c.machine.outbound(),
+                    );
+                    tls.conn.send_close_notify();
+                }
+                let _ = write_tls_records(&mut tls.conn, &mut c.stream);
+            }
+        }
         let _ = c.stream.flush();
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
@@ -458,6 +661,64 @@ fn write_out(stream: &mut TcpStream, wbuf: &mut BytesMut, out: &Outbound) -> io:
                 wbuf.advance(n);
                 out.written(n);
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Hand `wbuf` to the TLS session and write its records until both are
+/// empty (true) or the socket would block (false). Bytes count as written
+/// once rustls has taken them; rustls buffers at most its buffer limit.
+fn write_out_tls(
+    tls: &mut rustls::ServerConnection,
+    stream: &mut TcpStream,
+    wbuf: &mut BytesMut,
+    out: &Outbound,
+) -> io::Result<bool> {
+    loop {
+        let mut progress = false;
+        while !wbuf.is_empty() {
+            let n = tls.writer().write(wbuf)?;
+            if n == 0 {
+                break;
+            }
+            wbuf.advance(n);
+            out.written(n);
+            progress = true;
+        }
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if wbuf.is_empty() {
+            return Ok(true);
+        }
+        if !progress {
+            // rustls takes no plaintext and has nothing to send: the session
+            // can no longer carry data (e.g. it was closed).
+            return Err(io::Error::other("TLS session does not accept data"));
+        }
+    }
+}
+
+/// Write the records rustls has queued (handshake messages, alerts) until
+/// none are left (true) or the socket would block (false).
+fn write_tls_records(
+    tls: &mut rustls::ServerConnection,
+    stream: &mut TcpStream,
+) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

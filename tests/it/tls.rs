@@ -1,0 +1,230 @@
+//! Client TLS through async-nats and raw TCP: TLS pub/sub, server and client certificate
+//! checks, the plaintext INFO before the handshake, the handshake timeout, and
+//! `handshake_first`. Each case runs against natsd and, where it is installed, nats-server
+//! 2.9.10 with the same config (or flags), and both must show the client the same thing.
+//! Certificates are in `tests/certs` (see its README).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_nats::ConnectOptions;
+use bytes::Bytes;
+use natsd_tests::{RawConn, Server};
+
+use crate::{next_msg, round_trip, WAIT};
+
+fn cert(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
+}
+
+fn cert_str(name: &str) -> String {
+    cert(name).display().to_string()
+}
+
+/// A `tls {}` block with the test server certificate, plus `extra` lines.
+fn tls_conf(extra: &str) -> String {
+    format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{extra}\n}}\n",
+        cert_str("server-cert.pem"),
+        cert_str("server-key.pem")
+    )
+}
+
+fn verify_conf() -> String {
+    tls_conf(&format!(
+        "  ca_file: \"{}\"\n  verify: true",
+        cert_str("ca.pem")
+    ))
+}
+
+/// natsd with `conf`, then nats-server with the same file when it is installed.
+fn servers(conf: &str) -> Vec<Server> {
+    let mut all = vec![Server::natsd_with_config(conf, &[])];
+    if let Some(reference) = Server::reference_with_config(&[], Some(conf)) {
+        if reference.bin() != all[0].bin() {
+            all.push(reference);
+        }
+    }
+    all
+}
+
+fn name(server: &Server) -> String {
+    format!("{:?} {}", server.kind(), server.bin().display())
+}
+
+fn trusting(root: &str) -> ConnectOptions {
+    ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(cert(root))
+        .connection_timeout(Duration::from_secs(3))
+}
+
+async fn try_connect(
+    server: &Server,
+    opts: ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    tokio::time::timeout(WAIT, opts.connect(server.url()))
+        .await
+        .unwrap_or_else(|_| panic!("{}: connect timed out", name(server)))
+}
+
+async fn pub_sub_works(server: &Server, client: async_nats::Client) {
+    let mut sub = client.subscribe("tls.test").await.expect("subscribe");
+    round_trip(&client).await;
+    client
+        .publish("tls.test", Bytes::from_static(b"secret"))
+        .await
+        .expect("publish");
+    let msg = next_msg(&mut sub).await;
+    assert_eq!(
+        msg.payload,
+        Bytes::from_static(b"secret"),
+        "{}",
+        name(server)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_sub_over_tls() {
+    for server in servers(&tls_conf("")) {
+        let client = try_connect(&server, trusting("ca.pem"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        pub_sub_works(&server, client).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_flags_match_nats_server() {
+    let (c, k) = (cert_str("server-cert.pem"), cert_str("server-key.pem"));
+    let args = ["--tls", "--tlscert", c.as_str(), "--tlskey", k.as_str()];
+    let mut all = vec![Server::natsd(&args)];
+    if let Some(reference) = Server::reference(&args) {
+        if reference.bin() != all[0].bin() {
+            all.push(reference);
+        }
+    }
+    for server in all {
+        let info = RawConn::connect_only(&server.addr()).read_info();
+        assert_eq!(info["tls_required"], true, "{}: {info}", name(&server));
+        let client = try_connect(&server, trusting("ca.pem"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        pub_sub_works(&server, client).await;
+    }
+}
+
+#[test]
+fn info_says_tls_required_and_verify() {
+    for server in servers(&tls_conf("")) {
+        let info = RawConn::connect_only(&server.addr()).read_info();
+        assert_eq!(info["tls_required"], true, "{}: {info}", name(&server));
+        assert!(
+            info.get("tls_verify").is_none(),
+            "{}: {info}",
+            name(&server)
+        );
+    }
+    for server in servers(&verify_conf()) {
+        let info = RawConn::connect_only(&server.addr()).read_info();
+        assert_eq!(info["tls_required"], true, "{}: {info}", name(&server));
+        assert_eq!(info["tls_verify"], true, "{}: {info}", name(&server));
+    }
+}
+
+#[test]
+fn plain_text_client_gets_info_then_a_close() {
+    for server in servers(&tls_conf("")) {
+        let mut conn = RawConn::connect_only(&server.addr());
+        conn.read_info();
+        conn.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+        let got = conn.expect_closed(WAIT);
+        assert!(got.is_empty(), "{}: got {got:?}", name(&server));
+    }
+}
+
+#[test]
+fn handshake_must_finish_within_the_tls_timeout() {
+    for server in servers(&tls_conf("  timeout: 0.5")) {
+        let mut conn = RawConn::connect_only(&server.addr());
+        conn.read_info();
+        let start = Instant::now();
+        let got = conn.expect_closed(WAIT);
+        let took = start.elapsed();
+        assert!(got.is_empty(), "{}: got {got:?}", name(&server));
+        assert!(
+            took < Duration::from_millis(1400),
+            "{}: closed after {took:?}",
+            name(&server)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_with_the_wrong_ca_fails() {
+    for server in servers(&tls_conf("")) {
+        let result = try_connect(&server, trusting("other-ca.pem")).await;
+        assert!(result.is_err(), "{}: connected", name(&server));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_requires_a_client_certificate_from_the_ca() {
+    for server in servers(&verify_conf()) {
+        let none = try_connect(&server, trusting("ca.pem")).await;
+        assert!(none.is_err(), "{}: connected without a cert", name(&server));
+        let wrong = trusting("ca.pem")
+            .add_client_certificate(cert("other-client-cert.pem"), cert("other-client-key.pem"));
+        let wrong = try_connect(&server, wrong).await;
+        assert!(
+            wrong.is_err(),
+            "{}: connected with a foreign cert",
+            name(&server)
+        );
+        let good = trusting("ca.pem")
+            .add_client_certificate(cert("client-cert.pem"), cert("client-key.pem"));
+        let client = try_connect(&server, good)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        pub_sub_works(&server, client).await;
+    }
+}
+
+/// `handshake_first` came after 2.9.10, so this runs against natsd only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_first_sends_nothing_before_the_handshake() {
+    let server = Server::natsd_with_config(&tls_conf("  handshake_first: true"), &[]);
+    let mut raw = RawConn::connect_only(&server.addr());
+    let early = raw.read_to_close(Duration::from_millis(300));
+    assert!(early.is_empty(), "got {early:?} before any handshake");
+    let client = try_connect(&server, trusting("ca.pem").tls_first())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+    pub_sub_works(&server, client).await;
+    // A client that waits for INFO first gets nothing, and gives up.
+    let plain = try_connect(&server, trusting("ca.pem")).await;
+    assert!(plain.is_err(), "connected without tls_first");
+}
+
+#[test]
+fn unreadable_certificate_stops_the_start() {
+    let conf = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        cert_str("missing.pem"),
+        cert_str("server-key.pem")
+    );
+    let dir = natsd_tests::TempDir::new();
+    let path = dir.path().join("bad.conf");
+    std::fs::write(&path, conf).expect("write conf");
+    let bin = Server::natsd(&[]).bin().to_path_buf();
+    let out = std::process::Command::new(bin)
+        .args(["-c", &path.display().to_string(), "-p", "-1"])
+        .output()
+        .expect("run natsd");
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("missing.pem"), "{text}");
+}
