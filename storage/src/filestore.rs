@@ -1,0 +1,1036 @@
+//! The file store: checksummed records in fixed-size block files.
+//!
+//! A store directory holds `msgs/<index>.blk` block files, replayed in index order on open.
+//! Only the highest-numbered block (the active block) is appended to, with `File::write`;
+//! when the next record would not fit in `block_size`, the active block is sealed, mapped
+//! read-only (see `mmap`) and a new block is started. Removals never rewrite a block in place:
+//! they append a small marker record (tombstone, floor, truncate) to the active block. A sealed
+//! block that is mostly or wholly dead is compacted into a new file that replaces it by rename.
+//!
+//! The index (sequence → block and offset, per-subject sequence sets) lives in memory and is
+//! rebuilt by replaying every record on open.
+//!
+//! ## Format
+//!
+//! All integers are little-endian. Each block file starts with a 40-byte header:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `NATSDBLK` |
+//! | 8 | 1 | format version, `1` |
+//! | 9 | 3 | reserved, zero |
+//! | 12 | 4 | block index (u32, equals the file name) |
+//! | 16 | 8 | first sequence: the stream's last sequence + 1 when the block was created (u64) |
+//! | 24 | 8 | the stream's last timestamp when the block was created (i64 ns) |
+//! | 32 | 8 | xxh3-64 of bytes 0..32 |
+//!
+//! followed by records:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | record length `n`, header to checksum inclusive (u32, at least 36) |
+//! | 4 | 1 | kind: 0 message, 1 tombstone, 2 floor, 3 truncate |
+//! | 5 | 1 | flags, zero |
+//! | 6 | 2 | subject length `s` (u16) |
+//! | 8 | 8 | sequence (u64) |
+//! | 16 | 8 | timestamp (i64 ns since the Unix epoch) |
+//! | 24 | 4 | header block length `h` (u32) |
+//! | 28 | s | subject |
+//! | 28+s | h | header block |
+//! | 28+s+h | n-36-s-h | payload |
+//! | n-8 | 8 | xxh3-64 of bytes 0..n-8 |
+//!
+//! Record kinds, replayed in order:
+//! - message: store `seq` with subject, headers and payload.
+//! - tombstone: `seq` was removed.
+//! - floor: every message below `seq` was removed (purge, compact); past the end, the last
+//!   sequence becomes `seq - 1` with timestamp `ts`.
+//! - truncate: every message after `seq` was removed; the last sequence becomes `seq` with
+//!   timestamp `ts`.
+//!
+//! Marker records never point forward: a tombstone refers to a message in its own block or an
+//! earlier one, so a compaction keeps a marker only while an earlier block still holds a
+//! message record it affects.
+//!
+//! The checksum is xxh3-64, not the keyed HighwayHash of nats-server's filestore: a natsd store
+//! directory cannot be read by nats-server, nor the reverse.
+//!
+//! ## Recovery
+//!
+//! On open every record of every block is checked. A record that fails (bad length, kind,
+//! sizes or checksum) is reported with `log::warn!` and in [`FileStore::recovery_report`]; the
+//! scan then looks for the next offset holding a valid record. If one exists the bad bytes are
+//! skipped (their messages are lost, the rest is kept); if none does, the damage is a torn or
+//! corrupt tail and the file is truncated at the first bad byte. A block whose header is bad is
+//! renamed to `<index>.blk.corrupt` and skipped.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::index::{Entry, Index, PurgePlan, SizeRule};
+use crate::mmap::map_sealed;
+use crate::{Error, Result, Store, StoreLimits, StoredMsg, StreamState, SubjectState};
+
+const MAGIC: &[u8; 8] = b"NATSDBLK";
+const VERSION: u8 = 1;
+const BLOCK_HDR: usize = 40;
+const REC_HDR: usize = 28;
+const SUM: usize = 8;
+const MIN_REC: usize = REC_HDR + SUM;
+
+const KIND_MSG: u8 = 0;
+const KIND_TOMBSTONE: u8 = 1;
+const KIND_FLOOR: u8 = 2;
+const KIND_TRUNCATE: u8 = 3;
+
+/// Default block size: 8 MiB. Big enough that a block holds ~100k small messages (few files,
+/// few maps), small enough that compacting a mostly-deleted block is a short rewrite.
+pub const DEFAULT_BLOCK_SIZE: u64 = 8 << 20;
+
+/// File store settings.
+#[derive(Debug, Clone)]
+pub struct FileStoreConfig {
+    /// Target size of a block file; a single larger record gets a block of its own.
+    pub block_size: u64,
+    /// `fsync` (`sync_data`) after every append: acknowledged messages survive power loss.
+    /// Without it they survive a process crash, and power loss after the caller's `sync()`.
+    pub sync_always: bool,
+    /// Stream limits.
+    pub limits: StoreLimits,
+}
+
+impl Default for FileStoreConfig {
+    fn default() -> Self {
+        FileStoreConfig {
+            block_size: DEFAULT_BLOCK_SIZE,
+            sync_always: false,
+            limits: StoreLimits::default(),
+        }
+    }
+}
+
+struct FileEntry {
+    subject: Arc<str>,
+    ts: i64,
+    size: u64,
+    block: u32,
+    offset: u32,
+    len: u32,
+}
+
+impl Entry for FileEntry {
+    fn subject(&self) -> &Arc<str> {
+        &self.subject
+    }
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+enum Data {
+    Active(File),
+    Sealed(Mmap),
+}
+
+struct Block {
+    path: PathBuf,
+    hdr_first: u64,
+    hdr_ts: i64,
+    data: Data,
+    len: u64,
+    msg_records: u64,
+    live: u64,
+    min_seq: u64,
+    max_seq: u64,
+    /// Highest floor marker in the block (0 if none): it claims `last_seq >= max_floor - 1`.
+    max_floor: u64,
+}
+
+impl Block {
+    fn note_msg(&mut self, seq: u64) {
+        if self.msg_records == 0 {
+            self.min_seq = seq;
+            self.max_seq = seq;
+        } else {
+            self.min_seq = self.min_seq.min(seq);
+            self.max_seq = self.max_seq.max(seq);
+        }
+        self.msg_records += 1;
+        self.live += 1;
+    }
+
+    fn read(&self, off: u32, len: u32) -> std::io::Result<Cow<'_, [u8]>> {
+        let (off, len) = (off as usize, len as usize);
+        match &self.data {
+            Data::Sealed(m) => m.get(off..off + len).map(Cow::Borrowed).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "record past block end")
+            }),
+            Data::Active(f) => {
+                let mut v = vec![0; len];
+                f.read_exact_at(&mut v, off as u64)?;
+                Ok(Cow::Owned(v))
+            }
+        }
+    }
+}
+
+/// A decoded record borrowing the block bytes.
+struct Rec<'a> {
+    kind: u8,
+    seq: u64,
+    ts: i64,
+    subject: &'a [u8],
+    hdr: &'a [u8],
+    msg: &'a [u8],
+    len: usize,
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[o..o + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Decode the record at the start of `b`. Never panics on arbitrary bytes: every slice is
+/// bounds-checked against lengths validated first.
+fn decode(b: &[u8], block: u32, offset: u64) -> Result<Rec<'_>> {
+    let corrupt = |reason| Error::Corrupt {
+        block,
+        offset,
+        reason,
+    };
+    if b.len() < MIN_REC {
+        return Err(corrupt("truncated record header"));
+    }
+    let len = u32_at(b, 0) as usize;
+    if len < MIN_REC {
+        return Err(corrupt("record length too small"));
+    }
+    if len > b.len() {
+        return Err(corrupt("record length past end of block"));
+    }
+    let kind = b[4];
+    if kind > KIND_TRUNCATE || b[5] != 0 {
+        return Err(corrupt("unknown record kind or flags"));
+    }
+    let slen = u16::from_le_bytes([b[6], b[7]]) as usize;
+    let hlen = u32_at(b, 24) as usize;
+    if REC_HDR + slen + hlen > len - SUM {
+        return Err(corrupt("field lengths exceed record length"));
+    }
+    let expected = u64_at(b, len - SUM);
+    let got = xxh3_64(&b[..len - SUM]);
+    if got != expected {
+        return Err(Error::ChecksumMismatch {
+            block,
+            offset,
+            got,
+            expected,
+        });
+    }
+    let body = &b[REC_HDR..len - SUM];
+    Ok(Rec {
+        kind,
+        seq: u64_at(b, 8),
+        ts: u64_at(b, 16) as i64,
+        subject: &body[..slen],
+        hdr: &body[slen..slen + hlen],
+        msg: &body[slen + hlen..],
+        len,
+    })
+}
+
+/// Append one encoded record to `out`.
+fn encode(
+    out: &mut Vec<u8>,
+    kind: u8,
+    seq: u64,
+    ts: i64,
+    subject: &[u8],
+    hdr: &[u8],
+    msg: &[u8],
+) -> Result<()> {
+    let slen = u16::try_from(subject.len()).map_err(|_| Error::TooLarge { what: "subject" })?;
+    let hlen = u32::try_from(hdr.len()).map_err(|_| Error::TooLarge { what: "headers" })?;
+    let total = MIN_REC + subject.len() + hdr.len() + msg.len();
+    let len = u32::try_from(total).map_err(|_| Error::TooLarge { what: "message" })?;
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind);
+    out.push(0);
+    out.extend_from_slice(&slen.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&ts.to_le_bytes());
+    out.extend_from_slice(&hlen.to_le_bytes());
+    out.extend_from_slice(subject);
+    out.extend_from_slice(hdr);
+    out.extend_from_slice(msg);
+    let sum = xxh3_64(&out[start..]);
+    out.extend_from_slice(&sum.to_le_bytes());
+    assert_eq!(out.len() - start, total);
+    Ok(())
+}
+
+fn block_header(index: u32, first: u64, ts: i64) -> [u8; BLOCK_HDR] {
+    let mut h = [0u8; BLOCK_HDR];
+    h[..8].copy_from_slice(MAGIC);
+    h[8] = VERSION;
+    h[12..16].copy_from_slice(&index.to_le_bytes());
+    h[16..24].copy_from_slice(&first.to_le_bytes());
+    h[24..32].copy_from_slice(&ts.to_le_bytes());
+    let sum = xxh3_64(&h[..32]);
+    h[32..].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64)> {
+    let corrupt = |reason| Error::Corrupt {
+        block: index,
+        offset: 0,
+        reason,
+    };
+    if b.len() < BLOCK_HDR {
+        return Err(corrupt("block header truncated"));
+    }
+    if &b[..8] != MAGIC {
+        return Err(corrupt("bad block magic"));
+    }
+    if b[8] != VERSION {
+        return Err(corrupt("unsupported block format version"));
+    }
+    let expected = u64_at(b, 32);
+    let got = xxh3_64(&b[..32]);
+    if got != expected {
+        return Err(Error::ChecksumMismatch {
+            block: index,
+            offset: 0,
+            got,
+            expected,
+        });
+    }
+    if u32_at(b, 12) != index {
+        return Err(corrupt("block index differs from file name"));
+    }
+    Ok((u64_at(b, 16), u64_at(b, 24) as i64))
+}
+
+/// Valid records of a block's bytes with their offsets, the problems found, and the length
+/// to keep (shorter than the input when the tail is damaged).
+fn scan(b: &[u8], index: u32) -> (Vec<(usize, Rec<'_>)>, Vec<Error>, usize) {
+    let mut recs = Vec::new();
+    let mut problems = Vec::new();
+    let mut off = BLOCK_HDR;
+    while off < b.len() {
+        match decode(&b[off..], index, off as u64) {
+            Ok(r) => {
+                off += r.len;
+                recs.push((off - r.len, r));
+            }
+            Err(e) => {
+                problems.push(e);
+                let next = (off + 1..b.len().saturating_sub(MIN_REC - 1))
+                    .find(|&p| decode(&b[p..], index, p as u64).is_ok());
+                match next {
+                    Some(p) => off = p,
+                    None => return (recs, problems, off),
+                }
+            }
+        }
+    }
+    (recs, problems, off)
+}
+
+/// A [`Store`] of checksummed records in block files under a directory.
+///
+/// Bytes are counted as nats-server 2.9.10 counts file streams: 22 + subject + payload + 8,
+/// plus 4 + headers when the message has headers. One `FileStore` owns its directory; another
+/// process writing to it is outside the contract.
+pub struct FileStore {
+    dir: PathBuf,
+    cfg: FileStoreConfig,
+    idx: Index<FileEntry>,
+    blocks: BTreeMap<u32, Block>,
+    active: u32,
+    buf: Vec<u8>,
+    report: Vec<Error>,
+    closed: bool,
+}
+
+impl FileStore {
+    /// Open (or create) the store in `dir`, replaying and checking every block.
+    pub fn open(dir: impl AsRef<Path>, cfg: FileStoreConfig) -> Result<Self> {
+        let dir = dir.as_ref().join("msgs");
+        fs::create_dir_all(&dir)?;
+        let mut found: Vec<u32> = Vec::new();
+        for ent in fs::read_dir(&dir)? {
+            let name = ent?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(n) = name.strip_suffix(".blk").and_then(|n| n.parse().ok()) {
+                found.push(n);
+            }
+        }
+        found.sort_unstable();
+        let mut fs_ = FileStore {
+            dir,
+            cfg,
+            idx: Index::new(SizeRule::File),
+            blocks: BTreeMap::new(),
+            active: 0,
+            buf: Vec::new(),
+            report: Vec::new(),
+            closed: false,
+        };
+        let last = found.last().copied();
+        for n in found {
+            fs_.replay_block(n, Some(n) == last)?;
+        }
+        match fs_.blocks.last_key_value() {
+            Some((&n, b)) if matches!(b.data, Data::Active(_)) => fs_.active = n,
+            Some((&n, _)) => fs_.new_block(n + 1)?,
+            None => fs_.new_block(1)?,
+        }
+        let limits = fs_.cfg.limits;
+        fs_.enforce(None, &limits)?;
+        Ok(fs_)
+    }
+
+    /// Problems found and repaired while opening: corrupt or torn records, bad block headers.
+    pub fn recovery_report(&self) -> &[Error] {
+        &self.report
+    }
+
+    fn block_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("{n}.blk"))
+    }
+
+    fn replay_block(&mut self, n: u32, is_last: bool) -> Result<()> {
+        let path = self.block_path(n);
+        let bytes = fs::read(&path)?;
+        let (hdr_first, hdr_ts) = match parse_header(&bytes, n) {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("filestore: {e}; renaming {} aside", path.display());
+                self.report.push(e);
+                let mut aside = path.clone().into_os_string();
+                aside.push(".corrupt");
+                fs::rename(&path, aside)?;
+                return Ok(());
+            }
+        };
+        let (recs, problems, keep) = scan(&bytes, n);
+        for p in problems {
+            log::warn!("filestore: {p}");
+            self.report.push(p);
+        }
+        if keep < bytes.len() {
+            log::warn!(
+                "filestore: block {n}: truncating damaged tail at offset {keep} ({} bytes)",
+                bytes.len() - keep
+            );
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(keep as u64)?;
+            f.sync_data()?;
+        }
+        self.blocks.insert(
+            n,
+            Block {
+                path: path.clone(),
+                hdr_first,
+                hdr_ts,
+                data: Data::Active(File::open(&path)?),
+                len: keep as u64,
+                msg_records: 0,
+                live: 0,
+                min_seq: 0,
+                max_seq: 0,
+                max_floor: 0,
+            },
+        );
+        if hdr_first > 0 {
+            self.idx.advance_last(hdr_first - 1, hdr_ts);
+        }
+        for (off, r) in recs {
+            self.apply(n, off, &r);
+        }
+        let data = if is_last {
+            Data::Active(OpenOptions::new().read(true).append(true).open(&path)?)
+        } else {
+            Data::Sealed(map_sealed(&File::open(&path)?)?)
+        };
+        if let Some(b) = self.blocks.get_mut(&n) {
+            b.data = data;
+        }
+        Ok(())
+    }
+
+    /// Apply one replayed record to the index.
+    fn apply(&mut self, n: u32, off: usize, r: &Rec<'_>) {
+        match r.kind {
+            KIND_MSG => {
+                let subject = String::from_utf8_lossy(r.subject);
+                let e = FileEntry {
+                    subject: self.idx.intern(&subject),
+                    ts: r.ts,
+                    size: SizeRule::File.size(&subject, r.hdr, r.msg),
+                    block: n,
+                    offset: off as u32,
+                    len: r.len as u32,
+                };
+                if let Some(old) = self.idx.remove(r.seq) {
+                    self.dead(old.block, 1);
+                }
+                self.idx.insert(r.seq, e);
+                if let Some(b) = self.blocks.get_mut(&n) {
+                    b.note_msg(r.seq);
+                }
+            }
+            KIND_TOMBSTONE => {
+                if let Some(e) = self.idx.remove(r.seq) {
+                    self.dead(e.block, 1);
+                }
+            }
+            KIND_FLOOR => {
+                if let Some(b) = self.blocks.get_mut(&n) {
+                    b.max_floor = b.max_floor.max(r.seq);
+                }
+                let removed = self.idx.compact_floor(r.seq, r.ts);
+                self.dead_all(&removed);
+            }
+            _ => {
+                let removed = self.idx.truncate(r.seq, r.ts);
+                self.dead_all(&removed);
+            }
+        }
+    }
+
+    fn dead(&mut self, block: u32, n: u64) {
+        if let Some(b) = self.blocks.get_mut(&block) {
+            b.live = b.live.saturating_sub(n);
+        }
+    }
+
+    fn dead_all(&mut self, removed: &[(u64, FileEntry)]) {
+        for (_, e) in removed {
+            self.dead(e.block, 1);
+        }
+    }
+
+    fn new_block(&mut self, n: u32) -> Result<()> {
+        let path = self.block_path(n);
+        let hdr_first = self.idx.last_seq + 1;
+        let hdr_ts = self.idx.last_ts;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
+        f.write_all(&block_header(n, hdr_first, hdr_ts))?;
+        if self.cfg.sync_always {
+            f.sync_data()?;
+            File::open(&self.dir)?.sync_all()?;
+        }
+        self.blocks.insert(
+            n,
+            Block {
+                path,
+                hdr_first,
+                hdr_ts,
+                data: Data::Active(f),
+                len: BLOCK_HDR as u64,
+                msg_records: 0,
+                live: 0,
+                min_seq: 0,
+                max_seq: 0,
+                max_floor: 0,
+            },
+        );
+        self.active = n;
+        Ok(())
+    }
+
+    /// Seal the active block (map it read-only) and start the next one.
+    fn roll(&mut self) -> Result<()> {
+        let n = self.active;
+        if let Some(b) = self.blocks.get_mut(&n) {
+            if let Data::Active(f) = &b.data {
+                f.sync_data()?;
+                b.data = Data::Sealed(map_sealed(f)?);
+            }
+        }
+        self.new_block(n + 1)
+    }
+
+    fn active_block(&mut self) -> Result<&mut Block> {
+        self.blocks.get_mut(&self.active).ok_or(Error::Corrupt {
+            block: self.active,
+            offset: 0,
+            reason: "active block missing",
+        })
+    }
+
+    /// Append the record in `self.buf` to the active block; returns (block, offset).
+    fn append_buf(&mut self) -> Result<(u32, u64)> {
+        let len = self.buf.len() as u64;
+        let (blen, has_records) = {
+            let b = self.active_block()?;
+            (b.len, b.len > BLOCK_HDR as u64)
+        };
+        if has_records && blen + len > self.cfg.block_size {
+            self.roll()?;
+        }
+        let sync = self.cfg.sync_always;
+        let n = self.active;
+        let buf = std::mem::take(&mut self.buf);
+        let Some(b) = self.blocks.get_mut(&n) else {
+            self.buf = buf;
+            return Err(Error::Corrupt {
+                block: n,
+                offset: 0,
+                reason: "active block missing",
+            });
+        };
+        let off = b.len;
+        let res = match &mut b.data {
+            Data::Active(f) => {
+                let r = f
+                    .write_all(&buf)
+                    .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
+                if r.is_err() {
+                    // Drop a partial write so the next append starts on a record boundary.
+                    let _ = f.set_len(off);
+                }
+                r
+            }
+            Data::Sealed(_) => Err(std::io::Error::other("active block is sealed")),
+        };
+        if res.is_ok() {
+            b.len += len;
+        }
+        self.buf = buf;
+        res?;
+        Ok((n, off))
+    }
+
+    fn write_marker(&mut self, kind: u8, seq: u64, ts: i64) -> Result<()> {
+        self.buf.clear();
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = encode(&mut buf, kind, seq, ts, b"", b"", b"");
+        self.buf = buf;
+        r?;
+        self.append_buf().map(|_| ())
+    }
+
+    fn read_msg(&self, seq: u64) -> Result<StoredMsg> {
+        let e = self
+            .idx
+            .msgs
+            .get(&seq)
+            .ok_or_else(|| self.idx.missing(seq))?;
+        let b = self.blocks.get(&e.block).ok_or(Error::Corrupt {
+            block: e.block,
+            offset: u64::from(e.offset),
+            reason: "index points at a missing block",
+        })?;
+        let bytes = b.read(e.offset, e.len)?;
+        let r = decode(&bytes, e.block, u64::from(e.offset))?;
+        if r.kind != KIND_MSG || r.seq != seq {
+            return Err(Error::Corrupt {
+                block: e.block,
+                offset: u64::from(e.offset),
+                reason: "index points at a different record",
+            });
+        }
+        Ok(StoredMsg {
+            subject: String::from_utf8_lossy(r.subject).into_owned(),
+            hdr: r.hdr.to_vec(),
+            msg: r.msg.to_vec(),
+            seq,
+            ts: r.ts,
+        })
+    }
+
+    fn remove_one(&mut self, seq: u64) -> Result<Option<u32>> {
+        let Some(e) = self.idx.remove(seq) else {
+            return Ok(None);
+        };
+        self.dead(e.block, 1);
+        self.write_marker(KIND_TOMBSTONE, seq, 0)?;
+        Ok(Some(e.block))
+    }
+
+    fn enforce(&mut self, subject: Option<&str>, limits: &StoreLimits) -> Result<()> {
+        let mut touched = false;
+        while let Some(v) = self.idx.victim(limits, subject) {
+            self.remove_one(v)?;
+            touched = true;
+        }
+        if touched {
+            self.sweep()?;
+        }
+        Ok(())
+    }
+
+    /// Compact every sealed block that is mostly or wholly dead.
+    fn sweep(&mut self) -> Result<()> {
+        let candidates: Vec<u32> = self
+            .blocks
+            .iter()
+            .filter(|(&n, b)| n != self.active && b.msg_records > 0 && b.live * 2 < b.msg_records)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in candidates {
+            self.rewrite(n)?;
+        }
+        Ok(())
+    }
+
+    /// Does a marker record in block `n` still affect a message record in an earlier block?
+    fn marker_needed(&self, n: u32, kind: u8, seq: u64) -> bool {
+        self.blocks.range(..n).any(|(_, b)| {
+            let has = b.msg_records > 0;
+            match kind {
+                KIND_TOMBSTONE => has && b.min_seq <= seq && seq <= b.max_seq,
+                KIND_FLOOR => has && b.min_seq < seq,
+                // A truncate also undoes the claims about the last sequence made by earlier
+                // block headers and floor markers.
+                _ => (has && b.max_seq > seq) || b.hdr_first > seq + 1 || b.max_floor > seq + 1,
+            }
+        })
+    }
+
+    /// Rewrite sealed block `n` with only its live messages and needed markers, replacing it
+    /// by rename; delete it when nothing remains.
+    fn rewrite(&mut self, n: u32) -> Result<()> {
+        let Some(b) = self.blocks.get(&n) else {
+            return Ok(());
+        };
+        let Data::Sealed(map) = &b.data else {
+            return Ok(());
+        };
+        let (recs, _, _) = scan(map, n);
+        let mut out = Vec::with_capacity(b.len as usize);
+        out.extend_from_slice(&[0; BLOCK_HDR]);
+        let mut hdr_first = b.hdr_first;
+        let mut moved: Vec<(u64, u32)> = Vec::new();
+        let mut kept = Block {
+            path: b.path.clone(),
+            hdr_first: 0,
+            hdr_ts: b.hdr_ts,
+            data: Data::Active(File::open(&b.path)?),
+            len: 0,
+            msg_records: 0,
+            live: 0,
+            min_seq: 0,
+            max_seq: 0,
+            max_floor: 0,
+        };
+        for (off, r) in &recs {
+            if r.kind == KIND_TRUNCATE {
+                // The truncate undid this header's claim about the last sequence; whether or
+                // not the marker is kept, the rewritten header must not claim more.
+                hdr_first = hdr_first.min(r.seq + 1);
+            }
+            let keep = match r.kind {
+                KIND_MSG => self
+                    .idx
+                    .msgs
+                    .get(&r.seq)
+                    .is_some_and(|e| e.block == n && e.offset as usize == *off),
+                // A floor kept earlier in this block may claim more than the truncate allows.
+                KIND_TRUNCATE => kept.max_floor > r.seq + 1 || self.marker_needed(n, r.kind, r.seq),
+                _ => self.marker_needed(n, r.kind, r.seq),
+            };
+            if !keep {
+                continue;
+            }
+            if r.kind == KIND_FLOOR {
+                kept.max_floor = kept.max_floor.max(r.seq);
+            }
+            if r.kind == KIND_MSG {
+                hdr_first = hdr_first.min(r.seq);
+                moved.push((r.seq, out.len() as u32));
+                kept.note_msg(r.seq);
+            }
+            encode(&mut out, r.kind, r.seq, r.ts, r.subject, r.hdr, r.msg)?;
+        }
+        let path = b.path.clone();
+        if out.len() == BLOCK_HDR {
+            self.blocks.remove(&n);
+            fs::remove_file(&path)?;
+            return Ok(());
+        }
+        out[..BLOCK_HDR].copy_from_slice(&block_header(n, hdr_first, kept.hdr_ts));
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_data()?;
+        }
+        fs::rename(&tmp, &path)?;
+        if self.cfg.sync_always {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        kept.hdr_first = hdr_first;
+        kept.len = out.len() as u64;
+        kept.data = Data::Sealed(map_sealed(&File::open(&path)?)?);
+        for (seq, off) in moved {
+            if let Some(e) = self.idx.msgs.get_mut(&seq) {
+                e.offset = off;
+            }
+        }
+        self.blocks.insert(n, kept);
+        Ok(())
+    }
+
+    /// Delete every block and start over with a new, empty stream.
+    fn reset(&mut self) -> Result<()> {
+        let next = self.active + 1;
+        for (_, b) in std::mem::take(&mut self.blocks) {
+            drop(b.data);
+            fs::remove_file(&b.path)?;
+        }
+        self.idx.truncate(0, 0);
+        self.new_block(next)
+    }
+}
+
+impl Store for FileStore {
+    fn store_msg(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        msg: &[u8],
+        ts_ns: i64,
+    ) -> Result<(u64, i64)> {
+        let seq = self.idx.last_seq + 1;
+        self.store_raw_msg(subject, hdr, msg, seq, ts_ns)?;
+        Ok((seq, ts_ns))
+    }
+
+    fn store_raw_msg(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        msg: &[u8],
+        seq: u64,
+        ts_ns: i64,
+    ) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if seq <= self.idx.last_seq {
+            return Err(Error::BadSequence {
+                seq,
+                last: self.idx.last_seq,
+            });
+        }
+        let limits = self.cfg.limits;
+        Index::<FileEntry>::check_size(&limits, subject, hdr, msg)?;
+        let size = SizeRule::File.size(subject, hdr, msg);
+        self.idx.check_new(&limits, subject, size)?;
+        self.buf.clear();
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = encode(&mut buf, KIND_MSG, seq, ts_ns, subject.as_bytes(), hdr, msg);
+        let len = buf.len() as u32;
+        self.buf = buf;
+        r?;
+        let (n, off) = self.append_buf()?;
+        if let Some(b) = self.blocks.get_mut(&n) {
+            b.note_msg(seq);
+        }
+        let e = FileEntry {
+            subject: self.idx.intern(subject),
+            ts: ts_ns,
+            size,
+            block: n,
+            offset: off as u32,
+            len,
+        };
+        self.idx.insert(seq, e);
+        self.enforce(Some(subject), &limits)
+    }
+
+    fn load_msg(&self, seq: u64) -> Result<StoredMsg> {
+        self.read_msg(seq)
+    }
+
+    fn load_last_msg(&self, filter: &str) -> Result<StoredMsg> {
+        self.read_msg(self.idx.last_for(filter).ok_or(Error::Eof)?)
+    }
+
+    fn load_next_msg(&self, filter: &str, start_seq: u64) -> Result<StoredMsg> {
+        self.read_msg(self.idx.next_for(filter, start_seq).ok_or(Error::Eof)?)
+    }
+
+    fn remove_msg(&mut self, seq: u64) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match self.remove_one(seq)? {
+            Some(n) => {
+                let mostly_dead = self
+                    .blocks
+                    .get(&n)
+                    .is_some_and(|b| b.live * 2 < b.msg_records);
+                if n != self.active && mostly_dead {
+                    self.rewrite(n)?;
+                }
+                Ok(())
+            }
+            None => Err(self.idx.missing(seq)),
+        }
+    }
+
+    fn erase_msg(&mut self, seq: u64) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match self.remove_one(seq)? {
+            Some(n) => {
+                if n == self.active {
+                    self.roll()?;
+                }
+                self.rewrite(n)
+            }
+            None => Err(self.idx.missing(seq)),
+        }
+    }
+
+    fn purge(&mut self) -> Result<u64> {
+        let floor = self.idx.last_seq + 1;
+        self.compact(floor)
+    }
+
+    fn purge_ex(&mut self, filter: &str, seq: u64, keep: u64) -> Result<u64> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match self.idx.purge_plan(filter, seq, keep) {
+            None => Ok(0),
+            Some(PurgePlan::Purge) => self.purge(),
+            Some(PurgePlan::Compact(s)) => self.compact(s),
+            Some(PurgePlan::Remove(seqs)) => {
+                let mut n = 0;
+                for s in seqs {
+                    if self.remove_one(s)?.is_some() {
+                        n += 1;
+                    }
+                }
+                self.sweep()?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn compact(&mut self, seq: u64) -> Result<u64> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let seq = if seq == 0 { self.idx.last_seq + 1 } else { seq };
+        let ts = self.idx.last_ts;
+        let removed = self.idx.compact_floor(seq, ts);
+        self.dead_all(&removed);
+        self.write_marker(KIND_FLOOR, seq, self.idx.last_ts)?;
+        let active = self.active;
+        if let Some(b) = self.blocks.get_mut(&active) {
+            b.max_floor = b.max_floor.max(seq);
+        }
+        self.sweep()?;
+        Ok(removed.len() as u64)
+    }
+
+    fn truncate(&mut self, seq: u64) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if seq == 0 {
+            return self.reset();
+        }
+        if seq >= self.idx.last_seq {
+            return Ok(());
+        }
+        let ts = self.idx.truncate_ts(seq);
+        let removed = self.idx.truncate(seq, ts);
+        self.dead_all(&removed);
+        self.write_marker(KIND_TRUNCATE, seq, ts)?;
+        self.sweep()
+    }
+
+    fn state(&self) -> StreamState {
+        self.idx.state(false)
+    }
+
+    fn state_with_deleted(&self) -> StreamState {
+        self.idx.state(true)
+    }
+
+    fn subjects_state(&self, filter: &str) -> BTreeMap<String, SubjectState> {
+        self.idx.subjects_state(filter)
+    }
+
+    fn num_pending(&self, start_seq: u64, filter: &str, last_per_subject: bool) -> u64 {
+        self.idx.num_pending(start_seq, filter, last_per_subject)
+    }
+
+    fn update_config(&mut self, limits: StoreLimits) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.cfg.limits = limits;
+        self.enforce(None, &limits)
+    }
+
+    fn expire(&mut self, now_ns: i64) -> Result<u64> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let limits = self.cfg.limits;
+        let mut n = 0;
+        while let Some(s) = self.idx.expired(&limits, now_ns) {
+            self.remove_one(s)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.sweep()?;
+        }
+        Ok(n)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if let Data::Active(f) = &self.active_block()?.data {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.sync()?;
+        self.closed = true;
+        Ok(())
+    }
+}

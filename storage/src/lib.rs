@@ -1,0 +1,185 @@
+//! JetStream message stores for natsd.
+//!
+//! This crate owns the [`Store`] trait and its two backends: [`MemStore`] (messages in memory)
+//! and [`FileStore`] (checksummed records in fixed-size block files, sealed blocks read through
+//! memory maps, an index rebuilt from the blocks on open). It owns per-stream limits
+//! (`max_msgs`, `max_bytes`, `max_age`, `max_msgs_per_subject`, `max_msg_size`, discard
+//! old/new), byte accounting as nats-server 2.9.10 reports it, and crash recovery.
+//!
+//! It never opens sockets, never starts threads and never reads the clock: the caller's stream
+//! stage thread drives a store, passes message timestamps (ns since the Unix epoch) into
+//! [`Store::store_msg`] and the current time into [`Store::expire`].
+//!
+//! Call contract: one owner calls a store from one thread (`&mut self`). A message is durable
+//! against a process crash once `store_msg` returns `Ok` (the record has been written to the
+//! file); it is durable against power loss after [`Store::sync`] or with
+//! [`FileStoreConfig::sync_always`].
+//!
+//! ```
+//! use natsd_storage::{MemStore, Store, StoreLimits};
+//! let mut s = MemStore::new(StoreLimits::default());
+//! let (seq, _) = s.store_msg("orders.1", b"", b"hello", 1).unwrap();
+//! assert_eq!(seq, 1);
+//! assert_eq!(s.load_last_msg("orders.*").unwrap().msg, b"hello");
+//! assert_eq!(s.state().bytes, 8 + 5 + 16);
+//! ```
+#![deny(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+mod error;
+mod filestore;
+mod index;
+mod memstore;
+mod mmap;
+#[cfg(test)]
+mod model_tests;
+mod subject;
+#[cfg(test)]
+mod testutil;
+
+pub use error::{Error, Result};
+pub use filestore::{FileStore, FileStoreConfig};
+pub use memstore::MemStore;
+pub use subject::subject_matches;
+
+use std::collections::BTreeMap;
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMsg {
+    /// The subject it was published to.
+    pub subject: String,
+    /// Raw header block (`NATS/1.0\r\n...`), empty when there are none.
+    pub hdr: Vec<u8>,
+    /// Payload.
+    pub msg: Vec<u8>,
+    /// Stream sequence.
+    pub seq: u64,
+    /// Timestamp, ns since the Unix epoch, as given by the caller.
+    pub ts: i64,
+}
+
+/// What happens when a limit would be exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Discard {
+    /// Evict the oldest messages (nats-server `discard: old`, the default).
+    #[default]
+    Old,
+    /// Refuse the new message (nats-server `discard: new`).
+    New,
+}
+
+/// Per-stream limits. Zero means unlimited for every numeric field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreLimits {
+    /// Maximum number of messages.
+    pub max_msgs: u64,
+    /// Maximum stream bytes, counted as [`StreamState::bytes`] counts them.
+    pub max_bytes: u64,
+    /// Maximum age in ns; enforced by [`Store::expire`].
+    pub max_age_ns: u64,
+    /// Maximum messages kept per subject; the oldest of the subject is evicted.
+    pub max_msgs_per_subject: u64,
+    /// Maximum size of subject + headers + payload.
+    pub max_msg_size: u64,
+    /// Discard policy for `max_msgs` and `max_bytes`.
+    pub discard: Discard,
+    /// With [`Discard::New`], also refuse a message whose subject is at `max_msgs_per_subject`.
+    pub discard_new_per_subject: bool,
+}
+
+/// Summary of a stream's contents (nats-server `StreamState`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamState {
+    /// Messages stored.
+    pub msgs: u64,
+    /// Bytes, as nats-server counts them for this storage type.
+    pub bytes: u64,
+    /// First sequence (last + 1 after a purge, 0 for a new stream).
+    pub first_seq: u64,
+    /// Timestamp of the first message, 0 when empty.
+    pub first_ts: i64,
+    /// Last sequence ever assigned (kept through removals and purges).
+    pub last_seq: u64,
+    /// Timestamp of the last message.
+    pub last_ts: i64,
+    /// Distinct subjects stored.
+    pub num_subjects: u64,
+    /// Sequences between first and last that hold no message.
+    pub num_deleted: u64,
+    /// The deleted sequences, filled only by [`Store::state_with_deleted`].
+    pub deleted: Option<Vec<u64>>,
+}
+
+/// Per-subject summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubjectState {
+    /// Messages stored on the subject.
+    pub msgs: u64,
+    /// Its first sequence.
+    pub first: u64,
+    /// Its last sequence.
+    pub last: u64,
+}
+
+/// One interface for both backends. Filters are NATS subject filters; `""` and `">"` mean all.
+pub trait Store {
+    /// Store a message at the next sequence; returns its sequence and timestamp.
+    fn store_msg(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        msg: &[u8],
+        ts_ns: i64,
+    ) -> Result<(u64, i64)>;
+    /// Store a message at a given sequence, which must be after the last one (gaps become
+    /// deleted sequences). For replicas applying a leader's log. Limits apply as for `store_msg`.
+    fn store_raw_msg(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        msg: &[u8],
+        seq: u64,
+        ts_ns: i64,
+    ) -> Result<()>;
+    /// Load the message at `seq`.
+    fn load_msg(&self, seq: u64) -> Result<StoredMsg>;
+    /// Load the last message whose subject matches `filter`.
+    fn load_last_msg(&self, filter: &str) -> Result<StoredMsg>;
+    /// Load the first message at or after `start_seq` whose subject matches `filter`.
+    fn load_next_msg(&self, filter: &str, start_seq: u64) -> Result<StoredMsg>;
+    /// Remove the message at `seq`. `Eof` past the last sequence, `NotFound` if absent.
+    fn remove_msg(&mut self, seq: u64) -> Result<()>;
+    /// Remove the message at `seq` and make its bytes unrecoverable from the store's files.
+    fn erase_msg(&mut self, seq: u64) -> Result<()>;
+    /// Remove every message; `first_seq` becomes `last_seq + 1`. Returns the number removed.
+    fn purge(&mut self) -> Result<u64>;
+    /// nats-server `PurgeEx`: remove messages matching `filter` below `seq` (when `seq > 1`),
+    /// keeping the newest `keep` matching messages (when `keep > 0`). With an all-subjects
+    /// filter this is `purge`, `compact(seq)` or `compact(last_seq - keep + 1)`.
+    fn purge_ex(&mut self, filter: &str, seq: u64, keep: u64) -> Result<u64>;
+    /// Remove every message below `seq`; past the end, the stream restarts at `seq`.
+    /// `compact(0)` is `purge`. Returns the number removed.
+    fn compact(&mut self, seq: u64) -> Result<u64>;
+    /// Remove every message after `seq`; `last_seq` becomes `seq`. `truncate(0)` resets the
+    /// stream to new. A `seq` at or past the last sequence changes nothing.
+    fn truncate(&mut self, seq: u64) -> Result<()>;
+    /// Counts and bounds, without the deleted list.
+    fn state(&self) -> StreamState;
+    /// Counts and bounds with the deleted sequences listed.
+    fn state_with_deleted(&self) -> StreamState;
+    /// Per-subject counts and bounds for subjects matching `filter`.
+    fn subjects_state(&self, filter: &str) -> BTreeMap<String, SubjectState>;
+    /// Messages at or after `start_seq` matching `filter`; with `last_per_subject`, only the
+    /// last message of each matching subject counts.
+    fn num_pending(&self, start_seq: u64, filter: &str, last_per_subject: bool) -> u64;
+    /// Replace the limits and enforce them now (evicting the oldest as needed, whatever the
+    /// discard policy, as nats-server does on a config update).
+    fn update_config(&mut self, limits: StoreLimits) -> Result<()>;
+    /// Remove messages older than `max_age` at `now_ns`. Returns the number removed.
+    fn expire(&mut self, now_ns: i64) -> Result<u64>;
+    /// Make everything written so far durable against power loss.
+    fn sync(&mut self) -> Result<()>;
+    /// Flush and close. Later calls fail with `Closed`.
+    fn stop(&mut self) -> Result<()>;
+}
