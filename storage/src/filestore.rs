@@ -1034,3 +1034,198 @@ impl Store for FileStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    /// Each record: 36 + 1 (subject "t") + 20 (payload) = 57 bytes.
+    const REC: u64 = 57;
+
+    fn cfg() -> FileStoreConfig {
+        FileStoreConfig {
+            block_size: BLOCK_HDR as u64 + 10 * REC,
+            ..FileStoreConfig::default()
+        }
+    }
+
+    /// 25 messages: blocks 1 and 2 sealed with 10 each, block 3 active with 5.
+    fn fill(dir: &TempDir) {
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        for i in 1..=25u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        assert_eq!(s.blocks.len(), 3);
+        s.stop().unwrap();
+    }
+
+    fn block(dir: &TempDir, n: u32) -> PathBuf {
+        dir.path().join("msgs").join(format!("{n}.blk"))
+    }
+
+    fn patch(path: &Path, off: u64, f: impl Fn(&mut u8)) {
+        let mut b = fs::read(path).unwrap();
+        f(&mut b[off as usize]);
+        fs::write(path, b).unwrap();
+    }
+
+    fn rec_off(i: u64) -> u64 {
+        BLOCK_HDR as u64 + i * REC
+    }
+
+    fn present(s: &FileStore) -> Vec<u64> {
+        (1..=s.state().last_seq)
+            .filter(|&q| s.load_msg(q).is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn flipped_payload_byte_in_sealed_block_loses_only_that_message() {
+        let dir = TempDir::new("flip");
+        fill(&dir);
+        // Message 5 is record 4 of block 1; flip a payload byte.
+        patch(&block(&dir, 1), rec_off(4) + 40, |b| *b ^= 0xff);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(matches!(
+            s.recovery_report(),
+            [Error::ChecksumMismatch { block: 1, offset, .. }] if *offset == rec_off(4)
+        ));
+        let want: Vec<u64> = (1..=25).filter(|&q| q != 5).collect();
+        assert_eq!(present(&s), want);
+        assert_eq!(s.load_msg(6).unwrap().msg, vec![6; 20]);
+    }
+
+    #[test]
+    fn corrupt_length_field_resyncs_to_next_record() {
+        let dir = TempDir::new("len");
+        fill(&dir);
+        patch(&block(&dir, 2), rec_off(3), |b| *b = 0xee);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert_eq!(s.recovery_report().len(), 1);
+        assert!(matches!(
+            s.recovery_report()[0],
+            Error::Corrupt { block: 2, .. } | Error::ChecksumMismatch { block: 2, .. }
+        ));
+        let want: Vec<u64> = (1..=25).filter(|&q| q != 14).collect();
+        assert_eq!(present(&s), want);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_appends_continue() {
+        let dir = TempDir::new("torn");
+        fill(&dir);
+        let path = block(&dir, 3);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert_eq!(s.recovery_report().len(), 1);
+        assert_eq!(present(&s), (1..=24).collect::<Vec<_>>());
+        assert_eq!(fs::metadata(&path).unwrap().len(), len - REC);
+        assert_eq!(s.store_msg("t", b"", &[99; 20], 99).unwrap().0, 25);
+        s.stop().unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(s.recovery_report().is_empty());
+        assert_eq!(s.load_msg(25).unwrap().msg, vec![99; 20]);
+    }
+
+    #[test]
+    fn garbage_appended_is_reported_and_cut() {
+        let dir = TempDir::new("garbage");
+        fill(&dir);
+        let path = block(&dir, 3);
+        let len = fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0x5a; 333]).unwrap();
+        drop(f);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert_eq!(s.recovery_report().len(), 1);
+        assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
+        assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    }
+
+    #[test]
+    fn zeroed_tail_of_sealed_block_is_cut() {
+        let dir = TempDir::new("zero");
+        fill(&dir);
+        let path = block(&dir, 1);
+        let mut b = fs::read(&path).unwrap();
+        let from = rec_off(8) as usize;
+        b[from..].fill(0);
+        fs::write(&path, b).unwrap();
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(!s.recovery_report().is_empty());
+        let want: Vec<u64> = (1..=25).filter(|&q| q != 9 && q != 10).collect();
+        assert_eq!(present(&s), want);
+        assert_eq!(s.state().last_seq, 25);
+    }
+
+    #[test]
+    fn bad_block_header_sets_block_aside() {
+        let dir = TempDir::new("hdr");
+        fill(&dir);
+        patch(&block(&dir, 2), 3, |b| *b ^= 1);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(matches!(
+            s.recovery_report(),
+            [Error::Corrupt {
+                block: 2,
+                offset: 0,
+                ..
+            }]
+        ));
+        let want: Vec<u64> = (1..=10).chain(21..=25).collect();
+        assert_eq!(present(&s), want);
+        assert!(dir.path().join("msgs/2.blk.corrupt").exists());
+    }
+
+    #[test]
+    fn random_damage_never_panics() {
+        let dir = TempDir::new("fuzzish");
+        fill(&dir);
+        let clean = fs::read(block(&dir, 2)).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200 {
+            let mut b = clean.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % b.len();
+                b[i] = (x >> 32) as u8;
+            }
+            let (recs, _, keep) = scan(&b, 2);
+            assert!(keep <= b.len());
+            assert!(recs.iter().all(|(o, r)| o + r.len <= keep));
+        }
+    }
+
+    #[test]
+    fn mostly_deleted_sealed_block_is_compacted_and_empty_one_deleted() {
+        let dir = TempDir::new("compact");
+        fill(&dir);
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        for q in 1..=6 {
+            s.remove_msg(q).unwrap();
+        }
+        let len = fs::metadata(block(&dir, 1)).unwrap().len();
+        assert_eq!(len, BLOCK_HDR as u64 + 4 * REC);
+        s.compact(11).unwrap();
+        assert!(!block(&dir, 1).exists());
+        s.erase_msg(12).unwrap();
+        let b2 = fs::read(block(&dir, 2)).unwrap();
+        assert!(!b2.windows(20).any(|w| w == [12u8; 20]));
+        s.stop().unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(s.recovery_report().is_empty());
+        let want: Vec<u64> = (11..=25).filter(|&q| q != 12).collect();
+        assert_eq!(present(&s), want);
+    }
+}

@@ -25,6 +25,7 @@
 //! ```
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod error;
 mod filestore;
@@ -33,6 +34,8 @@ mod memstore;
 mod mmap;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod store_tests;
 mod subject;
 #[cfg(test)]
 mod testutil;
