@@ -99,6 +99,8 @@ pub enum CloseReason {
     SlowConsumerPendingBytes,
     /// A write blocked longer than `write_deadline`.
     SlowConsumerWriteDeadline,
+    /// The TLS handshake failed or timed out.
+    TlsHandshakeFailure,
     /// Reading from the socket failed.
     ReadError,
     /// Writing to the socket failed.
@@ -120,6 +122,7 @@ impl fmt::Display for CloseReason {
             CloseReason::StaleConnection => "Stale Connection",
             CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
             CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::TlsHandshakeFailure => "TLS Handshake Failure",
             CloseReason::ReadError => "Read Error",
             CloseReason::WriteError => "Write Error",
             CloseReason::ServerShutdown => "Server Shutdown",

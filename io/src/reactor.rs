@@ -376,7 +376,11 @@ impl Reactor {
                 // bare close, as from nats-server; a TLS peer gets rustls's
                 // alert so it can say why.
                 tls.silent = matches!(e, rustls::Error::InvalidMessage(_));
-                c.machine.close(CloseReason::ReadError);
+                c.machine.close(if was_handshaking {
+                    CloseReason::TlsHandshakeFailure
+                } else {
+                    CloseReason::ReadError
+                });
                 break;
             }
             if was_handshaking && !tls.conn.is_handshaking() {
@@ -492,7 +496,7 @@ impl Reactor {
                 .is_some_and(|d| now >= d)
             {
                 log::error!("{}TLS handshake timeout", c.machine.log_prefix());
-                c.machine.close(CloseReason::ReadError);
+                c.machine.close(CloseReason::TlsHandshakeFailure);
             } else if c
                 .write_blocked_since
                 .is_some_and(|since| now >= since + write_deadline)
