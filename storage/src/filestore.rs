@@ -384,6 +384,9 @@ impl FileStore {
             let Some(name) = name.to_str() else { continue };
             if let Some(n) = name.strip_suffix(".blk").and_then(|n| n.parse().ok()) {
                 found.push(n);
+            } else if name.ends_with(".blk.tmp") {
+                // A compaction interrupted before its rename; the original block is intact.
+                fs::remove_file(dir.join(name))?;
             }
         }
         found.sort_unstable();
@@ -1013,6 +1016,10 @@ impl Store for FileStore {
             self.sweep()?;
         }
         Ok(n)
+    }
+
+    fn next_expiry(&self) -> Option<i64> {
+        self.idx.next_expiry(&self.cfg.limits)
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -390,6 +390,17 @@ impl<E: Entry> Index<E> {
             .map(|(&s, _)| s)
     }
 
+    /// When the oldest message reaches `max_age`.
+    pub(crate) fn next_expiry(&self, l: &StoreLimits) -> Option<i64> {
+        if l.max_age_ns == 0 {
+            return None;
+        }
+        let age = i64::try_from(l.max_age_ns).unwrap_or(i64::MAX);
+        self.msgs
+            .first_key_value()
+            .map(|(_, e)| e.ts().saturating_add(age))
+    }
+
     /// Refuse sizes over `max_msg_size`.
     pub(crate) fn check_size(l: &StoreLimits, subject: &str, hdr: &[u8], msg: &[u8]) -> Result<()> {
         let size = (subject.len() + hdr.len() + msg.len()) as u64;

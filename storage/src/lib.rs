@@ -181,6 +181,9 @@ pub trait Store {
     fn update_config(&mut self, limits: StoreLimits) -> Result<()>;
     /// Remove messages older than `max_age` at `now_ns`. Returns the number removed.
     fn expire(&mut self, now_ns: i64) -> Result<u64>;
+    /// When the oldest message will be older than `max_age` (ns since the epoch), so the caller
+    /// knows when to call [`Store::expire`]; `None` without `max_age` or messages.
+    fn next_expiry(&self) -> Option<i64>;
     /// Make everything written so far durable against power loss.
     fn sync(&mut self) -> Result<()>;
     /// Flush and close. Later calls fail with `Closed`.

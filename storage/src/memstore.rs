@@ -8,8 +8,9 @@ use crate::{Error, Result, Store, StoreLimits, StoredMsg, StreamState, SubjectSt
 
 struct MemEntry {
     subject: Arc<str>,
-    hdr: Box<[u8]>,
-    msg: Box<[u8]>,
+    /// Headers then payload in one allocation (memory per message is an issue 6 target).
+    data: Box<[u8]>,
+    hdr_len: u32,
     ts: i64,
     size: u64,
 }
@@ -72,8 +73,8 @@ impl MemStore {
             .ok_or_else(|| self.idx.missing(seq))?;
         Ok(StoredMsg {
             subject: e.subject.to_string(),
-            hdr: e.hdr.to_vec(),
-            msg: e.msg.to_vec(),
+            hdr: e.data[..e.hdr_len as usize].to_vec(),
+            msg: e.data[e.hdr_len as usize..].to_vec(),
             seq,
             ts: e.ts,
         })
@@ -117,10 +118,14 @@ impl Store for MemStore {
         Index::<MemEntry>::check_size(&self.limits, subject, hdr, msg)?;
         let size = self.idx.rule.size(subject, hdr, msg);
         self.idx.check_new(&self.limits, subject, size)?;
+        let hdr_len = u32::try_from(hdr.len()).map_err(|_| Error::TooLarge { what: "headers" })?;
+        let mut data = Vec::with_capacity(hdr.len() + msg.len());
+        data.extend_from_slice(hdr);
+        data.extend_from_slice(msg);
         let e = MemEntry {
             subject: self.idx.intern(subject),
-            hdr: hdr.into(),
-            msg: msg.into(),
+            data: data.into_boxed_slice(),
+            hdr_len,
             ts: ts_ns,
             size,
         };
@@ -223,6 +228,10 @@ impl Store for MemStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn next_expiry(&self) -> Option<i64> {
+        self.idx.next_expiry(&self.limits)
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -180,7 +180,9 @@ fn truncate_and_expire() {
         s.truncate(4).unwrap();
         let st = s.state();
         assert_eq!((st.msgs, st.last_seq, st.last_ts), (4, 4, 40));
+        assert_eq!(s.next_expiry(), Some(20));
         assert_eq!(s.expire(30).unwrap(), 2);
+        assert_eq!(s.next_expiry(), Some(40));
         assert_eq!(s.state().first_seq, 3);
         s.truncate(0).unwrap();
         assert_eq!(s.state(), crate::StreamState::default());
