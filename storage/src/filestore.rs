@@ -8,7 +8,8 @@
 //! block that is mostly or wholly dead is compacted into a new file that replaces it by rename.
 //!
 //! The index (sequence → block and offset, per-subject sequence sets) lives in memory and is
-//! rebuilt by replaying every record on open.
+//! rebuilt by replaying every record on open. With `compress`, sealed blocks are snappy-packed
+//! and read by decompressing the whole block (a few are cached) instead of through a map.
 //!
 //! ## Format
 //!
@@ -18,7 +19,8 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `NATSDBLK` |
 //! | 8 | 1 | format version, `1` |
-//! | 9 | 3 | reserved, zero |
+//! | 9 | 1 | flags: bit 0 = records snappy-compressed (a packed block); other bits zero |
+//! | 10 | 2 | reserved, zero |
 //! | 12 | 4 | block index (u32, equals the file name) |
 //! | 16 | 8 | first sequence: the stream's last sequence + 1 when the block was created (u64) |
 //! | 24 | 8 | the stream's last timestamp when the block was created (i64 ns) |
@@ -39,6 +41,11 @@
 //! | 28+s | h | header block |
 //! | 28+s+h | n-36-s-h | payload |
 //! | n-8 | 8 | xxh3-64 of bytes 0..n-8 |
+//!
+//! A packed block (flag bit 0, only ever a sealed block, written with
+//! [`FileStoreConfig::compress`]) holds, after the header, the records compressed with snappy
+//! (raw format) and then an xxh3-64 of the compressed bytes (8 bytes). Offsets of records in
+//! the index are offsets in the decompressed layout (header + records), as for a plain block.
 //!
 //! Record kinds, replayed in order:
 //! - message: store `seq` with subject, headers and payload.
@@ -61,11 +68,13 @@
 //! sizes or checksum) is reported with `log::warn!` and in [`FileStore::recovery_report`]; the
 //! scan then looks for the next offset holding a valid record. If one exists the bad bytes are
 //! skipped (their messages are lost, the rest is kept); if none does, the damage is a torn or
-//! corrupt tail and the file is truncated at the first bad byte. A block whose header is bad is
-//! renamed to `<index>.blk.corrupt` and skipped.
+//! corrupt tail and the file is truncated at the first bad byte. A block whose header is bad,
+//! or a packed block whose compressed bytes fail their checksum, is renamed to
+//! `<index>.blk.corrupt` and skipped.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -86,6 +95,11 @@ const REC_HDR: usize = 28;
 const SUM: usize = 8;
 const MIN_REC: usize = REC_HDR + SUM;
 
+/// Block header flag: the records are snappy-compressed (see `pack`).
+const FLAG_SNAPPY: u8 = 1;
+/// Unpacked blocks kept for reads.
+const UNPACKED_CACHE: usize = 4;
+
 const KIND_MSG: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
 const KIND_FLOOR: u8 = 2;
@@ -105,6 +119,9 @@ pub struct FileStoreConfig {
     pub sync_always: bool,
     /// Stream limits.
     pub limits: StoreLimits,
+    /// Compress sealed blocks with snappy. Reads from a compressed block decompress it whole
+    /// (a few recently used blocks are cached); the active block is never compressed.
+    pub compress: bool,
 }
 
 impl Default for FileStoreConfig {
@@ -113,6 +130,7 @@ impl Default for FileStoreConfig {
             block_size: DEFAULT_BLOCK_SIZE,
             sync_always: false,
             limits: StoreLimits::default(),
+            compress: false,
         }
     }
 }
@@ -141,6 +159,8 @@ impl Entry for FileEntry {
 enum Data {
     Active(File),
     Sealed(Mmap),
+    /// A sealed, snappy-compressed block; read through `FileStore::unpacked`.
+    Packed,
 }
 
 struct Block {
@@ -173,9 +193,11 @@ impl Block {
     fn read(&self, off: u32, len: u32) -> std::io::Result<Cow<'_, [u8]>> {
         let (off, len) = (off as usize, len as usize);
         match &self.data {
-            Data::Sealed(m) => m.get(off..off + len).map(Cow::Borrowed).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "record past block end")
-            }),
+            Data::Sealed(m) => m
+                .get(off..off + len)
+                .map(Cow::Borrowed)
+                .ok_or_else(past_end),
+            Data::Packed => Err(std::io::Error::other("packed block read without unpacking")),
             Data::Active(f) => {
                 let mut v = vec![0; len];
                 f.read_exact_at(&mut v, off as u64)?;
@@ -194,6 +216,10 @@ struct Rec<'a> {
     hdr: &'a [u8],
     msg: &'a [u8],
     len: usize,
+}
+
+fn past_end() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "record past block end")
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -288,10 +314,11 @@ fn encode(
     Ok(())
 }
 
-fn block_header(index: u32, first: u64, ts: i64) -> [u8; BLOCK_HDR] {
+fn block_header(index: u32, first: u64, ts: i64, flags: u8) -> [u8; BLOCK_HDR] {
     let mut h = [0u8; BLOCK_HDR];
     h[..8].copy_from_slice(MAGIC);
     h[8] = VERSION;
+    h[9] = flags;
     h[12..16].copy_from_slice(&index.to_le_bytes());
     h[16..24].copy_from_slice(&first.to_le_bytes());
     h[24..32].copy_from_slice(&ts.to_le_bytes());
@@ -300,7 +327,7 @@ fn block_header(index: u32, first: u64, ts: i64) -> [u8; BLOCK_HDR] {
     h
 }
 
-fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64)> {
+fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64, u8)> {
     let corrupt = |reason| Error::Corrupt {
         block: index,
         offset: 0,
@@ -328,7 +355,57 @@ fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64)> {
     if u32_at(b, 12) != index {
         return Err(corrupt("block index differs from file name"));
     }
-    Ok((u64_at(b, 16), u64_at(b, 24) as i64))
+    if b[9] & !FLAG_SNAPPY != 0 {
+        return Err(corrupt("unknown block flags"));
+    }
+    Ok((u64_at(b, 16), u64_at(b, 24) as i64, b[9]))
+}
+
+/// A packed block file: header, snappy (raw format) of the records, xxh3-64 of the snappy bytes.
+fn pack(header: &[u8; BLOCK_HDR], records: &[u8]) -> Result<Vec<u8>> {
+    let body = snap::raw::Encoder::new()
+        .compress_vec(records)
+        .map_err(|_| Error::TooLarge { what: "block" })?;
+    let mut out = Vec::with_capacity(BLOCK_HDR + body.len() + SUM);
+    out.extend_from_slice(header);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&xxh3_64(&body).to_le_bytes());
+    Ok(out)
+}
+
+/// The raw layout (header + records) of a packed block file, so record offsets are the same
+/// as in an unpacked block.
+fn unpack(file: &[u8], index: u32) -> Result<Vec<u8>> {
+    if file.len() < BLOCK_HDR + SUM {
+        return Err(Error::Corrupt {
+            block: index,
+            offset: 0,
+            reason: "packed block truncated",
+        });
+    }
+    let body = &file[BLOCK_HDR..file.len() - SUM];
+    let expected = u64_at(file, file.len() - SUM);
+    let got = xxh3_64(body);
+    if got != expected {
+        return Err(Error::ChecksumMismatch {
+            block: index,
+            offset: BLOCK_HDR as u64,
+            got,
+            expected,
+        });
+    }
+    let corrupt = || Error::Corrupt {
+        block: index,
+        offset: BLOCK_HDR as u64,
+        reason: "packed block does not decompress",
+    };
+    let n = snap::raw::decompress_len(body).map_err(|_| corrupt())?;
+    let mut out = vec![0; BLOCK_HDR + n];
+    out[..BLOCK_HDR].copy_from_slice(&file[..BLOCK_HDR]);
+    snap::raw::Decoder::new()
+        .decompress(body, &mut out[BLOCK_HDR..])
+        .map_err(|_| corrupt())?;
+    Ok(out)
 }
 
 /// Valid records of a block's bytes with their offsets, the problems found, and the length
@@ -371,6 +448,7 @@ pub struct FileStore {
     buf: Vec<u8>,
     report: Vec<Error>,
     closed: bool,
+    unpacked: RefCell<VecDeque<(u32, Arc<[u8]>)>>,
 }
 
 impl FileStore {
@@ -399,6 +477,7 @@ impl FileStore {
             buf: Vec::new(),
             report: Vec::new(),
             closed: false,
+            unpacked: RefCell::new(VecDeque::new()),
         };
         let last = found.last().copied();
         for n in found {
@@ -425,8 +504,14 @@ impl FileStore {
 
     fn replay_block(&mut self, n: u32, is_last: bool) -> Result<()> {
         let path = self.block_path(n);
-        let bytes = fs::read(&path)?;
-        let (hdr_first, hdr_ts) = match parse_header(&bytes, n) {
+        let mut bytes = fs::read(&path)?;
+        let parsed = parse_header(&bytes, n).and_then(|(first, ts, flags)| {
+            if flags & FLAG_SNAPPY != 0 {
+                bytes = unpack(&bytes, n)?;
+            }
+            Ok((first, ts, flags & FLAG_SNAPPY != 0))
+        });
+        let (hdr_first, hdr_ts, packed) = match parsed {
             Ok(h) => h,
             Err(e) => {
                 log::warn!("filestore: {e}; renaming {} aside", path.display());
@@ -442,7 +527,7 @@ impl FileStore {
             log::warn!("filestore: {p}");
             self.report.push(p);
         }
-        if keep < bytes.len() {
+        if keep < bytes.len() && !packed {
             log::warn!(
                 "filestore: block {n}: truncating damaged tail at offset {keep} ({} bytes)",
                 bytes.len() - keep
@@ -472,7 +557,9 @@ impl FileStore {
         for (off, r) in recs {
             self.apply(n, off, &r);
         }
-        let data = if is_last {
+        let data = if packed {
+            Data::Packed
+        } else if is_last {
             Data::Active(OpenOptions::new().read(true).append(true).open(&path)?)
         } else {
             Data::Sealed(map_sealed(&File::open(&path)?)?)
@@ -544,7 +631,7 @@ impl FileStore {
             .append(true)
             .create_new(true)
             .open(&path)?;
-        f.write_all(&block_header(n, hdr_first, hdr_ts))?;
+        f.write_all(&block_header(n, hdr_first, hdr_ts, 0))?;
         if self.cfg.sync_always {
             f.sync_data()?;
             File::open(&self.dir)?.sync_all()?;
@@ -577,7 +664,30 @@ impl FileStore {
                 b.data = Data::Sealed(map_sealed(f)?);
             }
         }
-        self.new_block(n + 1)
+        self.new_block(n + 1)?;
+        if self.cfg.compress {
+            self.rewrite(n)?;
+        }
+        Ok(())
+    }
+
+    /// The raw bytes of packed block `n`, from the cache or decompressed from its file.
+    fn unpacked(&self, n: u32) -> Result<Arc<[u8]>> {
+        let mut cache = self.unpacked.borrow_mut();
+        if let Some((_, b)) = cache.iter().find(|(i, _)| *i == n) {
+            return Ok(b.clone());
+        }
+        let path = self.block_path(n);
+        let b: Arc<[u8]> = unpack(&fs::read(path)?, n)?.into();
+        if cache.len() >= UNPACKED_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((n, b.clone()));
+        Ok(b)
+    }
+
+    fn forget_unpacked(&self, n: u32) {
+        self.unpacked.borrow_mut().retain(|(i, _)| *i != n);
     }
 
     fn active_block(&mut self) -> Result<&mut Block> {
@@ -621,7 +731,7 @@ impl FileStore {
                 }
                 r
             }
-            Data::Sealed(_) => Err(std::io::Error::other("active block is sealed")),
+            Data::Sealed(_) | Data::Packed => Err(std::io::Error::other("active block is sealed")),
         };
         if res.is_ok() {
             b.len += len;
@@ -651,7 +761,14 @@ impl FileStore {
             offset: u64::from(e.offset),
             reason: "index points at a missing block",
         })?;
-        let bytes = b.read(e.offset, e.len)?;
+        let whole;
+        let bytes = if matches!(b.data, Data::Packed) {
+            whole = self.unpacked(e.block)?;
+            let (off, len) = (e.offset as usize, e.len as usize);
+            Cow::Borrowed(whole.get(off..off + len).ok_or_else(past_end)?)
+        } else {
+            b.read(e.offset, e.len)?
+        };
         let r = decode(&bytes, e.block, u64::from(e.offset))?;
         if r.kind != KIND_MSG || r.seq != seq {
             return Err(Error::Corrupt {
@@ -724,10 +841,16 @@ impl FileStore {
         let Some(b) = self.blocks.get(&n) else {
             return Ok(());
         };
-        let Data::Sealed(map) = &b.data else {
-            return Ok(());
+        let whole;
+        let bytes: &[u8] = match &b.data {
+            Data::Sealed(map) => map,
+            Data::Packed => {
+                whole = self.unpacked(n)?;
+                &whole
+            }
+            Data::Active(_) => return Ok(()),
         };
-        let (recs, _, _) = scan(map, n);
+        let (recs, _, _) = scan(bytes, n);
         let mut out = Vec::with_capacity(b.len as usize);
         out.extend_from_slice(&[0; BLOCK_HDR]);
         let mut hdr_first = b.hdr_first;
@@ -774,18 +897,26 @@ impl FileStore {
             encode(&mut out, r.kind, r.seq, r.ts, r.subject, r.hdr, r.msg)?;
         }
         let path = b.path.clone();
+        self.forget_unpacked(n);
         if out.len() == BLOCK_HDR {
             self.blocks.remove(&n);
             fs::remove_file(&path)?;
             return Ok(());
         }
-        out[..BLOCK_HDR].copy_from_slice(&block_header(n, hdr_first, kept.hdr_ts));
+        let compress = self.cfg.compress;
+        let flags = if compress { FLAG_SNAPPY } else { 0 };
+        let header = block_header(n, hdr_first, kept.hdr_ts, flags);
+        out[..BLOCK_HDR].copy_from_slice(&header);
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         {
             let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
+            if compress {
+                f.write_all(&pack(&header, &out[BLOCK_HDR..])?)?;
+            } else {
+                f.write_all(&out)?;
+            }
             f.sync_data()?;
         }
         fs::rename(&tmp, &path)?;
@@ -794,7 +925,11 @@ impl FileStore {
         }
         kept.hdr_first = hdr_first;
         kept.len = out.len() as u64;
-        kept.data = Data::Sealed(map_sealed(&File::open(&path)?)?);
+        kept.data = if compress {
+            Data::Packed
+        } else {
+            Data::Sealed(map_sealed(&File::open(&path)?)?)
+        };
         for (seq, off) in moved {
             if let Some(e) = self.idx.msgs.get_mut(&seq) {
                 e.offset = off;
@@ -807,6 +942,7 @@ impl FileStore {
     /// Delete every block and start over with a new, empty stream.
     fn reset(&mut self) -> Result<()> {
         let next = self.active + 1;
+        self.unpacked.borrow_mut().clear();
         for (_, b) in std::mem::take(&mut self.blocks) {
             drop(b.data);
             fs::remove_file(&b.path)?;
@@ -1233,6 +1369,37 @@ mod tests {
         let s = FileStore::open(dir.path(), cfg()).unwrap();
         assert!(s.recovery_report().is_empty());
         let want: Vec<u64> = (11..=25).filter(|&q| q != 12).collect();
+        assert_eq!(present(&s), want);
+    }
+
+    #[test]
+    fn compressed_blocks_reopen_and_a_damaged_one_is_set_aside() {
+        let dir = TempDir::new("snappy");
+        let c = FileStoreConfig {
+            compress: true,
+            ..cfg()
+        };
+        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+        for i in 1..=25u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        assert!(matches!(s.blocks[&1].data, Data::Packed));
+        assert_eq!(s.load_msg(3).unwrap().msg, vec![3; 20]);
+        s.stop().unwrap();
+        drop(s);
+        // Repetitive payloads compress.
+        assert!(fs::metadata(block(&dir, 1)).unwrap().len() < BLOCK_HDR as u64 + 10 * REC);
+        let s = FileStore::open(dir.path(), c.clone()).unwrap();
+        assert!(s.recovery_report().is_empty());
+        assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
+        drop(s);
+        patch(&block(&dir, 2), BLOCK_HDR as u64 + 3, |b| *b ^= 0x10);
+        let s = FileStore::open(dir.path(), c).unwrap();
+        assert!(matches!(
+            s.recovery_report(),
+            [Error::ChecksumMismatch { block: 2, .. }]
+        ));
+        let want: Vec<u64> = (1..=10).chain(21..=25).collect();
         assert_eq!(present(&s), want);
     }
 }

@@ -88,9 +88,14 @@ fn check_same(m: &MemStore, f: &FileStore) {
 }
 
 fn run(ops: Vec<Op>, block_size: u64) {
+    run_with(ops, block_size, false);
+}
+
+fn run_with(ops: Vec<Op>, block_size: u64, compress: bool) {
     let dir = TempDir::new("model");
     let mut cfg = FileStoreConfig {
         block_size,
+        compress,
         ..FileStoreConfig::default()
     };
     let mut m = MemStore::with_file_accounting(StoreLimits::default());
@@ -166,6 +171,11 @@ proptest! {
     #[test]
     fn filestore_equals_memstore_small_blocks(ops in proptest::collection::vec(op(), 1..80)) {
         run(ops, 300);
+    }
+
+    #[test]
+    fn compressed_filestore_equals_memstore(ops in proptest::collection::vec(op(), 1..80)) {
+        run_with(ops, 300, true);
     }
 
     #[test]
