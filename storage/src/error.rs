@@ -59,6 +59,15 @@ pub enum Error {
         /// Checksum stored in the record.
         expected: u64,
     },
+    /// The store holds encrypted blocks and no key was configured.
+    KeyRequired,
+    /// A record or block passed its checksum but did not decrypt: the key is wrong.
+    Decrypt {
+        /// Block file index.
+        block: u32,
+        /// Byte offset in the block file.
+        offset: u64,
+    },
     /// The store was stopped; no further operations are accepted.
     Closed,
     /// An I/O error from the file system.
@@ -93,6 +102,11 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "checksum mismatch in block {block} at offset {offset}: got {got:016x}, expected {expected:016x}"
+            ),
+            Error::KeyRequired => f.write_str("store is encrypted and no key was configured"),
+            Error::Decrypt { block, offset } => write!(
+                f,
+                "block {block} at offset {offset} does not decrypt with the configured key"
             ),
             Error::Closed => f.write_str("store is closed"),
             Error::Io(e) => write!(f, "i/o error: {e}"),

@@ -8,23 +8,26 @@
 //! block that is mostly or wholly dead is compacted into a new file that replaces it by rename.
 //!
 //! The index (sequence → block and offset, per-subject sequence sets) lives in memory and is
-//! rebuilt by replaying every record on open. With `compress`, sealed blocks are snappy-packed
-//! and read by decompressing the whole block (a few are cached) instead of through a map.
+//! rebuilt by replaying every record on open. With `compress` or an `encryption_key`, a sealed
+//! block is packed (snappy-compressed and/or AES-256-GCM encrypted as a whole) and read by
+//! unpacking the whole block (a few are cached) instead of through a map.
 //!
 //! ## Format
 //!
-//! All integers are little-endian. Each block file starts with a 40-byte header:
+//! All integers are little-endian. Each block file starts with a 56-byte header:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `NATSDBLK` |
 //! | 8 | 1 | format version, `1` |
-//! | 9 | 1 | flags: bit 0 = records snappy-compressed (a packed block); other bits zero |
+//! | 9 | 1 | flags: bit 0 snappy body, bit 1 AES-256-GCM, bit 2 packed; other bits zero |
 //! | 10 | 2 | reserved, zero |
 //! | 12 | 4 | block index (u32, equals the file name) |
 //! | 16 | 8 | first sequence: the stream's last sequence + 1 when the block was created (u64) |
 //! | 24 | 8 | the stream's last timestamp when the block was created (i64 ns) |
-//! | 32 | 8 | xxh3-64 of bytes 0..32 |
+//! | 32 | 12 | nonce: random per block file when encrypted, zero otherwise |
+//! | 44 | 4 | reserved, zero |
+//! | 48 | 8 | xxh3-64 of bytes 0..48 |
 //!
 //! followed by records:
 //!
@@ -32,7 +35,7 @@
 //! |---|---|---|
 //! | 0 | 4 | record length `n`, header to checksum inclusive (u32, at least 36) |
 //! | 4 | 1 | kind: 0 message, 1 tombstone, 2 floor, 3 truncate |
-//! | 5 | 1 | flags, zero |
+//! | 5 | 1 | flags: bit 0 = body encrypted (message records of an AES block only) |
 //! | 6 | 2 | subject length `s` (u16) |
 //! | 8 | 8 | sequence (u64) |
 //! | 16 | 8 | timestamp (i64 ns since the Unix epoch) |
@@ -42,10 +45,18 @@
 //! | 28+s+h | n-36-s-h | payload |
 //! | n-8 | 8 | xxh3-64 of bytes 0..n-8 |
 //!
-//! A packed block (flag bit 0, only ever a sealed block, written with
-//! [`FileStoreConfig::compress`]) holds, after the header, the records compressed with snappy
-//! (raw format) and then an xxh3-64 of the compressed bytes (8 bytes). Offsets of records in
-//! the index are offsets in the decompressed layout (header + records), as for a plain block.
+//! An encrypted record replaces bytes 28..n-8 with AES-256-GCM of subject ‖ headers ‖ payload
+//! (the same lengths) followed by its 16-byte tag; the associated data is bytes 0..28 and the
+//! nonce is the block nonce with its first 8 bytes XORed with the record's offset. The
+//! checksum covers the ciphertext, so damage is found (and skipped) without the key; a record
+//! whose checksum holds but which does not decrypt means a wrong key, and open fails.
+//!
+//! A packed block (flag bit 2; only ever sealed, written when [`FileStoreConfig::compress`]
+//! or an encryption key is set) holds after the header a body and then an xxh3-64 of the body
+//! (8 bytes). The body is the plain records, snappy-compressed (raw format) if bit 0 is set,
+//! then AES-256-GCM encrypted under the header nonce with header bytes 0..48 as associated
+//! data if bit 1 is set. Offsets of records in the index are offsets in the unpacked layout
+//! (header + records), as for a plain block.
 //!
 //! Record kinds, replayed in order:
 //! - message: store `seq` with subject, headers and payload.
@@ -69,18 +80,22 @@
 //! scan then looks for the next offset holding a valid record. If one exists the bad bytes are
 //! skipped (their messages are lost, the rest is kept); if none does, the damage is a torn or
 //! corrupt tail and the file is truncated at the first bad byte. A block whose header is bad,
-//! or a packed block whose compressed bytes fail their checksum, is renamed to
-//! `<index>.blk.corrupt` and skipped.
+//! or a packed block whose body fails its checksum, is renamed to `<index>.blk.corrupt` and
+//! skipped. An encrypted store opened without its key fails with [`Error::KeyRequired`], with
+//! another key with [`Error::Decrypt`], before anything is changed on disk; it never appends
+//! to a block written before the open (a cut tail would otherwise reuse record nonces).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aes_gcm::aead::{Aead, Nonce, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit};
 use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -90,13 +105,23 @@ use crate::{Error, Result, Store, StoreLimits, StoredMsg, StreamState, SubjectSt
 
 const MAGIC: &[u8; 8] = b"NATSDBLK";
 const VERSION: u8 = 1;
-const BLOCK_HDR: usize = 40;
+const BLOCK_HDR: usize = 56;
+/// Bytes of the block header covered by its checksum (and used as AES-GCM associated data).
+const BLOCK_HDR_SUMMED: usize = 48;
+const TAG: usize = 16;
 const REC_HDR: usize = 28;
 const SUM: usize = 8;
 const MIN_REC: usize = REC_HDR + SUM;
 
-/// Block header flag: the records are snappy-compressed (see `pack`).
+/// Block header flag: a packed block's body is snappy-compressed.
 const FLAG_SNAPPY: u8 = 1;
+/// Block header flag: message records (plain layout) or the body (packed) are AES-256-GCM
+/// encrypted with nonces derived from the header nonce.
+const FLAG_AES: u8 = 2;
+/// Block header flag: the file is a packed block (header, body, checksum; see `pack`).
+const FLAG_PACKED: u8 = 4;
+/// Record flag: the record body (subject, headers, payload) is encrypted, followed by a tag.
+const REC_ENCRYPTED: u8 = 1;
 /// Unpacked blocks kept for reads.
 const UNPACKED_CACHE: usize = 4;
 
@@ -122,6 +147,44 @@ pub struct FileStoreConfig {
     /// Compress sealed blocks with snappy. Reads from a compressed block decompress it whole
     /// (a few recently used blocks are cached); the active block is never compressed.
     pub compress: bool,
+    /// Encrypt with AES-256-GCM: each message record of the active block, and each sealed
+    /// block whole (a fresh random nonce per block, in its header). A store written with a key
+    /// cannot be opened without it ([`Error::KeyRequired`]) or with another ([`Error::Decrypt`]).
+    pub encryption_key: Option<EncryptionKey>,
+}
+
+/// A 256-bit AES-GCM key. Its `Debug` output does not show the key.
+#[derive(Clone)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(..)")
+    }
+}
+
+/// The cipher and block nonce that a block's encrypted records use.
+#[derive(Clone, Copy)]
+struct Seal<'a> {
+    cipher: &'a Aes256Gcm,
+    nonce: [u8; 12],
+}
+
+/// Per-record nonce: the block's random nonce with its first 8 bytes XORed with the record's
+/// offset, unique within the block because offsets are (a block that lost its tail is never
+/// appended to again while encrypted; see `FileStore::open`).
+fn record_nonce(block_nonce: [u8; 12], offset: u64) -> Nonce<Aes256Gcm> {
+    let mut n = block_nonce;
+    for (a, b) in n.iter_mut().zip(offset.to_le_bytes()) {
+        *a ^= b;
+    }
+    Nonce::<Aes256Gcm>::from(n)
+}
+
+fn fresh_nonce() -> Result<[u8; 12]> {
+    let mut n = [0; 12];
+    File::open("/dev/urandom")?.read_exact(&mut n)?;
+    Ok(n)
 }
 
 impl Default for FileStoreConfig {
@@ -131,6 +194,7 @@ impl Default for FileStoreConfig {
             sync_always: false,
             limits: StoreLimits::default(),
             compress: false,
+            encryption_key: None,
         }
     }
 }
@@ -175,6 +239,8 @@ struct Block {
     max_seq: u64,
     /// Highest floor marker in the block (0 if none): it claims `last_seq >= max_floor - 1`.
     max_floor: u64,
+    /// Header nonce (zero when not encrypted).
+    nonce: [u8; 12],
 }
 
 impl Block {
@@ -212,10 +278,23 @@ struct Rec<'a> {
     kind: u8,
     seq: u64,
     ts: i64,
-    subject: &'a [u8],
-    hdr: &'a [u8],
-    msg: &'a [u8],
+    slen: usize,
+    hlen: usize,
+    /// Subject, headers and payload, decrypted when the record was encrypted.
+    body: Cow<'a, [u8]>,
     len: usize,
+}
+
+impl Rec<'_> {
+    fn subject(&self) -> &[u8] {
+        &self.body[..self.slen]
+    }
+    fn hdr(&self) -> &[u8] {
+        &self.body[self.slen..self.slen + self.hlen]
+    }
+    fn msg(&self) -> &[u8] {
+        &self.body[self.slen + self.hlen..]
+    }
 }
 
 fn past_end() -> std::io::Error {
@@ -236,7 +315,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 
 /// Decode the record at the start of `b`. Never panics on arbitrary bytes: every slice is
 /// bounds-checked against lengths validated first.
-fn decode(b: &[u8], block: u32, offset: u64) -> Result<Rec<'_>> {
+fn decode<'a>(b: &'a [u8], block: u32, offset: u64, seal: Option<Seal<'_>>) -> Result<Rec<'a>> {
     let corrupt = |reason| Error::Corrupt {
         block,
         offset,
@@ -253,12 +332,14 @@ fn decode(b: &[u8], block: u32, offset: u64) -> Result<Rec<'_>> {
         return Err(corrupt("record length past end of block"));
     }
     let kind = b[4];
-    if kind > KIND_TRUNCATE || b[5] != 0 {
+    if kind > KIND_TRUNCATE || b[5] & !REC_ENCRYPTED != 0 {
         return Err(corrupt("unknown record kind or flags"));
     }
+    let encrypted = b[5] & REC_ENCRYPTED != 0;
     let slen = u16::from_le_bytes([b[6], b[7]]) as usize;
     let hlen = u32_at(b, 24) as usize;
-    if REC_HDR + slen + hlen > len - SUM {
+    let tag = if encrypted { TAG } else { 0 };
+    if REC_HDR + slen + hlen + tag > len - SUM {
         return Err(corrupt("field lengths exceed record length"));
     }
     let expected = u64_at(b, len - SUM);
@@ -271,19 +352,48 @@ fn decode(b: &[u8], block: u32, offset: u64) -> Result<Rec<'_>> {
             expected,
         });
     }
-    let body = &b[REC_HDR..len - SUM];
+    let raw = &b[REC_HDR..len - SUM];
+    let body = if encrypted {
+        let seal = seal.ok_or(Error::KeyRequired)?;
+        let payload = Payload {
+            msg: raw,
+            aad: &b[..REC_HDR],
+        };
+        let plain = seal
+            .cipher
+            .decrypt(&record_nonce(seal.nonce, offset), payload)
+            .map_err(|_| Error::Decrypt { block, offset })?;
+        if plain.len() < slen + hlen {
+            return Err(corrupt("decrypted body shorter than its fields"));
+        }
+        Cow::Owned(plain)
+    } else {
+        Cow::Borrowed(raw)
+    };
     Ok(Rec {
         kind,
         seq: u64_at(b, 8),
         ts: u64_at(b, 16) as i64,
-        subject: &body[..slen],
-        hdr: &body[slen..slen + hlen],
-        msg: &body[slen + hlen..],
+        slen,
+        hlen,
+        body,
         len,
     })
 }
 
-/// Append one encoded record to `out`.
+/// Encoded size of a record; message records of an encrypted block carry a tag.
+fn record_len(kind: u8, encrypted: bool, subject: &[u8], hdr: &[u8], msg: &[u8]) -> usize {
+    let tag = if encrypted && kind == KIND_MSG {
+        TAG
+    } else {
+        0
+    };
+    MIN_REC + subject.len() + hdr.len() + msg.len() + tag
+}
+
+/// Append one encoded record to `out`; `seal` with the record's offset in its block encrypts
+/// a message record's body.
+#[allow(clippy::too_many_arguments)]
 fn encode(
     out: &mut Vec<u8>,
     kind: u8,
@@ -292,29 +402,47 @@ fn encode(
     subject: &[u8],
     hdr: &[u8],
     msg: &[u8],
+    seal: Option<(Seal<'_>, u64)>,
 ) -> Result<()> {
     let slen = u16::try_from(subject.len()).map_err(|_| Error::TooLarge { what: "subject" })?;
     let hlen = u32::try_from(hdr.len()).map_err(|_| Error::TooLarge { what: "headers" })?;
-    let total = MIN_REC + subject.len() + hdr.len() + msg.len();
+    let seal = seal.filter(|_| kind == KIND_MSG);
+    let total = record_len(kind, seal.is_some(), subject, hdr, msg);
     let len = u32::try_from(total).map_err(|_| Error::TooLarge { what: "message" })?;
     let start = out.len();
     out.extend_from_slice(&len.to_le_bytes());
     out.push(kind);
-    out.push(0);
+    out.push(if seal.is_some() { REC_ENCRYPTED } else { 0 });
     out.extend_from_slice(&slen.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&ts.to_le_bytes());
     out.extend_from_slice(&hlen.to_le_bytes());
-    out.extend_from_slice(subject);
-    out.extend_from_slice(hdr);
-    out.extend_from_slice(msg);
+    if let Some((seal, offset)) = seal {
+        let mut plain = Vec::with_capacity(subject.len() + hdr.len() + msg.len());
+        plain.extend_from_slice(subject);
+        plain.extend_from_slice(hdr);
+        plain.extend_from_slice(msg);
+        let payload = Payload {
+            msg: &plain,
+            aad: &out[start..start + REC_HDR],
+        };
+        let sealed = seal
+            .cipher
+            .encrypt(&record_nonce(seal.nonce, offset), payload)
+            .map_err(|_| Error::TooLarge { what: "message" })?;
+        out.extend_from_slice(&sealed);
+    } else {
+        out.extend_from_slice(subject);
+        out.extend_from_slice(hdr);
+        out.extend_from_slice(msg);
+    }
     let sum = xxh3_64(&out[start..]);
     out.extend_from_slice(&sum.to_le_bytes());
     assert_eq!(out.len() - start, total);
     Ok(())
 }
 
-fn block_header(index: u32, first: u64, ts: i64, flags: u8) -> [u8; BLOCK_HDR] {
+fn block_header(index: u32, first: u64, ts: i64, flags: u8, nonce: [u8; 12]) -> [u8; BLOCK_HDR] {
     let mut h = [0u8; BLOCK_HDR];
     h[..8].copy_from_slice(MAGIC);
     h[8] = VERSION;
@@ -322,12 +450,21 @@ fn block_header(index: u32, first: u64, ts: i64, flags: u8) -> [u8; BLOCK_HDR] {
     h[12..16].copy_from_slice(&index.to_le_bytes());
     h[16..24].copy_from_slice(&first.to_le_bytes());
     h[24..32].copy_from_slice(&ts.to_le_bytes());
-    let sum = xxh3_64(&h[..32]);
-    h[32..].copy_from_slice(&sum.to_le_bytes());
+    h[32..44].copy_from_slice(&nonce);
+    let sum = xxh3_64(&h[..BLOCK_HDR_SUMMED]);
+    h[BLOCK_HDR_SUMMED..].copy_from_slice(&sum.to_le_bytes());
     h
 }
 
-fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64, u8)> {
+/// A parsed block header.
+struct Header {
+    first: u64,
+    ts: i64,
+    flags: u8,
+    nonce: [u8; 12],
+}
+
+fn parse_header(b: &[u8], index: u32) -> Result<Header> {
     let corrupt = |reason| Error::Corrupt {
         block: index,
         offset: 0,
@@ -342,8 +479,8 @@ fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64, u8)> {
     if b[8] != VERSION {
         return Err(corrupt("unsupported block format version"));
     }
-    let expected = u64_at(b, 32);
-    let got = xxh3_64(&b[..32]);
+    let expected = u64_at(b, BLOCK_HDR_SUMMED);
+    let got = xxh3_64(&b[..BLOCK_HDR_SUMMED]);
     if got != expected {
         return Err(Error::ChecksumMismatch {
             block: index,
@@ -355,17 +492,43 @@ fn parse_header(b: &[u8], index: u32) -> Result<(u64, i64, u8)> {
     if u32_at(b, 12) != index {
         return Err(corrupt("block index differs from file name"));
     }
-    if b[9] & !FLAG_SNAPPY != 0 {
+    if b[9] & !(FLAG_SNAPPY | FLAG_AES | FLAG_PACKED) != 0 {
         return Err(corrupt("unknown block flags"));
     }
-    Ok((u64_at(b, 16), u64_at(b, 24) as i64, b[9]))
+    let mut nonce = [0; 12];
+    nonce.copy_from_slice(&b[32..44]);
+    Ok(Header {
+        first: u64_at(b, 16),
+        ts: u64_at(b, 24) as i64,
+        flags: b[9],
+        nonce,
+    })
 }
 
-/// A packed block file: header, snappy (raw format) of the records, xxh3-64 of the snappy bytes.
-fn pack(header: &[u8; BLOCK_HDR], records: &[u8]) -> Result<Vec<u8>> {
-    let body = snap::raw::Encoder::new()
-        .compress_vec(records)
-        .map_err(|_| Error::TooLarge { what: "block" })?;
+/// A packed block file: header, body, xxh3-64 of the body. The body is the records,
+/// snappy-compressed (raw format) if the header says so, then AES-GCM encrypted under the
+/// header nonce with the summed header bytes as associated data if the header says so.
+fn pack(header: &[u8; BLOCK_HDR], records: &[u8], cipher: Option<&Aes256Gcm>) -> Result<Vec<u8>> {
+    let flags = header[9];
+    let mut body = if flags & FLAG_SNAPPY != 0 {
+        snap::raw::Encoder::new()
+            .compress_vec(records)
+            .map_err(|_| Error::TooLarge { what: "block" })?
+    } else {
+        records.to_vec()
+    };
+    if flags & FLAG_AES != 0 {
+        let cipher = cipher.ok_or(Error::KeyRequired)?;
+        let mut nonce = [0; 12];
+        nonce.copy_from_slice(&header[32..44]);
+        let payload = Payload {
+            msg: &body,
+            aad: &header[..BLOCK_HDR_SUMMED],
+        };
+        body = cipher
+            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
+            .map_err(|_| Error::TooLarge { what: "block" })?;
+    }
     let mut out = Vec::with_capacity(BLOCK_HDR + body.len() + SUM);
     out.extend_from_slice(header);
     out.extend_from_slice(&body);
@@ -375,7 +538,7 @@ fn pack(header: &[u8; BLOCK_HDR], records: &[u8]) -> Result<Vec<u8>> {
 
 /// The raw layout (header + records) of a packed block file, so record offsets are the same
 /// as in an unpacked block.
-fn unpack(file: &[u8], index: u32) -> Result<Vec<u8>> {
+fn unpack(file: &[u8], index: u32, cipher: Option<&Aes256Gcm>) -> Result<Vec<u8>> {
     if file.len() < BLOCK_HDR + SUM {
         return Err(Error::Corrupt {
             block: index,
@@ -399,6 +562,32 @@ fn unpack(file: &[u8], index: u32) -> Result<Vec<u8>> {
         offset: BLOCK_HDR as u64,
         reason: "packed block does not decompress",
     };
+    let flags = file[9];
+    let decrypted;
+    let body = if flags & FLAG_AES != 0 {
+        let cipher = cipher.ok_or(Error::KeyRequired)?;
+        let mut nonce = [0; 12];
+        nonce.copy_from_slice(&file[32..44]);
+        let payload = Payload {
+            msg: body,
+            aad: &file[..BLOCK_HDR_SUMMED],
+        };
+        decrypted = cipher
+            .decrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
+            .map_err(|_| Error::Decrypt {
+                block: index,
+                offset: BLOCK_HDR as u64,
+            })?;
+        &decrypted[..]
+    } else {
+        body
+    };
+    if flags & FLAG_SNAPPY == 0 {
+        let mut out = Vec::with_capacity(BLOCK_HDR + body.len());
+        out.extend_from_slice(&file[..BLOCK_HDR]);
+        out.extend_from_slice(body);
+        return Ok(out);
+    }
     let n = snap::raw::decompress_len(body).map_err(|_| corrupt())?;
     let mut out = vec![0; BLOCK_HDR + n];
     out[..BLOCK_HDR].copy_from_slice(&file[..BLOCK_HDR]);
@@ -408,30 +597,35 @@ fn unpack(file: &[u8], index: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Valid records of a block's bytes with their offsets, the problems found, and the length
+/// Records of a block: the valid ones with their offsets, the problems found, and the length
 /// to keep (shorter than the input when the tail is damaged).
-fn scan(b: &[u8], index: u32) -> (Vec<(usize, Rec<'_>)>, Vec<Error>, usize) {
+type Scan<'a> = (Vec<(usize, Rec<'a>)>, Vec<Error>, usize);
+
+/// Check every record of a block's bytes. A missing or wrong key is an error, not damage: the
+/// bytes passed their checksum, so nothing may be cut.
+fn scan<'a>(b: &'a [u8], index: u32, seal: Option<Seal<'_>>) -> Result<Scan<'a>> {
     let mut recs = Vec::new();
     let mut problems = Vec::new();
     let mut off = BLOCK_HDR;
     while off < b.len() {
-        match decode(&b[off..], index, off as u64) {
+        match decode(&b[off..], index, off as u64, seal) {
             Ok(r) => {
                 off += r.len;
                 recs.push((off - r.len, r));
             }
+            Err(e @ (Error::KeyRequired | Error::Decrypt { .. })) => return Err(e),
             Err(e) => {
                 problems.push(e);
                 let next = (off + 1..b.len().saturating_sub(MIN_REC - 1))
-                    .find(|&p| decode(&b[p..], index, p as u64).is_ok());
+                    .find(|&p| decode(&b[p..], index, p as u64, seal).is_ok());
                 match next {
                     Some(p) => off = p,
-                    None => return (recs, problems, off),
+                    None => return Ok((recs, problems, off)),
                 }
             }
         }
     }
-    (recs, problems, off)
+    Ok((recs, problems, off))
 }
 
 /// A [`Store`] of checksummed records in block files under a directory.
@@ -449,6 +643,10 @@ pub struct FileStore {
     report: Vec<Error>,
     closed: bool,
     unpacked: RefCell<VecDeque<(u32, Arc<[u8]>)>>,
+    cipher: Option<Aes256Gcm>,
+    /// Start a new block before the next append (after a failed write, so an encrypted block
+    /// never reuses a record offset and with it a nonce).
+    roll_next: bool,
 }
 
 impl FileStore {
@@ -478,12 +676,23 @@ impl FileStore {
             report: Vec::new(),
             closed: false,
             unpacked: RefCell::new(VecDeque::new()),
+            cipher: None,
+            roll_next: false,
         };
+        if let Some(k) = &fs_.cfg.encryption_key {
+            fs_.cipher = Some(Aes256Gcm::new(&k.0.into()));
+        }
         let last = found.last().copied();
         for n in found {
             fs_.replay_block(n, Some(n) == last)?;
         }
         match fs_.blocks.last_key_value() {
+            // An encrypted store never appends to a block written before this open: its tail
+            // may have been cut, and appending there again would reuse record nonces.
+            Some((&n, b)) if matches!(b.data, Data::Active(_)) && fs_.cipher.is_some() => {
+                fs_.active = n;
+                fs_.roll()?;
+            }
             Some((&n, b)) if matches!(b.data, Data::Active(_)) => fs_.active = n,
             Some((&n, _)) => fs_.new_block(n + 1)?,
             None => fs_.new_block(1)?,
@@ -505,14 +714,19 @@ impl FileStore {
     fn replay_block(&mut self, n: u32, is_last: bool) -> Result<()> {
         let path = self.block_path(n);
         let mut bytes = fs::read(&path)?;
-        let parsed = parse_header(&bytes, n).and_then(|(first, ts, flags)| {
-            if flags & FLAG_SNAPPY != 0 {
-                bytes = unpack(&bytes, n)?;
+        let cipher = self.cipher.as_ref();
+        let parsed = parse_header(&bytes, n).and_then(|h| {
+            if h.flags & FLAG_AES != 0 && cipher.is_none() {
+                return Err(Error::KeyRequired);
             }
-            Ok((first, ts, flags & FLAG_SNAPPY != 0))
+            if h.flags & FLAG_PACKED != 0 {
+                bytes = unpack(&bytes, n, cipher)?;
+            }
+            Ok(h)
         });
-        let (hdr_first, hdr_ts, packed) = match parsed {
-            Ok(h) => h,
+        let (hdr_first, hdr_ts, packed, nonce) = match parsed {
+            Ok(h) => (h.first, h.ts, h.flags & FLAG_PACKED != 0, h.nonce),
+            Err(e @ (Error::KeyRequired | Error::Decrypt { .. })) => return Err(e),
             Err(e) => {
                 log::warn!("filestore: {e}; renaming {} aside", path.display());
                 self.report.push(e);
@@ -522,7 +736,8 @@ impl FileStore {
                 return Ok(());
             }
         };
-        let (recs, problems, keep) = scan(&bytes, n);
+        let seal = cipher.map(|cipher| Seal { cipher, nonce });
+        let (recs, problems, keep) = scan(&bytes, n, seal)?;
         for p in problems {
             log::warn!("filestore: {p}");
             self.report.push(p);
@@ -549,6 +764,7 @@ impl FileStore {
                 min_seq: 0,
                 max_seq: 0,
                 max_floor: 0,
+                nonce,
             },
         );
         if hdr_first > 0 {
@@ -574,11 +790,11 @@ impl FileStore {
     fn apply(&mut self, n: u32, off: usize, r: &Rec<'_>) {
         match r.kind {
             KIND_MSG => {
-                let subject = String::from_utf8_lossy(r.subject);
+                let subject = String::from_utf8_lossy(r.subject());
                 let e = FileEntry {
                     subject: self.idx.intern(&subject),
                     ts: r.ts,
-                    size: SizeRule::File.size(&subject, r.hdr, r.msg),
+                    size: SizeRule::File.size(&subject, r.hdr(), r.msg()),
                     block: n,
                     offset: off as u32,
                     len: r.len as u32,
@@ -626,12 +842,16 @@ impl FileStore {
         let path = self.block_path(n);
         let hdr_first = self.idx.last_seq + 1;
         let hdr_ts = self.idx.last_ts;
+        let (flags, nonce) = match self.cipher {
+            Some(_) => (FLAG_AES, fresh_nonce()?),
+            None => (0, [0; 12]),
+        };
         let mut f = OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
             .open(&path)?;
-        f.write_all(&block_header(n, hdr_first, hdr_ts, 0))?;
+        f.write_all(&block_header(n, hdr_first, hdr_ts, flags, nonce))?;
         if self.cfg.sync_always {
             f.sync_data()?;
             File::open(&self.dir)?.sync_all()?;
@@ -649,6 +869,7 @@ impl FileStore {
                 min_seq: 0,
                 max_seq: 0,
                 max_floor: 0,
+                nonce,
             },
         );
         self.active = n;
@@ -665,7 +886,7 @@ impl FileStore {
             }
         }
         self.new_block(n + 1)?;
-        if self.cfg.compress {
+        if self.cfg.compress || self.cipher.is_some() {
             self.rewrite(n)?;
         }
         Ok(())
@@ -678,7 +899,7 @@ impl FileStore {
             return Ok(b.clone());
         }
         let path = self.block_path(n);
-        let b: Arc<[u8]> = unpack(&fs::read(path)?, n)?.into();
+        let b: Arc<[u8]> = unpack(&fs::read(path)?, n, self.cipher.as_ref())?.into();
         if cache.len() >= UNPACKED_CACHE {
             cache.pop_front();
         }
@@ -698,56 +919,81 @@ impl FileStore {
         })
     }
 
-    /// Append the record in `self.buf` to the active block; returns (block, offset).
-    fn append_buf(&mut self) -> Result<(u32, u64)> {
-        let len = self.buf.len() as u64;
+    fn seal(&self, b: &Block) -> Option<Seal<'_>> {
+        self.cipher.as_ref().map(|cipher| Seal {
+            cipher,
+            nonce: b.nonce,
+        })
+    }
+
+    /// Encode and append one record to the active block, starting a new block first when it
+    /// would not fit. Returns (block, offset, record length).
+    fn append(
+        &mut self,
+        kind: u8,
+        seq: u64,
+        ts: i64,
+        rec: (&[u8], &[u8], &[u8]),
+    ) -> Result<(u32, u64, u32)> {
+        let (subject, hdr, msg) = rec;
+        let len = record_len(kind, self.cipher.is_some(), subject, hdr, msg) as u64;
         let (blen, has_records) = {
             let b = self.active_block()?;
             (b.len, b.len > BLOCK_HDR as u64)
         };
-        if has_records && blen + len > self.cfg.block_size {
+        if self.roll_next || (has_records && blen + len > self.cfg.block_size) {
             self.roll()?;
+            self.roll_next = false;
         }
-        let sync = self.cfg.sync_always;
         let n = self.active;
-        let buf = std::mem::take(&mut self.buf);
-        let Some(b) = self.blocks.get_mut(&n) else {
-            self.buf = buf;
-            return Err(Error::Corrupt {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let encoded = match self.blocks.get(&n) {
+            Some(b) => {
+                let seal = self.seal(b).map(|s| (s, b.len));
+                encode(&mut buf, kind, seq, ts, subject, hdr, msg, seal)
+            }
+            None => Err(Error::Corrupt {
                 block: n,
                 offset: 0,
                 reason: "active block missing",
-            });
+            }),
         };
-        let off = b.len;
-        let res = match &mut b.data {
-            Data::Active(f) => {
-                let r = f
-                    .write_all(&buf)
-                    .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
-                if r.is_err() {
-                    // Drop a partial write so the next append starts on a record boundary.
-                    let _ = f.set_len(off);
-                }
-                r
-            }
-            Data::Sealed(_) | Data::Packed => Err(std::io::Error::other("active block is sealed")),
-        };
-        if res.is_ok() {
-            b.len += len;
-        }
+        let res = encoded.and_then(|()| self.write_active(&buf));
         self.buf = buf;
-        res?;
-        Ok((n, off))
+        let off = res?;
+        Ok((n, off, len as u32))
+    }
+
+    /// Write encoded bytes at the end of the active block; returns their offset.
+    fn write_active(&mut self, buf: &[u8]) -> Result<u64> {
+        let sync = self.cfg.sync_always;
+        let n = self.active;
+        let b = self.blocks.get_mut(&n).ok_or(Error::Corrupt {
+            block: n,
+            offset: 0,
+            reason: "active block missing",
+        })?;
+        let off = b.len;
+        let Data::Active(f) = &mut b.data else {
+            return Err(Error::Io(std::io::Error::other("active block is sealed")));
+        };
+        let r = f
+            .write_all(buf)
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
+        if let Err(e) = r {
+            // Drop a partial write so the block ends on a record boundary, and never write at
+            // this offset again.
+            let _ = f.set_len(off);
+            self.roll_next = true;
+            return Err(e.into());
+        }
+        b.len += buf.len() as u64;
+        Ok(off)
     }
 
     fn write_marker(&mut self, kind: u8, seq: u64, ts: i64) -> Result<()> {
-        self.buf.clear();
-        let mut buf = std::mem::take(&mut self.buf);
-        let r = encode(&mut buf, kind, seq, ts, b"", b"", b"");
-        self.buf = buf;
-        r?;
-        self.append_buf().map(|_| ())
+        self.append(kind, seq, ts, (b"", b"", b"")).map(|_| ())
     }
 
     fn read_msg(&self, seq: u64) -> Result<StoredMsg> {
@@ -769,7 +1015,7 @@ impl FileStore {
         } else {
             b.read(e.offset, e.len)?
         };
-        let r = decode(&bytes, e.block, u64::from(e.offset))?;
+        let r = decode(&bytes, e.block, u64::from(e.offset), self.seal(b))?;
         if r.kind != KIND_MSG || r.seq != seq {
             return Err(Error::Corrupt {
                 block: e.block,
@@ -778,9 +1024,9 @@ impl FileStore {
             });
         }
         Ok(StoredMsg {
-            subject: String::from_utf8_lossy(r.subject).into_owned(),
-            hdr: r.hdr.to_vec(),
-            msg: r.msg.to_vec(),
+            subject: String::from_utf8_lossy(r.subject()).into_owned(),
+            hdr: r.hdr().to_vec(),
+            msg: r.msg().to_vec(),
             seq,
             ts: r.ts,
         })
@@ -850,11 +1096,11 @@ impl FileStore {
             }
             Data::Active(_) => return Ok(()),
         };
-        let (recs, _, _) = scan(bytes, n);
+        let (recs, _, _) = scan(bytes, n, self.seal(b))?;
         let mut out = Vec::with_capacity(b.len as usize);
         out.extend_from_slice(&[0; BLOCK_HDR]);
         let mut hdr_first = b.hdr_first;
-        let mut moved: Vec<(u64, u32)> = Vec::new();
+        let mut moved: Vec<(u64, u32, u32)> = Vec::new();
         let mut kept = Block {
             path: b.path.clone(),
             hdr_first: 0,
@@ -866,6 +1112,7 @@ impl FileStore {
             min_seq: 0,
             max_seq: 0,
             max_floor: 0,
+            nonce: b.nonce,
         };
         for (off, r) in &recs {
             if r.kind == KIND_TRUNCATE {
@@ -891,10 +1138,20 @@ impl FileStore {
             }
             if r.kind == KIND_MSG {
                 hdr_first = hdr_first.min(r.seq);
-                moved.push((r.seq, out.len() as u32));
+                let len = record_len(KIND_MSG, false, r.subject(), r.hdr(), r.msg()) as u32;
+                moved.push((r.seq, out.len() as u32, len));
                 kept.note_msg(r.seq);
             }
-            encode(&mut out, r.kind, r.seq, r.ts, r.subject, r.hdr, r.msg)?;
+            encode(
+                &mut out,
+                r.kind,
+                r.seq,
+                r.ts,
+                r.subject(),
+                r.hdr(),
+                r.msg(),
+                None,
+            )?;
         }
         let path = b.path.clone();
         self.forget_unpacked(n);
@@ -904,16 +1161,24 @@ impl FileStore {
             return Ok(());
         }
         let compress = self.cfg.compress;
-        let flags = if compress { FLAG_SNAPPY } else { 0 };
-        let header = block_header(n, hdr_first, kept.hdr_ts, flags);
+        let packed = compress || self.cipher.is_some();
+        let mut flags = 0;
+        if compress {
+            flags |= FLAG_SNAPPY | FLAG_PACKED;
+        }
+        if self.cipher.is_some() {
+            flags |= FLAG_AES | FLAG_PACKED;
+            kept.nonce = fresh_nonce()?;
+        }
+        let header = block_header(n, hdr_first, kept.hdr_ts, flags, kept.nonce);
         out[..BLOCK_HDR].copy_from_slice(&header);
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         {
             let mut f = File::create(&tmp)?;
-            if compress {
-                f.write_all(&pack(&header, &out[BLOCK_HDR..])?)?;
+            if packed {
+                f.write_all(&pack(&header, &out[BLOCK_HDR..], self.cipher.as_ref())?)?;
             } else {
                 f.write_all(&out)?;
             }
@@ -925,14 +1190,17 @@ impl FileStore {
         }
         kept.hdr_first = hdr_first;
         kept.len = out.len() as u64;
-        kept.data = if compress {
+        kept.data = if packed {
             Data::Packed
         } else {
             Data::Sealed(map_sealed(&File::open(&path)?)?)
         };
-        for (seq, off) in moved {
+        // Records in a rewritten block are plain (a packed block is encrypted whole), so an
+        // encrypted record's length changes too.
+        for (seq, off, len) in moved {
             if let Some(e) = self.idx.msgs.get_mut(&seq) {
                 e.offset = off;
+                e.len = len;
             }
         }
         self.blocks.insert(n, kept);
@@ -986,13 +1254,7 @@ impl Store for FileStore {
         Index::<FileEntry>::check_size(&limits, subject, hdr, msg)?;
         let size = SizeRule::File.size(subject, hdr, msg);
         self.idx.check_new(&limits, subject, size)?;
-        self.buf.clear();
-        let mut buf = std::mem::take(&mut self.buf);
-        let r = encode(&mut buf, KIND_MSG, seq, ts_ns, subject.as_bytes(), hdr, msg);
-        let len = buf.len() as u32;
-        self.buf = buf;
-        r?;
-        let (n, off) = self.append_buf()?;
+        let (n, off, len) = self.append(KIND_MSG, seq, ts_ns, (subject.as_bytes(), hdr, msg))?;
         if let Some(b) = self.blocks.get_mut(&n) {
             b.note_msg(seq);
         }
@@ -1343,7 +1605,7 @@ mod tests {
                 let i = (x as usize) % b.len();
                 b[i] = (x >> 32) as u8;
             }
-            let (recs, _, keep) = scan(&b, 2);
+            let (recs, _, keep) = scan(&b, 2, None).unwrap();
             assert!(keep <= b.len());
             assert!(recs.iter().all(|(o, r)| o + r.len <= keep));
         }
@@ -1401,5 +1663,87 @@ mod tests {
         ));
         let want: Vec<u64> = (1..=10).chain(21..=25).collect();
         assert_eq!(present(&s), want);
+    }
+
+    fn key(b: u8) -> Option<EncryptionKey> {
+        Some(EncryptionKey([b; 32]))
+    }
+
+    #[test]
+    fn encrypted_store_hides_payloads_and_needs_its_key() {
+        let dir = TempDir::new("aes");
+        let c = FileStoreConfig {
+            encryption_key: key(1),
+            ..cfg()
+        };
+        let secret = *b"attack at dawn, bring snacks";
+        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+        for i in 1..=25u8 {
+            s.store_msg("secret.subject", b"", &secret, i64::from(i))
+                .unwrap();
+        }
+        assert_eq!(s.load_msg(25).unwrap().msg, secret);
+        assert_eq!(s.load_msg(2).unwrap().msg, secret);
+        s.stop().unwrap();
+        drop(s);
+        let mut nonces = Vec::new();
+        for ent in fs::read_dir(dir.path().join("msgs")).unwrap() {
+            let b = fs::read(ent.unwrap().path()).unwrap();
+            assert!(!b.windows(secret.len()).any(|w| w == secret));
+            assert!(!b.windows(7).any(|w| w == b"subject"));
+            nonces.push(b[32..44].to_vec());
+        }
+        let n = nonces.len();
+        nonces.sort();
+        nonces.dedup();
+        assert_eq!(nonces.len(), n, "a nonce was reused across blocks");
+
+        assert!(matches!(
+            FileStore::open(dir.path(), cfg()),
+            Err(Error::KeyRequired)
+        ));
+        let wrong = FileStoreConfig {
+            encryption_key: key(2),
+            ..cfg()
+        };
+        assert!(matches!(
+            FileStore::open(dir.path(), wrong),
+            Err(Error::Decrypt { .. })
+        ));
+        let s = FileStore::open(dir.path(), c).unwrap();
+        assert!(s.recovery_report().is_empty());
+        assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
+        assert_eq!(s.load_last_msg("secret.*").unwrap().msg, secret);
+    }
+
+    #[test]
+    fn encrypted_torn_tail_recovers_and_appends_to_a_new_block() {
+        let dir = TempDir::new("aes-torn");
+        let c = FileStoreConfig {
+            encryption_key: key(3),
+            ..cfg()
+        };
+        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+        for i in 1..=5u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        let active = block(&dir, s.active);
+        drop(s);
+        let len = fs::metadata(&active).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+        assert_eq!(s.recovery_report().len(), 1);
+        assert_eq!(present(&s), vec![1, 2, 3, 4]);
+        assert_ne!(block(&dir, s.active), active);
+        s.store_msg("t", b"", &[9; 20], 9).unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), c).unwrap();
+        assert_eq!(present(&s), vec![1, 2, 3, 4, 5]);
+        assert_eq!(s.load_msg(5).unwrap().msg, vec![9; 20]);
     }
 }

@@ -41,7 +41,7 @@ mod subject;
 mod testutil;
 
 pub use error::{Error, Result};
-pub use filestore::{FileStore, FileStoreConfig};
+pub use filestore::{EncryptionKey, FileStore, FileStoreConfig};
 pub use memstore::MemStore;
 pub use subject::subject_matches;
 

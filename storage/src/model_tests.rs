@@ -88,14 +88,15 @@ fn check_same(m: &MemStore, f: &FileStore) {
 }
 
 fn run(ops: Vec<Op>, block_size: u64) {
-    run_with(ops, block_size, false);
+    run_with(ops, block_size, false, false);
 }
 
-fn run_with(ops: Vec<Op>, block_size: u64, compress: bool) {
+fn run_with(ops: Vec<Op>, block_size: u64, compress: bool, encrypt: bool) {
     let dir = TempDir::new("model");
     let mut cfg = FileStoreConfig {
         block_size,
         compress,
+        encryption_key: encrypt.then_some(crate::EncryptionKey([7; 32])),
         ..FileStoreConfig::default()
     };
     let mut m = MemStore::with_file_accounting(StoreLimits::default());
@@ -175,7 +176,15 @@ proptest! {
 
     #[test]
     fn compressed_filestore_equals_memstore(ops in proptest::collection::vec(op(), 1..80)) {
-        run_with(ops, 300, true);
+        run_with(ops, 300, true, false);
+    }
+
+    #[test]
+    fn encrypted_filestore_equals_memstore(
+        ops in proptest::collection::vec(op(), 1..80),
+        compress in any::<bool>(),
+    ) {
+        run_with(ops, 300, compress, true);
     }
 
     #[test]
