@@ -224,6 +224,50 @@ impl Server {
         let _ = child.wait();
     }
 
+    /// The config file passed as `-c` (tests rewrite it before a reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("server.conf")
+    }
+
+    /// The `-l` log file.
+    pub fn dir_log_path(&self) -> PathBuf {
+        self.log_path()
+    }
+
+    /// The `-P` pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("server.pid")
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits until the log contains `pattern`; false after `timeout`.
+    pub fn wait_for_log(&self, pattern: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_contents().contains(pattern) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Whether the server process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Stops the server and starts it again on the same port and with the same arguments.
     pub fn restart(&mut self) {
         self.stop();

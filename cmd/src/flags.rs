@@ -54,6 +54,7 @@ const FLAGS: &[Flag] = &[
     flag("DVV", &["DVV"], Kind::Bool),
     flag("pid", &["pid", "P"], Kind::Str),
     flag("ports_file_dir", &["ports_file_dir"], Kind::Str),
+    flag("signal", &["signal", "sl"], Kind::Str),
     flag("config", &["config", "c"], Kind::Str),
     flag("t", &["t"], Kind::Bool),
     flag("jetstream", &["jetstream", "js"], Kind::Bool),
@@ -95,6 +96,9 @@ pub enum Action {
     Version,
     /// `-t -c FILE` found the file valid: print [`config_valid`] and exit 0.
     ConfigValid(String),
+    /// `-sl/--signal <cmd>[=<pid or pid file>]`: signal a running server.
+    /// The second field is the `-P` pid file, used when no pid is given.
+    Signal(String, Option<String>),
 }
 
 /// A server to start, and warnings to log once the logger is up.
@@ -147,6 +151,9 @@ where
     }
     if bool_flag(&matches, "help") {
         return Ok(Action::Help);
+    }
+    if let Some(signal) = string_flag(&matches, "signal") {
+        return Ok(Action::Signal(signal, string_flag(&matches, "pid")));
     }
     let check = bool_flag(&matches, "t");
     // nats-server: the file first, then the flags given override it.
@@ -217,6 +224,8 @@ Server Options:
     -ms,--https_port <port>          Use port for https monitoring (needs TLS: not supported yet)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
+    -sl,--signal <signal>[=<pid>]    Send signal to natsd process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natsd.pid)
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 

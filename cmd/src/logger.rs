@@ -7,6 +7,7 @@
 //! a file instead of stderr. `RUST_LOG`, when set, replaces the level choice.
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::sync::{OnceLock, RwLock};
 
 use env_logger::fmt::Target;
 use jiff::civil::DateTime;
@@ -23,8 +24,33 @@ pub const FATAL: &str = "fatal";
 /// `-D`/`-V` open their debug and trace lines, not those of dependencies.
 const OUR_CRATES: &str = "natsd";
 
+static LOGGER: OnceLock<&'static NatsLogger> = OnceLock::new();
+
 /// Install the global logger for these options.
 pub fn init(opts: &Options) -> Result<(), String> {
+    let inner = build(opts)?;
+    let max = inner.logger.filter();
+    let logger: &'static NatsLogger = Box::leak(Box::new(NatsLogger {
+        state: RwLock::new(inner),
+    }));
+    log::set_logger(logger).map_err(|e| e.to_string())?;
+    log::set_max_level(max);
+    // `set_logger` succeeds once per process, so this cell was empty.
+    let _ = LOGGER.set(logger);
+    Ok(())
+}
+
+/// Rebuild the logger from (reloaded) options: levels, time format and the
+/// log file, which is opened again (SIGUSR1 after rotation, SIGHUP reload).
+pub fn reconfigure(opts: &Options) -> Result<(), String> {
+    let inner = build(opts)?;
+    let logger = LOGGER.get().ok_or("the logger is not set up")?;
+    log::set_max_level(inner.logger.filter());
+    *logger.state.write().unwrap_or_else(|e| e.into_inner()) = inner;
+    Ok(())
+}
+
+fn build(opts: &Options) -> Result<Inner, String> {
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let mut builder = env_logger::Builder::new();
     builder
@@ -47,12 +73,10 @@ pub fn init(opts: &Options) -> Result<(), String> {
         let time = clock.as_ref().map(|tz| tz.to_datetime(Timestamp::now()));
         write_line(buf, pid, time, label(record), record.args())
     });
-    let logger = NatsLogger {
+    Ok(Inner {
         hide_debug: rust_log.is_none() && opts.trace && !opts.debug,
-        inner: builder.build(),
-    };
-    log::set_max_level(logger.inner.filter());
-    log::set_boxed_logger(Box::new(logger)).map_err(|e| e.to_string())
+        logger: builder.build(),
+    })
 }
 
 /// The level `-D`/`-V` ask for.
@@ -113,25 +137,43 @@ fn write_line(
 }
 
 /// env_logger's logger, minus DBG lines under `-V` alone (nats-server's
-/// trace does not imply debug).
+/// trace does not imply debug). Swappable, for reload and log reopening.
 struct NatsLogger {
-    inner: env_logger::Logger,
+    state: RwLock<Inner>,
+}
+
+struct Inner {
+    logger: env_logger::Logger,
     hide_debug: bool,
+}
+
+impl Inner {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        !(self.hide_debug && metadata.level() == Level::Debug) && self.logger.enabled(metadata)
+    }
 }
 
 impl Log for NatsLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        !(self.hide_debug && metadata.level() == Level::Debug) && self.inner.enabled(metadata)
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.inner.log(record);
+        let inner = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if inner.enabled(record.metadata()) {
+            inner.logger.log(record);
         }
     }
 
     fn flush(&self) {
-        self.inner.flush();
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .logger
+            .flush();
     }
 }
 
@@ -210,8 +252,8 @@ mod tests {
 
     #[test]
     fn trace_alone_hides_debug() {
-        let logger = NatsLogger {
-            inner: env_logger::Builder::new()
+        let logger = Inner {
+            logger: env_logger::Builder::new()
                 .filter_level(LevelFilter::Trace)
                 .build(),
             hide_debug: true,

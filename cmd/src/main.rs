@@ -5,16 +5,18 @@
 mod flags;
 mod logger;
 mod pidfile;
+mod signal;
 
 use std::process::ExitCode;
 
 use flags::{Action, FlagError};
 
 fn main() -> ExitCode {
-    let args = std::env::args_os()
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
-    let run = match flags::parse(args) {
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let run = match flags::parse(args.clone()) {
         Ok(Action::Run(run)) => *run,
         Ok(Action::Help) => {
             print!("{}", flags::usage());
@@ -23,6 +25,15 @@ fn main() -> ExitCode {
         Ok(Action::Version) => {
             println!("{}", flags::version());
             return ExitCode::SUCCESS;
+        }
+        Ok(Action::Signal(spec, pid_file)) => {
+            return match signal::send(&spec, pid_file.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("natsd: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Ok(Action::ConfigValid(file)) => {
             eprintln!("{}", flags::config_valid(&file));
@@ -59,7 +70,22 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    match natsd_io::run(run.opts) {
+    // A reload reads the config file again and re-applies the command line
+    // on top, exactly as at start (nats-server: flags override the file).
+    let hooks = natsd_io::Hooks {
+        reload: Box::new(move || match flags::parse(args.clone()) {
+            Ok(Action::Run(run)) => Ok(run.opts),
+            Ok(_) => Err("the command line no longer starts a server".to_string()),
+            Err(e) => Err(e.to_string()),
+        }),
+        reopen_log: Box::new(logger::reconfigure),
+        apply_log_options: Box::new(|opts| {
+            if let Err(e) = logger::reconfigure(opts) {
+                log::error!("Could not apply the reloaded logging options: {e}");
+            }
+        }),
+    };
+    match natsd_io::run(run.opts, hooks) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!(target: logger::FATAL, "{e}");

@@ -12,10 +12,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::client::ConnSnapshot;
@@ -76,8 +76,38 @@ impl ServerHandle {
     }
 }
 
-/// Run a server with these options until it is told to stop (SIGINT/SIGTERM).
-pub fn run(opts: Options) -> io::Result<()> {
+/// A hook that acts on the options in force and may fail with a message.
+pub type OptionsHook = Box<dyn Fn(&Options) -> Result<(), String> + Send>;
+
+/// What the caller supplies so signals can act on what io does not own:
+/// the configuration sources and the log file.
+pub struct Hooks {
+    /// SIGHUP: build the options again (config file, then command-line
+    /// overrides) for a reload.
+    pub reload: Box<dyn Fn() -> Result<Options, String> + Send>,
+    /// SIGUSR1: reopen the log file (after log rotation), with the options
+    /// in force.
+    pub reopen_log: OptionsHook,
+    /// After a successful reload: apply the new options to logging.
+    pub apply_log_options: Box<dyn Fn(&Options) + Send>,
+}
+
+/// A signal, as the acceptor acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT / SIGTERM: graceful stop.
+    Stop,
+    /// SIGHUP: reload the configuration.
+    Reload,
+    /// SIGUSR1: reopen the log file.
+    Reopen,
+    /// SIGUSR2: lame-duck mode.
+    LameDuck,
+}
+
+/// Run a server with these options until it is told to stop (SIGINT/SIGTERM,
+/// or the end of lame-duck mode).
+pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     // Monitoring turns connection Instants into wall times relative to now;
     // `started` is the server's start for `/varz`.
     let started = std::time::Instant::now();
@@ -97,7 +127,7 @@ pub fn run(opts: Options) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("Error listening on port: {e}")))?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
-    let mut listener = TcpListener::from_std(std_listener);
+    let mut listener = Some(TcpListener::from_std(std_listener));
 
     let reactors = match opts.reactors {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -122,11 +152,14 @@ pub fn run(opts: Options) -> io::Result<()> {
     }
 
     let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry().register(
+        listener.as_mut().ok_or(io::ErrorKind::NotFound)?,
+        LISTENER,
+        Interest::READABLE,
+    )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone(), waker.clone())?;
+    let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
+    spawn_signal_thread(sig_tx, waker.clone())?;
 
     // nats-server starts the monitor before it logs the client listener.
     http::start(
@@ -136,18 +169,56 @@ pub fn run(opts: Options) -> io::Result<()> {
         started_wall,
     )?;
     log::info!("Listening for client connections on {local}");
-    let ports_file = write_ports_file(opts, local);
+    let ports_file = write_ports_file(&opts, local);
     log::info!("Server is ready");
 
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
-    while !stop.load(Ordering::Acquire) {
-        if let Err(e) = poll.poll(&mut events, None) {
+    let mut lame_duck_end: Option<Instant> = None;
+    'serve: loop {
+        let timeout = lame_duck_end.map(|end| end.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
+        if lame_duck_end.is_some_and(|end| Instant::now() >= end) {
+            break 'serve;
+        }
+        while let Ok(signal) = sig_rx.try_recv() {
+            match signal {
+                // nats-server ignores SIGTERM while in lame-duck mode; it
+                // ends by itself.
+                Signal::Stop if lame_duck_end.is_some() => {}
+                Signal::Stop => break 'serve,
+                Signal::Reload => reload(&server, &hooks, &handles),
+                Signal::Reopen => match (hooks.reopen_log)(&server.options()) {
+                    Ok(()) => log::info!("File log re-opened"),
+                    Err(e) => log::error!("Could not re-open the log file: {e}"),
+                },
+                Signal::LameDuck if lame_duck_end.is_some() => {}
+                Signal::LameDuck => {
+                    // Stop accepting: new clients are refused, not queued.
+                    if let Some(mut l) = listener.take() {
+                        let _ = poll.registry().deregister(&mut l);
+                    }
+                    let opts = server.options();
+                    let now = Instant::now();
+                    let grace_end = now + opts.lame_duck_grace_period;
+                    let end = grace_end + opts.lame_duck_duration;
+                    log::info!("Entering lame duck mode, stop accepting new clients");
+                    for h in handles.iter() {
+                        h.send(Cmd::LameDuck { grace_end, end });
+                    }
+                    // A little slack so the last scheduled closes run first.
+                    lame_duck_end = Some(end + Duration::from_millis(200));
+                }
+            }
+        }
+        let Some(listener) = listener.as_ref() else {
+            continue;
+        };
         for ev in events.iter() {
             if ev.token() != LISTENER {
                 continue;
@@ -192,20 +263,50 @@ pub fn run(opts: Options) -> io::Result<()> {
     Ok(())
 }
 
-fn spawn_signal_thread(stop: Arc<AtomicBool>, waker: Arc<Waker>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// SIGHUP: re-read the configuration and apply what may change live.
+fn reload(server: &Arc<Server>, hooks: &Hooks, reactors: &[ReactorHandle]) {
+    let new = match (hooks.reload)() {
+        Ok(new) => new,
+        Err(e) => {
+            log::error!("Failed to reload server configuration: {e}");
+            return;
+        }
+    };
+    match server.reload(new) {
+        Ok(changed) => {
+            (hooks.apply_log_options)(&server.options());
+            for r in reactors {
+                r.send(Cmd::Reload);
+            }
+            if changed.is_empty() {
+                log::info!("Reloaded server configuration (no changes)");
+            } else {
+                log::info!("Reloaded: {}", changed.join(", "));
+            }
+        }
+        Err(e) => log::error!("Failed to reload server configuration: {e}"),
+    }
+}
+
+fn spawn_signal_thread(tx: Sender<Signal>, waker: Arc<Waker>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let name = if sig == SIGINT {
-                    "interrupt"
-                } else {
-                    "terminated"
+            for sig in signals.forever() {
+                let (name, signal) = match sig {
+                    SIGINT => ("interrupt", Signal::Stop),
+                    SIGTERM => ("terminated", Signal::Stop),
+                    SIGHUP => ("hangup", Signal::Reload),
+                    SIGUSR1 => ("user defined signal 1", Signal::Reopen),
+                    _ => ("user defined signal 2", Signal::LameDuck),
                 };
                 log::debug!("Trapped \"{name}\" signal");
-                stop.store(true, Ordering::Release);
+                if tx.send(signal).is_err() {
+                    return;
+                }
                 if let Err(e) = waker.wake() {
                     log::error!("Could not wake the acceptor: {e}");
                 }

@@ -39,6 +39,16 @@ pub enum Cmd {
     Snapshot(Sender<Vec<ConnSnapshot>>),
     /// Flush and close every connection, then exit.
     Shutdown,
+    /// The configuration was reloaded: re-check every connection.
+    Reload,
+    /// Lame-duck mode: tell clients (INFO `ldm`), then close them one by
+    /// one between `grace_end` and `end`.
+    LameDuck {
+        /// When the first connection closes.
+        grace_end: Instant,
+        /// When the last connection closes.
+        end: Instant,
+    },
 }
 
 /// How other threads reach a reactor.
@@ -70,6 +80,8 @@ struct Conn {
     scheduled: Option<Instant>,
     in_flush_list: bool,
     in_read_list: bool,
+    /// Lame-duck mode: when this connection is closed.
+    close_at: Option<Instant>,
 }
 
 pub struct Reactor {
@@ -189,6 +201,15 @@ impl Reactor {
                     let _ = reply.send(snaps);
                 }
                 Cmd::Shutdown => self.shutting_down = true,
+                Cmd::Reload => {
+                    for slot in 0..self.conns.len() {
+                        if let Some(c) = self.conns[slot].as_mut() {
+                            c.machine.reauthorize();
+                            self.after_input(slot, now);
+                        }
+                    }
+                }
+                Cmd::LameDuck { grace_end, end } => self.lame_duck(grace_end, end, now),
             }
         }
     }
@@ -228,6 +249,7 @@ impl Reactor {
             scheduled: None,
             in_flush_list: false,
             in_read_list: false,
+            close_at: None,
         });
         self.after_input(slot, now);
     }
@@ -467,6 +489,7 @@ impl Reactor {
         if let Some(tls) = &c.tls {
             next = earliest(next, tls.deadline);
         }
+        next = earliest(next, c.close_at);
         if let Some(t) = next {
             if c.scheduled.is_none_or(|s| t < s) {
                 c.scheduled = Some(t.max(now));
@@ -490,7 +513,10 @@ impl Reactor {
                 continue;
             }
             c.scheduled = None;
-            if c.tls
+            if c.close_at.is_some_and(|t| now >= t) {
+                c.machine.close(CloseReason::ServerShutdown);
+            } else if c
+                .tls
                 .as_ref()
                 .and_then(|t| t.deadline)
                 .is_some_and(|d| now >= d)
@@ -509,6 +535,24 @@ impl Reactor {
                 c.machine.close(CloseReason::SlowConsumerWriteDeadline);
             } else {
                 c.machine.handle_timeout(now);
+            }
+            self.after_input(slot, now);
+        }
+    }
+
+    /// Send every client the lame-duck INFO and spread their closes evenly
+    /// over `grace_end..end` (nats-server closes clients gradually so they
+    /// do not all reconnect elsewhere at once).
+    fn lame_duck(&mut self, grace_end: Instant, end: Instant, now: Instant) {
+        let live: Vec<usize> = (0..self.conns.len())
+            .filter(|&s| self.conns[s].is_some())
+            .collect();
+        let span = end.saturating_duration_since(grace_end);
+        let n = live.len().max(1) as u32;
+        for (i, slot) in live.into_iter().enumerate() {
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.machine.enter_lame_duck();
+                c.close_at = Some(grace_end + span * i as u32 / n);
             }
             self.after_input(slot, now);
         }

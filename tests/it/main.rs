@@ -11,6 +11,7 @@ mod limits;
 mod monitor;
 mod pubsub;
 mod reconnect;
+mod signals;
 mod tls;
 
 use std::time::Duration;
