@@ -197,3 +197,11 @@ fn stopped_store_refuses() {
         assert!(matches!(s.store_msg("a", b"", b"", 1), Err(Error::Closed)));
     });
 }
+
+/// The stream stage thread owns its store, so both backends must move between threads.
+#[test]
+fn stores_are_send() {
+    fn send<T: Send>() {}
+    send::<MemStore>();
+    send::<FileStore>();
+}
