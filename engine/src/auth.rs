@@ -362,6 +362,8 @@ pub struct Identity {
     pub user: Option<String>,
     /// Its permissions; `None` = may do anything.
     pub permissions: Option<Arc<Permissions>>,
+    /// The account it belongs to; `None` = the global account `$G`.
+    pub account: Option<String>,
 }
 
 /// One entry of `authorization.users` with a user name.
@@ -375,6 +377,9 @@ pub struct User {
     pub permissions: Option<Permissions>,
     /// `allowed_connection_types`, upper case; empty = all.
     pub allowed_connection_types: Vec<String>,
+    /// The account it was defined in (`accounts { A: { users } }`); `None`
+    /// for `authorization` users, who belong to `$G`.
+    pub account: Option<String>,
 }
 
 /// One entry of `authorization.users` with an `nkey`.
@@ -386,6 +391,8 @@ pub struct NkeyUser {
     pub permissions: Option<Permissions>,
     /// `allowed_connection_types`, upper case; empty = all.
     pub allowed_connection_types: Vec<String>,
+    /// The account it was defined in; `None` = `$G`.
+    pub account: Option<String>,
 }
 
 /// Connection types nats-server 2.9 knows (`allowed_connection_types`).
@@ -407,6 +414,7 @@ struct Credential {
     secret: Option<String>,
     permissions: Option<Arc<Permissions>>,
     allowed_connection_types: Vec<String>,
+    account: Option<String>,
 }
 
 impl Credential {
@@ -433,12 +441,15 @@ pub struct Authenticator {
 impl Authenticator {
     /// Build from options.
     pub fn new(opts: &Options) -> Self {
-        let account =
-            |secret: Option<String>, perms: &Option<Permissions>, types: &[String]| Credential {
-                secret,
-                permissions: perms.clone().map(|p| Arc::new(p.normalized())),
-                allowed_connection_types: types.to_vec(),
-            };
+        let account = |secret: Option<String>,
+                       perms: &Option<Permissions>,
+                       types: &[String],
+                       acc: &Option<String>| Credential {
+            secret,
+            permissions: perms.clone().map(|p| Arc::new(p.normalized())),
+            allowed_connection_types: types.to_vec(),
+            account: acc.clone(),
+        };
         Authenticator {
             user: opts
                 .user
@@ -453,6 +464,7 @@ impl Authenticator {
                         Some(u.password.clone()),
                         &u.permissions,
                         &u.allowed_connection_types,
+                        &u.account,
                     );
                     (u.username.clone(), acc)
                 })
@@ -461,7 +473,12 @@ impl Authenticator {
                 .nkeys
                 .iter()
                 .map(|u| {
-                    let acc = account(None, &u.permissions, &u.allowed_connection_types);
+                    let acc = account(
+                        None,
+                        &u.permissions,
+                        &u.allowed_connection_types,
+                        &u.account,
+                    );
                     (u.nkey.clone(), acc)
                 })
                 .collect(),
@@ -507,6 +524,7 @@ impl Authenticator {
             return Ok(Identity {
                 user: Some(ci.nkey.clone()),
                 permissions: account.permissions.clone(),
+                account: account.account.clone(),
             });
         }
         if !self.users.is_empty() {
@@ -522,6 +540,7 @@ impl Authenticator {
                     return Ok(Identity {
                         user: Some(name.clone()),
                         permissions: account.permissions.clone(),
+                        account: account.account.clone(),
                     });
                 }
             }
@@ -537,6 +556,7 @@ impl Authenticator {
                 return Ok(Identity {
                     user: Some(ci.user.clone()),
                     permissions: account.permissions.clone(),
+                    account: account.account.clone(),
                 });
             }
         }
@@ -552,6 +572,7 @@ impl Authenticator {
                 Ok(Identity {
                     user: Some(user.clone()),
                     permissions: None,
+                    account: None,
                 })
             } else {
                 Err(AuthError::BadCredentials)
@@ -603,6 +624,11 @@ pub fn is_bcrypt(s: &str) -> bool {
         && b[4].is_ascii_digit()
         && b[5].is_ascii_digit()
         && b[6] == b'$'
+}
+
+/// Whether `key` is a well-formed public nkey of any kind (valid checksum).
+pub fn is_valid_public_nkey(key: &str) -> bool {
+    nkeys::KeyPair::from_public_key(key).is_ok()
 }
 
 /// Whether `key` is a well-formed public user nkey (`U...`, valid checksum).
@@ -711,6 +737,7 @@ mod tests {
             password: password.into(),
             permissions,
             allowed_connection_types: Vec::new(),
+            account: None,
         }
     }
 
@@ -1069,6 +1096,7 @@ mod tests {
                 nkey: nkey.into(),
                 permissions,
                 allowed_connection_types: Vec::new(),
+                account: None,
             }],
             ..Options::default()
         })

@@ -29,11 +29,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
+use crate::accounts::{self, PendingResponse, Routing};
 use crate::auth::{Permissions, ResponseTracker};
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
-use crate::sublist::{MatchCache, SubValue};
+use crate::sublist::{MatchCache, MatchResult, SubValue};
 
 /// A subscription as the sublist stores it.
 pub type SubRef = Arc<Subscription>;
@@ -140,7 +141,8 @@ pub enum Output {
 /// Per-reactor state shared by the connections it drives: the match cache
 /// and the outbound queues that need their owner woken.
 pub struct Context {
-    cache: MatchCache<SubRef>,
+    /// One match cache per account seen on this reactor (most use one).
+    caches: Vec<(u64, MatchCache<SubRef>)>,
     /// Outbound queues that received their first frame since their last
     /// flush. The driver wakes each owner once and clears the list.
     pub wakes: Vec<Arc<Outbound>>,
@@ -151,10 +153,23 @@ impl Context {
     /// A context; `seed` drives queue-member selection.
     pub fn new(seed: u64) -> Self {
         Context {
-            cache: MatchCache::new(4096),
+            caches: Vec::new(),
             wakes: Vec::new(),
             rng: seed | 1,
         }
+    }
+
+    /// The match cache for the account with id `account`.
+    #[inline]
+    fn cache(&mut self, account: u64) -> &mut MatchCache<SubRef> {
+        let i = match self.caches.iter().position(|(id, _)| *id == account) {
+            Some(i) => i,
+            None => {
+                self.caches.push((account, MatchCache::new(4096)));
+                self.caches.len() - 1
+            }
+        };
+        &mut self.caches[i].1
     }
 
     fn next_random(&mut self) -> u64 {
@@ -259,6 +274,10 @@ pub struct ClientConn {
     /// Replies this client may answer (`allow_responses`).
     responses: Option<Arc<ResponseTracker>>,
     nonce: String,
+    /// CONNECT's `protocol`: 1 = the client takes async INFO (lame duck).
+    protocol: i64,
+    /// The CONNECT that authenticated this client, re-checked on reload.
+    connect: Option<ConnectInfo>,
     subs: HashMap<Bytes, SubRef>,
     pings_out: u32,
     first_ping_done: bool,
@@ -316,6 +335,8 @@ impl ClientConn {
             perms: None,
             responses: None,
             nonce,
+            protocol: 0,
+            connect: None,
             subs: HashMap::new(),
             pings_out: 0,
             first_ping_done: false,
@@ -332,7 +353,7 @@ impl ClientConn {
         let live = stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
         stats.total_connections.fetch_add(1, Ordering::Relaxed);
         log::debug!("{}Client connection created", conn.log_prefix());
-        let info = conn.info_json();
+        let info = conn.info_json(false);
         conn.push_own(info.len() + 8, |b| encode::info(b, &info));
         if live > conn.server.options().max_connections {
             conn.send_err("maximum connections exceeded");
@@ -341,7 +362,7 @@ impl ClientConn {
         conn
     }
 
-    fn info_json(&self) -> Vec<u8> {
+    fn info_json(&self, ldm: bool) -> Vec<u8> {
         let opts = self.server.options();
         let info = ServerInfo {
             server_id: self.server.id().to_string(),
@@ -360,6 +381,7 @@ impl ClientConn {
             client_id: self.cid,
             client_ip: self.peer.ip().to_string(),
             natsd: NATSD_VERSION.to_string(),
+            ldm,
             ..ServerInfo::default()
         };
         // Serializing a struct of strings, numbers and bools cannot fail.
@@ -575,12 +597,18 @@ impl ClientConn {
         self.echo = ci.echo;
         self.headers = ci.headers;
         self.no_responders = ci.no_responders;
+        self.protocol = ci.protocol;
         self.out.set_headers(ci.headers);
         self.meta = ClientMeta {
-            name: ci.name,
-            lang: ci.lang,
-            version: ci.version,
+            name: ci.name.clone(),
+            lang: ci.lang.clone(),
+            version: ci.version.clone(),
         };
+        if let Err(name) = self.join_account(identity.account.as_deref()) {
+            log::error!("{}Account {name:?} not found", self.log_prefix());
+            self.auth_violation();
+            return;
+        }
         self.user = identity.user;
         self.responses = identity
             .permissions
@@ -589,6 +617,7 @@ impl ClientConn {
             .map(|r| Arc::new(ResponseTracker::new(r)));
         self.perms = identity.permissions;
         self.connected = true;
+        self.connect = Some(ci);
         self.auth_deadline = None;
         self.last_in = now;
         self.ok();
@@ -712,34 +741,30 @@ impl ClientConn {
                 return;
             }
         }
+        if reply.is_some_and(accounts::is_reserved_reply) {
+            let reply = String::from_utf8_lossy(reply.unwrap_or_default());
+            let text = format!("Permissions Violation for Publish with Reply of \"{reply}\"");
+            log::error!("{}Publish Violation - {text}", self.log_prefix());
+            self.send_err(&text);
+            return;
+        }
         if self.pedantic && !subject::is_valid_publish_subject(subject) {
             // nats-server reports it and still delivers the message.
             self.send_err("Invalid Publish Subject");
         }
         self.ok();
-        let result = ctx.cache.get(&self.account.sublist, subject);
+        let result = ctx
+            .cache(self.account.id())
+            .get(&self.account.sublist, subject);
         let msg = Msg {
             subject,
             reply,
             headers,
             payload,
         };
-        let mut delivered = false;
-        for sub in &result.plain {
-            delivered |= self.deliver(now, ctx, sub, &msg);
-        }
-        for group in &result.queues {
-            let n = group.members.len();
-            if n == 0 {
-                continue;
-            }
-            let start = (ctx.next_random() % n as u64) as usize;
-            for i in 0..n {
-                if self.deliver(now, ctx, &group.members[(start + i) % n], &msg) {
-                    delivered = true;
-                    break;
-                }
-            }
+        let mut delivered = self.deliver_all(now, ctx, &self.account, &result, &msg);
+        if let Some(routing) = self.account.routing() {
+            delivered |= self.route_across_accounts(now, ctx, routing, &msg);
         }
         if !delivered && self.no_responders {
             if let Some(reply) = reply {
@@ -748,8 +773,170 @@ impl ClientConn {
         }
     }
 
-    /// Deliver to one subscription; false when it did not take the message.
-    fn deliver(&mut self, now: Instant, ctx: &mut Context, sub: &SubRef, msg: &Msg<'_>) -> bool {
+    /// Deliver to every plain subscription and one member of each queue
+    /// group of `result` (matched in `acc`); true if anyone took it.
+    #[inline]
+    fn deliver_all(
+        &self,
+        now: Instant,
+        ctx: &mut Context,
+        acc: &Account,
+        result: &MatchResult<SubRef>,
+        msg: &Msg<'_>,
+    ) -> bool {
+        let mut delivered = false;
+        for sub in &result.plain {
+            delivered |= self.deliver(now, ctx, acc, sub, msg);
+        }
+        for group in &result.queues {
+            let n = group.members.len();
+            if n == 0 {
+                continue;
+            }
+            let start = (ctx.next_random() % n as u64) as usize;
+            for i in 0..n {
+                if self.deliver(now, ctx, acc, &group.members[(start + i) % n], msg) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Stream imports, service imports and service responses of a message
+    /// published in this connection's account (see [`accounts`]).
+    #[cold]
+    fn route_across_accounts(
+        &self,
+        now: Instant,
+        ctx: &mut Context,
+        routing: &Routing,
+        msg: &Msg<'_>,
+    ) -> bool {
+        let mut delivered = false;
+        for route in routing.streams_for(msg.subject) {
+            let Some(importer) = route.importer.upgrade() else {
+                continue;
+            };
+            let subject = route.map.apply(&route.filter, msg.subject);
+            let result = importer.sublist.matches(&subject);
+            let m = Msg {
+                subject: &subject,
+                ..*msg
+            };
+            delivered |= self.deliver_all(now, ctx, &importer, &result, &m);
+        }
+        for route in routing.services_for(msg.subject) {
+            let Some(exporter) = route.exporter.upgrade() else {
+                continue;
+            };
+            let subject = route.map.apply(&route.filter, msg.subject);
+            let reply = msg.reply.map(|reply| {
+                exporter.responses().add(
+                    now,
+                    PendingResponse {
+                        account: Arc::downgrade(&self.account),
+                        reply: reply.to_vec(),
+                        response_type: route.response_type,
+                        threshold: route.threshold,
+                        expires: now + route.threshold,
+                    },
+                )
+            });
+            let info = self.request_info(route.share);
+            let headers = accounts::set_header(msg.headers, accounts::REQUEST_INFO_HEADER, &info);
+            let result = exporter.sublist.matches(&subject);
+            let m = Msg {
+                subject: &subject,
+                reply: reply.as_deref(),
+                headers: Some(&headers),
+                payload: msg.payload,
+            };
+            let took = self.deliver_all(now, ctx, &exporter, &result, &m);
+            if !took {
+                if let Some(r) = &reply {
+                    exporter.responses().remove(r);
+                }
+            }
+            // nats-server 2.9.10 counts the import itself as a receiver.
+            delivered = true;
+        }
+        if routing.exports_services {
+            let last = msg.payload.is_empty() && msg.headers.is_none();
+            if let Some(p) = self.account.responses().take(now, msg.subject, last) {
+                if let Some(requester) = p.account.upgrade() {
+                    let result = requester.sublist.matches(&p.reply);
+                    let m = Msg {
+                        subject: &p.reply,
+                        reply: None,
+                        ..*msg
+                    };
+                    if !self.deliver_all(now, ctx, &requester, &result, &m) {
+                        self.account.responses().remove(msg.subject);
+                    }
+                    delivered = true;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// The `Nats-Request-Info` value of a request this client sends through
+    /// a service import.
+    fn request_info(&self, share: bool) -> String {
+        let ip = self.peer.ip().to_string();
+        let server = self.server.name().to_string();
+        let detail = share.then(|| accounts::RequestDetail {
+            host: &ip,
+            cid: self.cid,
+            user: self.user.as_deref().unwrap_or(""),
+            name: &self.meta.name,
+            lang: &self.meta.lang,
+            version: &self.meta.version,
+            server: &server,
+        });
+        accounts::request_info_json(&self.account.name, detail.as_ref())
+    }
+
+    /// Move to the account an identity names (`None` = `$G`); `Err` with
+    /// the name when no such account exists. Subscriptions made before
+    /// (possible only without auth) move along.
+    fn join_account(&mut self, name: Option<&str>) -> Result<(), String> {
+        let name = name.unwrap_or(accounts::GLOBAL_ACCOUNT);
+        if self.account.name == name {
+            return Ok(());
+        }
+        let Some(acc) = self.server.account(name).cloned() else {
+            return Err(name.to_string());
+        };
+        let old = std::mem::replace(&mut self.account, acc);
+        for sub in self.subs.values() {
+            if !sub.removed.load(Ordering::Acquire)
+                && old
+                    .sublist
+                    .remove(&sub.subject, sub.queue.as_deref(), sub.key)
+            {
+                // The subject was accepted once; it is still valid.
+                let _ =
+                    self.account
+                        .sublist
+                        .insert(&sub.subject, sub.queue.as_deref(), sub.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Deliver to one subscription of account `acc`; false when it did not
+    /// take the message.
+    fn deliver(
+        &self,
+        now: Instant,
+        ctx: &mut Context,
+        acc: &Account,
+        sub: &SubRef,
+        msg: &Msg<'_>,
+    ) -> bool {
         if !self.echo && sub.client.cid() == self.cid {
             return false;
         }
@@ -767,8 +954,7 @@ impl ClientConn {
                 return false;
             }
             if n == max && !sub.removed.swap(true, Ordering::AcqRel) {
-                self.account
-                    .sublist
+                acc.sublist
                     .remove(&sub.subject, sub.queue.as_deref(), sub.key);
             }
         }
@@ -817,7 +1003,9 @@ impl ClientConn {
     /// requester's own plain subscription to the reply subject (ADR-4,
     /// nats-server no-responders).
     fn send_no_responders(&mut self, ctx: &mut Context, subject: &[u8], reply: &[u8]) {
-        let result = ctx.cache.get(&self.account.sublist, reply);
+        let result = ctx
+            .cache(self.account.id())
+            .get(&self.account.sublist, reply);
         let Some(sub) = result.plain.iter().find(|s| s.client.cid() == self.cid) else {
             return;
         };
@@ -931,6 +1119,61 @@ impl ClientConn {
         let _ = self.out.push_with(size, 0, 0, f);
     }
 
+    /// After a config reload: check this client's CONNECT against the new
+    /// authenticator. A client whose credentials no longer pass is closed
+    /// with `Authorization Violation`; otherwise its new permissions apply
+    /// at once, and subscriptions they no longer allow are removed, as
+    /// nats-server does on reload. New limits apply to what it sends next.
+    pub fn reauthorize(&mut self) {
+        let opts = self.server.options();
+        self.parser.set_limits(Limits {
+            max_control_line: opts.max_control_line,
+            max_payload: opts.max_payload,
+        });
+        let Some(ci) = self.connect.as_ref().filter(|_| self.closed.is_none()) else {
+            return;
+        };
+        match self.server.authenticator().check(ci, self.nonce.as_bytes()) {
+            Err(e) => {
+                log::debug!("{}reload: {e}", self.log_prefix());
+                self.auth_violation();
+            }
+            Ok(identity) => {
+                self.user = identity.user;
+                self.responses = identity
+                    .permissions
+                    .as_ref()
+                    .and_then(|p| p.allow_responses())
+                    .map(|r| Arc::new(ResponseTracker::new(r)));
+                self.perms = identity.permissions;
+                let Some(perms) = self.perms.clone() else {
+                    return;
+                };
+                let refused: Vec<SubRef> = self
+                    .subs
+                    .values()
+                    .filter(|s| !perms.can_subscribe(&s.subject, s.queue.as_deref()))
+                    .cloned()
+                    .collect();
+                for sub in refused {
+                    let text = sub_violation_text(&sub.subject, sub.queue.as_deref());
+                    log::info!("{}reload: removed subscription: {text}", self.log_prefix());
+                    self.remove_sub(&sub);
+                }
+            }
+        }
+    }
+
+    /// Lame-duck mode: tell a client that takes async INFO (CONNECT
+    /// `protocol` 1) that this server is going away (`ldm: true`, ADR-5), so
+    /// it can reconnect elsewhere before it is closed.
+    pub fn enter_lame_duck(&mut self) {
+        if self.closed.is_none() && self.protocol >= 1 {
+            let info = self.info_json(true);
+            self.push_own(info.len() + 8, |b| encode::info(b, &info));
+        }
+    }
+
     /// nats-server's connection prefix for log lines: `ip:port - cid:N - `.
     pub fn log_prefix(&self) -> String {
         format!("{} - cid:{} - ", self.peer, self.cid)
@@ -950,6 +1193,7 @@ fn sub_violation_text(subject: &[u8], queue: Option<&[u8]>) -> String {
 }
 
 /// A message being delivered.
+#[derive(Clone, Copy)]
 struct Msg<'a> {
     subject: &'a [u8],
     reply: Option<&'a [u8]>,

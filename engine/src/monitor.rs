@@ -869,7 +869,11 @@ pub struct SublistStatsJson {
 }
 
 fn sublist_stats(server: &Server) -> SublistStatsJson {
-    let st = server.global.sublist.stats();
+    account_sublist_stats(&server.global)
+}
+
+fn account_sublist_stats(acc: &crate::server::Account) -> SublistStatsJson {
+    let st = acc.sublist.stats();
     SublistStatsJson {
         num_subscriptions: st.num_subscriptions,
         num_inserts: st.num_inserts,
@@ -1559,8 +1563,8 @@ impl Monitor {
             account_detail: None,
         };
         if acc.is_empty() {
-            body.accounts = vec![server.global.name.clone()];
-        } else if acc == server.global.name {
+            body.accounts = server.accounts().iter().map(|a| a.name.clone()).collect();
+        } else if let Some(account) = server.account(acc) {
             let open = src.connections();
             body.account_detail = Some(AccountInfo {
                 account_name: acc.to_string(),
@@ -1570,8 +1574,8 @@ impl Monitor {
                 jetstream_enabled: false,
                 leafnode_connections: 0,
                 client_connections: open.iter().filter(|c| c.account == acc).count(),
-                subscriptions: server.global.sublist.count(),
-                sublist_stats: sublist_stats(server),
+                subscriptions: account.sublist.count(),
+                sublist_stats: account_sublist_stats(account),
             });
         } else {
             return Response::error(400, format!("Account {acc} does not exist"));

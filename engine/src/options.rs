@@ -8,6 +8,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::accounts::{
+    self as accounts_mod, AccountConfig, ExportConfig, ExportKind, ImportConfig, ResponseType,
+    GLOBAL_ACCOUNT,
+};
 use crate::auth::{self, NkeyUser, Permissions, ResponsePermission, SubjectPermission, User};
 use crate::conf::{self, ConfError, Entry, ErrorKind, Item, Map, Value};
 use crate::subject;
@@ -88,8 +92,11 @@ pub struct Options {
     pub lame_duck_grace_period: Duration,
     /// `no_auth_user`: the user a client without credentials becomes.
     pub no_auth_user: Option<String>,
-    /// `system_account`/`system`: kept for accounts.
+    /// `system_account`/`system`: the system account's name.
     pub system_account: Option<String>,
+    /// `accounts {}`: the configured accounts (their users are in
+    /// [`Options::users`]/[`Options::nkeys`] with `account` set).
+    pub accounts: Vec<AccountConfig>,
     /// `http`/`https` host part: kept for monitoring.
     pub http_host: Option<String>,
     /// `http_port`/`monitor_port`/`http` port part; 0 = off, -1 = random. Kept for monitoring.
@@ -163,6 +170,7 @@ impl Default for Options {
             lame_duck_grace_period: Duration::from_secs(10),
             no_auth_user: None,
             system_account: None,
+            accounts: Vec::new(),
             http_host: None,
             http_port: 0,
             https_port: 0,
@@ -292,10 +300,19 @@ impl Options {
     /// `$variable` used it. Every entry is checked, so all errors are reported.
     pub fn apply_conf(&mut self, map: &Map) -> ConfErrors {
         let mut report = ConfErrors::default();
+        let mut accounts_entry = None;
         for entry in map.entries() {
+            if entry.key.eq_ignore_ascii_case("accounts") {
+                self.apply_accounts(entry, &mut report.errors);
+                accounts_entry = Some(entry);
+                continue;
+            }
             if let Err(e) = self.apply_entry(entry, &mut report.warnings) {
                 report.errors.push(e);
             }
+        }
+        if let Some(entry) = accounts_entry {
+            self.check_accounts(entry, &mut report.errors);
         }
         if let Some(entry) = map
             .entries()
@@ -404,14 +421,6 @@ impl Options {
             "http_base_path" => self.http_base_path = Some(string(entry)?),
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
             "tls" => self.apply_tls(entry, warnings)?,
-            // Ignoring this would run a server less protected than its
-            // file says (no account isolation): refuse instead.
-            k @ "accounts" => {
-                return Err(invalid(
-                    at,
-                    format!("{} is not supported yet", conf::go_quote(k)),
-                ))
-            }
             k if KEPT_KEYS.contains(&k) => {
                 self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
                 self.conf_blocks.push(entry.clone());
@@ -521,8 +530,11 @@ impl Options {
         self.token = token.filter(|s| !s.is_empty());
         self.auth_timeout = timeout;
         self.auth_timeout_set = timeout_set;
-        self.users = users;
-        self.nkeys = nkeys;
+        // Users defined in `accounts {}` stay.
+        self.users.retain(|u| u.account.is_some());
+        self.users.extend(users);
+        self.nkeys.retain(|u| u.account.is_some());
+        self.nkeys.extend(nkeys);
         self.default_permissions = default_permissions;
         Ok(())
     }
@@ -691,6 +703,180 @@ impl Options {
     }
 
     /// nats-server refuses a `no_auth_user` that names no configured user.
+    /// `accounts { NAME: { users, nkey, exports, imports, jetstream,
+    /// default_permissions } }` or `accounts: [NAME, ...]`, with
+    /// nats-server's errors; every error is reported.
+    fn apply_accounts(&mut self, entry: &Entry, errors: &mut Vec<ConfError>) {
+        self.accounts.clear();
+        self.users.retain(|u| u.account.is_none());
+        self.nkeys.retain(|u| u.account.is_none());
+        let reserved = |name: &str, at: &conf::Loc| {
+            invalid(
+                at,
+                format!("{} is a Reserved Account", conf::go_quote(name)),
+            )
+        };
+        match &entry.value.value {
+            Value::Array(items) => {
+                for item in items {
+                    let Value::String(name) = &item.value else {
+                        errors.push(invalid(
+                            &item.at,
+                            format!(
+                                "interface conversion: interface {{}} is {}, not string",
+                                item.value.type_name()
+                            ),
+                        ));
+                        continue;
+                    };
+                    if name == GLOBAL_ACCOUNT {
+                        errors.push(reserved(name, &item.at));
+                        continue;
+                    }
+                    if self.accounts.iter().any(|a| &a.name == name) {
+                        errors.push(invalid(
+                            &item.at,
+                            format!("Duplicate Account Entry: {name}"),
+                        ));
+                        continue;
+                    }
+                    self.accounts.push(AccountConfig {
+                        name: name.clone(),
+                        ..AccountConfig::default()
+                    });
+                }
+            }
+            Value::Map(map) => {
+                for e in map.entries() {
+                    if e.used_as_variable {
+                        continue;
+                    }
+                    let Value::Map(body) = &e.value.value else {
+                        errors.push(invalid(
+                            &e.key_at,
+                            "Expected map entries for accounts".into(),
+                        ));
+                        continue;
+                    };
+                    if e.key == GLOBAL_ACCOUNT {
+                        errors.push(reserved(&e.key, &e.key_at));
+                        continue;
+                    }
+                    self.apply_account(&e.key, body, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_account(&mut self, name: &str, body: &Map, errors: &mut Vec<ConfError>) {
+        let mut acc = AccountConfig {
+            name: name.to_string(),
+            ..AccountConfig::default()
+        };
+        let mut users: Option<(Vec<User>, Vec<NkeyUser>, conf::Loc)> = None;
+        let mut default_permissions = None;
+        for e in body.entries() {
+            let result = match e.key.to_ascii_lowercase().as_str() {
+                "nkey" => match &e.value.value {
+                    Value::String(k) if k.starts_with('A') && auth::is_valid_public_nkey(k) => {
+                        acc.nkey = Some(k.clone());
+                        Ok(())
+                    }
+                    v => Err(invalid(
+                        &e.key_at,
+                        format!(
+                            "Not a valid public nkey for an account: {}",
+                            match v {
+                                Value::String(k) => conf::go_quote(k),
+                                _ => format!("%!q({})", v.type_name()),
+                            }
+                        ),
+                    )),
+                },
+                "imports" => parse_imports(e, errors).map(|i| acc.imports = i),
+                "exports" => parse_exports(e, errors).map(|x| acc.exports = x),
+                // Kept for the JetStream issue, as the top-level block is.
+                "jetstream" => Ok(()),
+                "users" => parse_users(e).map(|(u, n)| users = Some((u, n, e.key_at.clone()))),
+                "default_permissions" => {
+                    parse_permissions(e).map(|p| default_permissions = Some(p))
+                }
+                // Refused, not ignored: a server running without them would
+                // route or limit differently from what the file says.
+                k @ ("mappings" | "maps" | "limits" | "msg_trace") => Err(invalid(
+                    &e.key_at,
+                    format!("account {} is not supported yet", conf::go_quote(k)),
+                )),
+                _ if e.used_as_variable => Ok(()),
+                _ => Err(ConfError::new(
+                    &e.key_at,
+                    ErrorKind::UnknownField(e.key.clone()),
+                )),
+            };
+            if let Err(err) = result {
+                errors.push(err);
+            }
+        }
+        if let Some((mut users, mut nkeys, at)) = users {
+            if !users.is_empty() || !nkeys.is_empty() {
+                if self.user.is_some() {
+                    errors.push(invalid(
+                        &at,
+                        "Can not have a single user/pass and accounts".into(),
+                    ));
+                } else if self.token.is_some() {
+                    errors.push(invalid(&at, "Can not have a token and accounts".into()));
+                }
+            }
+            for u in &mut users {
+                if let Some(p) = &default_permissions {
+                    u.permissions.get_or_insert_with(|| p.clone());
+                }
+                u.account = Some(name.to_string());
+                if self.users.iter().any(|o| o.username == u.username)
+                    || self.nkeys.iter().any(|o| o.nkey == u.username)
+                {
+                    errors.push(invalid(
+                        &at,
+                        format!("Duplicate user {} detected", conf::go_quote(&u.username)),
+                    ));
+                    continue;
+                }
+                self.users.push(u.clone());
+            }
+            for u in &mut nkeys {
+                if let Some(p) = &default_permissions {
+                    u.permissions.get_or_insert_with(|| p.clone());
+                }
+                u.account = Some(name.to_string());
+                if self.nkeys.iter().any(|o| o.nkey == u.nkey)
+                    || self.users.iter().any(|o| o.username == u.nkey)
+                {
+                    errors.push(invalid(
+                        &at,
+                        format!("Duplicate nkey {} detected", conf::go_quote(&u.nkey)),
+                    ));
+                    continue;
+                }
+                self.nkeys.push(u.clone());
+            }
+        }
+        self.accounts.push(acc);
+    }
+
+    /// After the whole file: exports and imports refer to defined accounts
+    /// and are allowed (nats-server checks them once every account is
+    /// known, and only when nothing else was wrong).
+    fn check_accounts(&self, entry: &Entry, errors: &mut Vec<ConfError>) {
+        if !errors.is_empty() {
+            return;
+        }
+        for msg in accounts_mod::check_config(&self.accounts) {
+            errors.push(invalid(&entry.key_at, msg));
+        }
+    }
+
     fn check_no_auth_user(&self, entry: &Entry) -> Result<(), ConfError> {
         let Some(name) = &self.no_auth_user else {
             return Ok(());
@@ -715,6 +901,353 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// An account's `exports: [{stream: s} | {service: s, response_type,
+/// response_threshold}, accounts: [...]]`.
+fn parse_exports(
+    entry: &Entry,
+    errors: &mut Vec<ConfError>,
+) -> Result<Vec<ExportConfig>, ConfError> {
+    let Value::Array(items) = &entry.value.value else {
+        return Err(invalid(
+            &entry.key_at,
+            format!(
+                "Exports should be an array, got {}",
+                &entry.value.value.type_name()
+            ),
+        ));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Map(map) = &item.value else {
+            errors.push(invalid(
+                &item.at,
+                format!(
+                    "Export Items should be a map with type entry, got {}",
+                    &item.value.type_name()
+                ),
+            ));
+            continue;
+        };
+        let mut kind: Option<(ExportKind, String)> = None;
+        let mut accounts = None;
+        let mut response_type = None;
+        let mut threshold = None;
+        for e in map.entries() {
+            let key = e.key.to_ascii_lowercase();
+            let at = &e.key_at;
+            match key.as_str() {
+                "stream" | "service" => {
+                    let this = if key == "stream" {
+                        ExportKind::Stream
+                    } else {
+                        ExportKind::Service
+                    };
+                    if let Some((other, _)) = &kind {
+                        if *other != this {
+                            let shown = match &e.value.value {
+                                Value::String(s) => conf::go_quote(s),
+                                v => format!("%!q({})", v.type_name()),
+                            };
+                            errors.push(invalid(
+                                at,
+                                match this {
+                                    ExportKind::Stream => {
+                                        format!("Detected stream {shown} but already saw a service")
+                                    }
+                                    ExportKind::Service => {
+                                        format!("Detected service {shown} but already saw a stream")
+                                    }
+                                },
+                            ));
+                            continue;
+                        }
+                    }
+                    let Value::String(s) = &e.value.value else {
+                        errors.push(invalid(
+                            at,
+                            format!(
+                                "Expected {key} name to be string, got {}",
+                                e.value.value.type_name()
+                            ),
+                        ));
+                        continue;
+                    };
+                    kind = Some((this, s.clone()));
+                }
+                "response" | "response_type" => {
+                    if response_type.is_some() {
+                        errors.push(invalid(at, "Duplicate response type definition".into()));
+                        continue;
+                    }
+                    let Value::String(s) = &e.value.value else {
+                        errors.push(invalid(
+                            at,
+                            format!(
+                                "Expected response type to be string, got {}",
+                                e.value.value.type_name()
+                            ),
+                        ));
+                        continue;
+                    };
+                    response_type = Some((
+                        match s.to_ascii_lowercase().as_str() {
+                            "single" | "singleton" => ResponseType::Singleton,
+                            "stream" => ResponseType::Stream,
+                            "chunk" | "chunked" => ResponseType::Chunked,
+                            _ => {
+                                errors.push(invalid(
+                                    at,
+                                    format!("Unknown response type: {}", conf::go_quote(s)),
+                                ));
+                                continue;
+                            }
+                        },
+                        at.clone(),
+                    ));
+                }
+                "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
+                    if threshold.is_some() {
+                        errors.push(invalid(at, "Duplicate response threshold detected".into()));
+                        continue;
+                    }
+                    let Value::String(s) = &e.value.value else {
+                        errors.push(invalid(
+                            at,
+                            format!(
+                                "Expected response threshold to be a parseable time duration, got {}",
+                                e.value.value.type_name()
+                            ),
+                        ));
+                        continue;
+                    };
+                    match conf::parse_duration(s)
+                        .ok()
+                        .and_then(|ns| u64::try_from(ns).ok())
+                    {
+                        Some(ns) => threshold = Some((Duration::from_nanos(ns), at.clone())),
+                        None => {
+                            errors.push(invalid(
+                                at,
+                                format!(
+                                    "Expected response threshold to be a parseable time duration, got {}",
+                                    conf::go_quote(s)
+                                ),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                "accounts" => {
+                    let Value::Array(list) = &e.value.value else {
+                        return Err(wrong_type(e, "[]interface {}"));
+                    };
+                    let mut names = Vec::new();
+                    for n in list {
+                        match &n.value {
+                            Value::String(s) => names.push(s.clone()),
+                            v => {
+                                return Err(invalid(
+                                    &n.at,
+                                    format!(
+                                        "interface conversion: interface {{}} is {}, not string",
+                                        v.type_name()
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                    accounts = Some(names);
+                }
+                k @ ("latency" | "account_token_position" | "allow_trace") => {
+                    errors.push(invalid(
+                        at,
+                        format!("export {} is not supported yet", conf::go_quote(k)),
+                    ));
+                }
+                _ if e.used_as_variable => {}
+                _ => errors.push(ConfError::new(at, ErrorKind::UnknownField(e.key.clone()))),
+            }
+        }
+        let Some((kind, subject)) = kind else {
+            continue;
+        };
+        if kind == ExportKind::Stream {
+            for at in [
+                response_type.as_ref().map(|r| &r.1),
+                threshold.as_ref().map(|t| &t.1),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                errors.push(invalid(
+                    at,
+                    "Detected response directive on non-service".into(),
+                ));
+            }
+        }
+        out.push(ExportConfig {
+            kind,
+            subject,
+            accounts,
+            response_type: response_type.map(|r| r.0).unwrap_or_default(),
+            response_threshold: threshold.map(|t| t.0),
+        });
+    }
+    Ok(out)
+}
+
+/// An account's `imports: [{stream: {account, subject}, prefix | to},
+/// {service: {account, subject}, to, share}]`.
+fn parse_imports(
+    entry: &Entry,
+    errors: &mut Vec<ConfError>,
+) -> Result<Vec<ImportConfig>, ConfError> {
+    let Value::Array(items) = &entry.value.value else {
+        return Err(invalid(
+            &entry.key_at,
+            format!(
+                "Imports should be an array, got {}",
+                &entry.value.value.type_name()
+            ),
+        ));
+    };
+    let mut out: Vec<ImportConfig> = Vec::new();
+    for item in items {
+        let Value::Map(map) = &item.value else {
+            errors.push(invalid(
+                &item.at,
+                format!(
+                    "Import Items should be a map with type entry, got {}",
+                    &item.value.type_name()
+                ),
+            ));
+            continue;
+        };
+        let mut what: Option<(ExportKind, String, String)> = None;
+        let (mut prefix, mut to, mut share) = (None, None, false);
+        let mut to_at = None;
+        for e in map.entries() {
+            let key = e.key.to_ascii_lowercase();
+            let at = &e.key_at;
+            match key.as_str() {
+                "stream" | "service" => {
+                    let this = if key == "stream" {
+                        ExportKind::Stream
+                    } else {
+                        ExportKind::Service
+                    };
+                    if what.as_ref().is_some_and(|w| w.0 != this) {
+                        errors.push(invalid(
+                            at,
+                            match this {
+                                ExportKind::Stream => "Detected stream but already saw a service",
+                                ExportKind::Service => "Detected service but already saw a stream",
+                            }
+                            .into(),
+                        ));
+                        continue;
+                    }
+                    let Value::Map(body) = &e.value.value else {
+                        let label = if this == ExportKind::Stream {
+                            "Stream"
+                        } else {
+                            "Service"
+                        };
+                        errors.push(invalid(
+                            at,
+                            format!(
+                                "{label} entry should be an account map, got {}",
+                                &e.value.value.type_name()
+                            ),
+                        ));
+                        continue;
+                    };
+                    let (mut account, mut subject) = (String::new(), String::new());
+                    for f in body.entries() {
+                        match f.key.to_ascii_lowercase().as_str() {
+                            "account" => account = string(f)?,
+                            "subject" => subject = string(f)?,
+                            _ if f.used_as_variable => {}
+                            _ => errors.push(ConfError::new(
+                                &f.key_at,
+                                ErrorKind::UnknownField(f.key.clone()),
+                            )),
+                        }
+                    }
+                    if account.is_empty() || subject.is_empty() {
+                        errors.push(invalid(at, "Expect an account name and a subject".into()));
+                        continue;
+                    }
+                    what = Some((this, account, subject));
+                }
+                "prefix" => prefix = Some(string(e)?),
+                "to" => {
+                    to = Some(string(e)?);
+                    to_at = Some(at.clone());
+                }
+                "share" => share = boolean(e)?,
+                _ if e.used_as_variable => {}
+                _ => errors.push(ConfError::new(at, ErrorKind::UnknownField(e.key.clone()))),
+            }
+        }
+        let Some((kind, account, subject)) = what else {
+            continue;
+        };
+        match kind {
+            ExportKind::Stream => {
+                let prefix = prefix.filter(|p| !p.is_empty());
+                let to = to.filter(|t| !t.is_empty());
+                if let (Some(_), Some(_), Some(at)) = (&prefix, &to, &to_at) {
+                    errors.push(invalid(
+                        at,
+                        "Stream import can not have a 'prefix' and a 'to' property".into(),
+                    ));
+                    continue;
+                }
+                out.push(ImportConfig::Stream {
+                    account,
+                    subject,
+                    prefix,
+                    to,
+                });
+            }
+            ExportKind::Service => {
+                let to = to
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| subject.clone());
+                let dup = out.iter().find_map(|i| match i {
+                    ImportConfig::Service {
+                        account,
+                        subject,
+                        to: t,
+                        ..
+                    } if *t == to => Some((account.clone(), subject.clone())),
+                    _ => None,
+                });
+                if let Some((dup_acc, dup_sub)) = dup {
+                    errors.push(invalid(
+                        &item.at,
+                        format!(
+                            "Duplicate service import subject {}, previously used in import for account {}, subject {}",
+                            conf::go_quote(&to),
+                            conf::go_quote(&dup_acc),
+                            conf::go_quote(&dup_sub)
+                        ),
+                    ));
+                    continue;
+                }
+                out.push(ImportConfig::Service {
+                    account,
+                    subject,
+                    to,
+                    share,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `users: [ {user, password, permissions}, {nkey, permissions} ]`.
@@ -1499,10 +2032,101 @@ mod tests {
     }
 
     #[test]
-    fn accounts_are_refused_until_enforced() {
+    fn accounts_with_users_exports_and_imports() {
+        let o = ok(concat!(
+            "authorization { users: [{user: g, password: p}] }\n",
+            "accounts: {\n",
+            "  A: { users: [{user: a, password: p}], exports: [{stream: \"pub.>\"}, ",
+            "{service: \"svc.*\", response_type: stream, response_threshold: \"5s\", accounts: [B]}] }\n",
+            "  B: { users: [{user: b, password: p}], imports: [",
+            "{stream: {account: A, subject: \"pub.>\"}, prefix: from_a}, ",
+            "{service: {account: A, subject: \"svc.x\"}, to: \"ask\", share: true}] }\n",
+            "}\n",
+        ));
+        assert_eq!(o.accounts.len(), 2);
+        let user = |n: &str| o.users.iter().find(|u| u.username == n).unwrap();
+        assert_eq!(user("g").account, None);
+        assert_eq!(user("a").account.as_deref(), Some("A"));
+        assert_eq!(user("b").account.as_deref(), Some("B"));
+        let a = &o.accounts[0];
+        assert_eq!(a.exports[1].response_type, ResponseType::Stream);
         assert_eq!(
-            err("\naccounts: { A: {} }"),
-            "t.conf:2:1: \"accounts\" is not supported yet"
+            a.exports[1].response_threshold,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            a.exports[1].accounts.as_deref(),
+            Some(&["B".to_string()][..])
+        );
+        assert_eq!(
+            o.accounts[1].imports,
+            vec![
+                ImportConfig::Stream {
+                    account: "A".into(),
+                    subject: "pub.>".into(),
+                    prefix: Some("from_a".into()),
+                    to: None
+                },
+                ImportConfig::Service {
+                    account: "A".into(),
+                    subject: "svc.x".into(),
+                    to: "ask".into(),
+                    share: true
+                },
+            ]
+        );
+        let o = ok("accounts: [A, B]");
+        assert_eq!(o.accounts.len(), 2);
+    }
+
+    #[test]
+    fn account_errors() {
+        assert_eq!(
+            err("accounts: { $G: {} }"),
+            "t.conf:1:13: \"$G\" is a Reserved Account"
+        );
+        assert_eq!(
+            err("accounts: [A, A]"),
+            "t.conf:1:15: Duplicate Account Entry: A"
+        );
+        assert_eq!(
+            err("accounts: { A: 1 }"),
+            "t.conf:1:13: Expected map entries for accounts"
+        );
+        assert_eq!(
+            err("accounts: { A: { users: [{user: x}] }, B: { users: [{user: x}] } }"),
+            "t.conf:1:45: Duplicate user \"x\" detected"
+        );
+        assert_eq!(
+            err("accounts: { A: { foo: 1 } }"),
+            "t.conf:1:18: unknown field \"foo\""
+        );
+        assert_eq!(
+            err("accounts: { A: { exports: [{stream: s, response_type: stream}] } }"),
+            "t.conf:1:40: Detected response directive on non-service"
+        );
+        assert_eq!(
+            err("accounts: { A: { exports: [{service: s, response_type: x}] } }"),
+            "t.conf:1:41: Unknown response type: \"x\""
+        );
+        assert_eq!(
+            err("accounts: { A: { imports: [{stream: {account: B}}] } }"),
+            "t.conf:1:29: Expect an account name and a subject"
+        );
+        assert_eq!(
+            err("accounts: { A: { imports: [{stream: {account: B, subject: s}, prefix: p, to: t}] } }"),
+            "t.conf:1:74: Stream import can not have a 'prefix' and a 'to' property"
+        );
+        assert_eq!(
+            err(concat!(
+                "accounts: { A: { exports: [{stream: s, accounts: [C]}] }, ",
+                "B: { imports: [{stream: {account: A, subject: s}}] }, C: {} }"
+            )),
+            "t.conf:1:1: Error adding stream import \"s\": stream import not authorized"
+        );
+        assert_eq!(
+            err("authorization { token: t }\naccounts: { A: { users: [{user: a}] } }"),
+            "t.conf:2:18: Can not have a token and accounts"
         );
     }
 

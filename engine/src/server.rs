@@ -1,11 +1,12 @@
 //! State shared by every connection of one server: options, identity,
 //! accounts and counters.
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
+use crate::accounts::{self, Responses, Routing, GLOBAL_ACCOUNT};
 use crate::auth::Authenticator;
 use crate::client::{ConnSnapshot, SubRef};
 use crate::options::Options;
@@ -17,21 +18,62 @@ pub const COMPAT_VERSION: &str = "2.9.0";
 /// natsd's own version.
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Account ids: unique in the process, so per-reactor caches can tell
+/// accounts apart.
+static NEXT_ACCOUNT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// An account: an isolated subject namespace.
 pub struct Account {
     /// Account name (`$G` for the global account).
     pub name: String,
     /// Who is subscribed to what in this account.
     pub sublist: Sublist<SubRef>,
+    id: u64,
+    /// Its exports and imports, set once when the server is built; unset
+    /// for an account that takes part in none (the publish path checks
+    /// only this).
+    routing: OnceLock<Routing>,
+    /// Rewritten replies of requests that reached this account's services.
+    responses: Responses,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").field("name", &self.name).finish()
+    }
 }
 
 impl Account {
     /// An empty account.
     pub fn new(name: &str) -> Self {
+        Self::with_key(name, [0; 16])
+    }
+
+    /// An empty account whose service reply subjects derive from `key`.
+    pub fn with_key(name: &str, key: [u8; 16]) -> Self {
         Account {
             name: name.to_string(),
             sublist: Sublist::new(),
+            id: NEXT_ACCOUNT_ID.fetch_add(1, Ordering::Relaxed),
+            routing: OnceLock::new(),
+            responses: Responses::new(key),
         }
+    }
+
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Its export/import table, if it takes part in any.
+    #[inline]
+    pub fn routing(&self) -> Option<&Routing> {
+        self.routing.get()
+    }
+
+    /// Pending service responses (rewritten replies) in this account.
+    pub fn responses(&self) -> &Responses {
+        &self.responses
     }
 }
 
@@ -60,12 +102,14 @@ pub struct ServerStats {
 
 /// One server's shared state.
 pub struct Server {
-    opts: Options,
+    opts: ArcSwap<Options>,
     server_id: String,
     server_name: String,
     next_cid: AtomicU64,
     /// The global account `$G`.
     pub global: Arc<Account>,
+    /// Every account by name, `$G` included.
+    accounts: HashMap<String, Arc<Account>>,
     /// Counters.
     pub stats: ServerStats,
     next_sub_id: AtomicU64,
@@ -89,15 +133,21 @@ impl Server {
             .server_name
             .clone()
             .unwrap_or_else(|| server_id.clone());
+        let accounts = build_accounts(&opts, &seed);
+        let global = accounts
+            .get(GLOBAL_ACCOUNT)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Account::new(GLOBAL_ACCOUNT)));
         Server {
             auth: ArcSwap::from_pointee(Authenticator::new(&opts)),
-            opts,
+            opts: ArcSwap::from_pointee(opts),
             server_id,
             server_name,
             // nats-server's internal clients take the first ids; its first
             // client gets cid 4 on 2.9.10 (FEATURES.md, monitoring).
             next_cid: AtomicU64::new(4),
-            global: Arc::new(Account::new("$G")),
+            global,
+            accounts,
             stats: ServerStats::default(),
             next_sub_id: AtomicU64::new(1),
             closed: Mutex::new(VecDeque::new()),
@@ -106,9 +156,87 @@ impl Server {
         }
     }
 
-    /// The options the server runs with.
-    pub fn options(&self) -> &Options {
-        &self.opts
+    /// The account named `name`.
+    pub fn account(&self, name: &str) -> Option<&Arc<Account>> {
+        self.accounts.get(name)
+    }
+
+    /// Every account, sorted by name.
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        let mut all: Vec<_> = self.accounts.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The options the server runs with now (a reload replaces them).
+    pub fn options(&self) -> Arc<Options> {
+        self.opts.load_full()
+    }
+
+    /// Apply reloaded options: refuses (and changes nothing) when a setting
+    /// that cannot change while running differs, as nats-server refuses a
+    /// reload that changes the listen port. On success returns the names of
+    /// the settings that changed; live connections are re-checked by the
+    /// caller (`ClientConn::reauthorize`).
+    pub fn reload(&self, new: Options) -> Result<Vec<&'static str>, String> {
+        let old = self.options();
+        let fixed: [(&str, bool); 6] = [
+            ("host", old.host != new.host),
+            ("port", old.port != new.port),
+            ("server_name", old.server_name != new.server_name),
+            ("http_port", old.http_port != new.http_port),
+            ("store_dir", old.store_dir != new.store_dir),
+            ("tls", old.tls != new.tls),
+        ];
+        if let Some((name, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(format!(
+                "config reload not supported for {}",
+                name.to_uppercase()
+            ));
+        }
+        let candidates: [(&'static str, bool); 14] = [
+            (
+                "authorization",
+                old.user != new.user
+                    || old.pass != new.pass
+                    || old.token != new.token
+                    || old.users != new.users
+                    || old.nkeys != new.nkeys
+                    || old.default_permissions != new.default_permissions
+                    || old.no_auth_user != new.no_auth_user
+                    || old.auth_timeout != new.auth_timeout,
+            ),
+            ("debug", old.debug != new.debug),
+            ("trace", old.trace != new.trace),
+            ("logtime", old.logtime != new.logtime),
+            ("log_file", old.log_file != new.log_file),
+            ("max_payload", old.max_payload != new.max_payload),
+            (
+                "max_control_line",
+                old.max_control_line != new.max_control_line,
+            ),
+            ("max_pending", old.max_pending != new.max_pending),
+            (
+                "max_connections",
+                old.max_connections != new.max_connections,
+            ),
+            (
+                "max_subscriptions",
+                old.max_subscriptions != new.max_subscriptions,
+            ),
+            ("ping_interval", old.ping_interval != new.ping_interval),
+            ("ping_max", old.ping_max != new.ping_max),
+            ("write_deadline", old.write_deadline != new.write_deadline),
+            ("pid_file", old.pid_file != new.pid_file),
+        ];
+        let changed = candidates
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| *n)
+            .collect();
+        self.auth.store(Arc::new(Authenticator::new(&new)));
+        self.opts.store(Arc::new(new));
+        Ok(changed)
     }
 
     /// Server id (an nkey public key starting with `N`).
@@ -134,7 +262,7 @@ impl Server {
     /// Remember a closed connection for `/connz?state=closed` (a ring of
     /// `max_closed_clients`, oldest dropped first).
     pub fn record_closed(&self, snap: ConnSnapshot) {
-        let cap = self.opts.max_closed_clients;
+        let cap = self.options().max_closed_clients;
         if cap == 0 {
             return;
         }
@@ -164,4 +292,34 @@ impl Server {
         let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
         crate::auth::derive_nonce(&self.nonce_seed, n)
     }
+}
+
+/// `$G`, the configured accounts and the system account, with their
+/// export/import tables.
+fn build_accounts(opts: &Options, seed: &[u8; 32]) -> HashMap<String, Arc<Account>> {
+    let key = |name: &str| {
+        let mut label = b"natsd account replies v1 ".to_vec();
+        label.extend_from_slice(name.as_bytes());
+        let k = crate::auth::derive_key(seed, &label);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&k[..16]);
+        out
+    };
+    let mut names: Vec<&str> = vec![GLOBAL_ACCOUNT];
+    names.extend(opts.accounts.iter().map(|a| a.name.as_str()));
+    if let Some(sys) = &opts.system_account {
+        names.push(sys);
+    }
+    let map: HashMap<String, Arc<Account>> = names
+        .into_iter()
+        .map(|n| (n.to_string(), Arc::new(Account::with_key(n, key(n)))))
+        .collect();
+    let routing = accounts::build_routing(&opts.accounts, &|n| map.get(n).cloned());
+    for (name, table) in routing {
+        if let Some(acc) = map.get(&name) {
+            // Each account is new here: its table cannot be set yet.
+            let _ = acc.routing.set(table);
+        }
+    }
+    map
 }

@@ -3,6 +3,7 @@
 //! Every test starts its own server (natsd by default; `NATSD_BIN` picks another binary, e.g.
 //! `/usr/sbin/nats-server` to check the tests themselves) and bounds every wait.
 
+mod accounts;
 mod auth;
 mod differential;
 mod fuzz_corpus;
