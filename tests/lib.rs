@@ -110,6 +110,18 @@ impl Server {
         Server::start(natsd_bin(), args, Kind::UnderTest, Some(conf))
     }
 
+    /// natsd with `conf`, then nats-server with the same file when it is
+    /// installed: for tests that check both servers behave alike.
+    pub fn natsd_and_reference(conf: &str) -> Vec<Server> {
+        let mut all = vec![Server::natsd_with_config(conf, &[])];
+        if let Some(reference) = Server::reference_with_config(&[], Some(conf)) {
+            if reference.bin() != all[0].bin() {
+                all.push(reference);
+            }
+        }
+        all
+    }
+
     /// Starts the reference nats-server, or returns `None` (after printing a note) when it is
     /// not installed.
     pub fn reference(args: &[&str]) -> Option<Server> {
@@ -336,7 +348,8 @@ pub fn listening_port(log: &str) -> Option<u16> {
     addr.trim().rsplit(':').next()?.parse().ok()
 }
 
-fn natsd_bin() -> PathBuf {
+/// The natsd binary under test (`NATSD_BIN`, else the newest workspace build).
+pub fn natsd_bin() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ sits in the workspace root")

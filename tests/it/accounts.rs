@@ -34,17 +34,6 @@ accounts: {
 }
 "#;
 
-/// natsd with `conf`, then nats-server with the same file when it is installed.
-fn servers(conf: &str) -> Vec<Server> {
-    let mut all = vec![Server::natsd_with_config(conf, &[])];
-    if let Some(reference) = Server::reference_with_config(&[], Some(conf)) {
-        if reference.bin() != all[0].bin() {
-            all.push(reference);
-        }
-    }
-    all
-}
-
 async fn login(server: &Server, user: &str, pass: &str) -> async_nats::Client {
     tokio::time::timeout(
         WAIT,
@@ -57,7 +46,7 @@ async fn login(server: &Server, user: &str, pass: &str) -> async_nats::Client {
 
 #[tokio::test]
 async fn accounts_are_isolated() {
-    for server in servers(CONF) {
+    for server in Server::natsd_and_reference(CONF) {
         let a = login(&server, "a", "pa").await;
         let c = login(&server, "c", "pc").await;
         let mut on_a = a.subscribe("same").await.unwrap();
@@ -76,7 +65,7 @@ async fn accounts_are_isolated() {
 
 #[tokio::test]
 async fn stream_import_with_prefix() {
-    for server in servers(CONF) {
+    for server in Server::natsd_and_reference(CONF) {
         let a = login(&server, "a", "pa").await;
         let b = login(&server, "b", "pb").await;
         let c = login(&server, "c", "pc").await;
@@ -110,7 +99,7 @@ async fn stream_import_with_prefix() {
 
 #[tokio::test]
 async fn service_import_request_reply() {
-    for server in servers(CONF) {
+    for server in Server::natsd_and_reference(CONF) {
         let a = login(&server, "a", "pa").await;
         let b = login(&server, "b", "pb").await;
         let mut svc = a.subscribe("help").await.unwrap();
@@ -145,7 +134,7 @@ async fn service_import_request_reply() {
 
 #[tokio::test]
 async fn users_land_in_their_account() {
-    for server in servers(CONF) {
+    for server in Server::natsd_and_reference(CONF) {
         // Same subject in B and C: only the publisher's own account sees it.
         let b = login(&server, "b", "pb").await;
         let b2 = login(&server, "b", "pb").await;
@@ -160,23 +149,6 @@ async fn users_land_in_their_account() {
         round_trip(&c).await;
         assert!(drain_ready(&mut on_c).is_empty());
     }
-}
-
-fn natsd_path() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace root")
-        .to_path_buf();
-    if let Some(bin) = std::env::var_os("NATSD_BIN") {
-        return workspace.join(bin);
-    }
-    ["release", "debug"]
-        .iter()
-        .map(|p| workspace.join("target").join(p).join("natsd"))
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, p)| p)
-        .expect("no natsd binary: build it first")
 }
 
 /// `-t -c FILE`: the exit status and what was printed.
@@ -210,7 +182,7 @@ accounts: {
   C: {}
 }
 "#;
-    let mut bins = vec![natsd_path()];
+    let mut bins = vec![natsd_tests::natsd_bin()];
     if Path::new("/usr/sbin/nats-server").exists() {
         bins.push(PathBuf::from("/usr/sbin/nats-server"));
     }
@@ -223,6 +195,6 @@ accounts: {
             bin.display()
         );
     }
-    let (ok, text) = check_config(&natsd_path(), CONF);
+    let (ok, text) = check_config(&natsd_tests::natsd_bin(), CONF);
     assert!(ok, "{text}");
 }

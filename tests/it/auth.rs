@@ -21,17 +21,6 @@ fn user_key(raw: u8) -> (String, String) {
     (kp.seed().expect("seed"), kp.public_key())
 }
 
-/// natsd with `conf`, then nats-server with the same file when it is installed.
-fn servers(conf: &str) -> Vec<Server> {
-    let mut all = vec![Server::natsd_with_config(conf, &[])];
-    if let Some(reference) = Server::reference_with_config(&[], Some(conf)) {
-        if reference.bin() != all[0].bin() {
-            all.push(reference);
-        }
-    }
-    all
-}
-
 /// The INFO a new connection gets.
 fn info_of(server: &Server) -> serde_json::Value {
     RawConn::connect_only(&server.addr()).read_info()
@@ -114,7 +103,7 @@ async fn users_with_plain_and_bcrypt_passwords() {
     let conf = format!(
         "authorization {{\n  users: [\n    {{user: alice, password: pa}}\n    {{user: bob, password: \"{BCRYPT_U_STAR_U}\"}}\n  ]\n}}\n"
     );
-    for server in servers(&conf) {
+    for server in Server::natsd_and_reference(&conf) {
         let info = info_of(&server);
         assert_eq!(info["auth_required"], true, "{}", name(&server));
         assert!(info.get("nonce").is_none(), "{}", name(&server));
@@ -136,7 +125,7 @@ async fn users_with_plain_and_bcrypt_passwords() {
 #[tokio::test]
 async fn single_user_with_bcrypt_password() {
     let conf = format!("authorization {{ user: admin, password: \"{BCRYPT_U_STAR_U}\" }}\n");
-    for server in servers(&conf) {
+    for server in Server::natsd_and_reference(&conf) {
         let (c, _) = must_connect(&server, user("admin", "U*U")).await;
         round_trip(&c).await;
         must_fail(&server, user("admin", "U*V")).await;
@@ -153,7 +142,7 @@ async fn plain_and_bcrypt_tokens() {
             "U*U",
         ),
     ] {
-        for server in servers(&conf) {
+        for server in Server::natsd_and_reference(&conf) {
             let (c, _) = must_connect(&server, ConnectOptions::with_token(good.into())).await;
             round_trip(&c).await;
             must_fail(&server, ConnectOptions::with_token("nope".into())).await;
@@ -168,7 +157,7 @@ async fn nkey_users_sign_the_nonce() {
     let conf = format!(
         "authorization {{\n  users: [\n    {{nkey: {public}, permissions: {{publish: \"_INBOX.>\", subscribe: \"_INBOX.>\"}}}}\n    {{user: a, password: b}}\n  ]\n}}\n"
     );
-    for server in servers(&conf) {
+    for server in Server::natsd_and_reference(&conf) {
         let info = info_of(&server);
         let nonce = info["nonce"].as_str().expect("INFO has a nonce");
         assert_eq!(nonce.len(), 15, "{}: {nonce}", name(&server));
@@ -209,7 +198,7 @@ authorization {
 
 #[tokio::test]
 async fn publish_permissions_are_enforced() {
-    for server in servers(PERMS_CONF) {
+    for server in Server::natsd_and_reference(PERMS_CONF) {
         let (admin, _) = must_connect(&server, user("admin", "a")).await;
         let mut watch = admin.subscribe(">").await.expect("subscribe");
         round_trip(&admin).await;
@@ -252,7 +241,7 @@ async fn publish_permissions_are_enforced() {
 
 #[tokio::test]
 async fn subscribe_permissions_and_queue_groups() {
-    for server in servers(PERMS_CONF) {
+    for server in Server::natsd_and_reference(PERMS_CONF) {
         let (admin, _) = must_connect(&server, user("admin", "a")).await;
         let (limited, mut events) = must_connect(&server, user("limited", "l")).await;
         let _denied = limited.subscribe("forbidden").await.expect("subscribe");
@@ -301,7 +290,7 @@ async fn subscribe_permissions_and_queue_groups() {
 
 #[tokio::test]
 async fn subscribe_deny_under_allowed_wildcard_filters_deliveries() {
-    for server in servers(PERMS_CONF) {
+    for server in Server::natsd_and_reference(PERMS_CONF) {
         let (admin, _) = must_connect(&server, user("admin", "a")).await;
         let (limited, mut events) = must_connect(&server, user("limited", "l")).await;
         // Accepted: the wildcard is allowed; the denied subject is filtered instead.
@@ -344,7 +333,7 @@ authorization {
   ]
 }
 "#;
-    for server in servers(conf) {
+    for server in Server::natsd_and_reference(conf) {
         let (plain, mut events) = must_connect(&server, user("plain", "p")).await;
         plain
             .publish("pub.ok", Bytes::new())
@@ -374,7 +363,7 @@ authorization {
   ]
 }
 "#;
-    for server in servers(conf) {
+    for server in Server::natsd_and_reference(conf) {
         let (anon, mut events) = must_connect(&server, ConnectOptions::new()).await;
         round_trip(&anon).await;
         anon.publish("open.door", Bytes::new())
@@ -405,7 +394,7 @@ authorization {
 #[tokio::test]
 async fn auth_timeout_closes_a_silent_client() {
     let conf = "authorization { user: a, password: b, timeout: 0.5 }\n";
-    for server in servers(conf) {
+    for server in Server::natsd_and_reference(conf) {
         let mut raw = RawConn::connect_only(&server.addr());
         let info = raw.read_info();
         assert_eq!(info["auth_required"], true);
@@ -422,7 +411,7 @@ async fn auth_timeout_closes_a_silent_client() {
 #[tokio::test]
 async fn no_auth_user_info_omits_auth_required() {
     let conf = "no_auth_user: a\nauthorization { users: [{user: a, password: b}] }\n";
-    for server in servers(conf) {
+    for server in Server::natsd_and_reference(conf) {
         let info = info_of(&server);
         assert!(
             info.get("auth_required").is_none(),
@@ -443,7 +432,7 @@ authorization {
   ]
 }
 "#;
-    for server in servers(conf) {
+    for server in Server::natsd_and_reference(conf) {
         let (client, _) = must_connect(&server, user("client", "c")).await;
         let (svc, mut events) = must_connect(&server, user("svc", "s")).await;
         let mut requests = svc.subscribe("svc.echo").await.expect("subscribe");

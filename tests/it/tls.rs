@@ -39,17 +39,6 @@ fn verify_conf() -> String {
     ))
 }
 
-/// natsd with `conf`, then nats-server with the same file when it is installed.
-fn servers(conf: &str) -> Vec<Server> {
-    let mut all = vec![Server::natsd_with_config(conf, &[])];
-    if let Some(reference) = Server::reference_with_config(&[], Some(conf)) {
-        if reference.bin() != all[0].bin() {
-            all.push(reference);
-        }
-    }
-    all
-}
-
 fn name(server: &Server) -> String {
     format!("{:?} {}", server.kind(), server.bin().display())
 }
@@ -88,7 +77,7 @@ async fn pub_sub_works(server: &Server, client: async_nats::Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pub_sub_over_tls() {
-    for server in servers(&tls_conf("")) {
+    for server in Server::natsd_and_reference(&tls_conf("")) {
         let client = try_connect(&server, trusting("ca.pem"))
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
@@ -118,7 +107,7 @@ async fn tls_flags_match_nats_server() {
 
 #[test]
 fn info_says_tls_required_and_verify() {
-    for server in servers(&tls_conf("")) {
+    for server in Server::natsd_and_reference(&tls_conf("")) {
         let info = RawConn::connect_only(&server.addr()).read_info();
         assert_eq!(info["tls_required"], true, "{}: {info}", name(&server));
         assert!(
@@ -127,7 +116,7 @@ fn info_says_tls_required_and_verify() {
             name(&server)
         );
     }
-    for server in servers(&verify_conf()) {
+    for server in Server::natsd_and_reference(&verify_conf()) {
         let info = RawConn::connect_only(&server.addr()).read_info();
         assert_eq!(info["tls_required"], true, "{}: {info}", name(&server));
         assert_eq!(info["tls_verify"], true, "{}: {info}", name(&server));
@@ -136,7 +125,7 @@ fn info_says_tls_required_and_verify() {
 
 #[test]
 fn plain_text_client_gets_info_then_a_close() {
-    for server in servers(&tls_conf("")) {
+    for server in Server::natsd_and_reference(&tls_conf("")) {
         let mut conn = RawConn::connect_only(&server.addr());
         conn.read_info();
         conn.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
@@ -147,7 +136,7 @@ fn plain_text_client_gets_info_then_a_close() {
 
 #[test]
 fn handshake_must_finish_within_the_tls_timeout() {
-    for server in servers(&tls_conf("  timeout: 0.5")) {
+    for server in Server::natsd_and_reference(&tls_conf("  timeout: 0.5")) {
         let mut conn = RawConn::connect_only(&server.addr());
         conn.read_info();
         let start = Instant::now();
@@ -164,7 +153,7 @@ fn handshake_must_finish_within_the_tls_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_with_the_wrong_ca_fails() {
-    for server in servers(&tls_conf("")) {
+    for server in Server::natsd_and_reference(&tls_conf("")) {
         let result = try_connect(&server, trusting("other-ca.pem")).await;
         assert!(result.is_err(), "{}: connected", name(&server));
     }
@@ -172,7 +161,7 @@ async fn client_with_the_wrong_ca_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_requires_a_client_certificate_from_the_ca() {
-    for server in servers(&verify_conf()) {
+    for server in Server::natsd_and_reference(&verify_conf()) {
         let none = try_connect(&server, trusting("ca.pem")).await;
         assert!(none.is_err(), "{}: connected without a cert", name(&server));
         let wrong = trusting("ca.pem")
