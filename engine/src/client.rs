@@ -371,7 +371,7 @@ impl ClientConn {
             proto: 1,
             go: "go1.19.8".to_string(),
             host: opts.host.clone(),
-            port: opts.port,
+            port: self.server.client_port(),
             headers: true,
             auth_required: self.server.authenticator().info_auth_required(),
             tls_required: opts.tls,

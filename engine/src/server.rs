@@ -1,7 +1,7 @@
 //! State shared by every connection of one server: options, identity,
 //! accounts and counters.
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -113,6 +113,8 @@ pub struct Server {
     /// Counters.
     pub stats: ServerStats,
     next_sub_id: AtomicU64,
+    /// The client port actually bound (`-p -1` binds a random one).
+    client_port: AtomicU16,
     closed: Mutex<VecDeque<ConnSnapshot>>,
     auth: ArcSwap<Authenticator>,
     nonce_seed: [u8; 32],
@@ -150,6 +152,7 @@ impl Server {
             accounts,
             stats: ServerStats::default(),
             next_sub_id: AtomicU64::new(1),
+            client_port: AtomicU16::new(0),
             closed: Mutex::new(VecDeque::new()),
             nonce_seed: seed,
             nonce_counter: AtomicU64::new(0),
@@ -247,6 +250,19 @@ impl Server {
     /// Server name (the id unless `server_name` is set).
     pub fn name(&self) -> &str {
         &self.server_name
+    }
+
+    /// Record the client port the listener bound (INFO `port`).
+    pub fn set_client_port(&self, port: u16) {
+        self.client_port.store(port, Ordering::Relaxed);
+    }
+
+    /// The client port clients see in INFO: the bound one once known.
+    pub fn client_port(&self) -> u16 {
+        match self.client_port.load(Ordering::Relaxed) {
+            0 => self.options().port,
+            p => p,
+        }
     }
 
     /// A fresh client id.

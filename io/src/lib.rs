@@ -127,6 +127,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("Error listening on port: {e}")))?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
+    server.set_client_port(local.port());
     let mut listener = Some(TcpListener::from_std(std_listener));
 
     let reactors = match opts.reactors {
