@@ -92,3 +92,42 @@ fn assert_server_ops(conn: &ClientConn) {
     }
     assert!(buf.is_empty(), "server wrote a partial frame: {buf:?}");
 }
+
+/// The NATS conf parser on arbitrary text (invalid UTF-8 is cut at the
+/// first bad byte, as a file reader would refuse it). Checked: parsing never
+/// panics and is deterministic, an error names a position inside the text,
+/// and a parsed tree maps onto options without panicking.
+pub fn conf_parse(data: &[u8]) {
+    let text = match std::str::from_utf8(data) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.valid_up_to();
+            // `valid_up_to` marks the longest valid UTF-8 prefix.
+            std::str::from_utf8(&data[..valid]).unwrap_or_default()
+        }
+    };
+    let first = crate::conf::parse(text);
+    let second = crate::conf::parse(text);
+    assert_eq!(
+        first.as_ref().err().map(ToString::to_string),
+        second.as_ref().err().map(ToString::to_string),
+        "parsing is deterministic"
+    );
+    match first {
+        Ok(map) => {
+            let mut opts = Options::default();
+            let _ = opts.apply_conf(&map);
+        }
+        Err(e) => {
+            // Line breaks the lexer may count: \n, and \r on its own.
+            let lines = text.bytes().filter(|&b| b == b'\n' || b == b'\r').count() + 1;
+            if let Some(at) = &e.at {
+                assert!(
+                    at.line as usize <= lines,
+                    "error line {} past the text ({lines} lines): {e}",
+                    at.line
+                );
+            }
+        }
+    }
+}

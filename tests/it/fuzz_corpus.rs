@@ -38,3 +38,8 @@ fn client_conn_corpus() {
         natsd_engine::fuzzing::client_conn(now, data)
     });
 }
+
+#[test]
+fn conf_parse_corpus() {
+    replay("conf_parse", natsd_engine::fuzzing::conf_parse);
+}
