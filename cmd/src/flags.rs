@@ -221,7 +221,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring
-    -ms,--https_port <port>          Use port for https monitoring (needs TLS: not supported yet)
+    -ms,--https_port <port>          Use port for https monitoring
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natsd process (ldm, stop, quit, term, reopen, reload)
@@ -821,10 +821,17 @@ mod tests {
 
     #[test]
     fn https_port_and_log_size_limit_flags() {
-        let run = run(&["-ms", "8443", "--log_size_limit", "1000"]);
-        assert_eq!(run.opts.log_size_limit, 1000);
-        assert_eq!(run.opts.https_port, 8443);
-        assert!(run.warnings.is_empty());
+        let parsed = run(&["-ms", "8443", "--log_size_limit", "1000"]);
+        assert_eq!(parsed.opts.log_size_limit, 1000);
+        assert_eq!(parsed.opts.https_port, 8443);
+        assert!(parsed.warnings.is_empty());
+        assert_eq!(run(&["--https_port=-1"]).opts.https_port, -1);
+        assert!(matches!(parse(["-ms", "70000"]), Err(FlagError::Usage(_))));
+        let line = usage()
+            .lines()
+            .find(|l| l.contains("--https_port"))
+            .expect("usage lists --https_port");
+        assert!(!line.contains("not supported"), "{line}");
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! The HTTP monitoring listener (`-m/--http_port`, `http: host:port`).
+//! The HTTP monitoring listener (`-m/--http_port`, `http: host:port`), or
+//! HTTPS (`-ms/--https_port`, `https: host:port`) with the server's `tls {}`
+//! certificate, as nats-server: never both, and HTTPS without TLS configured
+//! stops the server at start. Monitoring never asks for client certificates,
+//! even when clients must present one (`verify`), as nats-server.
 //!
 //! One acceptor thread (`http-monitor`) and a thread per open HTTP
 //! connection, at most [`MAX_CONNS`] at once; none of this runs on a
-//! reactor. Each connection speaks plain HTTP/1.1: request line and headers
-//! parsed with `httparse` (bounded to [`MAX_HEAD_BYTES`]), keep-alive unless
-//! the client says `Connection: close` or speaks HTTP/1.0, a request body up
-//! to [`MAX_BODY_BYTES`] read and ignored. Bad requests get 400 and a close,
-//! never a panic. The endpoints themselves (JSON models, query parsing,
+//! reactor. Over HTTPS each connection thread wraps its socket in a blocking
+//! rustls stream (the handshake runs on its first read, bounded by the same
+//! timeouts) and serves it the same way. Each connection speaks HTTP/1.1:
+//! request line and headers parsed with `httparse` (bounded to
+//! [`MAX_HEAD_BYTES`]), keep-alive unless the client says `Connection: close`
+//! or speaks HTTP/1.0, a request body up to [`MAX_BODY_BYTES`] read and
+//! ignored. Bad requests get 400 and a close, never a panic. The endpoints themselves (JSON models, query parsing,
 //! sorting, paging) are `natsd_engine::monitor`; this module only moves
 //! bytes and reads the process figures from `/proc`.
 use std::io::{self, Read, Write};
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use natsd_engine::client::ConnSnapshot;
 use natsd_engine::monitor::{Clock, Monitor, ProcessStats, Response, Source};
 use natsd_engine::server::Server;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::ServerHandle;
 
@@ -50,24 +57,54 @@ struct Shared {
 }
 
 /// Bind the monitoring port from the options, log it as nats-server does
-/// and start serving. `None` when monitoring is off.
+/// and start serving. `None` when monitoring is off. Errors read as
+/// nats-server's fatal start-up line (`Can't start monitoring: ...`).
 pub(crate) fn start(
     handle: ServerHandle,
     client_port: u16,
     started: Instant,
     started_wall: SystemTime,
 ) -> io::Result<Option<SocketAddr>> {
+    start_inner(handle, client_port, started, started_wall)
+        .map_err(|e| io::Error::new(e.kind(), format!("Can't start monitoring: {e}")))
+}
+
+fn start_inner(
+    handle: ServerHandle,
+    client_port: u16,
+    started: Instant,
+    started_wall: SystemTime,
+) -> io::Result<Option<SocketAddr>> {
     let opts = handle.server().options();
-    if opts.https_port != 0 {
-        log::warn!("HTTPS monitoring needs TLS, which natsd does not support yet; not starting it");
+    if opts.http_port != 0 && opts.https_port != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "can't specify both HTTP ({}) and HTTPs ({}) ports",
+                opts.http_port, opts.https_port
+            ),
+        ));
     }
-    let port = match opts.http_port {
-        0 => return Ok(None),
+    let (scheme, port, tls) = match (opts.http_port, opts.https_port) {
+        (0, 0) => return Ok(None),
+        (0, https) => (
+            "https",
+            https,
+            Some(monitor_tls_config(&opts)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TLS cert and key required for HTTPS",
+                )
+            })?),
+        ),
+        (http, _) => ("http", http, None),
+    };
+    let port = match port {
         -1 => 0,
         p => u16::try_from(p).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("invalid http port {p}"),
+                format!("invalid {scheme} port {p}"),
             )
         })?,
     };
@@ -79,7 +116,7 @@ pub(crate) fn start(
     let listener = TcpListener::bind((host.as_str(), port))
         .map_err(|e| io::Error::new(e.kind(), format!("can't listen to the monitor port: {e}")))?;
     let local = listener.local_addr()?;
-    log::info!("Starting http monitor on {host}:{}", local.port());
+    log::info!("Starting {scheme} monitor on {host}:{}", local.port());
     let monitor = Monitor::new(opts.http_base_path.as_deref(), &host, client_port);
     let shared = Arc::new(Shared {
         handle,
@@ -91,11 +128,52 @@ pub(crate) fn start(
     });
     std::thread::Builder::new()
         .name("http-monitor".into())
-        .spawn(move || accept_loop(listener, shared))?;
+        .spawn(move || accept_loop(listener, shared, tls))?;
     Ok(Some(local))
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// The server's TLS config for the monitor, `None` without `tls {}`: the
+/// same certificate, versions and ciphers, but no client certificate asked
+/// for (nats-server clears `ClientAuth` for monitoring).
+fn monitor_tls_config(
+    opts: &natsd_engine::options::Options,
+) -> io::Result<Option<Arc<ServerConfig>>> {
+    let mut opts = opts.clone();
+    opts.tls_verify = false;
+    crate::tls::server_config(&opts)
+}
+
+/// A monitoring connection: plain TCP or TLS over it.
+trait Conn: Read + Write {
+    /// The socket underneath, for timeouts and shutdown.
+    fn tcp(&self) -> &TcpStream;
+    /// End the session cleanly before the socket closes (TLS `close_notify`,
+    /// without which clients see a truncated stream).
+    fn close_notify(&mut self) -> io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn close_notify(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for StreamOwned<ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn close_notify(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush()
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Arc<ServerConfig>>) {
     for stream in listener.incoming() {
         let mut stream = match stream {
             Ok(s) => s,
@@ -108,16 +186,29 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         if shared.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNS {
             shared.active.fetch_sub(1, Ordering::AcqRel);
+            if tls.is_some() {
+                // A 503 over TLS needs a handshake, which would stall this
+                // acceptor on a slow client: close instead.
+                log::debug!("too many https monitor connections, closing a new one");
+                continue;
+            }
             let busy = Response::error(503, "too many monitoring connections\n");
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = write_response(&mut stream, &busy, false, false);
             continue;
         }
         let conn_shared = shared.clone();
+        let conn_tls = tls.clone();
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
             .spawn(move || {
-                if let Err(e) = serve(stream, &conn_shared) {
+                let served = match conn_tls {
+                    None => serve(stream, &conn_shared),
+                    Some(config) => ServerConnection::new(config)
+                        .map_err(io::Error::other)
+                        .and_then(|conn| serve(StreamOwned::new(conn, stream), &conn_shared)),
+                };
+                if let Err(e) = served {
                     log::debug!("http monitor connection: {e}");
                 }
                 conn_shared.active.fetch_sub(1, Ordering::AcqRel);
@@ -190,10 +281,10 @@ fn parse_head(buf: &[u8]) -> Parsed {
     })
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let _ = stream.set_nodelay(true);
+fn serve<S: Conn>(mut stream: S, shared: &Shared) -> io::Result<()> {
+    stream.tcp().set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.tcp().set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let _ = stream.tcp().set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -237,7 +328,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             head.method.eq_ignore_ascii_case("HEAD"),
         )?;
         if !head.keep_alive {
-            return Ok(());
+            return stream.close_notify();
         }
     }
 }
@@ -246,14 +337,17 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
 /// reset: stop writing, and drain what the client still sends for a moment
 /// (closing with unread input makes the kernel send RST, which can destroy
 /// the reply before the client reads it).
-fn refuse(mut stream: TcpStream, resp: &Response) -> io::Result<()> {
+fn refuse<S: Conn>(mut stream: S, resp: &Response) -> io::Result<()> {
     write_response(&mut stream, resp, false, false)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    stream.set_read_timeout(Some(LINGER))?;
+    stream.close_notify()?;
+    let mut tcp = stream.tcp();
+    tcp.shutdown(std::net::Shutdown::Write)?;
+    tcp.set_read_timeout(Some(LINGER))?;
     let mut sink = [0u8; 4096];
     let mut drained = 0usize;
+    // The raw socket: what is left is only drained, never read as TLS.
     while drained < MAX_HEAD_BYTES + MAX_BODY_BYTES {
-        match stream.read(&mut sink) {
+        match tcp.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
@@ -318,7 +412,7 @@ fn status_text(status: u16) -> &'static str {
 }
 
 fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     resp: &Response,
     keep_alive: bool,
     head_only: bool,

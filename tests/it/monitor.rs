@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::ConnectOptions;
@@ -403,5 +404,169 @@ async fn key_sets_match_nats_server() {
         // natsd's own figures live under `natsd`; nothing else may differ.
         ka.retain(|k| !k.starts_with("/natsd"));
         assert_eq!(ka, kb, "{target}: natsd {a:#} vs nats-server {b:#}");
+    }
+}
+
+const HTTPS_MONITOR: &str = "Starting https monitor on ";
+
+fn cert_path(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A `tls {}` block with the test server certificate, plus `extra` lines.
+fn tls_block(extra: &str) -> String {
+    format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{extra}\n}}\n",
+        cert_path("server-cert.pem"),
+        cert_path("server-key.pem")
+    )
+}
+
+/// The port from the log line starting with `prefix`.
+fn logged_port(server: &Server, prefix: &str) -> u16 {
+    let log = server.log_contents();
+    let line = log
+        .lines()
+        .find(|l| l.contains(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in log:\n{log}"));
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// A TLS client trusting only the test CA.
+fn tls_client() -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert_path("ca.pem")).expect("read ca.pem") {
+        roots.add(cert.expect("parse ca.pem")).expect("add CA");
+    }
+    // ring explicitly: async-nats brings a second provider into this crate.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// GET `target` over TLS (server name `localhost`), reading to the end.
+fn https_get(port: u16, target: &str) -> Reply {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let conn = rustls::ClientConnection::new(tls_client(), name).expect("TLS client");
+    let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect to https monitor");
+    sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).expect("write request");
+    let mut buf = Vec::new();
+    tls.read_to_end(&mut buf)
+        .expect("read reply to close_notify");
+    parse_reply(&String::from_utf8_lossy(&buf))
+}
+
+/// Both servers serve `/varz` over HTTPS on `-ms -1` with the `tls {}`
+/// certificate, and only HTTPS: no plain http monitor, and plain HTTP on the
+/// port gets no answer.
+#[test]
+fn https_monitor_serves_varz_over_tls() {
+    let conf = tls_block("");
+    let mut servers = vec![Server::natsd_with_config(&conf, &["-ms", "-1"])];
+    servers.extend(Server::reference_with_config(&["-ms", "-1"], Some(&conf)));
+    for server in servers {
+        let who = format!("{:?}", server.kind());
+        let port = logged_port(&server, HTTPS_MONITOR);
+        assert!(
+            !server.log_contents().contains(HTTP_MONITOR),
+            "{who}: http monitor started too"
+        );
+        let r = https_get(port, "/varz");
+        assert_eq!(r.status, 200, "{who}: {}", r.body);
+        let v = r.json();
+        assert_eq!(v["port"], server.port(), "{who}");
+        assert_eq!(v["https_port"], -1, "{who}");
+        assert_eq!(v["http_port"], 0, "{who}");
+        assert_eq!(https_get(port, "/healthz").json()["status"], "ok", "{who}");
+
+        let mut plain = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        plain.set_read_timeout(Some(WAIT)).expect("timeout");
+        plain
+            .write_all(b"GET /varz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("write");
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf);
+        assert!(
+            !String::from_utf8_lossy(&buf).contains("server_id"),
+            "{who}: plain HTTP answered on the https port"
+        );
+    }
+}
+
+/// `verify: true` makes clients present certificates, but the monitor asks
+/// for none (nats-server clears client auth for monitoring).
+#[test]
+fn https_monitor_asks_no_client_certificate() {
+    let conf = tls_block(&format!(
+        "  ca_file: \"{}\"\n  verify: true",
+        cert_path("ca.pem")
+    ));
+    let mut servers = vec![Server::natsd_with_config(&conf, &["-ms", "-1"])];
+    servers.extend(Server::reference_with_config(&["-ms", "-1"], Some(&conf)));
+    for server in servers {
+        let port = logged_port(&server, HTTPS_MONITOR);
+        let r = https_get(port, "/varz");
+        assert_eq!(r.status, 200, "{:?}: {}", server.kind(), r.body);
+    }
+}
+
+/// Start a server binary expected to stop at once; its output.
+fn failed_start(bin: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", "-1"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run server");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{}: started\n{text}", bin.display());
+    text
+}
+
+/// As nats-server: `-ms` without TLS, or both `-m` and `-ms`, stops the start
+/// with the same fatal line.
+#[test]
+fn https_monitor_refuses_to_start_without_tls_or_with_http() {
+    let mut bins = vec![natsd_tests::natsd_bin()];
+    let reference = std::path::PathBuf::from("/usr/sbin/nats-server");
+    if reference.exists() {
+        bins.push(reference);
+    }
+    let conf_dir = natsd_tests::TempDir::new();
+    let conf = conf_dir.path().join("tls.conf");
+    std::fs::write(&conf, tls_block("")).expect("write conf");
+    let conf = conf.display().to_string();
+    for bin in &bins {
+        let text = failed_start(bin, &["-ms", "-1"]);
+        assert!(
+            text.contains("[FTL] Can't start monitoring: TLS cert and key required for HTTPS"),
+            "{}: {text}",
+            bin.display()
+        );
+        let text = failed_start(bin, &["-c", &conf, "-m", "-1", "-ms", "18443"]);
+        assert!(
+            text.contains(
+                "[FTL] Can't start monitoring: can't specify both HTTP (-1) and HTTPs (18443) ports"
+            ),
+            "{}: {text}",
+            bin.display()
+        );
     }
 }
