@@ -11,6 +11,15 @@
 //! (`$2a$`, `$2b$`, `$2x$`, `$2y$` and a two-digit cost) are verified with
 //! bcrypt; others are compared in constant time.
 //!
+//! With `tls { verify_and_map: true }` and a `users` list, the user comes
+//! from the client certificate ([`TlsPeer`]) instead of CONNECT, tried in
+//! nats-server 2.9.10's order: each SAN email, DNS name and URI as a user
+//! name; then the subject as an RFC 4514 DN against every user name that
+//! parses as one (in order, then in any order); then Go's string form of the
+//! subject with its domain components appended; then that string alone.
+//! As there, the mapped user's configured password (usually none) must
+//! still equal CONNECT's.
+//!
 //! bcrypt costs tens of milliseconds per check. Successful checks are
 //! remembered per (hash, password) pair, as a SHA-256 digest and never the
 //! password itself, in a bounded set, so a reconnect storm of valid clients
@@ -50,6 +59,8 @@ pub enum AuthError {
     /// The user may not connect over this kind of connection
     /// (`allowed_connection_types`).
     ConnectionTypeNotAllowed,
+    /// `verify_and_map`: no certificate, or none of its names is a user.
+    CertificateNotMapped,
 }
 
 impl std::fmt::Display for AuthError {
@@ -58,11 +69,234 @@ impl std::fmt::Display for AuthError {
             AuthError::BadCredentials => "authentication failed",
             AuthError::BadSignature => "nkey signature missing or not verified",
             AuthError::ConnectionTypeNotAllowed => "connection type not allowed for this user",
+            AuthError::CertificateNotMapped => "no user found for the client certificate",
         })
     }
 }
 
 impl std::error::Error for AuthError {}
+
+/// One attribute of a certificate subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnAttr {
+    /// The attribute type's OID, dotted (`2.5.4.3` for CN).
+    pub oid: String,
+    /// Its value, when it is a string type; `None` otherwise.
+    pub value: Option<String>,
+}
+
+/// What `verify_and_map` reads from a verified client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsPeer {
+    /// SAN rfc822Name entries.
+    pub emails: Vec<String>,
+    /// SAN dNSName entries.
+    pub dns: Vec<String>,
+    /// SAN uniformResourceIdentifier entries.
+    pub uris: Vec<String>,
+    /// The subject's RDNs in certificate (DER) order, each a set of attributes.
+    pub subject: Vec<Vec<DnAttr>>,
+}
+
+/// Attribute names nats-server uses for a certificate subject, by OID.
+const DN_NAMES: &[(&str, &str)] = &[
+    ("2.5.4.3", "CN"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.9", "STREET"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.17", "POSTALCODE"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+];
+
+fn dn_name(oid: &str) -> Option<&'static str> {
+    DN_NAMES.iter().find(|(o, _)| *o == oid).map(|(_, n)| *n)
+}
+
+/// A distinguished name: RDNs, each a set of (type, value) pairs.
+type Dn = Vec<Vec<(String, String)>>;
+
+impl TlsPeer {
+    /// The subject as a DN in RFC 4514 order (last RDN first), or `None`
+    /// when an attribute has a type without a name or a value that is not
+    /// a string (nats-server then skips the DN comparison).
+    fn dn(&self) -> Option<Dn> {
+        self.subject
+            .iter()
+            .rev()
+            .filter(|rdn| !rdn.is_empty())
+            .map(|rdn| {
+                rdn.iter()
+                    .rev()
+                    .map(|a| Some((dn_name(&a.oid)?.to_string(), a.value.clone()?)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The subject as Go's `pkix.Name.ToRDNSequence().String()` writes it:
+    /// only C, ST, L, STREET, POSTALCODE, O, OU, CN and SERIALNUMBER, in
+    /// the reverse of that order, each type's values in one RDN.
+    fn go_subject(&self) -> String {
+        let attrs = || self.subject.iter().flatten();
+        let values = |oid: &str| -> Vec<&str> {
+            attrs()
+                .filter(|a| a.oid == oid)
+                .filter_map(|a| a.value.as_deref())
+                .collect()
+        };
+        let last = |oid: &str| {
+            let all = values(oid);
+            all.last()
+                .filter(|v| !v.is_empty())
+                .map(|v| vec![*v])
+                .unwrap_or_default()
+        };
+        let rdns = [
+            ("C", values("2.5.4.6")),
+            ("ST", values("2.5.4.8")),
+            ("L", values("2.5.4.7")),
+            ("STREET", values("2.5.4.9")),
+            ("POSTALCODE", values("2.5.4.17")),
+            ("O", values("2.5.4.10")),
+            ("OU", values("2.5.4.11")),
+            ("CN", last("2.5.4.3")),
+            ("SERIALNUMBER", last("2.5.4.5")),
+        ];
+        rdns.iter()
+            .rev()
+            .filter(|(_, vals)| !vals.is_empty())
+            .map(|(name, vals)| {
+                vals.iter()
+                    .map(|v| format!("{name}={}", go_escape(v)))
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every string `DC` value as `DC=value`, in certificate order, joined
+    /// with commas.
+    fn domain_components(&self) -> String {
+        self.subject
+            .iter()
+            .flatten()
+            .filter(|a| a.oid == "0.9.2342.19200300.100.1.25")
+            .filter_map(|a| a.value.as_ref().map(|v| format!("DC={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Go's escaping of a subject value in `RDNSequence.String`.
+fn go_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (k, c) in v.char_indices() {
+        let escape = match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => true,
+            ' ' => k == 0 || k == v.len() - 1,
+            '#' => k == 0,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A user name read as an RFC 4514 DN (`CN=alice,O=acme`), or `None` when
+/// it is not one.
+fn parse_dn(s: &str) -> Option<Dn> {
+    let mut dn: Dn = Vec::new();
+    let mut rdn = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let mut typ = String::new();
+        loop {
+            match chars.next()? {
+                '=' => break,
+                c => typ.push(c),
+            }
+        }
+        let typ = typ.trim().to_string();
+        if typ.is_empty() {
+            return None;
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut value: Vec<u8> = Vec::new();
+        // Bytes of `value` that were escaped: trailing spaces among them stay.
+        let mut kept = 0;
+        let end = loop {
+            match chars.next() {
+                None => break None,
+                Some(c @ (',' | ';' | '+')) => break Some(c),
+                Some('\\') => {
+                    let c = chars.next()?;
+                    if c.is_ascii_hexdigit() {
+                        let lo = chars.next()?.to_digit(16)?;
+                        let hi = c.to_digit(16)?;
+                        value.push(u8::try_from(hi * 16 + lo).ok()?);
+                    } else {
+                        let mut b = [0u8; 4];
+                        value.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                    }
+                    kept = value.len();
+                }
+                Some(c) => {
+                    let mut b = [0u8; 4];
+                    value.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        };
+        let unspaced = value.len() - value.iter().rev().take_while(|b| **b == b' ').count();
+        value.truncate(unspaced.max(kept));
+        let value = String::from_utf8(value).ok()?;
+        rdn.push((typ, value));
+        match end {
+            Some('+') => {}
+            Some(_) => dn.push(std::mem::take(&mut rdn)),
+            None => {
+                dn.push(rdn);
+                return Some(dn);
+            }
+        }
+    }
+}
+
+fn rdn_eq(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    let has = |x: &[(String, String)], (t, v): &(String, String)| {
+        x.iter()
+            .any(|(xt, xv)| xt.eq_ignore_ascii_case(t) && xv == v)
+    };
+    a.len() == b.len() && a.iter().all(|p| has(b, p)) && b.iter().all(|p| has(a, p))
+}
+
+fn dn_eq(a: &Dn, b: &Dn) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| rdn_eq(x, y))
+}
+
+/// The same RDNs in any order.
+fn dn_rdns_match(a: &Dn, b: &Dn) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    a.iter().all(|x| {
+        let found = (0..b.len()).find(|&j| !used[j] && rdn_eq(x, &b[j]));
+        if let Some(j) = found {
+            used[j] = true;
+        }
+        found.is_some()
+    })
+}
 
 /// Allow and deny lists for one direction (publish or subscribe).
 ///
@@ -435,6 +669,8 @@ pub struct Authenticator {
     users: HashMap<String, Credential>,
     nkeys: HashMap<String, Credential>,
     no_auth_user: Option<String>,
+    /// `tls.verify_and_map`: users come from client certificates.
+    tls_map: bool,
     bcrypt_ok: Mutex<HashSet<[u8; 32]>>,
 }
 
@@ -483,6 +719,7 @@ impl Authenticator {
                 })
                 .collect(),
             no_auth_user: opts.no_auth_user.clone(),
+            tls_map: opts.tls_map,
             bcrypt_ok: Mutex::new(HashSet::new()),
         }
     }
@@ -510,6 +747,18 @@ impl Authenticator {
 
     /// Check a CONNECT. `nonce` is what this connection's INFO carried.
     pub fn check(&self, ci: &ConnectInfo, nonce: &[u8]) -> Result<Identity, AuthError> {
+        self.check_with_peer(ci, nonce, None)
+    }
+
+    /// [`check`](Self::check) for a client that may have presented a TLS
+    /// certificate: with `verify_and_map` and users configured, the user is
+    /// the one `peer` maps to and CONNECT's user name is ignored.
+    pub fn check_with_peer(
+        &self,
+        ci: &ConnectInfo,
+        nonce: &[u8],
+        peer: Option<&TlsPeer>,
+    ) -> Result<Identity, AuthError> {
         if !self.required() {
             return Ok(Identity::default());
         }
@@ -523,6 +772,21 @@ impl Authenticator {
             }
             return Ok(Identity {
                 user: Some(ci.nkey.clone()),
+                permissions: account.permissions.clone(),
+                account: account.account.clone(),
+            });
+        }
+        if !self.users.is_empty() && self.tls_map {
+            let (name, account) = peer
+                .and_then(|p| self.map_peer(p))
+                .ok_or(AuthError::CertificateNotMapped)?;
+            // nats-server 2.9.10 still compares the mapped user's password
+            // (usually none) with CONNECT's.
+            if !self.password_matches(account.secret.as_deref().unwrap_or(""), &ci.pass) {
+                return Err(AuthError::BadCredentials);
+            }
+            return Ok(Identity {
+                user: Some(name.to_string()),
                 permissions: account.permissions.clone(),
                 account: account.account.clone(),
             });
@@ -579,6 +843,42 @@ impl Authenticator {
             };
         }
         Err(AuthError::BadCredentials)
+    }
+
+    /// The user a client certificate maps to (see the module docs for the
+    /// order), among users allowed on plain client connections.
+    fn map_peer(&self, peer: &TlsPeer) -> Option<(&str, &Credential)> {
+        let by_name = |name: &str| {
+            self.users
+                .get_key_value(name)
+                .filter(|(_, c)| c.allows_standard())
+                .map(|(n, c)| (n.as_str(), c))
+        };
+        let sans = peer.emails.iter().chain(&peer.dns).chain(&peer.uris);
+        if let Some(found) = sans.filter_map(|n| by_name(n)).next() {
+            return Some(found);
+        }
+        if let Some(cert_dn) = peer.dn() {
+            let parsed: Vec<(&str, &Credential, Dn)> = self
+                .users
+                .iter()
+                .filter(|(_, c)| c.allows_standard())
+                .filter_map(|(n, c)| Some((n.as_str(), c, parse_dn(n)?)))
+                .collect();
+            let exact = parsed.iter().find(|(_, _, dn)| dn_eq(dn, &cert_dn));
+            let any_order = || parsed.iter().find(|(_, _, dn)| dn_rdns_match(dn, &cert_dn));
+            if let Some((n, c, _)) = exact.or_else(any_order) {
+                return Some((n, c));
+            }
+        }
+        let subject = peer.go_subject();
+        let dcs = peer.domain_components();
+        if !dcs.is_empty() {
+            if let Some(found) = by_name(&format!("{subject},{dcs}")) {
+                return Some(found);
+            }
+        }
+        by_name(&subject)
     }
 
     /// A configured password or token (plain or bcrypt) against what the
@@ -1216,5 +1516,141 @@ mod tests {
         let a = derive_key(&seed, b"a");
         assert_ne!(a, derive_key(&seed, b"b"));
         assert_ne!(a, seed);
+    }
+
+    fn attr(oid: &str, value: &str) -> Vec<DnAttr> {
+        vec![DnAttr {
+            oid: oid.into(),
+            value: Some(value.into()),
+        }]
+    }
+
+    /// DC=org, DC=example, O=acme, OU=eng, CN=bob with the given SANs.
+    fn bob(emails: &[&str], dns: &[&str]) -> TlsPeer {
+        TlsPeer {
+            emails: emails.iter().map(|s| s.to_string()).collect(),
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            uris: vec!["spiffe://acme/bob".into()],
+            subject: vec![
+                attr("0.9.2342.19200300.100.1.25", "org"),
+                attr("0.9.2342.19200300.100.1.25", "example"),
+                attr("2.5.4.10", "acme"),
+                attr("2.5.4.11", "eng"),
+                attr("2.5.4.3", "bob"),
+            ],
+        }
+    }
+
+    fn map_auth(names: &[&str]) -> Authenticator {
+        Authenticator::new(&Options {
+            users: names.iter().map(|n| user(n, "", None)).collect(),
+            tls_map: true,
+            ..Options::default()
+        })
+    }
+
+    fn mapped(auth: &Authenticator, peer: &TlsPeer) -> Result<Option<String>, AuthError> {
+        let ci = connect(|c| c.user = "x".into());
+        auth.check_with_peer(&ci, b"", Some(peer)).map(|i| i.user)
+    }
+
+    #[test]
+    fn tls_map_tries_emails_dns_uris_then_the_subject() {
+        let peer = bob(&["bob@acme.io"], &["bob.acme.io"]);
+        let who = |names: &[&str]| mapped(&map_auth(names), &peer);
+        assert_eq!(
+            who(&["bob@acme.io", "bob.acme.io"]),
+            Ok(Some("bob@acme.io".into()))
+        );
+        assert_eq!(
+            who(&["bob.acme.io", "spiffe://acme/bob"]),
+            Ok(Some("bob.acme.io".into()))
+        );
+        assert_eq!(
+            who(&["spiffe://acme/bob"]),
+            Ok(Some("spiffe://acme/bob".into()))
+        );
+        assert_eq!(
+            who(&["CN=bob,OU=eng,O=acme"]),
+            Ok(Some("CN=bob,OU=eng,O=acme".into()))
+        );
+        let with_dcs = "CN=bob,OU=eng,O=acme,DC=org,DC=example";
+        assert_eq!(who(&[with_dcs]), Ok(Some(with_dcs.into())));
+        let ldap = "cn=bob, ou=eng, o=acme, dc=example, dc=org";
+        assert_eq!(who(&[ldap]), Ok(Some(ldap.into())));
+        let reordered = "DC=org,DC=example,O=acme,OU=eng,CN=bob";
+        assert_eq!(who(&[reordered]), Ok(Some(reordered.into())));
+        assert_eq!(who(&["bob"]), Err(AuthError::CertificateNotMapped));
+        assert_eq!(who(&["CN=bob"]), Err(AuthError::CertificateNotMapped));
+        let with_pass = Authenticator::new(&Options {
+            users: vec![user("bob.acme.io", "pw", None)],
+            tls_map: true,
+            ..Options::default()
+        });
+        let ci = |pass: &str| connect(|c| c.pass = pass.into());
+        assert!(with_pass
+            .check_with_peer(&ci("pw"), b"", Some(&peer))
+            .is_ok());
+        assert_eq!(
+            with_pass.check_with_peer(&ci(""), b"", Some(&peer)),
+            Err(AuthError::BadCredentials)
+        );
+        let auth = map_auth(&["bob"]);
+        let ci = connect(|c| c.user = "bob".into());
+        assert_eq!(
+            auth.check_with_peer(&ci, b"", None),
+            Err(AuthError::CertificateNotMapped)
+        );
+    }
+
+    #[test]
+    fn tls_map_gives_the_users_permissions_and_account() {
+        let p = perms(Some(&["a.>"]), &[], None, &[]);
+        let auth = Authenticator::new(&Options {
+            users: vec![User {
+                account: Some("A".into()),
+                ..user("bob@acme.io", "", Some(p.clone()))
+            }],
+            tls_map: true,
+            ..Options::default()
+        });
+        let id = auth
+            .check_with_peer(
+                &ConnectInfo::default(),
+                b"",
+                Some(&bob(&["bob@acme.io"], &[])),
+            )
+            .expect("mapped");
+        assert_eq!(id.user.as_deref(), Some("bob@acme.io"));
+        assert_eq!(id.account.as_deref(), Some("A"));
+        assert!(id
+            .permissions
+            .is_some_and(|q| q.can_publish(b"a.b") && !q.can_publish(b"b")));
+    }
+
+    #[test]
+    fn tls_map_subject_strings_and_dns() {
+        let peer = TlsPeer {
+            subject: vec![
+                attr("2.5.4.6", "US"),
+                attr("2.5.4.3", "a,b"),
+                attr("1.2.840.113549.1.9.1", "x@y"),
+            ],
+            ..TlsPeer::default()
+        };
+        assert_eq!(peer.go_subject(), "CN=a\\,b,C=US");
+        assert_eq!(peer.dn(), None);
+        assert_eq!(
+            parse_dn("CN=a\\,b , C=US"),
+            Some(vec![
+                vec![("CN".to_string(), "a,b".to_string())],
+                vec![("C".to_string(), "US".to_string())]
+            ])
+        );
+        assert_eq!(parse_dn("cn=x+o=y").map(|d| d[0].len()), Some(2));
+        assert_eq!(parse_dn("alice"), None);
+        assert_eq!(parse_dn("=x"), None);
+        assert_eq!(go_escape(" #a "), "\\ #a\\ ");
+        assert_eq!(go_escape("#a"), "\\#a");
     }
 }

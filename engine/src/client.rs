@@ -30,7 +30,7 @@ use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::accounts::{self, PendingResponse, Routing};
-use crate::auth::{Permissions, ResponseTracker};
+use crate::auth::{Permissions, ResponseTracker, TlsPeer};
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
@@ -288,6 +288,8 @@ pub struct ClientConn {
     in_bytes: u64,
     outputs: VecDeque<Output>,
     started: Instant,
+    /// The verified TLS client certificate's names, for `verify_and_map`.
+    tls_peer: Option<TlsPeer>,
 }
 
 impl ClientConn {
@@ -347,6 +349,7 @@ impl ClientConn {
             in_bytes: 0,
             outputs: VecDeque::new(),
             started: now,
+            tls_peer: None,
             server,
         };
         let stats = &conn.server.stats;
@@ -570,11 +573,11 @@ impl ClientConn {
                 return;
             }
         };
-        let identity = match self
-            .server
-            .authenticator()
-            .check(&ci, self.nonce.as_bytes())
-        {
+        let identity = match self.server.authenticator().check_with_peer(
+            &ci,
+            self.nonce.as_bytes(),
+            self.tls_peer.as_ref(),
+        ) {
             Ok(identity) => identity,
             Err(e) => {
                 log::debug!("{}{e}", self.log_prefix());
@@ -1133,7 +1136,8 @@ impl ClientConn {
         let Some(ci) = self.connect.as_ref().filter(|_| self.closed.is_none()) else {
             return;
         };
-        match self.server.authenticator().check(ci, self.nonce.as_bytes()) {
+        let auth = self.server.authenticator();
+        match auth.check_with_peer(ci, self.nonce.as_bytes(), self.tls_peer.as_ref()) {
             Err(e) => {
                 log::debug!("{}reload: {e}", self.log_prefix());
                 self.auth_violation();
@@ -1177,6 +1181,12 @@ impl ClientConn {
     /// nats-server's connection prefix for log lines: `ip:port - cid:N - `.
     pub fn log_prefix(&self) -> String {
         format!("{} - cid:{} - ", self.peer, self.cid)
+    }
+
+    /// The client's verified TLS certificate, read once the handshake is
+    /// done; CONNECT is then checked against it (`verify_and_map`).
+    pub fn set_tls_peer(&mut self, peer: TlsPeer) {
+        self.tls_peer = Some(peer);
     }
 }
 

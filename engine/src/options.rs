@@ -112,6 +112,9 @@ pub struct Options {
     /// `tls.verify` (or `verify_and_map`)/`--tlsverify`: clients must present a
     /// certificate signed by `tls_ca_cert`.
     pub tls_verify: bool,
+    /// `tls.verify_and_map`: verify as `tls_verify`, and take the client's
+    /// user from its certificate (SAN or subject) instead of CONNECT.
+    pub tls_map: bool,
     /// `tls.cert_file`/`--tlscert`: the server's certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
     /// `tls.key_file`/`--tlskey`: the server's private key (PEM).
@@ -178,6 +181,7 @@ impl Default for Options {
             store_dir: None,
             tls: false,
             tls_verify: false,
+            tls_map: false,
             tls_cert: None,
             tls_key: None,
             tls_ca_cert: None,
@@ -551,6 +555,7 @@ impl Options {
             |e: &Entry, msg: &str| invalid(&e.key_at, format!("error parsing tls config, {msg}"));
         let (mut cert, mut key, mut ca) = (None, None, None);
         let mut verify = false;
+        let mut map_users = false;
         let mut timeout = Duration::from_secs(2);
         let mut handshake_first = false;
         let mut min_version = TlsVersion::V1_2;
@@ -574,7 +579,14 @@ impl Options {
                     };
                     verify = b;
                 }
-                "verify_and_map" | "verify_cert_and_check_known_urls" => {
+                "verify_and_map" => {
+                    let Value::Bool(b) = e.value.value else {
+                        return Err(tls_err(e, "expected 'verify_and_map' to be a boolean"));
+                    };
+                    verify = b;
+                    map_users = b;
+                }
+                "verify_cert_and_check_known_urls" => {
                     return Err(invalid(
                         &e.key_at,
                         format!("tls {} is not supported yet", conf::go_quote(&k)),
@@ -696,6 +708,7 @@ impl Options {
         self.tls_key = key;
         self.tls_ca_cert = ca;
         self.tls_verify = verify;
+        self.tls_map = map_users;
         self.tls_timeout = timeout;
         self.tls_handshake_first = handshake_first;
         self.tls_min_version = min_version;
@@ -2171,6 +2184,7 @@ mod tests {
         assert!(report.is_ok(), "{report}");
         assert!(o.tls);
         assert!(o.tls_verify);
+        assert!(!o.tls_map);
         assert_eq!(o.tls_cert, Some(PathBuf::from("s.pem")));
         assert_eq!(o.tls_key, Some(PathBuf::from("k.pem")));
         assert_eq!(o.tls_ca_cert, Some(PathBuf::from("ca.pem")));
@@ -2182,6 +2196,10 @@ mod tests {
     #[test]
     fn tls_timeout_forms_and_auth_timeout_baseline() {
         // As nats-server's getDefaultAuthTimeout: TLS timeout + 1 s unless set.
+        let (o, report) =
+            apply("tls { cert_file: c, key_file: k, ca_file: ca, verify_and_map: true }");
+        assert!(report.is_ok(), "{report}");
+        assert!(o.tls_verify && o.tls_map);
         let (mut o, report) = apply("tls { cert_file: c, key_file: k, timeout: \"3s\" }");
         assert!(report.is_ok(), "{report}");
         assert_eq!(o.tls_timeout, Duration::from_secs(3));
@@ -2212,8 +2230,11 @@ mod tests {
         );
         assert!(err("tls { cert_file: c, key_file: k, verify: true }").contains("'ca_file'"));
         assert!(
-            err("tls { cert_file: c, key_file: k, verify_and_map: true }")
-                .contains("\"verify_and_map\" is not supported yet")
+            err("tls { cert_file: c, key_file: k, verify_cert_and_check_known_urls: true }")
+                .contains("is not supported yet")
+        );
+        assert!(
+            err("tls { cert_file: c, key_file: k, verify_and_map: true }").contains("'ca_file'")
         );
         assert!(err("tls { cert_file: c, key_file: k, insecure: true }").contains("insecure"));
         assert!(err("tls { cert_file: c, key_file: k, bogus: 1 }")

@@ -408,6 +408,9 @@ impl Reactor {
             if was_handshaking && !tls.conn.is_handshaking() {
                 tls.deadline = None;
                 log::debug!("{}{}", c.machine.log_prefix(), tls.describe());
+                if let Some(peer) = tls.peer() {
+                    c.machine.set_tls_peer(peer);
+                }
             }
             let buf = c.machine.read_buffer();
             let mut got = 0usize;

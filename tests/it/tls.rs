@@ -1,13 +1,13 @@
 //! Client TLS through async-nats and raw TCP: TLS pub/sub, server and client certificate
 //! checks, the plaintext INFO before the handshake, the handshake timeout, and
-//! `handshake_first`. Each case runs against natsd and, where it is installed, nats-server
+//! `handshake_first`, and `verify_and_map` (the user taken from the client certificate). Each case runs against natsd and, where it is installed, nats-server
 //! 2.9.10 with the same config (or flags), and both must show the client the same thing.
 //! Certificates are in `tests/certs` (see its README).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use async_nats::ConnectOptions;
+use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
 use bytes::Bytes;
 use natsd_tests::{RawConn, Server};
 
@@ -216,4 +216,132 @@ fn unreadable_certificate_stops_the_start() {
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("missing.pem"), "{text}");
+}
+
+/// `verify_and_map` against clients signed by `ca`, with these `authorization.users` entries.
+fn map_conf(ca: &str, users: &str) -> String {
+    tls_conf(&format!(
+        "  ca_file: \"{}\"\n  verify_and_map: true",
+        cert_str(ca)
+    )) + &format!("authorization {{\n  users: [\n{users}\n  ]\n}}\n")
+}
+
+/// Trusts the server and presents `client-cert.pem`/`client-key.pem` (or the `map-` pair).
+fn with_client_cert(prefix: &str) -> ConnectOptions {
+    trusting("ca.pem").add_client_certificate(
+        cert(&format!("{prefix}client-cert.pem")),
+        cert(&format!("{prefix}client-key.pem")),
+    )
+}
+
+/// A quoted user name (DNs and URIs hold characters the config parser reads otherwise).
+fn map_user(name: &str) -> String {
+    format!("    {{user: \"{name}\"}}")
+}
+
+async fn map_must_fail(server: &Server, opts: ConnectOptions) {
+    match try_connect(server, opts.max_reconnects(Some(1))).await {
+        Ok(_) => panic!("{}: connect should have been refused", name(server)),
+        Err(e) => assert_eq!(
+            e.kind(),
+            ConnectErrorKind::AuthorizationViolation,
+            "{}: {e}",
+            name(server)
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_map_email_san_user_gets_its_permissions() {
+    let users = "    {user: \"alice@example.com\", permissions: {publish: [\"tls.>\", \"_INBOX.>\"], subscribe: [\"tls.>\", \"_INBOX.>\"]}}";
+    for server in Server::natsd_and_reference(&map_conf("ca.pem", users)) {
+        let info = RawConn::connect_only(&server.addr()).read_info();
+        assert_eq!(info["tls_verify"], true, "{}: {info}", name(&server));
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let opts = with_client_cert("").event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event);
+            }
+        });
+        let client = try_connect(&server, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        pub_sub_works(&server, client.clone()).await;
+        let _denied = client.subscribe("secret.x").await.expect("subscribe");
+        round_trip(&client).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let text = loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::ServerError(ServerError::Other(text)))) => break text,
+                Ok(Some(Event::ServerError(e))) => break e.to_string(),
+                Ok(Some(_)) => continue,
+                _ => panic!("{}: no permissions violation", name(&server)),
+            }
+        };
+        assert!(
+            text.to_lowercase().contains("permissions violation"),
+            "{}: {text}",
+            name(&server)
+        );
+        // Without a client certificate the handshake itself fails.
+        let none = try_connect(&server, trusting("ca.pem")).await;
+        assert!(none.is_err(), "{}: connected without a cert", name(&server));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_map_subject_dn_in_either_order() {
+    for dn in ["CN=alice,O=natsd tests", "O=natsd tests,CN=alice"] {
+        for server in Server::natsd_and_reference(&map_conf("ca.pem", &map_user(dn))) {
+            let client = try_connect(&server, with_client_cert(""))
+                .await
+                .unwrap_or_else(|e| panic!("{} {dn}: {e}", name(&server)));
+            pub_sub_works(&server, client).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_map_dns_uri_and_domain_components() {
+    for user in [
+        "bob.natsd.test",
+        "spiffe://natsd.test/bob",
+        "CN=bob,OU=map,O=natsd tests,DC=natsd,DC=org",
+        "CN=bob,OU=map,O=natsd tests,DC=org,DC=natsd",
+    ] {
+        for server in Server::natsd_and_reference(&map_conf("map-ca.pem", &map_user(user))) {
+            let client = try_connect(&server, with_client_cert("map-"))
+                .await
+                .unwrap_or_else(|e| panic!("{} {user}: {e}", name(&server)));
+            pub_sub_works(&server, client).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_map_refuses_an_unmapped_certificate() {
+    // The CN alone is not a name nats-server maps, nor is a partial DN; a user with a
+    // password cannot log in with it either while the certificate maps to nobody.
+    let users = [
+        map_user("alice"),
+        map_user("CN=alice"),
+        "    {user: carol, password: pc}".to_string(),
+    ]
+    .join("\n");
+    for server in Server::natsd_and_reference(&map_conf("ca.pem", &users)) {
+        map_must_fail(&server, with_client_cert("")).await;
+        let carol = with_client_cert("").user_and_password("carol".into(), "pc".into());
+        map_must_fail(&server, carol).await;
+    }
+    // A mapped user's password, when it has one, must still come in CONNECT.
+    let users = "    {user: \"alice@example.com\", password: pa}";
+    for server in Server::natsd_and_reference(&map_conf("ca.pem", users)) {
+        map_must_fail(&server, with_client_cert("")).await;
+        let right = with_client_cert("").user_and_password("anyone".into(), "pa".into());
+        let client = try_connect(&server, right)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        pub_sub_works(&server, client).await;
+    }
 }
