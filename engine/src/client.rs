@@ -146,6 +146,10 @@ pub struct Context {
     /// Outbound queues that received their first frame since their last
     /// flush. The driver wakes each owner once and clears the list.
     pub wakes: Vec<Arc<Outbound>>,
+    /// Set when a delivery found its receiver more than half full: the
+    /// driver pauses reading the publishing connection for a moment
+    /// (nats-server's fast-producer stall). The driver clears it.
+    pub stall: bool,
     rng: u64,
 }
 
@@ -155,6 +159,7 @@ impl Context {
         Context {
             caches: Vec::new(),
             wakes: Vec::new(),
+            stall: false,
             rng: seed | 1,
         }
     }
@@ -982,6 +987,9 @@ impl ClientConn {
                 Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
                 None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
             });
+        if sub.client.stalling() {
+            ctx.stall = true;
+        }
         if pushed == Pushed::SlowConsumer {
             self.server
                 .stats
@@ -1443,6 +1451,41 @@ mod tests {
         assert!(!p.is_closed());
         assert_eq!(send(&mut p, &mut ctx, now, "PING\r\n"), "PONG\r\n");
         assert_eq!(s.stats.slow_consumers.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn publisher_is_asked_to_stall_before_a_receiver_becomes_slow() {
+        let s = server(Options {
+            max_pending: 8192,
+            ..Options::default()
+        });
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut sub = conn(&s, now);
+        send(&mut sub, &mut ctx, now, QUIET);
+        send(&mut sub, &mut ctx, now, "SUB s 1\r\n");
+        let mut p = conn(&s, now);
+        send(&mut p, &mut ctx, now, QUIET);
+        let payload = "x".repeat(1000);
+        let frame = format!("PUB s 1000\r\n{payload}\r\n");
+        p.handle_bytes(now, &mut ctx, frame.as_bytes());
+        assert!(!ctx.stall, "a receiver far from max_pending needs no stall");
+        for _ in 0..4 {
+            p.handle_bytes(now, &mut ctx, frame.as_bytes());
+        }
+        assert!(
+            ctx.stall,
+            "past half of max_pending the publisher should pause"
+        );
+        assert_eq!(
+            sub.outbound().closed(),
+            None,
+            "stalling comes before cutting off"
+        );
+        ctx.stall = false;
+        drain(&sub);
+        p.handle_bytes(now, &mut ctx, frame.as_bytes());
+        assert!(!ctx.stall, "a drained receiver lets the publisher run");
     }
 
     #[test]

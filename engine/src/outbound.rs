@@ -41,6 +41,9 @@ pub struct Outbound {
     max_pending: usize,
     headers: AtomicBool,
     flush_pending: AtomicBool,
+    /// More than half of `max_pending` is waiting: publishers should pause
+    /// (nats-server's fast-producer stall) before this becomes a slow consumer.
+    stalling: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -75,6 +78,7 @@ impl Outbound {
             max_pending,
             headers: AtomicBool::new(false),
             flush_pending: AtomicBool::new(false),
+            stalling: AtomicBool::new(false),
             state: Mutex::new(State {
                 buf: BytesMut::new(),
                 pending: 0,
@@ -133,6 +137,8 @@ impl Outbound {
         encode(&mut st.buf);
         let added = st.buf.len() - before;
         st.pending += added;
+        self.stalling
+            .store(st.pending > self.max_pending / 2, Ordering::Relaxed);
         st.out_msgs += msgs;
         st.out_bytes += payload_bytes;
         drop(st);
@@ -179,6 +185,15 @@ impl Outbound {
     pub fn written(&self, n: usize) {
         let mut st = self.lock();
         st.pending = st.pending.saturating_sub(n);
+        self.stalling
+            .store(st.pending > self.max_pending / 2, Ordering::Relaxed);
+    }
+
+    /// Whether more than half of `max_pending` waits to be written: a
+    /// publisher that just delivered here should pause reading briefly so a
+    /// slow-but-alive receiver catches up instead of being cut off.
+    pub fn stalling(&self) -> bool {
+        self.stalling.load(Ordering::Relaxed)
     }
 
     /// Bytes queued or taken and not yet written.

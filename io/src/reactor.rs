@@ -24,6 +24,10 @@ const READ_MAX: usize = 64 * 1024;
 /// Per connection and turn: stop reading after this much so one busy
 /// publisher cannot starve the others; the rest is read next turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// How long a publisher that filled a receiver past half its `max_pending`
+/// is not read (nats-server's fast-producer stall): the receiver's reactor
+/// drains meanwhile, and nothing is dropped.
+const STALL_PAUSE: Duration = Duration::from_millis(2);
 /// A writer buffer bigger than this is released once drained.
 const WBUF_KEEP: usize = 1024 * 1024;
 /// Plaintext read from a TLS session per step: one full TLS record.
@@ -82,6 +86,8 @@ struct Conn {
     in_read_list: bool,
     /// Lame-duck mode: when this connection is closed.
     close_at: Option<Instant>,
+    /// Fast-producer stall: not read before this instant.
+    read_paused_until: Option<Instant>,
 }
 
 pub struct Reactor {
@@ -250,6 +256,7 @@ impl Reactor {
             in_flush_list: false,
             in_read_list: false,
             close_at: None,
+            read_paused_until: None,
         });
         self.after_input(slot, now);
     }
@@ -295,6 +302,14 @@ impl Reactor {
     }
 
     fn read(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.read_paused_until.is_some_and(|t| now < t) {
+            // Stalled behind a full receiver: the timer resumes reading.
+            return;
+        }
+        c.read_paused_until = None;
         let mut total = 0usize;
         loop {
             let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -324,8 +339,13 @@ impl Reactor {
                     } else if n < want / 4 {
                         c.read_size = (want / 2).max(READ_MIN);
                     }
+                    self.ctx.stall = false;
                     c.machine.handle_read(now, &mut self.ctx);
                     total += n;
+                    if self.ctx.stall {
+                        c.read_paused_until = Some(now + STALL_PAUSE);
+                        break;
+                    }
                     if total >= READ_BUDGET {
                         if !c.in_read_list {
                             c.in_read_list = true;
@@ -441,7 +461,12 @@ impl Reactor {
                 }
             }
             if got > 0 {
+                self.ctx.stall = false;
                 c.machine.handle_read(now, &mut self.ctx);
+                if self.ctx.stall {
+                    c.read_paused_until = Some(now + STALL_PAUSE);
+                    break;
+                }
             }
             if eof {
                 c.machine.close(CloseReason::ClientClosed);
@@ -493,6 +518,7 @@ impl Reactor {
             next = earliest(next, tls.deadline);
         }
         next = earliest(next, c.close_at);
+        next = earliest(next, c.read_paused_until);
         if let Some(t) = next {
             if c.scheduled.is_none_or(|s| t < s) {
                 c.scheduled = Some(t.max(now));
@@ -516,6 +542,10 @@ impl Reactor {
                 continue;
             }
             c.scheduled = None;
+            if c.read_paused_until.is_some_and(|t| now >= t) {
+                self.read(slot, now);
+                continue;
+            }
             if c.close_at.is_some_and(|t| now >= t) {
                 c.machine.close(CloseReason::ServerShutdown);
             } else if c
