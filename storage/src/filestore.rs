@@ -1221,16 +1221,8 @@ impl FileStore {
 }
 
 impl Store for FileStore {
-    fn store_msg(
-        &mut self,
-        subject: &str,
-        hdr: &[u8],
-        msg: &[u8],
-        ts_ns: i64,
-    ) -> Result<(u64, i64)> {
-        let seq = self.idx.last_seq + 1;
-        self.store_raw_msg(subject, hdr, msg, seq, ts_ns)?;
-        Ok((seq, ts_ns))
+    fn last_seq(&self) -> u64 {
+        self.idx.last_seq
     }
 
     fn store_raw_msg(

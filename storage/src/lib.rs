@@ -128,6 +128,8 @@ pub struct SubjectState {
 
 /// One interface for both backends. Filters are NATS subject filters; `""` and `">"` mean all.
 pub trait Store {
+    /// The last sequence assigned (0 for a new stream); the next store gets one more.
+    fn last_seq(&self) -> u64;
     /// Store a message at the next sequence; returns its sequence and timestamp.
     fn store_msg(
         &mut self,
@@ -135,7 +137,11 @@ pub trait Store {
         hdr: &[u8],
         msg: &[u8],
         ts_ns: i64,
-    ) -> Result<(u64, i64)>;
+    ) -> Result<(u64, i64)> {
+        let seq = self.last_seq() + 1;
+        self.store_raw_msg(subject, hdr, msg, seq, ts_ns)?;
+        Ok((seq, ts_ns))
+    }
     /// Store a message at a given sequence, which must be after the last one (gaps become
     /// deleted sequences). For replicas applying a leader's log. Limits apply as for `store_msg`.
     fn store_raw_msg(
