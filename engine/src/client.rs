@@ -231,6 +231,8 @@ pub struct ConnSnapshot {
     pub started: Instant,
     /// Last time the client sent something.
     pub last_activity: Instant,
+    /// Round trip of the first PING the server sent, once its PONG came.
+    pub rtt: Option<Duration>,
     /// Bytes queued or being written to it.
     pub pending_bytes: usize,
     /// Messages received from it.
@@ -285,6 +287,9 @@ pub struct ClientConn {
     connect: Option<ConnectInfo>,
     subs: HashMap<Bytes, SubRef>,
     pings_out: u32,
+    /// When the PING that measures the round trip was sent.
+    ping_sent_at: Option<Instant>,
+    rtt: Option<Duration>,
     first_ping_done: bool,
     next_ping: Instant,
     last_in: Instant,
@@ -346,6 +351,8 @@ impl ClientConn {
             connect: None,
             subs: HashMap::new(),
             pings_out: 0,
+            ping_sent_at: None,
+            rtt: None,
             first_ping_done: false,
             next_ping: now + first_ping,
             last_in: now,
@@ -435,6 +442,7 @@ impl ClientConn {
             peer: self.peer,
             started: self.started,
             last_activity: self.last_in,
+            rtt: self.rtt,
             pending_bytes: self.out.pending(),
             in_msgs: self.in_msgs,
             in_bytes: self.in_bytes,
@@ -565,6 +573,9 @@ impl ClientConn {
             }
             ClientOpRef::Pong => {
                 self.pings_out = 0;
+                if let Some(sent) = self.ping_sent_at.take() {
+                    self.rtt = Some(now.saturating_duration_since(sent));
+                }
             }
         }
     }
@@ -1059,6 +1070,9 @@ impl ClientConn {
                 return;
             }
             self.pings_out += 1;
+            if self.rtt.is_none() && self.ping_sent_at.is_none() {
+                self.ping_sent_at = Some(now);
+            }
             self.push_own(6, encode::ping);
         }
     }
@@ -1398,6 +1412,21 @@ mod tests {
             c.poll_output(),
             Some(Output::Close(CloseReason::AuthenticationTimeout))
         );
+    }
+
+    #[test]
+    fn first_ping_pong_measures_rtt() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut c = conn(&s, now);
+        send(&mut c, &mut ctx, now, QUIET);
+        assert_eq!(c.snapshot(None).rtt, None);
+        let t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+        assert_eq!(drain(&c), "PING\r\n");
+        c.handle_bytes(t + Duration::from_millis(3), &mut ctx, b"PONG\r\n");
+        assert_eq!(c.snapshot(None).rtt, Some(Duration::from_millis(3)));
     }
 
     #[test]

@@ -237,6 +237,38 @@ pub fn uptime(d: Duration) -> String {
 }
 
 /// Go's float encoding: whole numbers without a fraction (`2`, not `2.0`).
+/// Go's `time.Duration.String()`: `0s`, `750ns`, `1.5µs`, `1.234ms`,
+/// `2.5s`, `1m30s`, `2h0m0s`.
+pub fn go_duration(d: Duration) -> String {
+    fn with_fraction(value: u128, unit: u128, digits: usize, suffix: &str) -> String {
+        let whole = value / unit;
+        let frac = format!("{:0digits$}", value % unit);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            format!("{whole}{suffix}")
+        } else {
+            format!("{whole}.{frac}{suffix}")
+        }
+    }
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".to_string(),
+        1..=999 => format!("{ns}ns"),
+        1_000..=999_999 => with_fraction(ns, 1_000, 3, "µs"),
+        1_000_000..=999_999_999 => with_fraction(ns, 1_000_000, 6, "ms"),
+        _ => {
+            let secs = ns / 1_000_000_000;
+            let (h, m) = (secs / 3600, secs % 3600 / 60);
+            let s = with_fraction(ns % 60_000_000_000, 1_000_000_000, 9, "s");
+            match (h, m) {
+                (0, 0) => s,
+                (0, m) => format!("{m}m{s}"),
+                (h, m) => format!("{h}h{m}m{s}"),
+            }
+        }
+    }
+}
+
 fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         s.serialize_i64(*v as i64)
@@ -618,7 +650,8 @@ pub struct ConnInfo {
     /// `reason` (closed connections).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// `rtt`: not measured yet; `0s` as nats-server reports before its first RTT ping.
+    /// `rtt`: the round trip of the first PING/PONG, in Go's duration
+    /// format; `0s` before it, as nats-server.
     pub rtt: String,
     /// `uptime`.
     pub uptime: String,
@@ -661,6 +694,8 @@ pub struct ConnInfo {
     sort_start: Instant,
     #[serde(skip)]
     sort_last: Instant,
+    #[serde(skip)]
+    sort_rtt: Duration,
     #[serde(skip)]
     sort_stop: Option<Instant>,
 }
@@ -755,7 +790,7 @@ fn conn_info(c: &ConnSnapshot, opts: &ConnzOptions, clock: &Clock) -> ConnInfo {
             .as_ref()
             .map(|(_, r)| r.to_string())
             .unwrap_or_default(),
-        rtt: "0s".to_string(),
+        rtt: go_duration(c.rtt.unwrap_or_default()),
         uptime: uptime(at.saturating_duration_since(c.started)),
         idle: uptime(at.saturating_duration_since(c.last_activity)),
         pending_bytes: c.pending_bytes,
@@ -773,6 +808,7 @@ fn conn_info(c: &ConnSnapshot, opts: &ConnzOptions, clock: &Clock) -> ConnInfo {
         subscriptions_list_detail: subs_detail,
         sort_start: c.started,
         sort_last: c.last_activity,
+        sort_rtt: c.rtt.unwrap_or_default(),
         sort_stop: c.closed.as_ref().map(|(t, _)| *t),
     }
 }
@@ -798,8 +834,7 @@ fn sort_conns(list: &mut [ConnInfo], sort: SortOpt, now: Instant) {
         }),
         SortOpt::Stop => list.sort_by_key(|c| Reverse(c.sort_stop)),
         SortOpt::Reason => list.sort_by(|a, b| a.reason.cmp(&b.reason)),
-        // RTT is not measured yet: every connection reports 0s.
-        SortOpt::Rtt => list.sort_by_key(|c| c.cid),
+        SortOpt::Rtt => list.sort_by_key(|c| Reverse(c.sort_rtt)),
     }
 }
 
@@ -1872,6 +1907,19 @@ mod tests {
     // Tests own the clock: one Instant::now() per test as the origin.
     #![allow(clippy::disallowed_methods)]
     use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        let d = Duration::from_nanos;
+        assert_eq!(go_duration(d(0)), "0s");
+        assert_eq!(go_duration(d(750)), "750ns");
+        assert_eq!(go_duration(d(1_500)), "1.5µs");
+        assert_eq!(go_duration(d(1_234_000)), "1.234ms");
+        assert_eq!(go_duration(d(2_000_000)), "2ms");
+        assert_eq!(go_duration(d(2_500_000_000)), "2.5s");
+        assert_eq!(go_duration(d(90_000_000_000)), "1m30s");
+        assert_eq!(go_duration(d(7_200_000_000_000)), "2h0m0s");
+    }
     use crate::client::{ClientMeta, CloseReason, SubSnapshot};
     use crate::options::Options;
     use bytes::Bytes;
@@ -1915,6 +1963,7 @@ mod tests {
             peer: "127.0.0.1:5000".parse().expect("addr"),
             started: start + Duration::from_secs(cid),
             last_activity: start + Duration::from_secs(cid * 10),
+            rtt: Some(Duration::from_micros(cid * 100)),
             pending_bytes: 0,
             in_msgs,
             in_bytes: in_msgs * 10,
@@ -2058,6 +2107,7 @@ mod tests {
         assert_eq!(cids(&by("sort=msgs_from")), [4, 6, 5]);
         assert_eq!(cids(&by("sort=last")), [6, 5, 4]);
         assert_eq!(cids(&by("sort=uptime")), [6, 5, 4]);
+        assert_eq!(cids(&by("sort=rtt")), [6, 5, 4]);
         assert_eq!(cids(&by("offset=1&limit=1")), [5]);
         assert_eq!(cids(&by("offset=9")), Vec::<u64>::new());
         assert_eq!(cids(&by("cid=6")), [6]);
@@ -2068,6 +2118,7 @@ mod tests {
         let c = &page.connections[0];
         assert_eq!(c.start, "2023-11-14T22:13:24Z");
         assert_eq!(c.uptime, "1h2m1s");
+        assert_eq!(c.rtt, "400µs");
         assert!(c.subscriptions_list.is_empty());
         let subs = connz("S", &open, &[], &by("subs=1&cid=5"), &clk);
         assert_eq!(
