@@ -658,7 +658,7 @@ mod tests {
         assert_eq!(o.user.as_deref(), Some("u"));
         assert_eq!(o.pass.as_deref(), Some("-p-w"));
         assert_eq!(o.token.as_deref(), Some("tok"));
-        assert!(o.auth_required());
+        assert!(natsd_engine::auth::Authenticator::new(&o).required());
         assert_eq!(o.client_advertise.as_deref(), Some("h:1"));
         assert_eq!(o.ports_file_dir, Some(PathBuf::from("/tmp/pd")));
         assert_eq!(o.reactors, 3);

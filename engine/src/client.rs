@@ -188,7 +188,7 @@ impl Context {
     }
 
     fn wake_if(&mut self, pushed: Pushed, out: &Arc<Outbound>) {
-        if matches!(pushed, Pushed::Wake | Pushed::SlowConsumer) {
+        if matches!(pushed, Pushed::Wake { .. } | Pushed::SlowConsumer) {
             self.wakes.push(out.clone());
         }
     }
@@ -751,20 +751,18 @@ impl ClientConn {
                     .is_some_and(|t| t.allows(subject, now))
             };
             if !perms.can_publish(subject) && !as_response() {
-                let text = format!(
+                self.publish_violation(format!(
                     "Permissions Violation for Publish to \"{}\"",
                     String::from_utf8_lossy(subject)
-                );
-                log::error!("{}Publish Violation - {text}", self.log_prefix());
-                self.send_err(&text);
+                ));
                 return;
             }
         }
-        if reply.is_some_and(accounts::is_reserved_reply) {
-            let reply = String::from_utf8_lossy(reply.unwrap_or_default());
-            let text = format!("Permissions Violation for Publish with Reply of \"{reply}\"");
-            log::error!("{}Publish Violation - {text}", self.log_prefix());
-            self.send_err(&text);
+        if let Some(reply) = reply.filter(|r| accounts::is_reserved_reply(r)) {
+            self.publish_violation(format!(
+                "Permissions Violation for Publish with Reply of \"{}\"",
+                String::from_utf8_lossy(reply)
+            ));
             return;
         }
         if self.pedantic && !subject::is_valid_publish_subject(subject) {
@@ -790,6 +788,12 @@ impl ClientConn {
                 self.send_no_responders(ctx, subject, reply);
             }
         }
+    }
+
+    /// A refused publish: logged and reported, the connection stays open.
+    fn publish_violation(&mut self, text: String) {
+        log::error!("{}Publish Violation - {text}", self.log_prefix());
+        self.send_err(&text);
     }
 
     /// Deliver to every plain subscription and one member of each queue
@@ -998,9 +1002,7 @@ impl ClientConn {
                 Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
                 None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
             });
-        if sub.client.stalling() {
-            ctx.stall = true;
-        }
+        ctx.stall |= pushed.stall();
         if pushed == Pushed::SlowConsumer {
             self.server
                 .stats

@@ -1529,7 +1529,8 @@ impl Monitor {
             go: "rust".to_string(),
             host: o.host.clone(),
             port: self.client_port,
-            auth_required: o.auth_required(),
+            // What INFO says (no_auth_user leaves it out), as nats-server.
+            auth_required: server.authenticator().info_auth_required(),
             max_connections: o.max_connections,
             max_subscriptions: o.max_subscriptions,
             ping_interval: nanos(o.ping_interval),

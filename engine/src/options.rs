@@ -195,14 +195,6 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Whether clients must authenticate.
-    pub fn auth_required(&self) -> bool {
-        self.user.is_some()
-            || self.token.is_some()
-            || !self.users.is_empty()
-            || !self.nkeys.is_empty()
-    }
-
     /// Defaults that depend on other options, applied once flags and file
     /// are both in (nats-server's `setBaselineOptions`): with TLS on and no
     /// `authorization.timeout`, the auth timeout is the TLS timeout + 1 s.
@@ -1771,7 +1763,7 @@ mod tests {
         assert_eq!(o.auth_timeout, Duration::from_secs(3));
         let o = ok("authorization { token: t }");
         assert_eq!(o.token.as_deref(), Some("t"));
-        assert!(o.auth_required());
+        assert!(crate::auth::Authenticator::new(&o).required());
         assert_eq!(
             err("authorization {\n  user: u\n  token: t\n}"),
             "t.conf:1:1: Cannot have a user/pass and token"
@@ -1781,7 +1773,7 @@ mod tests {
             "t.conf:2:3: unknown field \"usr\""
         );
         // `users: []` turns no auth on, but still conflicts with a single user.
-        assert!(!ok("authorization { users: [] }").auth_required());
+        assert!(!crate::auth::Authenticator::new(&ok("authorization { users: [] }")).required());
         assert_eq!(
             err("authorization { user: a, users: [] }"),
             "t.conf:1:1: Can not have a single user/pass and a users array"
@@ -1815,7 +1807,7 @@ mod tests {
         let o = ok(&format!(
             "authorization {{\n users: [\n  {{user: a, password: pa}}\n  {{username: b, pass: \"$2a$11$x\"}}\n  {{nkey: {NKEY_USER}}}\n ]\n timeout: 1\n}}"
         ));
-        assert!(o.auth_required());
+        assert!(crate::auth::Authenticator::new(&o).required());
         let names: Vec<(&str, &str)> = o
             .users
             .iter()

@@ -41,23 +41,40 @@ pub struct Outbound {
     max_pending: usize,
     headers: AtomicBool,
     flush_pending: AtomicBool,
-    /// More than half of `max_pending` is waiting: publishers should pause
-    /// (nats-server's fast-producer stall) before this becomes a slow consumer.
-    stalling: AtomicBool,
     state: Mutex<State>,
 }
 
 /// What happened to a frame offered to [`Outbound::push_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
-    /// Queued; the owner already has a wake-up coming.
-    Queued,
-    /// Queued; the caller must wake the owner (first frame since its last flush).
-    Wake,
+    /// Queued; the owner already has a wake-up coming. `stall`: more than
+    /// half of `max_pending` now waits, so the publisher should pause
+    /// (nats-server's fast-producer stall) before this becomes a slow consumer.
+    Queued {
+        /// Past half of `max_pending`.
+        stall: bool,
+    },
+    /// Queued; the caller must wake the owner (first frame since its last
+    /// flush). `stall` as for `Queued`.
+    Wake {
+        /// Past half of `max_pending`.
+        stall: bool,
+    },
     /// Dropped: the connection just became a slow consumer. The caller must wake the owner.
     SlowConsumer,
     /// Dropped: the connection is closed or closing.
     Closed,
+}
+
+impl Pushed {
+    /// Whether the publisher should pause: the frame was queued and the
+    /// receiver is more than half way to `max_pending`.
+    pub fn stall(self) -> bool {
+        matches!(
+            self,
+            Pushed::Queued { stall: true } | Pushed::Wake { stall: true }
+        )
+    }
 }
 
 /// What the owner took from the queue.
@@ -78,7 +95,6 @@ impl Outbound {
             max_pending,
             headers: AtomicBool::new(false),
             flush_pending: AtomicBool::new(false),
-            stalling: AtomicBool::new(false),
             state: Mutex::new(State {
                 buf: BytesMut::new(),
                 pending: 0,
@@ -137,15 +153,14 @@ impl Outbound {
         encode(&mut st.buf);
         let added = st.buf.len() - before;
         st.pending += added;
-        self.stalling
-            .store(st.pending > self.max_pending / 2, Ordering::Relaxed);
+        let stall = st.pending > self.max_pending / 2;
         st.out_msgs += msgs;
         st.out_bytes += payload_bytes;
         drop(st);
         if self.flush_pending.swap(true, Ordering::AcqRel) {
-            Pushed::Queued
+            Pushed::Queued { stall }
         } else {
-            Pushed::Wake
+            Pushed::Wake { stall }
         }
     }
 
@@ -185,15 +200,6 @@ impl Outbound {
     pub fn written(&self, n: usize) {
         let mut st = self.lock();
         st.pending = st.pending.saturating_sub(n);
-        self.stalling
-            .store(st.pending > self.max_pending / 2, Ordering::Relaxed);
-    }
-
-    /// Whether more than half of `max_pending` waits to be written: a
-    /// publisher that just delivered here should pause reading briefly so a
-    /// slow-but-alive receiver catches up instead of being cut off.
-    pub fn stalling(&self) -> bool {
-        self.stalling.load(Ordering::Relaxed)
     }
 
     /// Bytes queued or taken and not yet written.
