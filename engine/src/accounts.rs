@@ -29,6 +29,8 @@ use crate::subject::{has_wildcard, is_fwc, is_pwc, is_valid_subject, subject_mat
 
 /// The global account every connection without an account lands in.
 pub const GLOBAL_ACCOUNT: &str = "$G";
+/// The system account's name unless `system_account` names another.
+pub const SYSTEM_ACCOUNT: &str = "$SYS";
 
 /// Prefix of the reply subjects service imports create (`isServiceReply`).
 pub const SERVICE_REPLY_PREFIX: &[u8] = b"_R_.";

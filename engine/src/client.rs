@@ -31,6 +31,7 @@ use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::accounts::{self, PendingResponse, Routing};
 use crate::auth::{Permissions, ResponseTracker, TlsPeer};
+use crate::internal::Event;
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
@@ -257,6 +258,9 @@ pub struct ConnSnapshot {
 
 const FIRST_PING_MAX: Duration = Duration::from_secs(2);
 const READ_BUF_MIN: usize = 512;
+/// Queued bytes past which deliveries to an internal client ask their
+/// publishers to stall.
+const INTERNAL_STALL_AT: usize = 8 * 1024 * 1024;
 
 /// The server side of one client connection. See the module docs for the
 /// drain rule.
@@ -269,6 +273,8 @@ pub struct ClientConn {
     parser: ClientOpParser,
     rbuf: BytesMut,
     connected: bool,
+    /// A server-internal client (see [`ClientConn::internal`]).
+    internal: bool,
     closed: Option<CloseReason>,
     verbose: bool,
     pedantic: bool,
@@ -313,27 +319,77 @@ impl ClientConn {
     ) -> Self {
         let opts = server.options();
         let out = Outbound::new(cid, owner, opts.max_pending);
+        let account = server.global.clone();
+        let mut conn = Self::build(server, now, peer, out, account);
+        let auth = conn.server.authenticator();
+        conn.auth_deadline = auth.required().then(|| now + opts.auth_timeout);
+        if auth.wants_nonce() {
+            conn.nonce = conn.server.new_nonce();
+        }
+        let stats = &conn.server.stats;
+        let live = stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        log::debug!("{}Client connection created", conn.log_prefix());
+        let info = conn.info_json(false);
+        conn.push_own(info.len() + 8, |b| encode::info(b, &info));
+        if live > opts.max_connections {
+            conn.send_err("maximum connections exceeded");
+            conn.close(CloseReason::MaxConnectionsExceeded);
+        }
+        conn
+    }
+
+    /// An internal client of the server in `account` (nats-server's
+    /// SYSTEM/JETSTREAM clients): connected from the start, no INFO, no
+    /// keep-alive, not counted as a connection, headers on, no echo. Its
+    /// outbound queue never drops a delivery; its driver (a stage) reads
+    /// the `MSG`/`HMSG` frames queued there.
+    pub fn internal(
+        server: Arc<Server>,
+        now: Instant,
+        account: Arc<Account>,
+        owner: Owner,
+        cid: u64,
+    ) -> Self {
+        let out = Outbound::new_internal(cid, owner, INTERNAL_STALL_AT);
+        out.set_headers(true);
+        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut conn = Self::build(server, now, peer, out, account);
+        conn.internal = true;
+        conn.connected = true;
+        conn.verbose = false;
+        conn.pedantic = false;
+        conn.echo = false;
+        conn.headers = true;
+        conn.parser.set_limits(Limits {
+            max_control_line: usize::MAX,
+            max_payload: usize::MAX,
+        });
+        conn
+    }
+
+    fn build(
+        server: Arc<Server>,
+        now: Instant,
+        peer: SocketAddr,
+        out: Arc<Outbound>,
+        account: Arc<Account>,
+    ) -> Self {
+        let opts = server.options();
         let limits = Limits {
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
         };
-        let auth = server.authenticator();
-        let auth_deadline = auth.required().then(|| now + opts.auth_timeout);
-        let nonce = if auth.wants_nonce() {
-            server.new_nonce()
-        } else {
-            String::new()
-        };
         let first_ping = opts.ping_interval.min(FIRST_PING_MAX);
-        let account = server.global.clone();
-        let mut conn = ClientConn {
+        ClientConn {
             account,
+            cid: out.cid(),
             out,
-            cid,
             peer,
             parser: ClientOpParser::new(limits),
             rbuf: BytesMut::with_capacity(READ_BUF_MIN),
             connected: false,
+            internal: false,
             closed: None,
             // Until CONNECT says otherwise, nats-server treats a client as
             // verbose, pedantic and echoing (Go's defaultOpts).
@@ -346,7 +402,7 @@ impl ClientConn {
             user: None,
             perms: None,
             responses: None,
-            nonce,
+            nonce: String::new(),
             protocol: 0,
             connect: None,
             subs: HashMap::new(),
@@ -356,25 +412,14 @@ impl ClientConn {
             first_ping_done: false,
             next_ping: now + first_ping,
             last_in: now,
-            auth_deadline,
+            auth_deadline: None,
             in_msgs: 0,
             in_bytes: 0,
             outputs: VecDeque::new(),
             started: now,
             tls_peer: None,
             server,
-        };
-        let stats = &conn.server.stats;
-        let live = stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        stats.total_connections.fetch_add(1, Ordering::Relaxed);
-        log::debug!("{}Client connection created", conn.log_prefix());
-        let info = conn.info_json(false);
-        conn.push_own(info.len() + 8, |b| encode::info(b, &info));
-        if live > conn.server.options().max_connections {
-            conn.send_err("maximum connections exceeded");
-            conn.close(CloseReason::MaxConnectionsExceeded);
         }
-        conn
     }
 
     fn info_json(&self, ldm: bool) -> Vec<u8> {
@@ -416,6 +461,56 @@ impl ClientConn {
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()
+    }
+
+    /// Whether the client has been accepted (CONNECT passed).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The account the connection is bound to.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// Internal clients: subscribe as if `SUB subject [queue] sid` arrived.
+    /// `Err` carries nats-server's error text.
+    pub fn subscribe(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+    ) -> Result<(), String> {
+        let before = self.subs.len();
+        let had = self.subs.contains_key(sid);
+        self.process_sub(subject, queue, sid);
+        if had || self.subs.len() > before {
+            Ok(())
+        } else {
+            Err(format!(
+                "subscription to {:?} refused",
+                String::from_utf8_lossy(subject)
+            ))
+        }
+    }
+
+    /// Internal clients: `UNSUB sid`.
+    pub fn unsubscribe(&mut self, sid: &[u8]) {
+        self.process_unsub(sid, None);
+    }
+
+    /// Internal clients: publish as if `HPUB`/`PUB` arrived, delivering to
+    /// every matching subscription (receivers to wake land in `ctx`).
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        ctx: &mut Context,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        self.process_pub(now, ctx, subject, reply, headers, payload);
     }
 
     /// `name`, `lang`, `version` from CONNECT.
@@ -640,6 +735,9 @@ impl ClientConn {
         self.auth_deadline = None;
         self.last_in = now;
         self.ok();
+        if self.server.wants_events() {
+            self.server.emit(Event::Connected(self.snapshot(None)));
+        }
     }
 
     fn auth_violation(&mut self) {
@@ -1042,7 +1140,7 @@ impl ClientConn {
 
     /// Timers: auth timeout and PING keep-alive.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.closed.is_some() {
+        if self.closed.is_some() || self.internal {
             return;
         }
         if let Some(deadline) = self.auth_deadline {
@@ -1081,7 +1179,7 @@ impl ClientConn {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.closed.is_some() {
+        if self.closed.is_some() || self.internal {
             return None;
         }
         Some(match self.auth_deadline {
@@ -1112,6 +1210,10 @@ impl ClientConn {
             .collect();
         if !items.is_empty() {
             self.account.sublist.remove_batch(&items);
+        }
+        if self.internal {
+            self.outputs.push_back(Output::Close(reason));
+            return;
         }
         let stats = &self.server.stats;
         let (out_msgs, out_bytes) = self.out.out_counts();

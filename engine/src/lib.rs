@@ -22,6 +22,7 @@ pub mod client;
 pub mod conf;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
+pub mod internal;
 pub mod monitor;
 pub mod nkey;
 pub mod options;

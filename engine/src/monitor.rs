@@ -31,7 +31,6 @@ const GLOBAL_ACCOUNT: &str = "$G";
 
 /// nats-server's default system account name (reported in `/varz` and
 /// `/accountz` as nats-server does when none is configured).
-const DEFAULT_SYSTEM_ACCOUNT: &str = "$SYS";
 
 /// What the monitor reads from a running server. `io` implements it; tests
 /// implement it over hand-made snapshots.
@@ -1571,10 +1570,7 @@ impl Monitor {
             slow_consumers: server.stats.slow_consumers.load(Relaxed),
             subscriptions: server.global.sublist.count(),
             http_req_stats: self.req_stats.clone(),
-            system_account: o
-                .system_account
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SYSTEM_ACCOUNT.to_string()),
+            system_account: server.system_account().name.clone(),
             natsd: NatsdVarz {
                 version: NATSD_VERSION.to_string(),
                 reactors: src.reactors(),
@@ -1585,11 +1581,7 @@ impl Monitor {
 
     fn accountz(&self, src: &dyn Source, q: &Query, clock: &Clock) -> Response {
         let server = src.server();
-        let system_account = server
-            .options()
-            .system_account
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SYSTEM_ACCOUNT.to_string());
+        let system_account = server.system_account().name.clone();
         let acc = q.get("acc");
         let mut body = Accountz {
             server_id: server.id().to_string(),

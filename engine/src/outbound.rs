@@ -39,6 +39,9 @@ pub struct Outbound {
     cid: u64,
     owner: Owner,
     max_pending: usize,
+    /// An internal client's queue: never dropped as a slow consumer; past
+    /// half of `max_pending` publishers are only asked to stall.
+    lossless: bool,
     headers: AtomicBool,
     flush_pending: AtomicBool,
     state: Mutex<State>,
@@ -89,10 +92,22 @@ pub enum Taken {
 impl Outbound {
     /// A new, empty queue.
     pub fn new(cid: u64, owner: Owner, max_pending: usize) -> Arc<Self> {
+        Self::build(cid, owner, max_pending, false)
+    }
+
+    /// The queue of an internal client (a stage's): it is never closed as a
+    /// slow consumer. Past half of `stall_at * 2` queued bytes every push
+    /// reports a stall, so publishers pause until the stage catches up.
+    pub fn new_internal(cid: u64, owner: Owner, stall_at: usize) -> Arc<Self> {
+        Self::build(cid, owner, stall_at.saturating_mul(2), true)
+    }
+
+    fn build(cid: u64, owner: Owner, max_pending: usize, lossless: bool) -> Arc<Self> {
         Arc::new(Outbound {
             cid,
             owner,
             max_pending,
+            lossless,
             headers: AtomicBool::new(false),
             flush_pending: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -144,7 +159,7 @@ impl Outbound {
         if st.closed.is_some() {
             return Pushed::Closed;
         }
-        if st.pending + size_hint > self.max_pending {
+        if !self.lossless && st.pending + size_hint > self.max_pending {
             st.closed = Some(CloseReason::SlowConsumerPendingBytes);
             st.buf = BytesMut::new();
             return Pushed::SlowConsumer;

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::accounts::{self, Responses, Routing, GLOBAL_ACCOUNT};
 use crate::auth::Authenticator;
 use crate::client::{ConnSnapshot, SubRef};
+use crate::internal::Event;
 use crate::options::Options;
 use crate::sublist::Sublist;
 
@@ -119,7 +120,12 @@ pub struct Server {
     auth: ArcSwap<Authenticator>,
     nonce_seed: [u8; 32],
     nonce_counter: AtomicU64,
+    /// Where connection events go (the system stage), once io sets it.
+    events: OnceLock<EventSink>,
 }
+
+/// Receives the server's [`Event`]s.
+pub type EventSink = Box<dyn Fn(Event) + Send + Sync>;
 
 impl Server {
     /// A server with these options. `seed` is 32 random bytes from the
@@ -156,6 +162,39 @@ impl Server {
             closed: Mutex::new(VecDeque::new()),
             nonce_seed: seed,
             nonce_counter: AtomicU64::new(0),
+            events: OnceLock::new(),
+        }
+    }
+
+    /// The system account (`system_account`, default `$SYS`).
+    pub fn system_account(&self) -> Arc<Account> {
+        let opts = self.options();
+        let name = opts
+            .system_account
+            .as_deref()
+            .unwrap_or(accounts::SYSTEM_ACCOUNT);
+        // build_accounts always creates it; a reload cannot rename it.
+        self.accounts
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.global.clone())
+    }
+
+    /// Send connection events to `sink` from now on (set once; later calls
+    /// are ignored).
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.events.set(sink);
+    }
+
+    /// Whether anyone listens for events (saves building them otherwise).
+    pub fn wants_events(&self) -> bool {
+        self.events.get().is_some()
+    }
+
+    /// Hand `event` to the sink, if there is one.
+    pub fn emit(&self, event: Event) {
+        if let Some(sink) = self.events.get() {
+            sink(event);
         }
     }
 
@@ -323,9 +362,12 @@ fn build_accounts(opts: &Options, seed: &[u8; 32]) -> HashMap<String, Arc<Accoun
     };
     let mut names: Vec<&str> = vec![GLOBAL_ACCOUNT];
     names.extend(opts.accounts.iter().map(|a| a.name.as_str()));
-    if let Some(sys) = &opts.system_account {
-        names.push(sys);
-    }
+    // nats-server always has a system account (`$SYS` unless configured).
+    names.push(
+        opts.system_account
+            .as_deref()
+            .unwrap_or(accounts::SYSTEM_ACCOUNT),
+    );
     let map: HashMap<String, Arc<Account>> = names
         .into_iter()
         .map(|n| (n.to_string(), Arc::new(Account::with_key(n, key(n)))))

@@ -48,9 +48,8 @@ const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 /// What every HTTP connection thread shares.
 struct Shared {
-    handle: ServerHandle,
+    src: LiveSource,
     monitor: Mutex<Monitor>,
-    cpu: Mutex<CpuSampler>,
     active: AtomicUsize,
     started: Instant,
     started_wall: SystemTime,
@@ -119,9 +118,8 @@ fn start_inner(
     log::info!("Starting {scheme} monitor on {host}:{}", local.port());
     let monitor = Monitor::new(opts.http_base_path.as_deref(), &host, client_port);
     let shared = Arc::new(Shared {
-        handle,
+        src: LiveSource::new(handle, started),
         monitor: Mutex::new(monitor),
-        cpu: Mutex::new(CpuSampler::new(started)),
         started,
         started_wall,
         active: AtomicUsize::new(0),
@@ -356,22 +354,32 @@ fn refuse<S: Conn>(mut stream: S, resp: &Response) -> io::Result<()> {
 }
 
 /// What the engine's monitor reads through: the running server.
-struct Live<'a> {
-    shared: &'a Shared,
+pub(crate) struct LiveSource {
+    handle: ServerHandle,
+    cpu: Mutex<CpuSampler>,
 }
 
-impl Source for Live<'_> {
+impl LiveSource {
+    /// The running server behind `handle`, started at `started`.
+    pub(crate) fn new(handle: ServerHandle, started: Instant) -> Self {
+        LiveSource {
+            handle,
+            cpu: Mutex::new(CpuSampler::new(started)),
+        }
+    }
+}
+
+impl Source for LiveSource {
     fn server(&self) -> &Server {
-        self.shared.handle.server()
+        self.handle.server()
     }
 
     fn connections(&self) -> Vec<ConnSnapshot> {
-        self.shared.handle.connections(SNAPSHOT_TIMEOUT)
+        self.handle.connections(SNAPSHOT_TIMEOUT)
     }
 
     fn process(&self) -> ProcessStats {
         let cpu = self
-            .shared
             .cpu
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -384,7 +392,7 @@ impl Source for Live<'_> {
     }
 
     fn reactors(&self) -> usize {
-        self.shared.handle.reactor_count()
+        self.handle.reactor_count()
     }
 }
 
@@ -395,9 +403,8 @@ fn respond(shared: &Shared, target: &str) -> Response {
         start: shared.started,
         start_wall: shared.started_wall,
     };
-    let src = Live { shared };
     let mut monitor = shared.monitor.lock().unwrap_or_else(|e| e.into_inner());
-    monitor.respond(target, &src, &clock)
+    monitor.respond(target, &shared.src, &clock)
 }
 
 fn status_text(status: u16) -> &'static str {

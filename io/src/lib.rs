@@ -19,11 +19,13 @@ use crossbeam_channel::Sender;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::client::ConnSnapshot;
+use natsd_engine::internal::{Event, Service};
 use natsd_engine::options::Options;
 use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 
 mod http;
 mod reactor;
+mod stage;
 mod tls;
 
 use reactor::{Cmd, ReactorHandle};
@@ -141,14 +143,32 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
         handles.push(h);
         built.push(r);
     }
+    let reactor_handles: Arc<[ReactorHandle]> = handles.clone().into();
+    let server_handle = ServerHandle::new(server.clone(), reactor_handles);
+    // Stages come after the reactors in the wake table: a delivery to an
+    // internal client wakes its stage exactly as it would wake a reactor.
+    let mut stages = Vec::new();
+    for (k, (name, service)) in services(&server_handle, started).into_iter().enumerate() {
+        let (stage, handle) = stage::Stage::new(reactors + k, server.clone(), service);
+        handles.push(handle);
+        stages.push((name, stage));
+    }
     let handles: Arc<[ReactorHandle]> = handles.into();
-    let mut threads = Vec::with_capacity(reactors);
+    let mut threads = Vec::with_capacity(reactors + stages.len());
     for r in built {
         let peers = handles.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("reactor-{}", r.id()))
                 .spawn(move || r.run(peers))?,
+        );
+    }
+    for (name, stage) in stages {
+        let peers = handles.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || stage.run(peers))?,
         );
     }
 
@@ -163,12 +183,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     spawn_signal_thread(sig_tx, waker.clone())?;
 
     // nats-server starts the monitor before it logs the client listener.
-    http::start(
-        ServerHandle::new(server.clone(), handles.clone()),
-        local.port(),
-        started,
-        started_wall,
-    )?;
+    http::start(server_handle.clone(), local.port(), started, started_wall)?;
     log::info!("Listening for client connections on {local}");
     let ports_file = write_ports_file(&opts, local);
     log::info!("Server is ready");
@@ -209,6 +224,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
                     let grace_end = now + opts.lame_duck_grace_period;
                     let end = grace_end + opts.lame_duck_duration;
                     log::info!("Entering lame duck mode, stop accepting new clients");
+                    server.emit(Event::LameDuck);
                     for h in handles.iter() {
                         h.send(Cmd::LameDuck { grace_end, end });
                     }
@@ -248,6 +264,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     }
 
     log::info!("Initiating Shutdown...");
+    server.emit(Event::Shutdown);
     drop(listener);
     for h in handles.iter() {
         h.send(Cmd::Shutdown);
@@ -262,6 +279,13 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     }
     log::info!("Server Exiting..");
     Ok(())
+}
+
+/// The services that run on stage threads, each with its thread name.
+/// The system service, when present, also receives the server's events
+/// (its stage is registered as the event sink by the caller of this list).
+fn services(_handle: &ServerHandle, _started: Instant) -> Vec<(&'static str, Box<dyn Service>)> {
+    Vec::new()
 }
 
 /// SIGHUP: re-read the configuration and apply what may change live.

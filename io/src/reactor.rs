@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::client::{ClientConn, CloseReason, ConnSnapshot, Context, Output};
+use natsd_engine::internal::Event;
 use natsd_engine::outbound::{Outbound, Owner, Taken};
 use natsd_engine::server::Server;
 use rustls::ServerConfig;
@@ -45,6 +46,8 @@ pub enum Cmd {
     Shutdown,
     /// The configuration was reloaded: re-check every connection.
     Reload,
+    /// A server event for the system stage (reactors ignore it).
+    Event(Event),
     /// Lame-duck mode: tell clients (INFO `ldm`), then close them one by
     /// one between `grace_end` and `end`.
     LameDuck {
@@ -55,17 +58,24 @@ pub enum Cmd {
     },
 }
 
-/// How other threads reach a reactor.
+/// How other threads reach a reactor or a stage (a stage blocks on its
+/// channel and needs no waker).
+#[derive(Clone)]
 pub struct ReactorHandle {
     tx: Sender<Cmd>,
-    waker: Arc<Waker>,
+    waker: Option<Arc<Waker>>,
 }
 
 impl ReactorHandle {
+    /// The handle of a stage that receives on `tx`'s channel.
+    pub fn for_stage(tx: Sender<Cmd>) -> Self {
+        ReactorHandle { tx, waker: None }
+    }
+
     /// Queue a command and wake the reactor.
     pub fn send(&self, cmd: Cmd) {
         if self.tx.send(cmd).is_ok() {
-            if let Err(e) = self.waker.wake() {
+            if let Some(Err(e)) = self.waker.as_ref().map(|w| w.wake()) {
                 log::error!("Could not wake a reactor: {e}");
             }
         }
@@ -132,7 +142,10 @@ impl Reactor {
                 remote: Vec::new(),
                 shutting_down: false,
             },
-            ReactorHandle { tx, waker },
+            ReactorHandle {
+                tx,
+                waker: Some(waker),
+            },
         ))
     }
 
@@ -216,6 +229,7 @@ impl Reactor {
                     }
                 }
                 Cmd::LameDuck { grace_end, end } => self.lame_duck(grace_end, end, now),
+                Cmd::Event(_) => {}
             }
         }
     }
@@ -704,7 +718,11 @@ impl Reactor {
         let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        self.server.record_closed(c.machine.snapshot(Some(now)));
+        let snap = c.machine.snapshot(Some(now));
+        if c.machine.is_connected() && self.server.wants_events() {
+            self.server.emit(Event::Disconnected(snap.clone()));
+        }
+        self.server.record_closed(snap);
         let _ = c.machine.outbound().take(&mut c.wbuf);
         match c.tls.as_mut() {
             None => {

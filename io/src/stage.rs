@@ -1,0 +1,125 @@
+//! A stage thread: drives one engine [`Service`] through its internal
+//! clients. It blocks on its channel (no poll, no sockets): a `Flush`
+//! command means its internal clients have deliveries, an `Event` is a
+//! server event, and the service's own timer bounds the wait.
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use natsd_engine::internal::{Internal, Service};
+use natsd_engine::outbound::Outbound;
+use natsd_engine::server::Server;
+
+use crate::reactor::{Cmd, ReactorHandle};
+
+/// One stage: its place in the wake table, its inbox and its service.
+pub(crate) struct Stage {
+    id: usize,
+    rx: Receiver<Cmd>,
+    service: Box<dyn Service>,
+    net: Internal,
+}
+
+/// Deliveries handled per round before the stage checks its inbox again.
+const ROUND: usize = 4096;
+
+impl Stage {
+    /// A stage at index `id` of the wake table (after the reactors); returns
+    /// it with the handle others reach it by.
+    pub(crate) fn new(
+        id: usize,
+        server: Arc<Server>,
+        service: Box<dyn Service>,
+    ) -> (Self, ReactorHandle) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let seed = (id as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let net = Internal::new(server, id, seed);
+        (
+            Stage {
+                id,
+                rx,
+                service,
+                net,
+            },
+            ReactorHandle::for_stage(tx),
+        )
+    }
+
+    /// Run until `Shutdown` (or every sender is gone). `peers` is the whole
+    /// wake table: reactors, then stages.
+    pub(crate) fn run(mut self, peers: Arc<[ReactorHandle]>) {
+        let mut remote: Vec<Vec<Arc<Outbound>>> = (0..peers.len()).map(|_| Vec::new()).collect();
+        self.service.start(Instant::now(), &mut self.net);
+        loop {
+            self.pump(&peers, &mut remote);
+            let cmd = match self.service.poll_timeout() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(cmd) => Some(cmd),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) => return,
+                },
+            };
+            let mut pending = cmd;
+            while let Some(cmd) = pending.take().or_else(|| self.rx.try_recv().ok()) {
+                let now = Instant::now();
+                match cmd {
+                    Cmd::Shutdown => {
+                        self.pump(&peers, &mut remote);
+                        return;
+                    }
+                    Cmd::Event(ev) => self.service.handle_event(now, ev, &mut self.net),
+                    Cmd::Snapshot(reply) => {
+                        let _ = reply.send(Vec::new());
+                    }
+                    Cmd::Flush(_) | Cmd::Reload | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
+                }
+            }
+            let now = Instant::now();
+            if self.service.poll_timeout().is_some_and(|at| at <= now) {
+                self.service.handle_timeout(now, &mut self.net);
+            }
+        }
+    }
+
+    /// Hand every queued delivery to the service, then wake the owners of
+    /// what it published; repeat while its own clients got more.
+    fn pump(&mut self, peers: &[ReactorHandle], remote: &mut [Vec<Arc<Outbound>>]) {
+        loop {
+            let mut handled = 0;
+            for msg in self.net.take_deliveries() {
+                self.service.handle_msg(Instant::now(), msg, &mut self.net);
+                handled += 1;
+            }
+            let mut again = false;
+            for out in self.net.take_wakes() {
+                let owner = out.owner().reactor;
+                if owner == self.id {
+                    again = true;
+                } else if let Some(batch) = remote.get_mut(owner) {
+                    batch.push(out);
+                }
+            }
+            for (r, batch) in remote.iter_mut().enumerate() {
+                if !batch.is_empty() {
+                    peers[r].send(Cmd::Flush(std::mem::take(batch)));
+                }
+            }
+            if !again || handled >= ROUND {
+                if again {
+                    // Let the inbox in; come straight back for the rest.
+                    if let Some(me) = peers.get(self.id) {
+                        me.send(Cmd::Flush(Vec::new()));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
