@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: natsd against the Go nats-server, same machine, same run.
 #
-#   scripts/bench-compare.sh [-r ROUNDS] [-o OUTDIR] [-s SCALE]
+#   scripts/bench-compare.sh [-r ROUNDS] [-o OUTDIR] [-s SCALE] [-k core|js|all]
 #
 # Builds natsd and natsd-bench (release), installs nats-server with apt-get when
 # it is missing and we are root (otherwise runs natsd alone), starts both on
@@ -10,18 +10,24 @@
 # 1 KiB payloads. Each run is bounded by a message count and 20 s. The idle
 # scenario gets a freshly started server each time, so memory freed by earlier
 # scenarios cannot hide the per-connection cost. Prints markdown tables of
-# medians. Environment: ROUNDS, SCALE (multiplies message counts; default 1),
+# medians. JetStream scenarios (-k js or all) run against servers started with
+# -js and a fresh store directory each round: sync publish (file stream),
+# async publish with 256 acks in flight (file and memory streams); both
+# servers keep their default sync policy (fsync on an interval).
+# Environment: ROUNDS, SCALE (multiplies message counts; default 1),
 # NATS_SERVER (path of the Go server).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-1}
 OUT=""
-while getopts "r:o:s:h" opt; do
+KIND=all
+while getopts "r:o:s:k:h" opt; do
     case $opt in
         r) ROUNDS=$OPTARG ;;
         o) OUT=$OPTARG ;;
         s) SCALE=$OPTARG ;;
+        k) KIND=$OPTARG ;;
         *) sed -n '2,15p' "$0"; exit 2 ;;
     esac
 done
@@ -66,15 +72,16 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_server NAME: starts it on a free loopback port; sets PORT and PID.
+# start_server NAME [ARGS...]: starts it on a free loopback port; sets PORT and PID.
 start_server() {
     local name=$1 bin
+    shift
     case $name in
         natsd) bin=$NATSD ;;
         nats-server) bin=$NATS_SERVER ;;
     esac
     PORT=$(free_port)
-    "$bin" -a 127.0.0.1 -p "$PORT" >"$OUT/$name.$PORT.log" 2>&1 &
+    "$bin" -a 127.0.0.1 -p "$PORT" "$@" >"$OUT/$name.$PORT.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
     for _ in $(seq 100); do
@@ -96,11 +103,13 @@ SERVERS=(natsd)
 [[ -n $NATS_SERVER ]] && SERVERS+=(nats-server)
 
 declare -A URL SPID
-for s in "${SERVERS[@]}"; do
-    start_server "$s"
-    URL[$s]=nats://127.0.0.1:$PORT
-    SPID[$s]=$PID
-done
+if [[ $KIND != js ]]; then
+    for s in "${SERVERS[@]}"; do
+        start_server "$s"
+        URL[$s]=nats://127.0.0.1:$PORT
+        SPID[$s]=$PID
+    done
+fi
 
 # Message counts per scenario: enough for the 10 ms CPU-time resolution of
 # /proc/PID/stat to matter little, small enough for 2 cores.
@@ -110,7 +119,8 @@ msgs_for() {
         pub) n=2000000 ;;
         pubsub | fanin | queue) n=1000000 ;;
         fanout) n=500000 ;;
-        reqrep) n=20000 ;;
+        reqrep | js-sync) n=20000 ;;
+        js-async) n=500000 ;;
     esac
     python3 -c "print(max(1, int($n * $SCALE)))"
 }
@@ -131,27 +141,44 @@ for round in $(seq "$ROUNDS"); do
     if ((round % 2 == 0)) && ((${#SERVERS[@]} == 2)); then
         order=("${SERVERS[1]}" "${SERVERS[0]}")
     fi
-    for sc in pub pubsub fanout fanin queue reqrep; do
-        for size in 16 1024; do
-            for s in "${order[@]}"; do
-                run_one "$s" "$sc" "$size" "$round"
+    if [[ $KIND != js ]]; then
+        for sc in pub pubsub fanout fanin queue reqrep; do
+            for size in 16 1024; do
+                for s in "${order[@]}"; do
+                    run_one "$s" "$sc" "$size" "$round"
+                done
             done
         done
-    done
-    for s in "${order[@]}"; do
-        start_server "$s"
-        "$BENCH" idle --server "nats://127.0.0.1:$PORT" --conns 1000 --hold 3 \
-            --server-pid "$PID" --json --quiet >"$OUT/$s.idle.0.$round.json" || [[ $? -eq 3 ]]
-        stop_server "$PID"
-        echo "  $s idle round $round done" >&2
-    done
+        for s in "${order[@]}"; do
+            start_server "$s"
+            "$BENCH" idle --server "nats://127.0.0.1:$PORT" --conns 1000 --hold 3 \
+                --server-pid "$PID" --json --quiet >"$OUT/$s.idle.0.$round.json" || [[ $? -eq 3 ]]
+            stop_server "$PID"
+            echo "  $s idle round $round done" >&2
+        done
+    fi
+    if [[ $KIND != core ]]; then
+        for s in "${order[@]}"; do
+            store="$OUT/store.$s.$round"
+            start_server "$s" -js -sd "$store"
+            for run in js-sync:file js-async:file js-async:memory; do
+                sc=${run%%:*} storage=${run##*:}
+                "$BENCH" "$sc" --server "nats://127.0.0.1:$PORT" --size 16 --storage "$storage" \
+                    --msgs "$(msgs_for "$sc")" --duration 20 --server-pid "$PID" --json --quiet \
+                    >"$OUT/$s.$sc-$storage.16.$round.json" || [[ $? -eq 3 ]]
+                echo "  $s $sc $storage round $round done" >&2
+            done
+            stop_server "$PID"
+            rm -rf "$store"
+        done
+    fi
 done
 
 echo "JSON reports: $OUT" >&2
 echo
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
 echo "Servers: natsd $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $([[ -n $NATS_SERVER ]] && "$NATS_SERVER" --version 2>&1 | head -1 || echo 'nats-server: not run')"
-echo "Command: scripts/bench-compare.sh -r $ROUNDS -s $SCALE; medians of $ROUNDS rounds"
+echo "Command: scripts/bench-compare.sh -r $ROUNDS -s $SCALE -k $KIND; medians of $ROUNDS rounds"
 echo
 python3 - "$OUT" <<'EOF'
 import glob, json, os, statistics, sys
@@ -227,6 +254,20 @@ print("|---:|---:|---:|")
 ia = stat(A, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
 ib = stat(B, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
 print(f"| {fmt(ia, '.2f')} | {fmt(ib, '.2f')} | {fmt(ratio(ia, ib), '.2f')} |")
+print()
+print("JetStream publish, 16 B (fresh -js server and store each round; default sync policy on both):")
+print()
+print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for sc in ["js-sync-file", "js-async-file", "js-async-memory"]:
+    ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
+    ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
+    p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))
+    mem = lambda s: stat(s, sc, 16, lambda r: r.get("stored_rss_per_msg"))
+    print(f"| {sc} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
+          f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
+          f"| {fmt(p99(A), '.1f')} | {fmt(p99(B), '.1f')} | {fmt(mem(A), '.0f')} | {fmt(mem(B), '.0f')} "
+          f"| {lost(A, sc, 16)} / {lost(B, sc, 16)} |")
 print()
 print("msgs/s: subscriber side (all deliveries) where there are subscribers, publisher side for pub;")
 print("reqrep: round trips/s. CPU: server utime+stime per delivered message (reqrep: 2 per round trip).")

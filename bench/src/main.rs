@@ -18,6 +18,7 @@
 
 mod conn;
 mod hist;
+mod js;
 mod opts;
 mod procfs;
 mod report;
@@ -87,6 +88,8 @@ fn run(opts: &Opts) -> Result<Report, String> {
         drain_timeout: secs(opts.drain_timeout, "--drain-timeout")?,
         server_pid: opts.server_pid,
         progress: !opts.quiet,
+        storage: opts.storage,
+        window: opts.window,
     };
     scenarios::run(&ctx)
 }

@@ -26,6 +26,10 @@ pub enum Scenario {
     Reqrep,
     /// N idle connections: the server's resident memory per connection.
     Idle,
+    /// JetStream: publish into a fresh stream, waiting for each pub ack.
+    JsSync,
+    /// JetStream: publish into a fresh stream with `--window` acks in flight.
+    JsAsync,
 }
 
 impl Scenario {
@@ -39,13 +43,15 @@ impl Scenario {
             Scenario::Queue => "queue",
             Scenario::Reqrep => "reqrep",
             Scenario::Idle => "idle",
+            Scenario::JsSync => "js-sync",
+            Scenario::JsAsync => "js-async",
         }
     }
 
     /// Publishers and subscribers when `--pubs`/`--subs` are not given.
     pub fn default_clients(self) -> (usize, usize) {
         match self {
-            Scenario::Pub => (1, 0),
+            Scenario::Pub | Scenario::JsSync | Scenario::JsAsync => (1, 0),
             Scenario::Pubsub | Scenario::Reqrep => (1, 1),
             Scenario::Fanout | Scenario::Queue => (1, 4),
             Scenario::Fanin => (4, 1),
@@ -92,6 +98,12 @@ pub struct Opts {
     /// Seconds to hold idle connections before measuring memory.
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
+    /// JetStream scenarios: the stream's storage.
+    #[arg(long, value_enum, default_value = "file")]
+    pub storage: crate::js::Storage,
+    /// js-async: pub acks in flight.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
     /// User name.
     #[arg(long)]
     pub user: Option<String>,

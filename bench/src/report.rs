@@ -155,6 +155,10 @@ pub struct Report {
     pub latency_us: Option<Latency>,
     pub server_usage: Option<ServerUsage>,
     pub idle: Option<IdleUsage>,
+    /// JetStream: server RSS growth per stored message in bytes (from
+    /// before the stream was created to after the last ack; needs
+    /// `--server-pid`; meaningful for memory streams).
+    pub stored_rss_per_msg: Option<f64>,
     /// Slow consumers, `-ERR`s, closed connections, measurement failures.
     pub errors: Vec<String>,
 }
@@ -232,6 +236,9 @@ impl Report {
             }
             s.push('\n');
         }
+        if let Some(b) = self.stored_rss_per_msg {
+            let _ = writeln!(s, "  server rss growth {b:.1} B per stored msg");
+        }
         for e in &self.errors {
             let _ = writeln!(s, "  error: {e}");
         }
@@ -249,7 +256,7 @@ impl Report {
         "scenario,server,size,pubs,subs,sent,expected,received,lost,\
          pub_msgs_per_sec,pub_mib_per_sec,sub_msgs_per_sec,sub_mib_per_sec,\
          sub_min,sub_avg,sub_max,p50_us,p90_us,p99_us,p999_us,max_us,\
-         server_cpu_us_per_msg,server_rss_kib,idle_rss_per_conn_kib,errors"
+         server_cpu_us_per_msg,server_rss_kib,idle_rss_per_conn_kib,stored_rss_per_msg,errors"
     }
 
     /// One CSV row matching [`Report::csv_header`] (no newline).
@@ -284,6 +291,7 @@ impl Report {
             f(self.server_usage.map(|u| u.cpu_us_per_msg)),
             opt(self.server_usage.map(|u| u.rss_kib)),
             f(self.idle.and_then(|i| i.rss_per_conn_kib)),
+            f(self.stored_rss_per_msg),
             format!("\"{errors}\""),
         ]
         .join(",")
@@ -330,6 +338,7 @@ mod tests {
             latency_us: None,
             server_usage: None,
             idle: None,
+            stored_rss_per_msg: None,
             errors: vec!["a, \"b\"".into()],
         };
         let cols = |s: &str| s.split(',').count();

@@ -58,6 +58,10 @@ pub struct Ctx {
     pub drain_timeout: Duration,
     pub server_pid: Option<u32>,
     pub progress: bool,
+    /// JetStream scenarios: where the stream stores.
+    pub storage: crate::js::Storage,
+    /// `js-async`: pub acks in flight.
+    pub window: usize,
 }
 
 /// Runs the scenario.
@@ -67,10 +71,12 @@ pub fn run(ctx: &Ctx) -> Result<Report, String> {
         Scenario::Idle => idle(ctx),
         Scenario::Queue => flow(ctx, true),
         Scenario::Pub | Scenario::Pubsub | Scenario::Fanout | Scenario::Fanin => flow(ctx, false),
+        Scenario::JsSync => crate::js::js_pub(ctx, true),
+        Scenario::JsAsync => crate::js::js_pub(ctx, false),
     }
 }
 
-fn connect(ctx: &Ctx, name: &str, chunk: usize) -> Result<Conn, String> {
+pub(crate) fn connect(ctx: &Ctx, name: &str, chunk: usize) -> Result<Conn, String> {
     let conn = Conn::connect(&ctx.url, &ctx.auth, name, chunk)
         .map_err(|e| format!("{name}: connecting to {}: {e}", ctx.url))?;
     if ctx.size > usize::try_from(conn.info.max_payload).unwrap_or(0) {
@@ -82,7 +88,7 @@ fn connect(ctx: &Ctx, name: &str, chunk: usize) -> Result<Conn, String> {
     Ok(conn)
 }
 
-fn server_version(conn: &Conn) -> String {
+pub(crate) fn server_version(conn: &Conn) -> String {
     if conn.info.natsd.is_empty() {
         conn.info.version.clone()
     } else {
@@ -90,25 +96,25 @@ fn server_version(conn: &Conn) -> String {
     }
 }
 
-fn payload(size: usize) -> Vec<u8> {
+pub(crate) fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 /// The server's CPU time at the start of the measured phase.
-struct Usage {
+pub(crate) struct Usage {
     pid: Option<u32>,
     cpu_before: Result<u64, String>,
 }
 
 impl Usage {
-    fn start(pid: Option<u32>) -> Usage {
+    pub(crate) fn start(pid: Option<u32>) -> Usage {
         Usage {
             pid,
             cpu_before: pid.map_or(Ok(0), procfs::cpu_us),
         }
     }
 
-    fn finish(self, delivered: u64, errors: &mut Vec<String>) -> Option<ServerUsage> {
+    pub(crate) fn finish(self, delivered: u64, errors: &mut Vec<String>) -> Option<ServerUsage> {
         let pid = self.pid?;
         let read = || -> Result<ServerUsage, String> {
             let cpu_us = procfs::cpu_us(pid)?.saturating_sub(self.cpu_before?);
@@ -123,7 +129,7 @@ impl Usage {
 }
 
 /// Prints a progress line on stderr once a second, after the first 3 s.
-struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     label: &'static str,
     start: Instant,
@@ -133,7 +139,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(enabled: bool, label: &'static str, start: Instant) -> Progress {
+    pub(crate) fn new(enabled: bool, label: &'static str, start: Instant) -> Progress {
         Progress {
             enabled,
             label,
@@ -144,7 +150,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, now: Instant, sent: u64, received: u64) {
+    pub(crate) fn tick(&mut self, now: Instant, sent: u64, received: u64) {
         if !self.enabled || now < self.next {
             return;
         }
@@ -350,6 +356,7 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
         latency_us: None,
         server_usage,
         idle: None,
+        stored_rss_per_msg: None,
         errors,
     })
 }
@@ -670,6 +677,7 @@ fn reqrep(ctx: &Ctx) -> Result<Report, String> {
         latency_us: Some(Latency::from_ns(&hist)),
         server_usage,
         idle: None,
+        stored_rss_per_msg: None,
         errors,
     })
 }
@@ -811,6 +819,7 @@ fn idle(ctx: &Ctx) -> Result<Report, String> {
         latency_us: None,
         server_usage: None,
         idle,
+        stored_rss_per_msg: None,
         errors,
     })
 }
