@@ -236,7 +236,7 @@ impl Server {
                 name.to_uppercase()
             ));
         }
-        let candidates: [(&'static str, bool); 14] = [
+        let candidates: [(&'static str, bool); 15] = [
             (
                 "authorization",
                 old.user != new.user
@@ -270,6 +270,17 @@ impl Server {
             ("ping_max", old.ping_max != new.ping_max),
             ("write_deadline", old.write_deadline != new.write_deadline),
             ("pid_file", old.pid_file != new.pid_file),
+            (
+                "tls",
+                old.tls_cert != new.tls_cert
+                    || old.tls_key != new.tls_key
+                    || old.tls_ca_cert != new.tls_ca_cert
+                    || old.tls_verify != new.tls_verify
+                    || old.tls_map != new.tls_map
+                    || old.tls_timeout != new.tls_timeout
+                    || old.tls_min_version != new.tls_min_version
+                    || old.tls_handshake_first != new.tls_handshake_first,
+            ),
         ];
         let changed = candidates
             .iter()

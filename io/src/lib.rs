@@ -297,11 +297,20 @@ fn reload(server: &Arc<Server>, hooks: &Hooks, reactors: &[ReactorHandle]) {
             return;
         }
     };
+    // Certificates are read again; a file that no longer loads refuses the
+    // whole reload, as in nats-server.
+    let tls_config = match tls::server_config(&new) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("Failed to reload server configuration: {e}");
+            return;
+        }
+    };
     match server.reload(new) {
         Ok(changed) => {
             (hooks.apply_log_options)(&server.options());
             for r in reactors {
-                r.send(Cmd::Reload);
+                r.send(Cmd::Reload(tls_config.clone()));
             }
             if changed.is_empty() {
                 log::info!("Reloaded server configuration (no changes)");

@@ -44,8 +44,9 @@ pub enum Cmd {
     Snapshot(Sender<Vec<ConnSnapshot>>),
     /// Flush and close every connection, then exit.
     Shutdown,
-    /// The configuration was reloaded: re-check every connection.
-    Reload,
+    /// The configuration was reloaded: re-check every connection; new TLS
+    /// handshakes use this server config (certificates re-read).
+    Reload(Option<Arc<ServerConfig>>),
     /// A server event for the system stage (reactors ignore it).
     Event(Event),
     /// Lame-duck mode: tell clients (INFO `ldm`), then close them one by
@@ -220,7 +221,8 @@ impl Reactor {
                     let _ = reply.send(snaps);
                 }
                 Cmd::Shutdown => self.shutting_down = true,
-                Cmd::Reload => {
+                Cmd::Reload(tls) => {
+                    self.tls_config = tls;
                     for slot in 0..self.conns.len() {
                         if let Some(c) = self.conns[slot].as_mut() {
                             c.machine.reauthorize();

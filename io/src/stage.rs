@@ -78,7 +78,7 @@ impl Stage {
                     Cmd::Snapshot(reply) => {
                         let _ = reply.send(Vec::new());
                     }
-                    Cmd::Flush(_) | Cmd::Reload | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
+                    Cmd::Flush(_) | Cmd::Reload(_) | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
                 }
             }
             let now = Instant::now();

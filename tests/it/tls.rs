@@ -345,3 +345,47 @@ async fn verify_and_map_refuses_an_unmapped_certificate() {
         pub_sub_works(&server, client).await;
     }
 }
+
+/// SIGHUP re-reads the `tls {}` block: after the CA changes, a client
+/// certificate from the new CA is accepted and one from the old CA refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reads_the_new_ca() {
+    let other_verify = tls_conf(&format!(
+        "  ca_file: \"{}\"\n  verify: true",
+        cert_str("other-ca.pem")
+    ));
+    for server in Server::natsd_and_reference(&verify_conf()) {
+        let old_client = || {
+            trusting("ca.pem")
+                .add_client_certificate(cert("client-cert.pem"), cert("client-key.pem"))
+        };
+        let new_client = || {
+            trusting("ca.pem")
+                .add_client_certificate(cert("other-client-cert.pem"), cert("other-client-key.pem"))
+        };
+        let kept = try_connect(&server, old_client())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&server)));
+        assert!(try_connect(&server, new_client()).await.is_err());
+        std::fs::write(server.config_path(), &other_verify).expect("rewrite config");
+        server.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let client = loop {
+            match try_connect(&server, new_client()).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("{}: new CA not in force after reload: {e}", name(&server))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        pub_sub_works(&server, client).await;
+        assert!(
+            try_connect(&server, old_client()).await.is_err(),
+            "{}: old CA still accepted",
+            name(&server)
+        );
+        // A connection made before the reload stays up.
+        kept.flush().await.expect("old connection still works");
+    }
+}
