@@ -78,8 +78,6 @@ const FLAGS: &[Flag] = &[
 /// Flags accepted for compatibility with nats-server harnesses but ignored:
 /// clap id and how the warning names it.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("jetstream", "-js/--jetstream"),
-    ("store_dir", "-sd/--store_dir"),
     ("routes", "--routes"),
     ("cluster", "--cluster"),
     ("cluster_name", "--cluster_name"),
@@ -241,8 +239,8 @@ Logging Options:
     -DVV                             Debug and verbose trace (traces system account as well)
 
 JetStream Options:
-    -js, --jetstream                 Enable JetStream functionality (not supported yet)
-    -sd, --store_dir <dir>           Set the storage directory (not supported yet)
+    -js, --jetstream                 Enable JetStream functionality
+    -sd, --store_dir <dir>           Set the storage directory
 
 Authorization Options:
         --user <user>                User required for connections
@@ -398,6 +396,10 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
     set_path(&mut opts.log_file, "log");
     set_path(&mut opts.pid_file, "pid");
     set_path(&mut opts.ports_file_dir, "ports_file_dir");
+    set_path(&mut opts.store_dir, "store_dir");
+    if let Some(&on) = matches.get_one::<bool>("jetstream") {
+        opts.jetstream.enabled = on;
+    }
     if let Some(&logtime) = matches.get_one::<bool>("logtime") {
         opts.logtime = logtime;
     }
@@ -574,16 +576,15 @@ mod tests {
     }
 
     #[test]
-    fn jetstream_flag_is_accepted_with_a_warning() {
-        let run = run(&["-js"]);
-        assert_eq!(run.opts, Options::default());
-        assert_eq!(
-            run.warnings,
-            ["-js/--jetstream is not supported yet, ignoring it"]
-        );
-        assert_eq!(self::run(&["--js"]).warnings.len(), 1);
-        assert_eq!(self::run(&["--jetstream"]).warnings.len(), 1);
-        assert!(self::run(&["-js=false"]).warnings.is_empty());
+    fn jetstream_flags() {
+        let run = run(&["-js", "-sd", "/tmp/sd"]);
+        assert!(run.opts.jetstream.enabled);
+        assert_eq!(run.opts.store_dir, Some(PathBuf::from("/tmp/sd")));
+        assert!(run.warnings.is_empty());
+        assert!(self::run(&["--js"]).opts.jetstream.enabled);
+        assert!(self::run(&["--jetstream"]).opts.jetstream.enabled);
+        assert!(!self::run(&["-js=false"]).opts.jetstream.enabled);
+        assert!(!self::run(&[]).opts.jetstream.enabled);
     }
 
     #[test]
@@ -699,10 +700,8 @@ mod tests {
             run.opts.pid_file,
             Some(PathBuf::from("/tmp/nats-server-x.pid"))
         );
-        assert_eq!(
-            run.warnings,
-            ["-sd/--store_dir is not supported yet, ignoring it"]
-        );
+        assert_eq!(run.opts.store_dir, Some(PathBuf::from("/tmp/store-dir-x")));
+        assert!(run.warnings.is_empty());
     }
 
     #[test]
@@ -727,16 +726,13 @@ mod tests {
         ]);
         assert_eq!(run.opts.port, 4300);
         assert_eq!(run.opts.server_name.as_deref(), Some("node1"));
-        assert_eq!(run.warnings.len(), 4);
+        assert_eq!(run.warnings.len(), 3);
     }
 
     #[test]
     fn other_accepted_but_unsupported_flags() {
-        let run = run(&["-sd", "/tmp/sd", "-m", "8222"]);
-        assert_eq!(
-            run.warnings,
-            ["-sd/--store_dir is not supported yet, ignoring it"]
-        );
+        let run = run(&["--routes", "nats://h:1", "-m", "8222"]);
+        assert_eq!(run.warnings, ["--routes is not supported yet, ignoring it"]);
         assert!(usage_error(&["-m", "x"]).starts_with("invalid value \"x\" for flag -m"));
     }
 

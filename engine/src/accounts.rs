@@ -123,6 +123,8 @@ pub struct AccountConfig {
     pub exports: Vec<ExportConfig>,
     /// `imports`.
     pub imports: Vec<ImportConfig>,
+    /// `jetstream: enabled` (or a limits map).
+    pub jetstream: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -918,6 +920,7 @@ mod tests {
             nkey: None,
             exports,
             imports,
+            jetstream: false,
         }
     }
 

@@ -438,6 +438,8 @@ impl ClientConn {
             tls_verify: opts.tls_verify,
             nonce: self.nonce.clone(),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
+            jetstream: opts.jetstream.enabled,
+            domain: opts.jetstream.domain.clone().unwrap_or_default(),
             client_id: self.cid,
             client_ip: self.peer.ip().to_string(),
             natsd: NATSD_VERSION.to_string(),

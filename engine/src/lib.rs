@@ -23,6 +23,7 @@ pub mod conf;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
 pub mod internal;
+pub mod jetstream;
 pub mod monitor;
 pub mod nkey;
 pub mod options;

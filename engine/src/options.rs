@@ -105,8 +105,11 @@ pub struct Options {
     pub https_port: i32,
     /// `http_base_path`: kept for monitoring.
     pub http_base_path: Option<String>,
-    /// `store_dir`: kept for JetStream.
+    /// `store_dir`/`jetstream.store_dir`/`-sd`: JetStream's storage
+    /// directory (streams live under `<store_dir>/jetstream`).
     pub store_dir: Option<PathBuf>,
+    /// `jetstream`/`-js`: JetStream and its limits.
+    pub jetstream: JetStreamOptions,
     /// `tls {}`/`--tls`/`--tlsverify`: clients must speak TLS (`tls_required` in INFO).
     pub tls: bool,
     /// `tls.verify` (or `verify_and_map`)/`--tlsverify`: clients must present a
@@ -179,6 +182,7 @@ impl Default for Options {
             https_port: 0,
             http_base_path: None,
             store_dir: None,
+            jetstream: JetStreamOptions::default(),
             tls: false,
             tls_verify: false,
             tls_map: false,
@@ -256,7 +260,6 @@ impl std::error::Error for ConfErrors {}
 
 /// Top-level keys accepted and kept in [`Options::conf_blocks`] but not acted on yet.
 const KEPT_KEYS: &[&str] = &[
-    "jetstream",
     "cluster",
     "gateway",
     "leafnodes",
@@ -417,6 +420,7 @@ impl Options {
             "http_base_path" => self.http_base_path = Some(string(entry)?),
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
             "tls" => self.apply_tls(entry, warnings)?,
+            "jetstream" => self.apply_jetstream(entry, warnings)?,
             k if KEPT_KEYS.contains(&k) => {
                 self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
                 self.conf_blocks.push(entry.clone());
@@ -801,8 +805,7 @@ impl Options {
                 },
                 "imports" => parse_imports(e, errors).map(|i| acc.imports = i),
                 "exports" => parse_exports(e, errors).map(|x| acc.exports = x),
-                // Kept for the JetStream issue, as the top-level block is.
-                "jetstream" => Ok(()),
+                "jetstream" => account_jetstream(e).map(|on| acc.jetstream = on),
                 "users" => parse_users(e).map(|(u, n)| users = Some((u, n, e.key_at.clone()))),
                 "default_permissions" => {
                     parse_permissions(e).map(|p| default_permissions = Some(p))
@@ -1652,6 +1655,149 @@ fn go_duration(entry: &Entry) -> Result<Duration, ConfError> {
     })
 }
 
+/// `jetstream { ... }` and `-js`: whether JetStream runs, and its server-wide
+/// limits (nats-server's `JetStream*` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamOptions {
+    /// `jetstream: enabled` / `-js`.
+    pub enabled: bool,
+    /// `max_memory_store`: bytes of memory streams; -1 = no limit set.
+    pub max_memory: i64,
+    /// `max_file_store`: bytes of file streams; -1 = no limit set.
+    pub max_store: i64,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `sync_interval`: how often file streams are fsynced (2 min).
+    pub sync_interval: Duration,
+    /// `sync_interval: always`: fsync after every message.
+    pub sync_always: bool,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions {
+            enabled: false,
+            max_memory: -1,
+            max_store: -1,
+            domain: None,
+            sync_interval: Duration::from_secs(120),
+            sync_always: false,
+        }
+    }
+}
+
+impl Options {
+    /// `jetstream: true|enabled|disabled` or `jetstream { ... }`, as
+    /// nats-server's `parseJetStream` reads it.
+    fn apply_jetstream(
+        &mut self,
+        entry: &Entry,
+        warnings: &mut Vec<ConfError>,
+    ) -> Result<(), ConfError> {
+        let at = &entry.value.at;
+        match &entry.value.value {
+            Value::Bool(b) => self.jetstream.enabled = *b,
+            Value::String(s) => {
+                self.jetstream.enabled = match s.to_ascii_lowercase().as_str() {
+                    "enabled" | "enable" => true,
+                    "disabled" | "disable" => false,
+                    _ => {
+                        return Err(invalid(
+                            at,
+                            format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+                        ))
+                    }
+                }
+            }
+            Value::Map(map) => {
+                let mut enable = true;
+                for e in map.entries() {
+                    match e.key.to_ascii_lowercase().as_str() {
+                        "store" | "store_dir" | "storedir" => {
+                            if self.store_dir.is_some() {
+                                return Err(invalid(
+                                    &e.value.at,
+                                    "Duplicate 'store_dir' configuration".into(),
+                                ));
+                            }
+                            self.store_dir = Some(PathBuf::from(string(e)?));
+                        }
+                        "sync" | "sync_interval" => match &e.value.value {
+                            Value::String(v) if v.eq_ignore_ascii_case("always") => {
+                                self.jetstream.sync_always = true;
+                            }
+                            _ => self.jetstream.sync_interval = duration(e, warnings)?,
+                        },
+                        "max_memory_store" | "max_mem_store" | "max_mem" => {
+                            self.jetstream.max_memory = storage_size(e, "max_mem_store")?
+                        }
+                        "max_file_store" | "max_file" => {
+                            self.jetstream.max_store = storage_size(e, "max_file_store")?
+                        }
+                        "domain" => self.jetstream.domain = Some(string(e)?),
+                        "enable" | "enabled" => enable = boolean(e)?,
+                        "strict" => {
+                            boolean(e)?;
+                        }
+                        _ if e.used_as_variable => {}
+                        _ => {
+                            return Err(ConfError::new(
+                                &e.key_at,
+                                ErrorKind::UnknownField(e.key.clone()),
+                            ))
+                        }
+                    }
+                }
+                self.jetstream.enabled = enable;
+            }
+            _ => return Err(wrong_type(entry, "map[string]interface {}")),
+        }
+        Ok(())
+    }
+}
+
+/// nats-server's `getStorageSize`: an integer (the conf parser already
+/// applied `K`/`MB`/`GiB` suffixes) or a string such as `"1G"`.
+fn storage_size(entry: &Entry, what: &str) -> Result<i64, ConfError> {
+    match &entry.value.value {
+        Value::Int(n) => Ok(*n),
+        Value::String(s) => {
+            let bad = || invalid(&entry.value.at, format!("{what} {s:?} is not a valid size"));
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let n: i64 = t[..split].parse().map_err(|_| bad())?;
+            let mult: i64 = match t[split..].to_ascii_uppercase().as_str() {
+                "" => 1,
+                "K" | "KB" => 1 << 10,
+                "M" | "MB" => 1 << 20,
+                "G" | "GB" => 1 << 30,
+                "T" | "TB" => 1 << 40,
+                _ => return Err(bad()),
+            };
+            n.checked_mul(mult).ok_or_else(bad)
+        }
+        _ => Err(wrong_type(entry, "int64")),
+    }
+}
+
+/// An account's `jetstream`: `enabled`/`disabled`, a bool, or a limits map
+/// (which enables it; the limits themselves are not enforced yet).
+fn account_jetstream(entry: &Entry) -> Result<bool, ConfError> {
+    match &entry.value.value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" => Ok(true),
+            "disabled" | "disable" => Ok(false),
+            _ => Err(invalid(
+                &entry.value.at,
+                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+            )),
+        },
+        Value::Map(_) => Ok(true),
+        _ => Err(wrong_type(entry, "map[string]interface {}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1699,7 +1845,51 @@ mod tests {
         assert!(o.pass.as_deref().is_some_and(|p| p.starts_with("$2a$11$")));
         assert_eq!(o.auth_timeout, Duration::from_millis(1500));
         let kept: Vec<&str> = o.conf_blocks.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(kept, ["jetstream", "cluster"]);
+        assert_eq!(kept, ["cluster"]);
+        assert!(o.jetstream.enabled);
+    }
+
+    #[test]
+    fn jetstream_block() {
+        let o = ok(concat!(
+            "jetstream {\n store_dir: /data\n max_memory_store: 1GB\n max_file_store: \"2G\"\n",
+            " domain: hub\n sync_interval: \"10s\"\n}\n",
+        ));
+        assert!(o.jetstream.enabled);
+        assert_eq!(o.store_dir, Some(PathBuf::from("/data")));
+        assert_eq!(o.jetstream.max_memory, 1 << 30);
+        assert_eq!(o.jetstream.max_store, 2 << 30);
+        assert_eq!(o.jetstream.domain.as_deref(), Some("hub"));
+        assert_eq!(o.jetstream.sync_interval, Duration::from_secs(10));
+        assert!(!o.jetstream.sync_always);
+        let o = ok("jetstream { enabled: false, sync: always }");
+        assert!(!o.jetstream.enabled && o.jetstream.sync_always);
+        assert!(ok("jetstream: true").jetstream.enabled);
+        assert!(!ok("jetstream: disabled").jetstream.enabled);
+        assert!(!ok("port: 1").jetstream.enabled);
+        let o =
+            ok("accounts { A: { jetstream: enabled }, B: { jetstream: { max_mem: 1M } }, C: {} }");
+        let on: Vec<bool> = o.accounts.iter().map(|a| a.jetstream).collect();
+        assert_eq!(on, [true, true, false]);
+    }
+
+    #[test]
+    fn jetstream_block_errors() {
+        let (_, r) = apply("jetstream: maybe");
+        assert_eq!(
+            r.errors[0].to_string(),
+            "t.conf:1:12: Expected 'enabled' or 'disabled' for string value, got 'maybe'"
+        );
+        let (_, r) = apply("jetstream {\n bogus: 1\n}");
+        assert!(r.errors[0]
+            .to_string()
+            .starts_with("t.conf:2:2: unknown field"));
+        let (_, r) = apply("store_dir: /a\njetstream { store_dir: /b }");
+        assert!(r.errors[0]
+            .to_string()
+            .ends_with("Duplicate 'store_dir' configuration"));
+        let (_, r) = apply("jetstream { max_file_store: \"12Q\" }");
+        assert_eq!(r.errors.len(), 1);
     }
 
     #[test]
@@ -2033,7 +2223,8 @@ mod tests {
         assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
         assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
         assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
-        assert_eq!(o.conf_blocks.len(), 8);
+        assert_eq!(o.conf_blocks.len(), 7);
+        assert!(o.jetstream.enabled);
     }
 
     #[test]

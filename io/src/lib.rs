@@ -284,8 +284,16 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
 /// The services that run on stage threads, each with its thread name.
 /// The system service, when present, also receives the server's events
 /// (its stage is registered as the event sink by the caller of this list).
-fn services(_handle: &ServerHandle, _started: Instant) -> Vec<(&'static str, Box<dyn Service>)> {
-    Vec::new()
+fn services(handle: &ServerHandle, started: Instant) -> Vec<(&'static str, Box<dyn Service>)> {
+    let mut services: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
+    if handle.server().options().jetstream.enabled {
+        let wall = std::time::SystemTime::now() - started.elapsed();
+        match natsd_engine::jetstream::JetStream::new(handle.server().clone(), started, wall) {
+            Ok(js) => services.push(("jetstream", Box::new(js))),
+            Err(e) => log::error!("Could not start JetStream: {e}"),
+        }
+    }
+    services
 }
 
 /// SIGHUP: re-read the configuration and apply what may change live.

@@ -1,0 +1,272 @@
+//! `$JS.API` wire types: errors with nats-server's codes, requests, and the
+//! response envelopes (`{"type": ..., "error"?: ..., ...}`).
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// nats-server's `ApiError`: an HTTP-like code, the JetStream error code and
+/// the description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    /// HTTP-like status.
+    pub code: u16,
+    /// JetStream error code (`err_code`).
+    pub err_code: u16,
+    /// Human text.
+    pub description: String,
+}
+
+impl ApiError {
+    /// An error with these codes.
+    pub fn new(code: u16, err_code: u16, description: &str) -> Self {
+        ApiError {
+            code,
+            err_code,
+            description: description.to_string(),
+        }
+    }
+
+    /// 10052 `JSStreamInvalidConfigF`.
+    pub fn invalid_config(err: &str) -> Self {
+        Self::new(500, 10052, err)
+    }
+
+    /// 10003 `JSBadRequestErr`.
+    pub fn bad_request() -> Self {
+        Self::new(400, 10003, "bad request")
+    }
+
+    /// 10025 `JSInvalidJSONErr`.
+    pub fn invalid_json(err: &serde_json::Error) -> Self {
+        Self::new(400, 10025, &format!("invalid JSON: {err}"))
+    }
+
+    /// 10059 `JSStreamNotFoundErr`.
+    pub fn stream_not_found() -> Self {
+        Self::new(404, 10059, "stream not found")
+    }
+
+    /// 10037 `JSNoMessageFoundErr`.
+    pub fn no_message_found() -> Self {
+        Self::new(404, 10037, "no message found")
+    }
+
+    /// 10109 `JSStreamSealedErr`.
+    pub fn sealed() -> Self {
+        Self::new(400, 10109, "invalid operation on sealed stream")
+    }
+
+    /// 10077 `JSStreamStoreFailedF`.
+    pub fn store_failed(err: &str) -> Self {
+        Self::new(503, 10077, err)
+    }
+
+    /// 10039 `JSNotEnabledForAccountErr`.
+    pub fn not_enabled_for_account() -> Self {
+        Self::new(503, 10039, "JetStream not enabled for account")
+    }
+
+    /// 10056 `JSStreamMismatchErr`.
+    pub fn stream_mismatch() -> Self {
+        Self::new(400, 10056, "stream name in subject does not match request")
+    }
+
+    /// 10054 `JSStreamMessageExceedsMaximumErr`.
+    pub fn message_too_big() -> Self {
+        Self::new(400, 10054, "message size exceeds maximum allowed")
+    }
+}
+
+/// An optional JSON request body: empty means the defaults, as nats-server
+/// reads them.
+pub fn parse_request<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))
+}
+
+/// `{"type": kind, "error": err}`.
+pub fn error_response(kind: &str, err: &ApiError) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct E<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        error: &'a ApiError,
+    }
+    to_json(&E { kind, error: err })
+}
+
+/// `{"type": kind, ...body}`.
+pub fn response<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct R<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(flatten)]
+        body: &'a T,
+    }
+    to_json(&R { kind, body })
+}
+
+/// Serialize a response; our types are maps of strings and numbers, which
+/// cannot fail to serialize.
+pub fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Go's JSON for a `time.Time` given as ns since the epoch: RFC 3339 in UTC
+/// with nanoseconds; the zero time for 0.
+pub fn time_json(ns: i64) -> String {
+    match u64::try_from(ns) {
+        Ok(n) if n > 0 => crate::monitor::rfc3339(UNIX_EPOCH + Duration::from_nanos(n)),
+        _ => "0001-01-01T00:00:00Z".to_string(),
+    }
+}
+
+/// Response type strings.
+pub mod kind {
+    /// `$JS.API.INFO`.
+    pub const ACCOUNT_INFO: &str = "io.nats.jetstream.api.v1.account_info_response";
+    /// `STREAM.CREATE`.
+    pub const STREAM_CREATE: &str = "io.nats.jetstream.api.v1.stream_create_response";
+    /// `STREAM.UPDATE`.
+    pub const STREAM_UPDATE: &str = "io.nats.jetstream.api.v1.stream_update_response";
+    /// `STREAM.DELETE`.
+    pub const STREAM_DELETE: &str = "io.nats.jetstream.api.v1.stream_delete_response";
+    /// `STREAM.INFO`.
+    pub const STREAM_INFO: &str = "io.nats.jetstream.api.v1.stream_info_response";
+    /// `STREAM.NAMES`.
+    pub const STREAM_NAMES: &str = "io.nats.jetstream.api.v1.stream_names_response";
+    /// `STREAM.LIST`.
+    pub const STREAM_LIST: &str = "io.nats.jetstream.api.v1.stream_list_response";
+    /// `STREAM.PURGE`.
+    pub const STREAM_PURGE: &str = "io.nats.jetstream.api.v1.stream_purge_response";
+    /// `STREAM.MSG.DELETE`.
+    pub const MSG_DELETE: &str = "io.nats.jetstream.api.v1.stream_msg_delete_response";
+    /// `STREAM.MSG.GET`.
+    pub const MSG_GET: &str = "io.nats.jetstream.api.v1.stream_msg_get_response";
+    /// `CONSUMER.CREATE` / `CONSUMER.DURABLE.CREATE`.
+    pub const CONSUMER_CREATE: &str = "io.nats.jetstream.api.v1.consumer_create_response";
+    /// `CONSUMER.INFO`.
+    pub const CONSUMER_INFO: &str = "io.nats.jetstream.api.v1.consumer_info_response";
+    /// `CONSUMER.DELETE`.
+    pub const CONSUMER_DELETE: &str = "io.nats.jetstream.api.v1.consumer_delete_response";
+    /// `CONSUMER.NAMES`.
+    pub const CONSUMER_NAMES: &str = "io.nats.jetstream.api.v1.consumer_names_response";
+    /// `CONSUMER.LIST`.
+    pub const CONSUMER_LIST: &str = "io.nats.jetstream.api.v1.consumer_list_response";
+}
+
+/// `STREAM.INFO` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamInfoRequest {
+    /// `offset` into the subjects.
+    #[serde(default)]
+    pub offset: usize,
+    /// `deleted_details`.
+    #[serde(default)]
+    pub deleted_details: bool,
+    /// `subjects_filter`.
+    #[serde(default)]
+    pub subjects_filter: String,
+}
+
+/// `STREAM.NAMES` / `STREAM.LIST` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamListRequest {
+    /// `offset`.
+    #[serde(default)]
+    pub offset: usize,
+    /// `subject` filter.
+    #[serde(default)]
+    pub subject: String,
+}
+
+/// `STREAM.PURGE` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct PurgeRequest {
+    /// `filter`.
+    #[serde(default)]
+    pub filter: String,
+    /// `seq`: purge below it.
+    #[serde(default)]
+    pub seq: u64,
+    /// `keep`: keep this many of the newest.
+    #[serde(default)]
+    pub keep: u64,
+}
+
+/// `STREAM.MSG.GET` / `DIRECT.GET` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct MsgGetRequest {
+    /// `seq`.
+    #[serde(default)]
+    pub seq: u64,
+    /// `last_by_subj`.
+    #[serde(default)]
+    pub last_by_subj: String,
+    /// `next_by_subj`.
+    #[serde(default)]
+    pub next_by_subj: String,
+    /// `batch`: not supported here (nats-server refuses it on `MSG.GET`).
+    #[serde(default)]
+    pub batch: i64,
+    /// `max_bytes`: as `batch`.
+    #[serde(default)]
+    pub max_bytes: i64,
+    /// `multi_last`: not supported yet.
+    #[serde(default)]
+    pub multi_last: Vec<String>,
+    /// `start_time`: not supported yet.
+    #[serde(default)]
+    pub start_time: Option<String>,
+    /// `no_hdr` (direct get): leave the headers out.
+    #[serde(default)]
+    pub no_hdr: bool,
+}
+
+/// `STREAM.MSG.DELETE` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct MsgDeleteRequest {
+    /// `seq`.
+    #[serde(default)]
+    pub seq: u64,
+    /// `no_erase`: remove without overwriting.
+    #[serde(default)]
+    pub no_erase: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes() {
+        let e = error_response(kind::STREAM_INFO, &ApiError::stream_not_found());
+        assert_eq!(
+            String::from_utf8(e).unwrap(),
+            r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}"#
+        );
+        #[derive(Serialize)]
+        struct B {
+            success: bool,
+        }
+        let r = response(kind::STREAM_DELETE, &B { success: true });
+        assert_eq!(
+            String::from_utf8(r).unwrap(),
+            r#"{"type":"io.nats.jetstream.api.v1.stream_delete_response","success":true}"#
+        );
+        assert_eq!(time_json(0), "0001-01-01T00:00:00Z");
+        assert_eq!(
+            time_json(1_700_000_000_120_000_000),
+            "2023-11-14T22:13:20.12Z"
+        );
+        let r: PurgeRequest = parse_request(b"").unwrap();
+        assert_eq!((r.seq, r.keep), (0, 0));
+        assert_eq!(
+            parse_request::<PurgeRequest>(b"{").unwrap_err().err_code,
+            10025
+        );
+    }
+}

@@ -1,0 +1,468 @@
+//! Stream configuration as nats-server reads and writes it (`StreamConfig`),
+//! with its defaults and validation (`checkStreamCfg`, `configUpdateCheck`).
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::api::ApiError;
+use crate::accounts::subjects_collide;
+use crate::subject::is_valid_subject;
+
+/// nats-server's `StreamDefaultDuplicatesWindow`: 2 minutes.
+pub const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
+const MAX_NAME_LEN: usize = 255;
+const MAX_DESCRIPTION_LEN: usize = 4 * 1024;
+const MAX_METADATA_LEN: usize = 128 * 1024;
+const MAX_REPLICAS: i64 = 5;
+
+/// `retention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// Keep messages until a limit removes them.
+    #[default]
+    Limits,
+    /// Keep messages while a consumer is interested (needs consumers).
+    Interest,
+    /// Remove a message once a consumer acknowledged it (needs consumers).
+    Workqueue,
+}
+
+/// `discard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    /// Evict the oldest message.
+    #[default]
+    Old,
+    /// Refuse the new message.
+    New,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// The block file store.
+    #[default]
+    File,
+    /// In memory; gone at restart.
+    Memory,
+}
+
+/// `compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// nats-server compresses with S2; natsd's file store compresses sealed
+    /// blocks with snappy (the on-disk format is natsd's own).
+    S2,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// A stream's configuration, field for field as nats-server marshals it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `description`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// `subjects`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// `retention`.
+    #[serde(default)]
+    pub retention: Retention,
+    /// `max_consumers` (-1 = unlimited).
+    #[serde(default)]
+    pub max_consumers: i64,
+    /// `max_msgs` (-1 = unlimited).
+    #[serde(default)]
+    pub max_msgs: i64,
+    /// `max_bytes` (-1 = unlimited).
+    #[serde(default)]
+    pub max_bytes: i64,
+    /// `max_age` in ns (0 = unlimited).
+    #[serde(default)]
+    pub max_age: i64,
+    /// `max_msgs_per_subject` (-1 = unlimited).
+    #[serde(default)]
+    pub max_msgs_per_subject: i64,
+    /// `max_msg_size` (-1 = unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_msg_size: i64,
+    /// `discard`.
+    #[serde(default)]
+    pub discard: Discard,
+    /// `storage`.
+    #[serde(default)]
+    pub storage: Storage,
+    /// `num_replicas` (1 without clustering).
+    #[serde(default)]
+    pub num_replicas: i64,
+    /// `no_ack`: publishes are not acknowledged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
+    /// `duplicate_window` in ns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicate_window: i64,
+    /// `placement`, kept as given (meaningful with clustering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<serde_json::Value>,
+    /// `mirror`: refused (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<serde_json::Value>,
+    /// `sources`: refused when not empty (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<serde_json::Value>>,
+    /// `compression`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `first_seq`: the first sequence of a new stream.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub first_seq: u64,
+    /// `subject_transform`: refused (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<serde_json::Value>,
+    /// `republish`: refused (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<serde_json::Value>,
+    /// `allow_direct`: answer `$JS.API.DIRECT.GET`.
+    #[serde(default)]
+    pub allow_direct: bool,
+    /// `mirror_direct`.
+    #[serde(default)]
+    pub mirror_direct: bool,
+    /// `discard_new_per_subject`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_new_per_subject: bool,
+    /// `sealed`: no more writes, deletes or purges.
+    #[serde(default)]
+    pub sealed: bool,
+    /// `deny_delete`: `MSG.DELETE` refused.
+    #[serde(default)]
+    pub deny_delete: bool,
+    /// `deny_purge`: `PURGE` refused.
+    #[serde(default)]
+    pub deny_purge: bool,
+    /// `allow_rollup_hdrs`: `Nats-Rollup` honoured.
+    #[serde(default)]
+    pub allow_rollup_hdrs: bool,
+    /// `consumer_limits`, kept as given (meaningful with consumers).
+    #[serde(default = "empty_object")]
+    pub consumer_limits: serde_json::Value,
+    /// `metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl StreamConfig {
+    /// nats-server's `checkStreamCfg` for a standalone server: fills the
+    /// defaults (unlimited is -1, one replica, the duplicate window) and
+    /// refuses what is invalid, with nats-server's messages.
+    pub fn normalize(mut self) -> Result<StreamConfig, ApiError> {
+        let invalid = ApiError::invalid_config;
+        if self.name.is_empty()
+            || self
+                .name
+                .contains(|c: char| matches!(c, '.' | '*' | '>' | '\\' | '/') || c.is_whitespace())
+        {
+            return Err(invalid(
+                "stream name is required and can not contain '.', '*', '>'",
+            ));
+        }
+        if self.name.len() > MAX_NAME_LEN {
+            return Err(invalid(&format!(
+                "stream name is too long, maximum allowed is {MAX_NAME_LEN}"
+            )));
+        }
+        if self.description.len() > MAX_DESCRIPTION_LEN {
+            return Err(invalid(&format!(
+                "stream description is too long, maximum allowed is {MAX_DESCRIPTION_LEN}"
+            )));
+        }
+        let metadata_len: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if metadata_len > MAX_METADATA_LEN {
+            return Err(invalid(&format!(
+                "stream metadata exceeds maximum size of {MAX_METADATA_LEN} bytes"
+            )));
+        }
+        if self.num_replicas < 0 {
+            return Err(ApiError::new(
+                400,
+                10133,
+                "replicas count cannot be negative",
+            ));
+        }
+        if self.num_replicas > MAX_REPLICAS {
+            return Err(invalid(&format!("maximum replicas is {MAX_REPLICAS}")));
+        }
+        // A standalone server runs every stream with one replica
+        // (nats-server logs a warning and does the same).
+        self.num_replicas = 1;
+        for v in [
+            &mut self.max_msgs,
+            &mut self.max_msgs_per_subject,
+            &mut self.max_bytes,
+            &mut self.max_msg_size,
+            &mut self.max_consumers,
+        ] {
+            if *v == 0 {
+                *v = -1;
+            }
+        }
+        if self.max_age < 0 {
+            return Err(invalid("max age can not be negative"));
+        }
+        if self.max_age > 0 && self.max_age < 100_000_000 {
+            return Err(invalid("max age needs to be >= 100ms"));
+        }
+        if self.duplicate_window == 0 {
+            self.duplicate_window = if self.max_age > 0 && self.max_age < DEFAULT_DUPLICATE_WINDOW {
+                self.max_age
+            } else {
+                DEFAULT_DUPLICATE_WINDOW
+            };
+        }
+        if self.duplicate_window < 0 {
+            return Err(invalid("duplicates window can not be negative"));
+        }
+        if self.max_age != 0 && self.duplicate_window > self.max_age {
+            return Err(invalid("duplicates window can not be larger then max age"));
+        }
+        if self.duplicate_window < 100_000_000 {
+            return Err(invalid("duplicates window needs to be >= 100ms"));
+        }
+        if self.deny_purge && self.allow_rollup_hdrs {
+            return Err(invalid("roll-ups require the purge permission"));
+        }
+        if self.discard_new_per_subject {
+            if self.discard != Discard::New {
+                return Err(invalid(
+                    "discard new per subject requires discard new policy to be set",
+                ));
+            }
+            if self.max_msgs_per_subject <= 0 {
+                return Err(invalid(
+                    "discard new per subject requires max msgs per subject > 0",
+                ));
+            }
+        }
+        if self.mirror.is_some() {
+            return Err(invalid("stream mirrors are not supported yet"));
+        }
+        if self.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(invalid("stream sources are not supported yet"));
+        }
+        if self.subject_transform.is_some() {
+            return Err(invalid("stream subject transforms are not supported yet"));
+        }
+        if self.republish.is_some() {
+            return Err(invalid("stream republish is not supported yet"));
+        }
+        if self.subjects.is_empty() {
+            self.subjects.push(self.name.clone());
+        }
+        for (i, subj) in self.subjects.iter().enumerate() {
+            if !is_valid_subject(subj.as_bytes()) {
+                return Err(invalid("invalid subject"));
+            }
+            if self.subjects[..i].contains(subj) {
+                return Err(invalid("duplicate subjects detected"));
+            }
+            if subj == ">" && !self.no_ack {
+                return Err(invalid("capturing all subjects requires no-ack to be true"));
+            }
+            if !self.no_ack {
+                for ns in ["$JS.>", "$JSC.>", "$NRG.>"] {
+                    if subjects_collide(subj, ns)
+                        && !crate::accounts::is_subset_match(subj, "$JS.EVENT.>")
+                    {
+                        return Err(invalid(
+                            "subjects that overlap with jetstream api require no-ack to be true",
+                        ));
+                    }
+                }
+                if subjects_collide(subj, "$SYS.>")
+                    && !crate::accounts::is_subset_match(subj, "$SYS.ACCOUNT.>")
+                {
+                    return Err(invalid(
+                        "subjects that overlap with system api require no-ack to be true",
+                    ));
+                }
+            }
+            if let Some(other) = self.subjects[i + 1..]
+                .iter()
+                .find(|t| subjects_collide(t, subj))
+            {
+                return Err(invalid(&format!(
+                    "subject {subj:?} overlaps with {other:?}"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// nats-server's `configUpdateCheck`: what an update may not change.
+    /// `self` is the normalized new configuration.
+    pub fn check_update(&self, old: &StreamConfig) -> Result<(), ApiError> {
+        let invalid = ApiError::invalid_config;
+        if self.name != old.name {
+            return Err(invalid("stream configuration name must match original"));
+        }
+        if self.storage != old.storage {
+            return Err(invalid(
+                "stream configuration update can not change storage type",
+            ));
+        }
+        if self.retention != old.retention
+            && (self.retention == Retention::Workqueue || old.retention == Retention::Workqueue)
+        {
+            return Err(invalid(
+                "stream configuration update can not change retention policy to/from workqueue",
+            ));
+        }
+        if old.sealed && !self.sealed {
+            return Err(invalid(
+                "stream configuration update can not unseal a sealed stream",
+            ));
+        }
+        if old.deny_delete && !self.deny_delete {
+            return Err(invalid(
+                "stream configuration update can not cancel deny message deletes",
+            ));
+        }
+        if old.deny_purge && !self.deny_purge {
+            return Err(invalid(
+                "stream configuration update can not cancel deny purge",
+            ));
+        }
+        if self.first_seq != old.first_seq && self.first_seq != 0 {
+            return Err(invalid(
+                "stream configuration update can not change first sequence",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether any of this stream's subjects collides with one of `other`'s.
+    pub fn overlaps(&self, other: &StreamConfig) -> bool {
+        self.subjects
+            .iter()
+            .any(|a| other.subjects.iter().any(|b| subjects_collide(a, b)))
+    }
+
+    /// The store limits this configuration asks for.
+    pub fn store_limits(&self) -> natsd_storage::StoreLimits {
+        let pos = |v: i64| u64::try_from(v).unwrap_or(0);
+        natsd_storage::StoreLimits {
+            max_msgs: pos(self.max_msgs),
+            max_bytes: pos(self.max_bytes),
+            max_age_ns: pos(self.max_age),
+            max_msgs_per_subject: pos(self.max_msgs_per_subject),
+            // Checked before the store, with nats-server's error.
+            max_msg_size: 0,
+            discard: match self.discard {
+                Discard::Old => natsd_storage::Discard::Old,
+                Discard::New => natsd_storage::Discard::New,
+            },
+            discard_new_per_subject: self.discard_new_per_subject,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> Result<StreamConfig, ApiError> {
+        serde_json::from_str::<StreamConfig>(json)
+            .expect("json")
+            .normalize()
+    }
+
+    #[test]
+    fn defaults_are_nats_servers() {
+        let c = cfg(r#"{"name":"S","num_replicas":0}"#).unwrap();
+        assert_eq!(c.subjects, ["S"]);
+        assert_eq!(
+            (
+                c.max_msgs,
+                c.max_bytes,
+                c.max_msgs_per_subject,
+                c.max_msg_size,
+                c.max_consumers
+            ),
+            (-1, -1, -1, -1, -1)
+        );
+        assert_eq!(c.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
+        assert_eq!(c.num_replicas, 1);
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["retention"], "limits");
+        assert_eq!(v["storage"], "file");
+        assert_eq!(v["discard"], "old");
+        assert_eq!(v["compression"], "none");
+        assert_eq!(v["consumer_limits"], serde_json::json!({}));
+        assert!(v.get("no_ack").is_none() && v.get("description").is_none());
+        // A short max_age bounds the duplicate window.
+        let c = cfg(r#"{"name":"S","max_age":1000000000}"#).unwrap();
+        assert_eq!(c.duplicate_window, 1_000_000_000);
+    }
+
+    #[test]
+    fn invalid_configs_get_nats_server_errors() {
+        let e = cfg(r#"{"name":"a.b"}"#).unwrap_err();
+        assert_eq!((e.code, e.err_code), (500, 10052));
+        let e = cfg(r#"{"name":"S","subjects":["a.>","a.b"]}"#).unwrap_err();
+        assert_eq!(e.description, r#"subject "a.>" overlaps with "a.b""#);
+        let e = cfg(r#"{"name":"S","max_age":5}"#).unwrap_err();
+        assert_eq!(e.description, "max age needs to be >= 100ms");
+        let e = cfg(r#"{"name":"S","discard_new_per_subject":true}"#).unwrap_err();
+        assert_eq!(
+            e.description,
+            "discard new per subject requires discard new policy to be set"
+        );
+        let e = cfg(r#"{"name":"S","subjects":["$JS.API.x"]}"#).unwrap_err();
+        assert!(e.description.contains("jetstream api"));
+        let e = cfg(r#"{"name":"S","deny_purge":true,"allow_rollup_hdrs":true}"#).unwrap_err();
+        assert_eq!(e.description, "roll-ups require the purge permission");
+        assert!(serde_json::from_str::<StreamConfig>(r#"{"name":"S","storage":"disk"}"#).is_err());
+    }
+
+    #[test]
+    fn update_rules() {
+        let old = cfg(r#"{"name":"S","deny_delete":true}"#).unwrap();
+        let new = cfg(r#"{"name":"S","storage":"memory","deny_delete":true}"#).unwrap();
+        assert_eq!(
+            new.check_update(&old).unwrap_err().description,
+            "stream configuration update can not change storage type"
+        );
+        let new = cfg(r#"{"name":"S"}"#).unwrap();
+        assert_eq!(
+            new.check_update(&old).unwrap_err().description,
+            "stream configuration update can not cancel deny message deletes"
+        );
+        let new = cfg(r#"{"name":"S","deny_delete":true,"max_msgs":5}"#).unwrap();
+        assert!(new.check_update(&old).is_ok());
+    }
+}

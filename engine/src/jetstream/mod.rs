@@ -1,0 +1,816 @@
+//! JetStream: streams and the `$JS.API`, as one [`Service`] on one stage
+//! thread (the API and every stream's publishes for now).
+//!
+//! Per account the service's internal client subscribes to `$JS.API.>`
+//! (and `$JS.<domain>.API.>` with a domain). Accounts without JetStream get
+//! nats-server's "JetStream not enabled for account" error. Each stream
+//! subscribes to its subjects in its account; a publish is stored and
+//! acknowledged to its reply subject. File streams live in
+//! `<store_dir>/jetstream/<account>/streams/<name>/` (`meta.inf` holds the
+//! configuration, `msgs/` the block store) and are restored at start.
+//!
+//! The service reads no clock: wall time is derived from the
+//! (`Instant`, wall time) pair it was built with and the `now` it is given.
+mod api;
+mod config;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use data_encoding::BASE64;
+use serde::Serialize;
+
+use crate::internal::{Delivery, Internal, Service};
+use crate::options::JetStreamOptions;
+use crate::server::{Account, Server};
+use api::{kind, parse_request, ApiError};
+use config::{Storage, StreamConfig};
+use stream::{StoreParams, Stream};
+
+/// nats-server's `JSApiNamesLimit`.
+const NAMES_LIMIT: usize = 1024;
+/// nats-server's `JSApiListLimit`.
+const LIST_LIMIT: usize = 256;
+
+/// What a subscription of the service is for.
+#[derive(Debug, Clone)]
+enum Target {
+    /// The API of account `.0`; `.1` is the length of the prefix before the
+    /// operation (`$JS.API.` or `$JS.<domain>.API.`).
+    Api(usize, usize),
+    /// Stream `.1` of account `.0`.
+    Stream(usize, String),
+}
+
+struct JsAccount {
+    account: Arc<Account>,
+    enabled: bool,
+    streams: BTreeMap<String, Stream>,
+    api_total: u64,
+    api_errors: u64,
+}
+
+/// The JetStream service.
+pub struct JetStream {
+    server: Arc<Server>,
+    opts: JetStreamOptions,
+    /// `<store_dir>/jetstream`.
+    root: PathBuf,
+    start: Instant,
+    start_ns: i64,
+    accounts: Vec<JsAccount>,
+    subs: HashMap<u64, Target>,
+    next_sync: Option<Instant>,
+}
+
+/// An API reply: optional header block and body.
+struct Reply {
+    headers: Option<Vec<u8>>,
+    body: Vec<u8>,
+    error: bool,
+}
+
+impl Reply {
+    fn json(body: Vec<u8>) -> Self {
+        Reply {
+            headers: None,
+            body,
+            error: false,
+        }
+    }
+
+    fn error(kind: &str, err: &ApiError) -> Self {
+        Reply {
+            headers: None,
+            body: api::error_response(kind, err),
+            error: true,
+        }
+    }
+
+    fn status(line: &str) -> Self {
+        Reply {
+            headers: Some(format!("NATS/1.0 {line}\r\n\r\n").into_bytes()),
+            body: Vec::new(),
+            error: true,
+        }
+    }
+
+    /// What a requester gets when nobody serves the subject.
+    fn no_responders() -> Self {
+        Self::status("503")
+    }
+}
+
+impl JetStream {
+    /// The service for `server`, started at `start` (wall time
+    /// `start_wall`). Creates the store directory and logs nats-server's
+    /// JetStream banner.
+    pub fn new(
+        server: Arc<Server>,
+        start: Instant,
+        start_wall: SystemTime,
+    ) -> std::io::Result<Self> {
+        let all = server.options();
+        let opts = all.jetstream.clone();
+        let base = all
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("nats"));
+        let root = base.join("jetstream");
+        std::fs::create_dir_all(&root)?;
+        let start_ns = start_wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let size = |n: i64| {
+            if n < 0 {
+                "unlimited".to_string()
+            } else {
+                format!("{:.2} GB", n as f64 / f64::from(1u32 << 30))
+            }
+        };
+        log::info!("Starting JetStream");
+        log::info!("---------------- JETSTREAM ----------------");
+        log::info!("  Max Memory:      {}", size(opts.max_memory));
+        log::info!("  Max Storage:     {}", size(opts.max_store));
+        log::info!("  Store Directory: {:?}", root.display().to_string());
+        if let Some(domain) = &opts.domain {
+            log::info!("  Domain:          {domain}");
+        }
+        log::info!("-------------------------------------------");
+        let js_accounts: Vec<&str> = all
+            .accounts
+            .iter()
+            .filter(|a| a.jetstream)
+            .map(|a| a.name.as_str())
+            .collect();
+        let system = server.system_account();
+        let accounts = server
+            .accounts()
+            .into_iter()
+            .filter(|a| !Arc::ptr_eq(a, &system))
+            .map(|account| JsAccount {
+                enabled: if js_accounts.is_empty() {
+                    Arc::ptr_eq(&account, &server.global)
+                } else {
+                    js_accounts.contains(&account.name.as_str())
+                },
+                account,
+                streams: BTreeMap::new(),
+                api_total: 0,
+                api_errors: 0,
+            })
+            .collect();
+        Ok(JetStream {
+            server,
+            opts,
+            root,
+            start,
+            start_ns,
+            accounts,
+            subs: HashMap::new(),
+            next_sync: None,
+        })
+    }
+
+    fn now_ns(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.start).as_nanos();
+        self.start_ns
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    }
+
+    fn instant_of(&self, ns: i64) -> Instant {
+        let ahead = u64::try_from(ns.saturating_sub(self.start_ns)).unwrap_or(0);
+        self.start + Duration::from_nanos(ahead)
+    }
+
+    fn stream_dir(&self, account: &str, stream: &str) -> PathBuf {
+        self.root.join(account).join("streams").join(stream)
+    }
+
+    fn domain(&self) -> Option<&str> {
+        self.opts.domain.as_deref()
+    }
+
+    /// Subscribe a stream's subjects in its account.
+    fn subscribe_stream(&mut self, now: Instant, net: &mut Internal, acc: usize, name: &str) {
+        let account = self.accounts[acc].account.clone();
+        let Some(stream) = self.accounts[acc].streams.get_mut(name) else {
+            return;
+        };
+        for sid in stream.sids.drain(..) {
+            net.unsubscribe(sid);
+            self.subs.remove(&sid);
+        }
+        for subject in stream.cfg.subjects.clone() {
+            match net.subscribe(now, &account, &subject, None) {
+                Ok(sid) => {
+                    stream.sids.push(sid);
+                    self.subs.insert(sid, Target::Stream(acc, name.to_string()));
+                }
+                Err(e) => log::error!(
+                    "JetStream stream '{} > {name}' could not subscribe to {subject}: {e}",
+                    account.name
+                ),
+            }
+        }
+    }
+
+    /// Open the file streams an earlier run left in this account's directory.
+    fn restore_streams(&mut self, now: Instant, net: &mut Internal, acc: usize) {
+        let dir = self
+            .root
+            .join(&self.accounts[acc].account.name)
+            .join("streams");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        let now_ns = self.now_ns(now);
+        for path in dirs {
+            match Stream::restore(&path, self.opts.sync_always, now_ns) {
+                Ok(stream) => {
+                    let name = stream.cfg.name.clone();
+                    let st = stream.state();
+                    log::info!(
+                        "  Restored {} messages for stream '{} > {name}'",
+                        st.msgs,
+                        self.accounts[acc].account.name
+                    );
+                    self.accounts[acc].streams.insert(name.clone(), stream);
+                    self.subscribe_stream(now, net, acc, &name);
+                }
+                Err(e) => log::warn!("  Error restoring stream from {}: {e}", path.display()),
+            }
+        }
+    }
+
+    fn handle_api(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        op: &str,
+        msg: &Delivery,
+    ) -> Reply {
+        let tokens: Vec<&str> = op.split('.').collect();
+        let body = &msg.payload[..];
+        let enabled = self.accounts[acc].enabled;
+        let (k, stream_name) = match tokens.as_slice() {
+            ["INFO"] => (kind::ACCOUNT_INFO, None),
+            ["STREAM", "CREATE", s] => (kind::STREAM_CREATE, Some(*s)),
+            ["STREAM", "UPDATE", s] => (kind::STREAM_UPDATE, Some(*s)),
+            ["STREAM", "DELETE", s] => (kind::STREAM_DELETE, Some(*s)),
+            ["STREAM", "INFO", s] => (kind::STREAM_INFO, Some(*s)),
+            ["STREAM", "NAMES"] => (kind::STREAM_NAMES, None),
+            ["STREAM", "LIST"] => (kind::STREAM_LIST, None),
+            ["STREAM", "PURGE", s] => (kind::STREAM_PURGE, Some(*s)),
+            ["STREAM", "MSG", "GET", s] => (kind::MSG_GET, Some(*s)),
+            ["STREAM", "MSG", "DELETE", s] => (kind::MSG_DELETE, Some(*s)),
+            ["DIRECT", "GET", s, ..] => {
+                if !enabled {
+                    return Reply::no_responders();
+                }
+                let key = if tokens.len() > 3 {
+                    Some(tokens[3..].join("."))
+                } else {
+                    None
+                };
+                return self.direct_get(acc, s, key.as_deref(), body);
+            }
+            ["CONSUMER", ..] => {
+                if !enabled {
+                    return Reply::error(kind::CONSUMER_INFO, &ApiError::not_enabled_for_account());
+                }
+                return self.consumer_api(acc, &tokens);
+            }
+            _ => return Reply::no_responders(),
+        };
+        if !enabled {
+            return Reply::error(k, &ApiError::not_enabled_for_account());
+        }
+        let result = match tokens.as_slice() {
+            ["INFO"] => Ok(self.account_info(acc)),
+            ["STREAM", "NAMES"] => self.stream_names(now, acc, body, false),
+            ["STREAM", "LIST"] => self.stream_names(now, acc, body, true),
+            ["STREAM", "CREATE", _] => {
+                self.stream_create(now, net, acc, stream_name.unwrap_or(""), body)
+            }
+            ["STREAM", "UPDATE", _] => {
+                self.stream_update(now, net, acc, stream_name.unwrap_or(""), body)
+            }
+            _ => self.stream_op(now, net, acc, &tokens, stream_name.unwrap_or(""), body),
+        };
+        match result {
+            Ok(v) => Reply::json(api::response(k, &v)),
+            Err(e) => Reply::error(k, &e),
+        }
+    }
+
+    fn account_info(&self, acc: usize) -> serde_json::Value {
+        let a = &self.accounts[acc];
+        let (mut memory, mut storage) = (0u64, 0u64);
+        for s in a.streams.values() {
+            match s.cfg.storage {
+                Storage::Memory => memory += s.bytes(),
+                Storage::File => storage += s.bytes(),
+            }
+        }
+        let mut info = serde_json::json!({
+            "memory": memory,
+            "storage": storage,
+            "reserved_memory": 0,
+            "reserved_storage": 0,
+            "streams": a.streams.len(),
+            "consumers": 0,
+            "limits": {
+                "max_memory": -1,
+                "max_storage": -1,
+                "max_streams": -1,
+                "max_consumers": -1,
+                "max_ack_pending": -1,
+                "memory_max_stream_bytes": -1,
+                "storage_max_stream_bytes": -1,
+                "max_bytes_required": false,
+            },
+            "api": {"total": a.api_total, "errors": a.api_errors},
+        });
+        if let Some(d) = self.domain() {
+            info["domain"] = d.into();
+        }
+        info
+    }
+
+    fn stream_info(&self, acc: usize, name: &str, now: Instant) -> Option<serde_json::Value> {
+        let s = self.accounts[acc].streams.get(name)?;
+        Some(s.info(self.server.name(), self.now_ns(now), false, "", 0))
+    }
+
+    fn stream_names(
+        &self,
+        now: Instant,
+        acc: usize,
+        body: &[u8],
+        list: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        let req: api::StreamListRequest = parse_request(body)?;
+        let streams = &self.accounts[acc].streams;
+        let matching: Vec<&Stream> = streams
+            .values()
+            .filter(|s| {
+                req.subject.is_empty()
+                    || s.cfg
+                        .subjects
+                        .iter()
+                        .any(|subj| crate::accounts::subjects_collide(&req.subject, subj))
+            })
+            .collect();
+        let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
+        let page = matching.iter().skip(req.offset).take(limit);
+        let items: Vec<serde_json::Value> = if list {
+            let now_ns = self.now_ns(now);
+            page.map(|s| s.info(self.server.name(), now_ns, false, "", 0))
+                .collect()
+        } else {
+            page.map(|s| s.cfg.name.clone().into()).collect()
+        };
+        Ok(serde_json::json!({
+            "total": matching.len(),
+            "offset": req.offset,
+            "limit": limit,
+            "streams": if items.is_empty() { serde_json::Value::Null } else { items.into() },
+        }))
+    }
+
+    fn stream_create(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        name: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let cfg: StreamConfig =
+            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        if cfg.name != name {
+            return Err(ApiError::stream_mismatch());
+        }
+        let cfg = cfg.normalize()?;
+        if let Some(existing) = self.accounts[acc].streams.get(name) {
+            if existing.cfg == cfg {
+                return self
+                    .stream_info(acc, name, now)
+                    .ok_or_else(ApiError::stream_not_found);
+            }
+            return Err(ApiError::new(
+                400,
+                10058,
+                "stream name already in use with a different configuration",
+            ));
+        }
+        if self.accounts[acc]
+            .streams
+            .values()
+            .any(|s| s.cfg.overlaps(&cfg))
+        {
+            return Err(ApiError::new(
+                400,
+                10065,
+                "subjects overlap with an existing stream",
+            ));
+        }
+        let dir = self.stream_dir(&self.accounts[acc].account.name, name);
+        let params = StoreParams {
+            dir: &dir,
+            sync_always: self.opts.sync_always,
+        };
+        let stream = Stream::create(cfg, self.now_ns(now), &params)
+            .map_err(|e| ApiError::new(500, 10049, &e))?;
+        self.accounts[acc].streams.insert(name.to_string(), stream);
+        self.subscribe_stream(now, net, acc, name);
+        let mut info = self
+            .stream_info(acc, name, now)
+            .ok_or_else(ApiError::stream_not_found)?;
+        info["did_create"] = true.into();
+        Ok(info)
+    }
+
+    fn stream_update(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        name: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let cfg: StreamConfig =
+            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        if cfg.name != name {
+            return Err(ApiError::stream_mismatch());
+        }
+        let cfg = cfg.normalize()?;
+        let streams = &mut self.accounts[acc].streams;
+        let old = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
+        cfg.check_update(&old.cfg)?;
+        if streams
+            .values()
+            .any(|s| s.cfg.name != name && s.cfg.overlaps(&cfg))
+        {
+            return Err(ApiError::new(
+                400,
+                10065,
+                "subjects overlap with an existing stream",
+            ));
+        }
+        let resubscribe = old.cfg.subjects != cfg.subjects;
+        let stream = streams
+            .get_mut(name)
+            .ok_or_else(ApiError::stream_not_found)?;
+        stream.update(cfg)?;
+        if resubscribe {
+            self.subscribe_stream(now, net, acc, name);
+        }
+        self.stream_info(acc, name, now)
+            .ok_or_else(ApiError::stream_not_found)
+    }
+
+    /// The operations on one existing stream.
+    fn stream_op(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        tokens: &[&str],
+        name: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let server_name = self.server.name().to_string();
+        let now_ns = self.now_ns(now);
+        let streams = &mut self.accounts[acc].streams;
+        if !streams.contains_key(name) {
+            return Err(ApiError::stream_not_found());
+        }
+        match tokens {
+            ["STREAM", "DELETE", _] => {
+                let stream = streams
+                    .remove(name)
+                    .ok_or_else(ApiError::stream_not_found)?;
+                for sid in &stream.sids {
+                    net.unsubscribe(*sid);
+                    self.subs.remove(sid);
+                }
+                stream.delete().map_err(|e| ApiError::new(500, 10050, &e))?;
+                Ok(serde_json::json!({"success": true}))
+            }
+            ["STREAM", "INFO", _] => {
+                let req: api::StreamInfoRequest = parse_request(body)?;
+                let s = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
+                Ok(s.info(
+                    &server_name,
+                    now_ns,
+                    req.deleted_details,
+                    &req.subjects_filter,
+                    req.offset,
+                ))
+            }
+            ["STREAM", "PURGE", _] => {
+                let req: api::PurgeRequest = parse_request(body)?;
+                let s = streams
+                    .get_mut(name)
+                    .ok_or_else(ApiError::stream_not_found)?;
+                let purged = s.purge(&req.filter, req.seq, req.keep)?;
+                Ok(serde_json::json!({"success": true, "purged": purged}))
+            }
+            ["STREAM", "MSG", "DELETE", _] => {
+                let req: api::MsgDeleteRequest =
+                    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+                let s = streams
+                    .get_mut(name)
+                    .ok_or_else(ApiError::stream_not_found)?;
+                s.delete_msg(req.seq, req.no_erase)?;
+                Ok(serde_json::json!({"success": true}))
+            }
+            ["STREAM", "MSG", "GET", _] => {
+                let req: api::MsgGetRequest =
+                    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+                if req.batch > 0
+                    || req.max_bytes > 0
+                    || !req.multi_last.is_empty()
+                    || req.start_time.is_some()
+                    || (req.seq > 0 && !req.last_by_subj.is_empty())
+                    || (!req.last_by_subj.is_empty() && !req.next_by_subj.is_empty())
+                    || (req.seq == 0 && req.last_by_subj.is_empty() && req.next_by_subj.is_empty())
+                {
+                    return Err(ApiError::bad_request());
+                }
+                let s = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
+                let m = s.get(req.seq, &req.last_by_subj, &req.next_by_subj)?;
+                #[derive(Serialize)]
+                struct Msg {
+                    subject: String,
+                    seq: u64,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    hdrs: Option<String>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    data: Option<String>,
+                    time: String,
+                }
+                let b64 = |v: &[u8]| (!v.is_empty()).then(|| BASE64.encode(v));
+                let msg = Msg {
+                    hdrs: b64(&m.hdr),
+                    data: b64(&m.msg),
+                    time: api::time_json(m.ts),
+                    subject: m.subject,
+                    seq: m.seq,
+                };
+                Ok(serde_json::json!({ "message": msg }))
+            }
+            _ => Err(ApiError::bad_request()),
+        }
+    }
+
+    /// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the message itself, with
+    /// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`
+    /// headers, or a status.
+    fn direct_get(&self, acc: usize, name: &str, key: Option<&str>, body: &[u8]) -> Reply {
+        let Some(s) = self.accounts[acc].streams.get(name) else {
+            return Reply::no_responders();
+        };
+        if !s.cfg.allow_direct {
+            return Reply::no_responders();
+        }
+        let empty = body.iter().all(u8::is_ascii_whitespace);
+        let req = if empty {
+            if key.is_none() {
+                return Reply::status("408 Empty Request");
+            }
+            api::MsgGetRequest::default()
+        } else {
+            match serde_json::from_slice::<api::MsgGetRequest>(body) {
+                Ok(r) => r,
+                Err(_) => return Reply::status("408 Malformed Request"),
+            }
+        };
+        let (seq, last_by, next_by) = match key {
+            Some(key) => {
+                if req.seq != 0
+                    || !req.last_by_subj.is_empty()
+                    || !req.next_by_subj.is_empty()
+                    || req.batch != 0
+                    || !req.multi_last.is_empty()
+                    || req.start_time.is_some()
+                {
+                    return Reply::status("408 Bad Request");
+                }
+                (0, key.to_string(), String::new())
+            }
+            None => {
+                if req.seq == 0 && req.last_by_subj.is_empty() && req.next_by_subj.is_empty() {
+                    return Reply::status("408 Empty Request");
+                }
+                if (req.seq > 0 && !req.last_by_subj.is_empty())
+                    || (!req.last_by_subj.is_empty() && !req.next_by_subj.is_empty())
+                    || req.batch > 1
+                    || !req.multi_last.is_empty()
+                    || req.start_time.is_some()
+                {
+                    return Reply::status("408 Bad Request");
+                }
+                (req.seq, req.last_by_subj, req.next_by_subj)
+            }
+        };
+        let Ok(m) = s.get(seq, &last_by, &next_by) else {
+            return Reply::status("404 Message Not Found");
+        };
+        let headers = if req.no_hdr {
+            None
+        } else {
+            let mut h = if m.hdr.is_empty() {
+                b"NATS/1.0\r\n".to_vec()
+            } else {
+                // Drop the block's closing empty line, append, close again.
+                m.hdr.strip_suffix(b"\r\n").unwrap_or(&m.hdr).to_vec()
+            };
+            for (k, v) in [
+                ("Nats-Stream", s.cfg.name.clone()),
+                ("Nats-Subject", m.subject.clone()),
+                ("Nats-Sequence", m.seq.to_string()),
+                ("Nats-Time-Stamp", api::time_json(m.ts)),
+            ] {
+                h.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+            Some(h)
+        };
+        Reply {
+            headers,
+            body: m.msg,
+            error: false,
+        }
+    }
+
+    /// Consumers are not built yet: answer what is true (no consumer
+    /// exists, lists are empty) and refuse creation with nats-server's
+    /// general consumer-creation error, so no client waits for a timeout.
+    fn consumer_api(&self, acc: usize, tokens: &[&str]) -> Reply {
+        let streams = &self.accounts[acc].streams;
+        let (k, stream) = match tokens {
+            ["CONSUMER", "CREATE", s, ..] | ["CONSUMER", "DURABLE", "CREATE", s, ..] => {
+                (kind::CONSUMER_CREATE, *s)
+            }
+            ["CONSUMER", "INFO", s, _] => (kind::CONSUMER_INFO, *s),
+            ["CONSUMER", "DELETE", s, _] => (kind::CONSUMER_DELETE, *s),
+            ["CONSUMER", "NAMES", s] => (kind::CONSUMER_NAMES, *s),
+            ["CONSUMER", "LIST", s] => (kind::CONSUMER_LIST, *s),
+            _ => return Reply::no_responders(),
+        };
+        if !streams.contains_key(stream) {
+            return Reply::error(k, &ApiError::stream_not_found());
+        }
+        match k {
+            kind::CONSUMER_CREATE => Reply::error(
+                k,
+                &ApiError::new(500, 10012, "consumers are not supported by this server yet"),
+            ),
+            kind::CONSUMER_NAMES | kind::CONSUMER_LIST => {
+                let limit = if k == kind::CONSUMER_NAMES {
+                    NAMES_LIMIT
+                } else {
+                    LIST_LIMIT
+                };
+                Reply::json(api::response(
+                    k,
+                    &serde_json::json!({"total": 0, "offset": 0, "limit": limit, "consumers": []}),
+                ))
+            }
+            _ => Reply::error(k, &ApiError::new(404, 10014, "consumer not found")),
+        }
+    }
+
+    fn handle_publish(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        name: &str,
+        msg: Delivery,
+    ) {
+        let max_payload = self.server.options().max_payload;
+        let now_ns = self.now_ns(now);
+        let domain = self.opts.domain.clone();
+        let Some(stream) = self.accounts[acc].streams.get_mut(name) else {
+            return;
+        };
+        let Ok(subject) = std::str::from_utf8(&msg.subject) else {
+            return;
+        };
+        let ack = stream.publish(
+            subject,
+            msg.headers.as_deref(),
+            &msg.payload,
+            now_ns,
+            max_payload,
+            domain.as_deref(),
+        );
+        if let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty()) {
+            if !stream.cfg.no_ack {
+                let account = self.accounts[acc].account.clone();
+                net.publish(now, &account, reply, None, None, &ack);
+            }
+        }
+    }
+}
+
+impl Service for JetStream {
+    fn start(&mut self, now: Instant, net: &mut Internal) {
+        let mut prefixes = vec!["$JS.API.".to_string()];
+        if let Some(d) = self.domain() {
+            prefixes.push(format!("$JS.{d}.API."));
+        }
+        for acc in 0..self.accounts.len() {
+            let account = self.accounts[acc].account.clone();
+            for prefix in &prefixes {
+                match net.subscribe(now, &account, &format!("{prefix}>"), None) {
+                    Ok(sid) => {
+                        self.subs.insert(sid, Target::Api(acc, prefix.len()));
+                    }
+                    Err(e) => log::error!("JetStream API subscription failed: {e}"),
+                }
+            }
+            if self.accounts[acc].enabled {
+                self.restore_streams(now, net, acc);
+            }
+        }
+        if !self.opts.sync_always {
+            self.next_sync = Some(now + self.opts.sync_interval);
+        }
+        log::info!("JetStream started");
+    }
+
+    fn handle_msg(&mut self, now: Instant, msg: Delivery, net: &mut Internal) {
+        match self.subs.get(&msg.sid).cloned() {
+            Some(Target::Api(acc, prefix)) => {
+                let Some(reply) = msg.reply.clone().filter(|r| !r.is_empty()) else {
+                    return;
+                };
+                let op = String::from_utf8_lossy(msg.subject.get(prefix..).unwrap_or_default())
+                    .into_owned();
+                let r = self.handle_api(now, net, acc, &op, &msg);
+                let a = &mut self.accounts[acc];
+                a.api_total += 1;
+                if r.error {
+                    a.api_errors += 1;
+                }
+                let account = a.account.clone();
+                net.publish(now, &account, &reply, None, r.headers.as_deref(), &r.body);
+            }
+            Some(Target::Stream(acc, name)) => self.handle_publish(now, net, acc, &name, msg),
+            None => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, _net: &mut Internal) {
+        let now_ns = self.now_ns(now);
+        let sync = self.next_sync.is_some_and(|at| at <= now);
+        for a in &mut self.accounts {
+            for s in a.streams.values_mut() {
+                s.expire(now_ns);
+                if sync {
+                    s.sync();
+                }
+            }
+        }
+        if sync {
+            self.next_sync = Some(now + self.opts.sync_interval);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self
+            .accounts
+            .iter()
+            .flat_map(|a| a.streams.values())
+            .filter_map(Stream::next_expiry)
+            .min()
+            .map(|ns| self.instant_of(ns));
+        match (expiry, self.next_sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Drop for JetStream {
+    /// The stage ends with the server: flush and close every store.
+    fn drop(&mut self) {
+        for a in &mut self.accounts {
+            for s in a.streams.values_mut() {
+                s.sync();
+                s.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! One stream: its configuration, its store, and the publish path
+//! (expectation headers, de-duplication, roll-ups, limits) with
+//! nats-server's pub acks and errors.
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use natsd_proto::headers;
+use natsd_storage::{FileStore, FileStoreConfig, MemStore, Store, StoredMsg};
+use serde::{Deserialize, Serialize};
+
+use super::api::{time_json, ApiError};
+use super::config::{Compression, Storage, StreamConfig};
+
+/// What a stream needs from the server to open its store.
+pub struct StoreParams<'a> {
+    /// The stream's directory (file streams).
+    pub dir: &'a Path,
+    /// fsync after every write.
+    pub sync_always: bool,
+}
+
+/// `meta.inf`: what a file stream's directory remembers besides messages.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    config: StreamConfig,
+    created: i64,
+}
+
+/// A stream.
+pub struct Stream {
+    /// Its normalized configuration.
+    pub cfg: StreamConfig,
+    /// Creation time, ns since the epoch.
+    pub created: i64,
+    store: Box<dyn Store + Send>,
+    /// Its subscriptions on its subjects.
+    pub sids: Vec<u64>,
+    /// Its directory (file streams only).
+    dir: Option<PathBuf>,
+    /// `Nats-Msg-Id` -> sequence, within the duplicate window.
+    dedup: HashMap<String, u64>,
+    /// (timestamp, id), oldest first, to age `dedup` out.
+    dedup_order: VecDeque<(i64, String)>,
+    /// The last stored message's `Nats-Msg-Id`.
+    last_msg_id: String,
+}
+
+/// Map a store error to nats-server's publish error.
+fn store_error(e: &natsd_storage::Error) -> ApiError {
+    use natsd_storage::Error as E;
+    match e {
+        E::MaxMsgs => ApiError::store_failed("maximum messages exceeded"),
+        E::MaxBytes => ApiError::store_failed("maximum bytes exceeded"),
+        E::MaxMsgsPerSubject => ApiError::store_failed("maximum messages per subject exceeded"),
+        E::MsgTooLarge { .. } | E::TooLarge { .. } => ApiError::store_failed("message too large"),
+        other => ApiError::store_failed(&other.to_string()),
+    }
+}
+
+fn new_store(cfg: &StreamConfig, params: &StoreParams) -> Result<Box<dyn Store + Send>, String> {
+    let limits = cfg.store_limits();
+    Ok(match cfg.storage {
+        Storage::Memory => Box::new(MemStore::new(limits)),
+        Storage::File => {
+            let fs = FileStore::open(
+                params.dir.join("msgs"),
+                FileStoreConfig {
+                    sync_always: params.sync_always,
+                    limits,
+                    compress: cfg.compression == Compression::S2,
+                    ..FileStoreConfig::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            for problem in fs.recovery_report() {
+                log::warn!("JetStream stream '{}' recovery: {problem}", cfg.name);
+            }
+            Box::new(fs)
+        }
+    })
+}
+
+impl Stream {
+    /// Create a new stream. File streams get their directory and `meta.inf`.
+    pub fn create(cfg: StreamConfig, created: i64, params: &StoreParams) -> Result<Self, String> {
+        let dir = (cfg.storage == Storage::File).then(|| params.dir.to_path_buf());
+        if let Some(dir) = &dir {
+            // A stale directory of a stream deleted while we were down.
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let mut store = new_store(&cfg, params)?;
+        if cfg.first_seq > 1 {
+            store.compact(cfg.first_seq).map_err(|e| e.to_string())?;
+        }
+        let s = Stream::with_store(cfg, created, store, dir);
+        s.write_meta()?;
+        Ok(s)
+    }
+
+    /// Open a file stream left by an earlier run from its directory.
+    pub fn restore(dir: &Path, sync_always: bool, now_ns: i64) -> Result<Self, String> {
+        let meta = std::fs::read(dir.join("meta.inf")).map_err(|e| e.to_string())?;
+        let meta: Meta = serde_json::from_slice(&meta).map_err(|e| e.to_string())?;
+        let params = StoreParams { dir, sync_always };
+        let store = new_store(&meta.config, &params)?;
+        let mut s = Stream::with_store(meta.config, meta.created, store, Some(dir.to_path_buf()));
+        s.rebuild_dedup(now_ns);
+        Ok(s)
+    }
+
+    fn with_store(
+        cfg: StreamConfig,
+        created: i64,
+        store: Box<dyn Store + Send>,
+        dir: Option<PathBuf>,
+    ) -> Self {
+        Stream {
+            cfg,
+            created,
+            store,
+            sids: Vec::new(),
+            dir,
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+            last_msg_id: String::new(),
+        }
+    }
+
+    fn write_meta(&self) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let meta = Meta {
+            config: self.cfg.clone(),
+            created: self.created,
+        };
+        let body = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+        let tmp = dir.join("meta.inf.tmp");
+        std::fs::write(&tmp, body).map_err(|e| e.to_string())?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, dir.join("meta.inf")).map_err(|e| e.to_string())
+    }
+
+    /// Re-learn the message ids inside the duplicate window from the store
+    /// (after a restart), as nats-server does.
+    fn rebuild_dedup(&mut self, now_ns: i64) {
+        let cutoff = now_ns - self.cfg.duplicate_window;
+        let state = self.store.state();
+        let mut found = Vec::new();
+        let mut seq = state.last_seq;
+        while seq >= state.first_seq && seq > 0 {
+            if let Ok(m) = self.store.load_msg(seq) {
+                if m.ts < cutoff {
+                    break;
+                }
+                if let Some(id) = msg_id(&m.hdr) {
+                    found.push((m.ts, id, m.seq));
+                }
+            }
+            seq -= 1;
+        }
+        for (ts, id, seq) in found.into_iter().rev() {
+            self.last_msg_id.clone_from(&id);
+            self.dedup.insert(id.clone(), seq);
+            self.dedup_order.push_back((ts, id));
+        }
+    }
+
+    /// Apply an updated (validated) configuration.
+    pub fn update(&mut self, cfg: StreamConfig) -> Result<(), ApiError> {
+        self.store
+            .update_config(cfg.store_limits())
+            .map_err(|e| ApiError::new(500, 10069, &e.to_string()))?;
+        self.cfg = cfg;
+        self.write_meta().map_err(|e| ApiError::new(500, 10069, &e))
+    }
+
+    /// Stop the store and remove the stream's files.
+    pub fn delete(mut self) -> Result<(), String> {
+        let _ = self.store.stop();
+        if let Some(dir) = &self.dir {
+            std::fs::remove_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Flush and close (server shutdown).
+    pub fn stop(&mut self) {
+        if let Err(e) = self.store.stop() {
+            log::error!("JetStream stream '{}' stop: {e}", self.cfg.name);
+        }
+    }
+
+    /// fsync a file stream.
+    pub fn sync(&mut self) {
+        if self.cfg.storage == Storage::File {
+            if let Err(e) = self.store.sync() {
+                log::error!("JetStream stream '{}' sync: {e}", self.cfg.name);
+            }
+        }
+    }
+
+    /// Remove messages past `max_age`; forget message ids past the
+    /// duplicate window.
+    pub fn expire(&mut self, now_ns: i64) {
+        if self.cfg.max_age > 0 {
+            if let Err(e) = self.store.expire(now_ns) {
+                log::error!("JetStream stream '{}' expire: {e}", self.cfg.name);
+            }
+        }
+        let cutoff = now_ns - self.cfg.duplicate_window;
+        while let Some((ts, _)) = self.dedup_order.front() {
+            if *ts >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
+    }
+
+    /// When [`expire`](Self::expire) has work next (ns since the epoch).
+    pub fn next_expiry(&self) -> Option<i64> {
+        let age = self.store.next_expiry();
+        let dedup = self
+            .dedup_order
+            .front()
+            .map(|(ts, _)| ts + self.cfg.duplicate_window);
+        match (age, dedup) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
+        }
+    }
+
+    /// The store's state.
+    pub fn state(&self) -> natsd_storage::StreamState {
+        self.store.state()
+    }
+
+    /// Bytes the stream holds.
+    pub fn bytes(&self) -> u64 {
+        self.store.state().bytes
+    }
+
+    /// `StreamInfo` JSON (as a value so callers can add paging fields).
+    pub fn info(
+        &self,
+        server_name: &str,
+        now_ns: i64,
+        deleted_details: bool,
+        subjects_filter: &str,
+        offset: usize,
+    ) -> serde_json::Value {
+        let st = if deleted_details {
+            self.store.state_with_deleted()
+        } else {
+            self.store.state()
+        };
+        let mut state = serde_json::json!({
+            "messages": st.msgs,
+            "bytes": st.bytes,
+            "first_seq": st.first_seq,
+            "first_ts": time_json(st.first_ts),
+            "last_seq": st.last_seq,
+            "last_ts": time_json(st.last_ts),
+        });
+        let mut paging = None;
+        if st.num_subjects > 0 {
+            state["num_subjects"] = st.num_subjects.into();
+        }
+        if !subjects_filter.is_empty() {
+            let all = self.store.subjects_state(subjects_filter);
+            let total = all.len();
+            let subjects: serde_json::Map<String, serde_json::Value> = all
+                .into_iter()
+                .skip(offset)
+                .take(MAX_SUBJECT_DETAILS)
+                .map(|(k, v)| (k, v.msgs.into()))
+                .collect();
+            if !subjects.is_empty() {
+                state["subjects"] = subjects.into();
+            }
+            paging = Some((total, offset));
+        }
+        if st.num_deleted > 0 {
+            state["num_deleted"] = st.num_deleted.into();
+        }
+        if let Some(deleted) = st.deleted.filter(|d| !d.is_empty()) {
+            state["deleted"] = deleted.into();
+        }
+        state["consumer_count"] = 0.into();
+        let mut info = serde_json::json!({
+            "config": self.cfg,
+            "created": time_json(self.created),
+            "state": state,
+            "cluster": {"leader": server_name},
+            "ts": time_json(now_ns),
+        });
+        if let Some((total, offset)) = paging {
+            info["total"] = total.into();
+            info["offset"] = offset.into();
+            info["limit"] = MAX_SUBJECT_DETAILS.into();
+        }
+        info
+    }
+
+    /// Store a published message, or say why not: returns the pub ack (or
+    /// error) JSON for the reply subject. `max_payload` is the server's limit.
+    pub fn publish(
+        &mut self,
+        subject: &str,
+        hdr: Option<&[u8]>,
+        msg: &[u8],
+        now_ns: i64,
+        max_payload: usize,
+        domain: Option<&str>,
+    ) -> Vec<u8> {
+        let name = self.cfg.name.clone();
+        let nack = |e: ApiError| {
+            super::api::to_json(&serde_json::json!({
+                "error": e,
+                "stream": name,
+                "seq": 0,
+            }))
+        };
+        if self.cfg.sealed {
+            return nack(ApiError::sealed());
+        }
+        let hdr = hdr.unwrap_or_default();
+        let parsed = if hdr.is_empty() {
+            None
+        } else {
+            headers::parse(hdr).ok()
+        };
+        let get = |key: &str| {
+            parsed
+                .as_ref()
+                .and_then(|h| h.get(key))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(expected) = get("Nats-Expected-Stream") {
+            if expected != self.cfg.name {
+                return nack(ApiError::new(400, 10060, "expected stream does not match"));
+            }
+        }
+        if let Some(expected) = get("Nats-Expected-Last-Subject-Sequence") {
+            let subj = get("Nats-Expected-Last-Subject-Sequence-Subject")
+                .unwrap_or_else(|| subject.to_string());
+            let last = self.store.load_last_msg(&subj).map_or(0, |m| m.seq);
+            if expected.parse::<u64>().ok() != Some(last) {
+                return nack(wrong_last_sequence(last));
+            }
+        }
+        if let Some(expected) = get("Nats-Expected-Last-Sequence") {
+            let last = self.store.last_seq();
+            if expected.parse::<u64>().ok() != Some(last) {
+                return nack(wrong_last_sequence(last));
+            }
+        }
+        let id = get("Nats-Msg-Id");
+        if let Some(id) = &id {
+            self.expire_ids(now_ns);
+            if let Some(seq) = self.dedup.get(id) {
+                // nats-server writes this ack by hand, space included.
+                let mut ack = ack_prefix(&self.cfg.name, domain);
+                ack.extend_from_slice(format!("{seq},\"duplicate\": true}}").as_bytes());
+                return ack;
+            }
+        }
+        if let Some(expected) = get("Nats-Expected-Last-Msg-Id") {
+            if expected != self.last_msg_id {
+                return nack(ApiError::new(
+                    400,
+                    10070,
+                    &format!("wrong last msg ID: {}", self.last_msg_id),
+                ));
+            }
+        }
+        let rollup = match get("Nats-Rollup") {
+            None => None,
+            Some(_) if !self.cfg.allow_rollup_hdrs || self.cfg.deny_purge => {
+                return nack(ApiError::new(500, 10111, "rollup not permitted"));
+            }
+            Some(r) if r == "sub" || r == "all" => Some(r),
+            Some(r) => {
+                return nack(ApiError::new(
+                    500,
+                    10111,
+                    &format!("rollup value invalid: {r:?}"),
+                ))
+            }
+        };
+        if hdr.len() > max_payload || msg.len() > max_payload - hdr.len() {
+            return nack(ApiError::message_too_big());
+        }
+        if let Ok(max) = usize::try_from(self.cfg.max_msg_size) {
+            if hdr.len() > max || msg.len() > max - hdr.len() {
+                return nack(ApiError::message_too_big());
+            }
+        }
+        let seq = match self.store.store_msg(subject, hdr, msg, now_ns) {
+            Ok((seq, _)) => seq,
+            Err(e) => {
+                log::debug!("JetStream failed to store a msg on stream '{name}': {e}");
+                return nack(store_error(&e));
+            }
+        };
+        match rollup.as_deref() {
+            Some("sub") => {
+                let _ = self.store.purge_ex(subject, 0, 1);
+            }
+            Some(_) => {
+                let _ = self.store.compact(seq);
+            }
+            None => {}
+        }
+        self.last_msg_id = id.clone().unwrap_or_default();
+        if let Some(id) = id {
+            self.dedup.insert(id.clone(), seq);
+            self.dedup_order.push_back((now_ns, id));
+        }
+        let mut ack = ack_prefix(&self.cfg.name, domain);
+        ack.extend_from_slice(format!("{seq}}}").as_bytes());
+        ack
+    }
+
+    fn expire_ids(&mut self, now_ns: i64) {
+        let cutoff = now_ns - self.cfg.duplicate_window;
+        while self.dedup_order.front().is_some_and(|(ts, _)| *ts < cutoff) {
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
+    }
+
+    /// `STREAM.PURGE`: returns how many were removed.
+    pub fn purge(&mut self, filter: &str, seq: u64, keep: u64) -> Result<u64, ApiError> {
+        if self.cfg.sealed {
+            return Err(ApiError::sealed());
+        }
+        if self.cfg.deny_purge {
+            return Err(ApiError::new(500, 10110, "stream purge not permitted"));
+        }
+        if seq > 0 && keep > 0 {
+            return Err(ApiError::bad_request());
+        }
+        let n = if filter.is_empty() && seq == 0 && keep == 0 {
+            self.store.purge()
+        } else {
+            self.store.purge_ex(filter, seq, keep)
+        };
+        n.map_err(|e| ApiError::new(500, 10110, &e.to_string()))
+    }
+
+    /// `STREAM.MSG.DELETE`.
+    pub fn delete_msg(&mut self, seq: u64, no_erase: bool) -> Result<(), ApiError> {
+        if self.cfg.sealed {
+            return Err(ApiError::sealed());
+        }
+        if self.cfg.deny_delete {
+            return Err(ApiError::new(500, 10057, "message delete not permitted"));
+        }
+        let r = if no_erase {
+            self.store.remove_msg(seq)
+        } else {
+            self.store.erase_msg(seq)
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(natsd_storage::Error::NotFound { .. }) => Err(ApiError::new(
+                400,
+                10043,
+                &format!("sequence {seq} not found"),
+            )),
+            Err(natsd_storage::Error::Eof) => Err(ApiError::new(500, 10057, "stream store EOF")),
+            Err(e) => Err(ApiError::new(500, 10057, &e.to_string())),
+        }
+    }
+
+    /// A message by sequence, last by subject, or next by subject from
+    /// `seq` (nats-server's `MSG.GET` rules).
+    pub fn get(&self, seq: u64, last_by: &str, next_by: &str) -> Result<StoredMsg, ApiError> {
+        let r = if !last_by.is_empty() {
+            self.store.load_last_msg(last_by)
+        } else if !next_by.is_empty() {
+            self.store.load_next_msg(next_by, seq)
+        } else {
+            self.store.load_msg(seq)
+        };
+        r.map_err(|_| ApiError::no_message_found())
+    }
+}
+
+/// nats-server's `JSMaxSubjectDetails`.
+const MAX_SUBJECT_DETAILS: usize = 100_000;
+
+fn wrong_last_sequence(last: u64) -> ApiError {
+    ApiError::new(400, 10071, &format!("wrong last sequence: {last}"))
+}
+
+/// `{"stream":"S",["domain":"D",]"seq":` as nats-server prebuilds it.
+fn ack_prefix(stream: &str, domain: Option<&str>) -> Vec<u8> {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    match domain {
+        Some(d) => format!("{{\"stream\":{},\"domain\":{},\"seq\":", q(stream), q(d)),
+        None => format!("{{\"stream\":{},\"seq\":", q(stream)),
+    }
+    .into_bytes()
+}
+
+/// The `Nats-Msg-Id` of a stored header block.
+fn msg_id(hdr: &[u8]) -> Option<String> {
+    if hdr.is_empty() {
+        return None;
+    }
+    let h = headers::parse(hdr).ok()?;
+    h.get("Nats-Msg-Id")
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem(json: &str) -> Stream {
+        let cfg: StreamConfig = serde_json::from_str(json).unwrap();
+        let cfg = cfg.normalize().unwrap();
+        let params = StoreParams {
+            dir: Path::new("/nonexistent"),
+            sync_always: false,
+        };
+        Stream::create(cfg, 1, &params).unwrap()
+    }
+
+    fn ack(s: &mut Stream, subj: &str, hdr: Option<&str>, now: i64) -> serde_json::Value {
+        let p = s.publish(subj, hdr.map(str::as_bytes), b"x", now, 1 << 20, None);
+        serde_json::from_slice(&p).unwrap()
+    }
+
+    #[test]
+    fn acks_dedup_and_expectations() {
+        let mut s = mem(r#"{"name":"S","subjects":["a.*"],"storage":"memory"}"#);
+        assert_eq!(
+            ack(&mut s, "a.1", None, 10),
+            serde_json::json!({"stream":"S","seq":1})
+        );
+        let id = Some("NATS/1.0\r\nNats-Msg-Id: m1\r\n\r\n");
+        assert_eq!(ack(&mut s, "a.1", id, 11)["seq"], 2);
+        let dup = ack(&mut s, "a.1", id, 12);
+        assert_eq!(
+            dup,
+            serde_json::json!({"stream":"S","seq":2,"duplicate":true})
+        );
+        // Past the window the id is new again.
+        let later = 12 + super::super::config::DEFAULT_DUPLICATE_WINDOW;
+        assert_eq!(ack(&mut s, "a.1", id, later)["seq"], 3);
+        let e = ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Expected-Last-Sequence: 1\r\n\r\n"),
+            later,
+        );
+        assert_eq!(e["error"]["err_code"], 10071);
+        assert_eq!(e["error"]["description"], "wrong last sequence: 3");
+        let e = ack(
+            &mut s,
+            "a.2",
+            Some("NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 0\r\n\r\n"),
+            later,
+        );
+        assert_eq!(e["seq"], 4);
+        let e = ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Expected-Stream: T\r\n\r\n"),
+            later,
+        );
+        assert_eq!(e["error"]["err_code"], 10060);
+        let e = ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Expected-Last-Msg-Id: zz\r\n\r\n"),
+            later,
+        );
+        assert_eq!(e["error"]["description"], "wrong last msg ID: ");
+        let e = ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Rollup: sub\r\n\r\n"),
+            later,
+        );
+        assert_eq!(e["error"]["err_code"], 10111);
+    }
+
+    #[test]
+    fn rollup_and_limits() {
+        let mut s = mem(
+            r#"{"name":"S","subjects":["a.*"],"storage":"memory","allow_rollup_hdrs":true,"max_msgs":3,"discard":"new"}"#,
+        );
+        ack(&mut s, "a.1", None, 1);
+        ack(&mut s, "a.2", None, 1);
+        ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Rollup: sub\r\n\r\n"),
+            1,
+        );
+        assert_eq!(s.state().msgs, 2);
+        ack(&mut s, "a.3", None, 1);
+        let e = ack(&mut s, "a.4", None, 1);
+        assert_eq!(e["error"]["description"], "maximum messages exceeded");
+        assert_eq!(e["error"]["code"], 503);
+        ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Rollup: all\r\n\r\n"),
+            1,
+        );
+        assert_eq!(
+            s.state().msgs,
+            3,
+            "refused: still at max_msgs with discard new"
+        );
+        s.purge("", 0, 0).unwrap();
+        ack(
+            &mut s,
+            "a.1",
+            Some("NATS/1.0\r\nNats-Rollup: all\r\n\r\n"),
+            1,
+        );
+        assert_eq!(s.state().msgs, 1);
+        let mut s = mem(r#"{"name":"S","storage":"memory","max_msg_size":4}"#);
+        let p = s.publish("S", None, b"12345", 1, 1 << 20, None);
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(v["error"]["err_code"], 10054);
+    }
+}
