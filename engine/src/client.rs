@@ -258,6 +258,9 @@ pub struct ConnSnapshot {
 
 const FIRST_PING_MAX: Duration = Duration::from_secs(2);
 const READ_BUF_MIN: usize = 512;
+/// How many imports a message may cross (re-exported imports chain); the
+/// account loader refuses cycles, this bounds what it cannot see.
+const MAX_IMPORT_HOPS: usize = 8;
 /// Queued bytes past which deliveries to an internal client ask their
 /// publishers to stall.
 const INTERNAL_STALL_AT: usize = 8 * 1024 * 1024;
@@ -881,7 +884,7 @@ impl ClientConn {
         };
         let mut delivered = self.deliver_all(now, ctx, &self.account, &result, &msg);
         if let Some(routing) = self.account.routing() {
-            delivered |= self.route_across_accounts(now, ctx, routing, &msg);
+            delivered |= self.route_across_accounts(now, ctx, &self.account, routing, &msg, 0);
         }
         if !delivered && self.no_responders {
             if let Some(reply) = reply {
@@ -927,15 +930,40 @@ impl ClientConn {
         delivered
     }
 
+    /// Deliver `msg` in account `acc` (reached through a service import or
+    /// a response, `hops` imports away from the publisher), then follow
+    /// `acc`'s own routes: an account may re-export a service it imports.
+    /// True if anyone took it.
+    fn publish_in(
+        &self,
+        now: Instant,
+        ctx: &mut Context,
+        acc: &Arc<Account>,
+        msg: &Msg<'_>,
+        hops: usize,
+    ) -> bool {
+        let result = acc.sublist.matches(msg.subject);
+        let mut delivered = self.deliver_all(now, ctx, acc, &result, msg);
+        if let Some(routing) = acc.routing() {
+            if hops < MAX_IMPORT_HOPS {
+                delivered |= self.route_across_accounts(now, ctx, acc, routing, msg, hops + 1);
+            }
+        }
+        delivered
+    }
+
     /// Stream imports, service imports and service responses of a message
-    /// published in this connection's account (see [`accounts`]).
+    /// published in account `acc` (see [`accounts`]); `hops` counts the
+    /// imports already crossed.
     #[cold]
     fn route_across_accounts(
         &self,
         now: Instant,
         ctx: &mut Context,
+        acc: &Arc<Account>,
         routing: &Routing,
         msg: &Msg<'_>,
+        hops: usize,
     ) -> bool {
         let mut delivered = false;
         for route in routing.streams_for(msg.subject) {
@@ -943,11 +971,13 @@ impl ClientConn {
                 continue;
             };
             let subject = route.map.apply(&route.filter, msg.subject);
-            let result = importer.sublist.matches(&subject);
             let m = Msg {
                 subject: &subject,
                 ..*msg
             };
+            // A streamed message stops in the importer: nats-server 2.9.10
+            // does not pass it on through the importer's own exports.
+            let result = importer.sublist.matches(&subject);
             delivered |= self.deliver_all(now, ctx, &importer, &result, &m);
         }
         for route in routing.services_for(msg.subject) {
@@ -959,7 +989,7 @@ impl ClientConn {
                 exporter.responses().add(
                     now,
                     PendingResponse {
-                        account: Arc::downgrade(&self.account),
+                        account: Arc::downgrade(acc),
                         reply: reply.to_vec(),
                         response_type: route.response_type,
                         threshold: route.threshold,
@@ -969,14 +999,13 @@ impl ClientConn {
             });
             let info = self.request_info(route.share);
             let headers = accounts::set_header(msg.headers, accounts::REQUEST_INFO_HEADER, &info);
-            let result = exporter.sublist.matches(&subject);
             let m = Msg {
                 subject: &subject,
                 reply: reply.as_deref(),
                 headers: Some(&headers),
                 payload: msg.payload,
             };
-            let took = self.deliver_all(now, ctx, &exporter, &result, &m);
+            let took = self.publish_in(now, ctx, &exporter, &m, hops);
             if !took {
                 if let Some(r) = &reply {
                     exporter.responses().remove(r);
@@ -987,16 +1016,15 @@ impl ClientConn {
         }
         if routing.exports_services {
             let last = msg.payload.is_empty() && msg.headers.is_none();
-            if let Some(p) = self.account.responses().take(now, msg.subject, last) {
+            if let Some(p) = acc.responses().take(now, msg.subject, last) {
                 if let Some(requester) = p.account.upgrade() {
-                    let result = requester.sublist.matches(&p.reply);
                     let m = Msg {
                         subject: &p.reply,
                         reply: None,
                         ..*msg
                     };
-                    if !self.deliver_all(now, ctx, &requester, &result, &m) {
-                        self.account.responses().remove(msg.subject);
+                    if !self.publish_in(now, ctx, &requester, &m, hops) {
+                        acc.responses().remove(msg.subject);
                     }
                     delivered = true;
                 }

@@ -198,3 +198,75 @@ accounts: {
     let (ok, text) = check_config(&natsd_tests::natsd_bin(), CONF);
     assert!(ok, "{text}");
 }
+
+/// Imports re-exported through a middle account: C imports from B what B
+/// imports from A. nats-server 2.9.10 routes the service request (and its
+/// response) through B, but does not pass a streamed message on to C.
+const CHAIN: &str = r#"
+accounts: {
+  A: {
+    users: [{user: a, password: pa}]
+    exports: [{service: "svc"}, {stream: "ev.>"}]
+  }
+  B: {
+    users: [{user: b, password: pb}]
+    imports: [
+      {service: {account: A, subject: "svc"}}
+      {stream: {account: A, subject: "ev.>"}}
+    ]
+    exports: [{service: "svc"}, {stream: "ev.>"}]
+  }
+  C: {
+    users: [{user: c, password: pc}]
+    imports: [
+      {service: {account: B, subject: "svc"}}
+      {stream: {account: B, subject: "ev.>"}}
+    ]
+  }
+}
+"#;
+
+#[tokio::test]
+async fn imports_chain_through_a_middle_account() {
+    for server in Server::natsd_and_reference(CHAIN) {
+        let a = login(&server, "a", "pa").await;
+        let c = login(&server, "c", "pc").await;
+        let mut svc = a.subscribe("svc").await.unwrap();
+        let mut events = c.subscribe("ev.>").await.unwrap();
+        round_trip(&a).await;
+        round_trip(&c).await;
+        let responder = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let req = next_msg(&mut svc).await;
+                let reply = req.reply.expect("request has a reply subject");
+                a.publish(
+                    reply,
+                    Bytes::from(format!("re: {}", String::from_utf8_lossy(&req.payload))),
+                )
+                .await
+                .unwrap();
+                a.flush().await.unwrap();
+            })
+        };
+        let answer = tokio::time::timeout(WAIT, c.request("svc", Bytes::from_static(b"hi")))
+            .await
+            .unwrap_or_else(|_| panic!("{:?}: request timed out", server.bin()))
+            .unwrap_or_else(|e| panic!("{:?}: request failed: {e}", server.bin()));
+        assert_eq!(answer.payload, "re: hi", "{:?}", server.bin());
+        responder.await.unwrap();
+        let b = login(&server, "b", "pb").await;
+        let mut in_b = b.subscribe("ev.>").await.unwrap();
+        round_trip(&b).await;
+        a.publish("ev.1", Bytes::from_static(b"e1")).await.unwrap();
+        round_trip(&a).await;
+        assert_eq!(
+            next_msg(&mut in_b).await.payload,
+            "e1",
+            "{:?}",
+            server.bin()
+        );
+        round_trip(&c).await;
+        assert!(drain_ready(&mut events).is_empty(), "{:?}", server.bin());
+    }
+}
