@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod auth;
 pub mod client;
 pub mod conf;
+pub mod consumer;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
 pub mod internal;

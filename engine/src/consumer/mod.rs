@@ -1,0 +1,1627 @@
+//! The JetStream consumer as a sans-IO delivery machine.
+//!
+//! A [`Consumer`] decides what a nats-server consumer decides: which stored
+//! message goes next, to whom, with which `$JS.ACK` reply; what an ack, NAK,
+//! progress, next or term means; when a delivery is due again (ack wait,
+//! backoff, NAK delay); when a message has had its `max_deliver`; how pull
+//! requests queue, expire and complete; idle heartbeats and push flow
+//! control; and the exact numbers of `CONSUMER.INFO`. It owns no thread,
+//! clock, socket or store: the stream is read through [`MsgSource`], time is
+//! passed in, and everything it wants done comes out of [`Consumer::poll_output`].
+//!
+//! ```text
+//!   stream stage ──Input (stored, removed, purged, ack, pull request, interest)──► Consumer
+//!                ◄──Output (deliver, status, advisory, acked, ack reply, state changed)──
+//!                ──handle_timeout at poll_timeout()──►
+//! ```
+//!
+//! Drain rule: after [`Consumer::handle_input`], [`Consumer::handle_timeout`],
+//! [`Consumer::stop`] or [`Consumer::update_config`], call
+//! [`Consumer::poll_output`] until it returns `None`, then
+//! [`Consumer::poll_timeout`] and call `handle_timeout` at that instant. A
+//! timeout means: a delivery's ack wait or backoff ran out, a pull request
+//! expired or owes a heartbeat, a push heartbeat is due, a replay or rate-limit
+//! pause ended, or the consumer may have gone inactive.
+//!
+//! Time: every call takes the monotonic `now`; the wall clock (message
+//! timestamps, pending timestamps that persist, `last_active`) is derived from
+//! the pair (`Instant`, wall ns) given to [`Consumer::new`], so a test that
+//! owns the `Instant` owns all time.
+mod config;
+mod error;
+mod state;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use config::{
+    go_duration, parse_rfc3339_ns, subjects_collide, AckPolicy, ConsumerConfig, DeliverPolicy,
+    ReplayPolicy, Retention, ServerLimits, StreamFacts, ACK_WAIT_DEFAULT,
+    EPHEMERAL_INACTIVE_DEFAULT, MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT,
+};
+pub use error::ApiError;
+pub use state::{
+    ns_rfc3339, system_time_ns, Advisory, AdvisoryKind, ConsumerInfo, ConsumerState, Pending,
+    SequenceInfo, SequencePair,
+};
+pub use wire::{
+    ack_reply, parse_ack, parse_ack_reply, parse_go_duration, parse_pull_request, AckKind,
+    AckReply, PullRequest,
+};
+
+/// Push flow control window limit (nats-server `JsFlowControlMaxPending`).
+pub const FLOW_CONTROL_MAX_PENDING_BYTES: i64 = 32 * 1024 * 1024;
+/// nats-server adds this to every ack-wait timer so bursts share one check.
+const ACK_WAIT_DELAY: Duration = Duration::from_millis(1);
+/// After a restart, pending deliveries are checked this soon (nats-server picks 0.5–1.5 s).
+const RESTORE_CHECK_DELAY: Duration = Duration::from_secs(1);
+
+/// A stored message as the consumer reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMsg {
+    /// Stream sequence.
+    pub seq: u64,
+    /// Subject it was stored under.
+    pub subject: String,
+    /// Raw header block, empty when none.
+    pub hdr: Bytes,
+    /// Payload.
+    pub payload: Bytes,
+    /// Timestamp, ns since the Unix epoch.
+    pub ts: i64,
+}
+
+/// Bounds of the stream as the consumer needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceState {
+    /// Messages stored.
+    pub msgs: u64,
+    /// First sequence (0 for a stream that never had a message, `last + 1` after a purge).
+    pub first_seq: u64,
+    /// Last sequence ever assigned.
+    pub last_seq: u64,
+}
+
+/// Read access to the consumer's stream. Filters are NATS subject filters;
+/// `""` means every subject. Each method maps onto `natsd_storage::Store`:
+/// `state` onto `Store::state`, `load_msg`/`load_next_msg`/`load_last_msg`
+/// onto the methods of the same name (an `Err` is `None`), `num_pending`
+/// onto `Store::num_pending`, `last_seqs` onto `Store::subjects_state`
+/// (each subject's `last`).
+pub trait MsgSource {
+    /// Counts and bounds.
+    fn state(&self) -> SourceState;
+    /// The message at `seq`.
+    fn load_msg(&self, seq: u64) -> Option<SourceMsg>;
+    /// The first message at or after `start_seq` matching `filter`.
+    fn load_next_msg(&self, filter: &str, start_seq: u64) -> Option<SourceMsg>;
+    /// The last message matching `filter`.
+    fn load_last_msg(&self, filter: &str) -> Option<SourceMsg>;
+    /// Messages at or after `start_seq` matching `filter`; with
+    /// `last_per_subject` only the last of each subject counts.
+    fn num_pending(&self, start_seq: u64, filter: &str, last_per_subject: bool) -> u64;
+    /// The last sequence of every subject matching `filter`.
+    fn last_seqs(&self, filter: &str) -> Vec<u64>;
+    /// The first sequence whose message is at or after `ts_ns` (past the end: last + 1).
+    /// The default walks the stream.
+    fn seq_for_time(&self, ts_ns: i64) -> u64 {
+        let st = self.state();
+        let mut seq = st.first_seq.max(1);
+        while let Some(m) = self.load_next_msg("", seq) {
+            if m.ts >= ts_ns {
+                return m.seq;
+            }
+            seq = m.seq + 1;
+        }
+        st.last_seq + 1
+    }
+}
+
+/// What the stream side tells the consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A message was stored.
+    Stored {
+        /// Its sequence.
+        seq: u64,
+        /// Its subject.
+        subject: String,
+    },
+    /// A message was removed (limits, delete API, workqueue/interest ack by
+    /// another path). A pending delivery of it is terminated as nats-server does.
+    Removed {
+        /// Its sequence.
+        seq: u64,
+        /// Its subject.
+        subject: String,
+    },
+    /// Messages below `seq` were purged (`seq` 0: the whole stream). `wider`:
+    /// the purge had a subject filter narrower than the consumer's, so pending
+    /// deliveries are checked one by one against the stream.
+    Purged {
+        /// New first sequence of the purged range (0: everything).
+        seq: u64,
+        /// The purge was filtered more narrowly than the consumer.
+        wider: bool,
+    },
+    /// A message arrived on the consumer's ack subject.
+    Ack {
+        /// The `$JS.ACK...` subject it was published to.
+        subject: String,
+        /// Its reply subject (a double ack wants an empty answer there).
+        reply: Option<String>,
+        /// The payload (headers already stripped).
+        body: Bytes,
+    },
+    /// A `$JS.API.CONSUMER.MSG.NEXT` request.
+    Next {
+        /// Where deliveries and statuses go.
+        reply: String,
+        /// The payload: empty, a batch number or JSON.
+        body: Bytes,
+    },
+    /// The subscriber that waited for a pull request's reply went away.
+    NextInterestGone {
+        /// The request's reply subject.
+        reply: String,
+    },
+    /// A flow control reply arrived (its subject is the `$JS.FC...` reply we sent).
+    FlowControlReply {
+        /// The subject it was published to.
+        subject: String,
+    },
+    /// Someone does (true) or no longer does (false) subscribe on the push deliver subject.
+    Interest(bool),
+}
+
+/// A message to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Where to route it: the deliver subject, or the pull request's reply.
+    pub to: String,
+    /// The subject the client sees: the message's stream subject.
+    pub subject: String,
+    /// The `$JS.ACK...` reply.
+    pub reply: String,
+    /// Header block (with `Nats-Msg-Size` for `headers_only`), empty when none.
+    pub hdr: Bytes,
+    /// Payload (empty for `headers_only`).
+    pub payload: Bytes,
+    /// Stream sequence.
+    pub stream_seq: u64,
+    /// Consumer sequence.
+    pub consumer_seq: u64,
+    /// Delivery count (1 for a first delivery).
+    pub delivered: u64,
+}
+
+/// What the consumer wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Deliver a stored message.
+    Deliver(Delivery),
+    /// Send a header-only status message (`NATS/1.0 <code> <text>` ...).
+    Status {
+        /// Route and subject: the deliver subject or the pull request's reply.
+        to: String,
+        /// A reply subject (flow control requests carry one).
+        reply: Option<String>,
+        /// The header block.
+        hdr: Bytes,
+    },
+    /// Publish an advisory on [`Advisory::subject`].
+    Advisory(Advisory),
+    /// Stream sequences `first..=last` were acknowledged (only for interest
+    /// and workqueue retention): each may now be removed if no other consumer
+    /// needs it ([`Consumer::needs_ack`]).
+    Acked {
+        /// First acknowledged sequence.
+        first: u64,
+        /// Last acknowledged sequence.
+        last: u64,
+    },
+    /// Send an empty message to this subject (the answer to a double ack).
+    AckReply(String),
+    /// [`Consumer::state`] changed; persist it.
+    StateChanged,
+    /// The consumer passed its inactive threshold; the stream side deletes it.
+    Inactive,
+}
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    reply: String,
+    /// Messages still wanted.
+    n: i64,
+    /// Messages delivered.
+    d: i64,
+    /// Bytes still allowed (0: no limit).
+    b: i64,
+    expires_ns: Option<i64>,
+    hb: Duration,
+    hb_next_ns: Option<i64>,
+    no_wait: bool,
+}
+
+/// Where a candidate message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Redelivery,
+    SkipList,
+    Fresh,
+}
+
+enum Next {
+    Msg(SourceMsg, u64, Origin),
+    /// max_ack_pending reached.
+    Blocked,
+    Eof,
+}
+
+struct FlowControl {
+    pbytes: i64,
+    maxpb: i64,
+    limit: i64,
+    /// Outstanding request reply subject.
+    id: Option<String>,
+    size: i64,
+    counter: u64,
+}
+
+/// One JetStream consumer. See the module docs for the drain rule.
+pub struct Consumer {
+    stream: String,
+    name: String,
+    cfg: ConsumerConfig,
+    retention: Retention,
+    domain: String,
+    filters: Vec<String>,
+    epoch: Instant,
+    epoch_ns: i64,
+    created_ns: i64,
+    /// Next stream sequence to look at.
+    sseq: u64,
+    /// Next consumer sequence to assign.
+    dseq: u64,
+    /// Ack floor, consumer sequence.
+    adflr: u64,
+    /// Ack floor, stream sequence.
+    asflr: u64,
+    /// Cached count of matching messages at or after `sseq`.
+    npc: i64,
+    pending: BTreeMap<u64, Pending>,
+    /// Redeliveries per stream sequence.
+    rdc: BTreeMap<u64, u64>,
+    rdq: VecDeque<u64>,
+    rdq_set: BTreeSet<u64>,
+    /// deliver last_per_subject start list and the sequence to resume at.
+    lss: VecDeque<u64>,
+    lss_resume: u64,
+    waiting: VecDeque<Waiting>,
+    max_waiting: usize,
+    /// Last pull activity, for the inactive threshold.
+    waiting_last_ns: i64,
+    /// Push: someone subscribes on the deliver subject.
+    active: bool,
+    /// Push: when interest went away (for the inactive threshold).
+    inactive_since_ns: Option<i64>,
+    inactive_sent: bool,
+    ptmr_ns: Option<i64>,
+    hb_next_ns: Option<i64>,
+    fc: Option<FlowControl>,
+    replay: bool,
+    replay_last_seq: u64,
+    replay_lts: i64,
+    replay_hold_ns: Option<i64>,
+    rate_next_ns: i64,
+    ldt_ns: Option<i64>,
+    lat_ns: Option<i64>,
+    out: VecDeque<Output>,
+    dirty: bool,
+    closed: bool,
+}
+
+impl Consumer {
+    /// Create a consumer (`state: None`) or bring one back from persisted
+    /// state. `config` is applied defaults to and validated against the stream
+    /// and limits. `now`/`now_wall_ns` anchor the consumer's clock (creation
+    /// time is `now_wall_ns` unless [`Consumer::set_created`] says otherwise).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stream: &str,
+        name: &str,
+        mut config: ConsumerConfig,
+        facts: &StreamFacts,
+        limits: &ServerLimits,
+        now: Instant,
+        now_wall_ns: i64,
+        state: Option<ConsumerState>,
+        src: &dyn MsgSource,
+    ) -> Result<Self, ApiError> {
+        config.set_defaults(facts, limits);
+        config.validate(facts, limits)?;
+        let fc = config.flow_control.then(|| FlowControl {
+            pbytes: 0,
+            maxpb: (FLOW_CONTROL_MAX_PENDING_BYTES / 16).max(1),
+            limit: FLOW_CONTROL_MAX_PENDING_BYTES,
+            id: None,
+            size: 0,
+            counter: 0,
+        });
+        let replay = config.replay_policy == ReplayPolicy::Original;
+        let hb_next_ns = (!config.idle_heartbeat.is_zero())
+            .then(|| now_wall_ns.saturating_add(dur_ns(config.idle_heartbeat)));
+        let mut c = Consumer {
+            stream: stream.to_string(),
+            name: name.to_string(),
+            filters: config.filters(),
+            max_waiting: usize::try_from(config.max_waiting.max(0)).unwrap_or(usize::MAX),
+            cfg: config,
+            retention: facts.retention,
+            domain: String::new(),
+            epoch: now,
+            epoch_ns: now_wall_ns,
+            created_ns: now_wall_ns,
+            sseq: 1,
+            dseq: 1,
+            adflr: 0,
+            asflr: 0,
+            npc: 0,
+            pending: BTreeMap::new(),
+            rdc: BTreeMap::new(),
+            rdq: VecDeque::new(),
+            rdq_set: BTreeSet::new(),
+            lss: VecDeque::new(),
+            lss_resume: 0,
+            waiting: VecDeque::new(),
+            waiting_last_ns: now_wall_ns,
+            active: false,
+            inactive_since_ns: Some(now_wall_ns),
+            inactive_sent: false,
+            ptmr_ns: None,
+            hb_next_ns,
+            fc,
+            replay,
+            replay_last_seq: 0,
+            replay_lts: 0,
+            replay_hold_ns: None,
+            rate_next_ns: 0,
+            ldt_ns: None,
+            lat_ns: None,
+            out: VecDeque::new(),
+            dirty: false,
+            closed: false,
+        };
+        match state {
+            Some(st) => c.apply_state(st, now_wall_ns, src),
+            None => {
+                c.select_start(src, facts);
+                c.dirty = true;
+            }
+        }
+        if c.replay {
+            c.replay_last_seq = src.state().last_seq;
+        }
+        c.npc = c.calc_num_pending(src) as i64;
+        c.flush_dirty();
+        Ok(c)
+    }
+
+    /// The JetStream domain advisories carry.
+    pub fn set_domain(&mut self, domain: &str) {
+        self.domain = domain.to_string();
+    }
+
+    /// The creation time reported by info (ns since the Unix epoch), for a
+    /// consumer brought back from disk.
+    pub fn set_created(&mut self, created_ns: i64) {
+        self.created_ns = created_ns;
+    }
+
+    /// Stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Consumer name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The effective config.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.cfg
+    }
+
+    /// Has [`Consumer::stop`] been called?
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The subject acks arrive on: `$JS.ACK.<stream>.<consumer>.>` covers both
+    /// ack reply forms nats-server reads.
+    pub fn ack_subject(&self) -> String {
+        format!("$JS.ACK.{}.{}.>", self.stream, self.name)
+    }
+
+    fn now_ns(&self, now: Instant) -> i64 {
+        match now.checked_duration_since(self.epoch) {
+            Some(d) => self.epoch_ns.saturating_add(dur_ns(d)),
+            None => self
+                .epoch_ns
+                .saturating_sub(dur_ns(self.epoch.duration_since(now))),
+        }
+    }
+
+    fn instant(&self, ns: i64) -> Instant {
+        if ns >= self.epoch_ns {
+            self.epoch + Duration::from_nanos((ns - self.epoch_ns) as u64)
+        } else {
+            self.epoch
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Starting point and state.
+
+    fn select_start(&mut self, src: &dyn MsgSource, facts: &StreamFacts) {
+        let st = src.state();
+        let mut sseq = if self.cfg.opt_start_seq > 0 {
+            self.cfg.opt_start_seq
+        } else {
+            match self.cfg.deliver_policy {
+                DeliverPolicy::All | DeliverPolicy::ByStartSequence => st.first_seq,
+                DeliverPolicy::Last => {
+                    if self.filters.is_empty() {
+                        st.last_seq
+                    } else {
+                        self.filters
+                            .iter()
+                            .filter_map(|f| src.load_last_msg(f).map(|m| m.seq))
+                            .max()
+                            .unwrap_or(0)
+                    }
+                }
+                DeliverPolicy::LastPerSubject if facts.max_msgs_per_subject == 1 => st.first_seq,
+                DeliverPolicy::LastPerSubject => {
+                    let mut seqs: Vec<u64> = if self.filters.is_empty() {
+                        src.last_seqs("")
+                    } else {
+                        self.filters.iter().flat_map(|f| src.last_seqs(f)).collect()
+                    };
+                    seqs.sort_unstable();
+                    seqs.dedup();
+                    self.lss_resume = st.last_seq;
+                    let first = seqs.first().copied().unwrap_or(st.last_seq);
+                    self.lss = seqs.into();
+                    first
+                }
+                DeliverPolicy::ByStartTime => {
+                    let t = self
+                        .cfg
+                        .opt_start_time
+                        .as_deref()
+                        .and_then(parse_rfc3339_ns)
+                        .unwrap_or(0);
+                    src.seq_for_time(t)
+                }
+                DeliverPolicy::New => st.last_seq + 1,
+            }
+        };
+        if st.first_seq == 0 {
+            sseq = 1;
+        } else if sseq < st.first_seq {
+            sseq = st.first_seq;
+        } else if sseq > st.last_seq {
+            sseq = st.last_seq + 1;
+        }
+        self.sseq = sseq;
+        self.dseq = 1;
+        self.adflr = 0;
+        self.asflr = sseq - 1;
+    }
+
+    fn apply_state(&mut self, st: ConsumerState, now_ns: i64, src: &dyn MsgSource) {
+        self.sseq = st.delivered.stream_seq + 1;
+        self.dseq = st.delivered.consumer_seq + 1;
+        self.adflr = st.ack_floor.consumer_seq;
+        self.asflr = st.ack_floor.stream_seq;
+        self.pending = st.pending;
+        self.rdc = st.redelivered;
+        // nats-server's checkRedelivered: counts below the floor or past the stream are stale.
+        let last = src.state().last_seq;
+        let asflr = self.asflr;
+        self.rdc.retain(|&s, _| s > asflr && s <= last);
+        if !self.pending.is_empty() {
+            let delay = self.cfg.ack_wait.min(RESTORE_CHECK_DELAY) + ACK_WAIT_DELAY;
+            self.ptmr_ns = Some(now_ns + dur_ns(delay));
+        }
+    }
+
+    /// What to persist: last delivery, ack floor, pending deliveries and
+    /// redelivery counts.
+    pub fn state(&self) -> ConsumerState {
+        ConsumerState {
+            delivered: SequencePair {
+                consumer_seq: self.dseq - 1,
+                stream_seq: self.sseq - 1,
+            },
+            ack_floor: SequencePair {
+                consumer_seq: self.adflr,
+                stream_seq: self.asflr,
+            },
+            pending: self.pending.clone(),
+            redelivered: self.rdc.clone(),
+        }
+    }
+
+    /// `CONSUMER.INFO`, numbers as nats-server reports them. `num_pending` is
+    /// recounted from the stream here (nats-server's `checkNumPending`).
+    pub fn info(&mut self, now: Instant, src: &dyn MsgSource) -> ConsumerInfo {
+        let now_ns = self.now_ns(now);
+        self.npc = self.calc_num_pending(src) as i64;
+        let num_waiting = self
+            .waiting
+            .iter()
+            .filter(|w| w.expires_ns.is_none_or(|e| now_ns <= e))
+            .count() as u64;
+        ConsumerInfo {
+            stream_name: self.stream.clone(),
+            name: self.name.clone(),
+            created: ns_rfc3339(self.created_ns),
+            config: self.cfg.clone(),
+            delivered: SequenceInfo {
+                consumer_seq: self.dseq - 1,
+                stream_seq: self.sseq - 1,
+                last_active: self.ldt_ns.map(ns_rfc3339),
+            },
+            ack_floor: SequenceInfo {
+                consumer_seq: self.adflr,
+                stream_seq: self.asflr,
+                last_active: self.lat_ns.map(ns_rfc3339),
+            },
+            num_ack_pending: self.pending.len() as u64,
+            num_redelivered: self.rdc.len() as u64,
+            num_waiting: if self.cfg.is_push() { 0 } else { num_waiting },
+            num_pending: self.npc.max(0) as u64,
+            cluster: None,
+            push_bound: self.cfg.is_push() && self.active,
+            ts: ns_rfc3339(now_ns),
+        }
+    }
+
+    /// Does this consumer still need `seq` (interest retention asks every
+    /// consumer before removing a message; nats-server `needAck`)?
+    pub fn needs_ack(&self, seq: u64, subject: &str) -> bool {
+        if !self.matches(subject) {
+            return false;
+        }
+        match self.cfg.ack_policy {
+            AckPolicy::None | AckPolicy::All => seq > self.asflr,
+            AckPolicy::Explicit => {
+                seq > self.asflr && (seq >= self.sseq || self.pending.contains_key(&seq))
+            }
+        }
+    }
+
+    /// Replace the config (nats-server's update rules). `deliver_bound`: the
+    /// current deliver subject has a subscriber.
+    pub fn update_config(
+        &mut self,
+        now: Instant,
+        mut config: ConsumerConfig,
+        facts: &StreamFacts,
+        limits: &ServerLimits,
+        deliver_bound: bool,
+        src: &dyn MsgSource,
+    ) -> Result<(), ApiError> {
+        config.set_defaults(facts, limits);
+        config.validate(facts, limits)?;
+        self.cfg.check_update(&config, deliver_bound)?;
+        let filters_changed = config.filters() != self.filters;
+        if config.deliver_subject != self.cfg.deliver_subject {
+            self.active = false;
+        }
+        self.cfg = config;
+        self.filters = self.cfg.filters();
+        if filters_changed {
+            self.npc = self.calc_num_pending(src) as i64;
+        }
+        self.dirty = true;
+        let now_ns = self.now_ns(now);
+        self.pump(now_ns, src);
+        self.flush_dirty();
+        Ok(())
+    }
+
+    /// The consumer is being deleted: waiting pull requests get
+    /// `409 Consumer Deleted`; nothing more is delivered.
+    pub fn stop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        for w in std::mem::take(&mut self.waiting) {
+            self.status(w.reply, wire::status(409, "Consumer Deleted"));
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // The sans-IO surface.
+
+    /// Feed one input.
+    pub fn handle_input(&mut self, now: Instant, input: Input, src: &dyn MsgSource) {
+        if self.closed {
+            return;
+        }
+        let now_ns = self.now_ns(now);
+        match input {
+            Input::Stored { seq, subject } => {
+                if seq >= self.sseq && self.matches(&subject) {
+                    self.npc += 1;
+                }
+            }
+            Input::Removed { seq, subject } => self.removed(now_ns, seq, &subject),
+            Input::Purged { seq, wider } => self.purged(seq, wider, src),
+            Input::Ack {
+                subject,
+                reply,
+                body,
+            } => self.ack(now_ns, &subject, reply, &body),
+            Input::Next { reply, body } => self.next_request(now_ns, reply, &body),
+            Input::NextInterestGone { reply } => self.waiting.retain(|w| w.reply != reply),
+            Input::FlowControlReply { subject } => self.flow_control_reply(&subject),
+            Input::Interest(on) => self.interest(now_ns, on),
+        }
+        self.pump(now_ns, src);
+        self.flush_dirty();
+    }
+
+    /// Time passed: redeliveries, pull request expiry and heartbeats, push
+    /// heartbeats, replay and rate pauses, inactivity.
+    pub fn handle_timeout(&mut self, now: Instant, src: &dyn MsgSource) {
+        if self.closed {
+            return;
+        }
+        let now_ns = self.now_ns(now);
+        if self.ptmr_ns.is_some_and(|t| now_ns >= t) {
+            self.check_pending(now_ns, src);
+        }
+        self.process_waiting(now_ns, false);
+        if let Some(t) = self.hb_next_ns {
+            if now_ns >= t {
+                if self.cfg.is_push() && self.active {
+                    let stalled = self.fc.as_ref().and_then(|f| f.id.clone());
+                    let hdr =
+                        wire::idle_heartbeat(self.dseq - 1, self.sseq - 1, stalled.as_deref());
+                    self.status(self.cfg.deliver_subject.clone(), hdr);
+                }
+                self.hb_next_ns = Some(now_ns + dur_ns(self.cfg.idle_heartbeat));
+            }
+        }
+        if self.replay_hold_ns.is_some_and(|t| now_ns >= t) {
+            self.replay_hold_ns = None;
+            self.pump_replay_released(now_ns, src);
+        }
+        self.pump(now_ns, src);
+        if !self.inactive_sent && self.inactive_at().is_some_and(|t| now_ns >= t) {
+            self.inactive_sent = true;
+            self.out.push_back(Output::Inactive);
+        }
+        self.flush_dirty();
+    }
+
+    /// The next thing to do, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Consumer::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut t: Option<i64> = None;
+        let mut at = |x: Option<i64>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        at(self.ptmr_ns);
+        for w in &self.waiting {
+            at(w.expires_ns);
+            at(w.hb_next_ns);
+        }
+        if self.cfg.is_push() {
+            at(self.hb_next_ns);
+        }
+        at(self.replay_hold_ns);
+        if self.rate_next_ns > 0 && self.has_work() {
+            at(Some(self.rate_next_ns));
+        }
+        if !self.inactive_sent {
+            at(self.inactive_at());
+        }
+        t.map(|ns| self.instant(ns))
+    }
+
+    fn has_work(&self) -> bool {
+        self.npc > 0 || !self.rdq.is_empty() || !self.lss.is_empty()
+    }
+
+    fn inactive_at(&self) -> Option<i64> {
+        let th = self.cfg.inactive_threshold;
+        if th.is_zero() {
+            return None;
+        }
+        if self.cfg.is_push() {
+            if self.active {
+                return None;
+            }
+            self.inactive_since_ns.map(|s| s + dur_ns(th))
+        } else {
+            if !self.waiting.is_empty() {
+                return None;
+            }
+            Some(self.waiting_last_ns + dur_ns(th))
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Helpers.
+
+    fn matches(&self, subject: &str) -> bool {
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| crate::subject::subject_matches(f.as_bytes(), subject.as_bytes()))
+    }
+
+    fn calc_num_pending(&self, src: &dyn MsgSource) -> u64 {
+        let lps = self.cfg.deliver_policy == DeliverPolicy::LastPerSubject && !self.lss.is_empty();
+        let start = if lps { self.lss[0] } else { self.sseq };
+        if self.filters.is_empty() {
+            src.num_pending(start, "", lps)
+        } else {
+            self.filters
+                .iter()
+                .map(|f| src.num_pending(start, f, lps))
+                .sum()
+        }
+    }
+
+    fn status(&mut self, to: String, hdr: Vec<u8>) {
+        self.out.push_back(Output::Status {
+            to,
+            reply: None,
+            hdr: Bytes::from(hdr),
+        });
+    }
+
+    fn advisory(&mut self, now_ns: i64, kind: AdvisoryKind, sseq: u64, dseq: u64, dc: u64) {
+        self.advisory_with_reason(now_ns, kind, sseq, dseq, dc, String::new());
+    }
+
+    fn advisory_with_reason(
+        &mut self,
+        now_ns: i64,
+        kind: AdvisoryKind,
+        sseq: u64,
+        dseq: u64,
+        dc: u64,
+        reason: String,
+    ) {
+        self.out.push_back(Output::Advisory(Advisory {
+            kind,
+            stream: self.stream.clone(),
+            consumer: self.name.clone(),
+            stream_seq: sseq,
+            consumer_seq: dseq,
+            deliveries: dc,
+            reason,
+            domain: self.domain.clone(),
+            time_ns: now_ns,
+        }));
+    }
+
+    fn flush_dirty(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.out.push_back(Output::StateChanged);
+        }
+    }
+
+    fn deliveries(&self, seq: u64) -> u64 {
+        1 + self.rdc.get(&seq).copied().unwrap_or(0)
+    }
+
+    fn add_rdq(&mut self, seq: u64) {
+        if self.rdq_set.insert(seq) {
+            self.rdq.push_back(seq);
+        }
+    }
+
+    fn remove_rdq(&mut self, seq: u64) {
+        if self.rdq_set.remove(&seq) {
+            self.rdq.retain(|&s| s != seq);
+        }
+    }
+
+    fn max_ack_pending_reached(&self) -> bool {
+        self.cfg.ack_policy != AckPolicy::None
+            && self.cfg.max_ack_pending > 0
+            && self.pending.len() as i64 >= self.cfg.max_ack_pending
+    }
+
+    /// nats-server's `moveAckFloor` after `(dseq, sseq)` left pending.
+    fn move_ack_floor(&mut self, dseq: u64, sseq: u64) {
+        if self.pending.is_empty() {
+            self.adflr = self.dseq - 1;
+            self.asflr = self.sseq - 1;
+        } else if dseq == self.adflr + 1 {
+            self.adflr = dseq;
+            self.asflr = sseq;
+            if let Some((&s, p)) = self.pending.range(sseq + 1..self.sseq).next() {
+                if p.sequence > 0 {
+                    self.adflr = p.sequence - 1;
+                    self.asflr = s - 1;
+                }
+            }
+        }
+    }
+
+    fn acked_out(&mut self, first: u64, last: u64) {
+        if self.retention != Retention::Limits && first <= last {
+            self.out.push_back(Output::Acked { first, last });
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Stream events.
+
+    fn removed(&mut self, now_ns: i64, seq: u64, subject: &str) {
+        if seq >= self.sseq && self.matches(subject) {
+            self.npc -= 1;
+        }
+        if let Some(p) = self.pending.get(&seq).copied() {
+            let dc = self.deliveries(seq);
+            self.term(
+                now_ns,
+                seq,
+                p.sequence,
+                dc,
+                "Unacknowledged message was deleted".into(),
+            );
+        }
+        if let Some(i) = self.lss.iter().position(|&s| s == seq) {
+            self.lss.remove(i);
+        }
+    }
+
+    fn purged(&mut self, seq: u64, wider: bool, src: &dyn MsgSource) {
+        let seq = if seq == 0 && !wider {
+            src.state().last_seq + 1
+        } else {
+            seq
+        };
+        if self.sseq < seq {
+            self.sseq = seq;
+        }
+        self.lss.retain(|&s| s >= seq);
+        if self.asflr < seq {
+            self.asflr = seq.saturating_sub(1);
+            let asflr = self.asflr;
+            let mut gone: Vec<(u64, u64)> = self
+                .pending
+                .iter()
+                .filter(|(&s, _)| s <= asflr)
+                .map(|(&s, p)| (s, p.sequence))
+                .collect();
+            if wider {
+                gone.extend(
+                    self.pending
+                        .iter()
+                        .filter(|(&s, _)| s > asflr && src.load_msg(s).is_none())
+                        .map(|(&s, p)| (s, p.sequence)),
+                );
+            }
+            for (s, d) in gone {
+                if d > self.adflr {
+                    self.adflr = d;
+                    if self.adflr > self.dseq {
+                        self.dseq = self.adflr;
+                    }
+                }
+                self.pending.remove(&s);
+                self.rdc.remove(&s);
+            }
+        }
+        if self.pending.is_empty() {
+            self.rdc.clear();
+            self.adflr = self.dseq - 1;
+            self.asflr = self.sseq - 1;
+            self.ptmr_ns = None;
+        }
+        let sseq = self.sseq;
+        let rdq: Vec<u64> = self.rdq.iter().copied().filter(|&s| s >= sseq).collect();
+        self.rdq = rdq.into();
+        self.rdq_set = self.rdq.iter().copied().collect();
+        self.npc = self.calc_num_pending(src) as i64;
+        self.dirty = true;
+    }
+
+    fn interest(&mut self, now_ns: i64, on: bool) {
+        if !self.cfg.is_push() {
+            return;
+        }
+        self.active = on;
+        if on {
+            self.inactive_since_ns = None;
+            self.inactive_sent = false;
+        } else if self.inactive_since_ns.is_none() {
+            self.inactive_since_ns = Some(now_ns);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Acks.
+
+    fn ack(&mut self, now_ns: i64, subject: &str, reply: Option<String>, body: &[u8]) {
+        let info = parse_ack_reply(subject).map(|(_, _, r)| r);
+        let r = info.unwrap_or_default();
+        let mut send_reply = info.is_some();
+        match parse_ack(body) {
+            AckKind::Ack => {
+                if !self.ack_msg(now_ns, r.stream_seq, r.consumer_seq) {
+                    send_reply = false;
+                }
+            }
+            AckKind::Next(req) => {
+                self.ack_msg(now_ns, r.stream_seq, r.consumer_seq);
+                if let Some(reply) = reply.clone() {
+                    self.next_request(now_ns, reply, &req);
+                }
+                send_reply = false;
+            }
+            AckKind::Nak(delay) => self.nak(now_ns, r.stream_seq, r.consumer_seq, delay),
+            AckKind::Progress => {
+                if let Some(p) = self.pending.get_mut(&r.stream_seq) {
+                    p.ts = now_ns;
+                    self.ldt_ns = Some(now_ns);
+                    self.dirty = true;
+                }
+            }
+            AckKind::Term(reason) => {
+                if !self.term(now_ns, r.stream_seq, r.consumer_seq, r.delivered, reason) {
+                    send_reply = false;
+                }
+            }
+            AckKind::Unknown => {}
+        }
+        if let Some(reply) = reply.filter(|_| send_reply) {
+            self.out.push_back(Output::AckReply(reply));
+        }
+    }
+
+    /// Acknowledge `(sseq, dseq)`. Returns whether the ack was processed (a
+    /// double ack is then answered), as nats-server's `processAckMsg`.
+    fn ack_msg(&mut self, now_ns: i64, sseq: u64, dseq: u64) -> bool {
+        let in_place = self.retention != Retention::Limits;
+        // Only sequences this consumer delivered can be acked.
+        if sseq == 0 || sseq >= self.sseq {
+            return in_place;
+        }
+        match self.cfg.ack_policy {
+            AckPolicy::Explicit => {
+                if let Some(p) = self.pending.remove(&sseq) {
+                    self.move_ack_floor(p.sequence, sseq);
+                    self.acked_out(sseq, sseq);
+                }
+                self.rdc.remove(&sseq);
+                self.remove_rdq(sseq);
+            }
+            AckPolicy::All => {
+                if dseq <= self.adflr || sseq <= self.asflr || dseq >= self.dseq {
+                    return in_place;
+                }
+                let first = self.asflr + 1;
+                self.adflr = dseq;
+                self.asflr = sseq;
+                let gone: Vec<u64> = self.pending.range(..=sseq).map(|(&s, _)| s).collect();
+                for s in gone {
+                    self.pending.remove(&s);
+                    self.rdc.remove(&s);
+                    self.remove_rdq(s);
+                }
+                self.acked_out(first, sseq);
+            }
+            AckPolicy::None => return in_place,
+        }
+        if self.pending.is_empty() {
+            self.ptmr_ns = None;
+        }
+        self.lat_ns = Some(now_ns);
+        self.dirty = true;
+        true
+    }
+
+    fn nak(&mut self, now_ns: i64, sseq: u64, dseq: u64, delay: Option<Duration>) {
+        if dseq <= self.adflr || dseq >= self.dseq {
+            return;
+        }
+        let Some(p) = self.pending.get(&sseq).copied() else {
+            return;
+        };
+        let dc = self.deliveries(sseq);
+        self.advisory(now_ns, AdvisoryKind::Naked, sseq, dseq, dc);
+        if let Some(d) = delay {
+            self.remove_rdq(sseq);
+            // nats-server: the delivery looks as if it was made at now - ack_wait + delay.
+            let ts = now_ns - dur_ns(self.cfg.ack_wait) + dur_ns(d);
+            self.pending.insert(
+                sseq,
+                Pending {
+                    sequence: p.sequence,
+                    ts,
+                },
+            );
+            self.dirty = true;
+            let soon = now_ns + dur_ns(Duration::from_millis(10));
+            self.ptmr_ns = Some(self.ptmr_ns.map_or(soon, |t| t.min(soon)));
+            return;
+        }
+        self.add_rdq(sseq);
+    }
+
+    /// `+TERM` (also a deleted pending message): ack it, then the advisory.
+    fn term(&mut self, now_ns: i64, sseq: u64, dseq: u64, dc: u64, reason: String) -> bool {
+        let was_pending = self.pending.contains_key(&sseq);
+        let processed = self.ack_msg(now_ns, sseq, dseq);
+        if sseq > 0
+            && sseq < self.sseq
+            && (was_pending || self.cfg.ack_policy != AckPolicy::Explicit)
+        {
+            self.advisory_with_reason(now_ns, AdvisoryKind::Terminated, sseq, dseq, dc, reason);
+        }
+        processed
+    }
+
+    // ------------------------------------------------------------------
+    // Redelivery.
+
+    /// nats-server's `checkPending`: find deliveries whose ack wait (or
+    /// backoff step) ran out, queue them for redelivery or retire them at
+    /// `max_deliver`, and set the next check.
+    fn check_pending(&mut self, now_ns: i64, src: &dyn MsgSource) {
+        let first = src.state().first_seq;
+        let ttl = dur_ns(self.cfg.ack_wait);
+        let backoff = &self.cfg.backoff;
+        let mut next = match backoff.last() {
+            Some(b) => dur_ns(*b),
+            None => ttl + dur_ns(ACK_WAIT_DELAY),
+        };
+        let mut expired = Vec::new();
+        let mut stale = Vec::new();
+        for (&seq, p) in &self.pending {
+            if seq < first || seq <= self.asflr {
+                stale.push((seq, p.sequence));
+                continue;
+            }
+            let elapsed = now_ns - p.ts;
+            let mut deadline = ttl;
+            if !backoff.is_empty() {
+                let dc = self.rdc.get(&seq).copied().unwrap_or(0) as usize;
+                let (idx, nidx) = if dc + 1 >= backoff.len() {
+                    (backoff.len() - 1, backoff.len() - 1)
+                } else {
+                    (dc, dc + 1)
+                };
+                deadline = dur_ns(backoff[idx]);
+                next = next.min(dur_ns(backoff[nidx]));
+            }
+            if elapsed >= deadline {
+                if !self.rdq_set.contains(&seq) {
+                    expired.push(seq);
+                }
+            } else if deadline - elapsed < next {
+                next = deadline - elapsed;
+            }
+        }
+        for (seq, d) in stale {
+            self.pending.remove(&seq);
+            self.rdc.remove(&seq);
+            self.remove_rdq(seq);
+            self.asflr = self.asflr.max(seq);
+            self.adflr = self.adflr.max(d);
+            self.dirty = true;
+        }
+        if let Some(&first_expired) = expired.first() {
+            let off = now_ns - self.pending[&first_expired].ts;
+            for seq in expired {
+                let dc = self.deliveries(seq);
+                if self.cfg.max_deliver > 0 && dc >= self.cfg.max_deliver as u64 {
+                    self.retire(now_ns, seq, dc);
+                    continue;
+                }
+                self.add_rdq(seq);
+                if let Some(p) = self.pending.get_mut(&seq) {
+                    p.ts += off;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            self.ptmr_ns = None;
+            self.rdq.clear();
+            self.rdq_set.clear();
+            self.adflr = self.dseq - 1;
+            self.asflr = self.sseq - 1;
+        } else {
+            self.ptmr_ns = Some(now_ns + next.max(0) + dur_ns(ACK_WAIT_DELAY));
+        }
+    }
+
+    /// A message reached `max_deliver`: the advisory, and it stops being pending.
+    fn retire(&mut self, now_ns: i64, seq: u64, dc: u64) {
+        self.advisory(now_ns, AdvisoryKind::MaxDeliveries, seq, 0, dc);
+        if let Some(p) = self.pending.remove(&seq) {
+            self.move_ack_floor(p.sequence, seq);
+        }
+        self.rdc.remove(&seq);
+        self.remove_rdq(seq);
+        self.dirty = true;
+    }
+
+    // ------------------------------------------------------------------
+    // Pull requests.
+
+    fn next_request(&mut self, now_ns: i64, reply: String, body: &[u8]) {
+        if self.cfg.is_push() {
+            self.status(reply, wire::status(409, "Consumer is push based"));
+            return;
+        }
+        let req = match parse_pull_request(body) {
+            Ok(r) => r,
+            Err(e) => {
+                self.status(reply, wire::status(400, &format!("Bad Request - {e}")));
+                return;
+            }
+        };
+        if self.cfg.max_batch > 0 && req.batch > self.cfg.max_batch {
+            let text = format!("Exceeded MaxRequestBatch of {}", self.cfg.max_batch);
+            self.status(reply, wire::status(409, &text));
+            return;
+        }
+        if let Some(exp) = req.expires {
+            if !self.cfg.max_expires.is_zero() && exp > self.cfg.max_expires {
+                let text = format!(
+                    "Exceeded MaxRequestExpires of {}",
+                    go_duration(self.cfg.max_expires)
+                );
+                self.status(reply, wire::status(409, &text));
+                return;
+            }
+        }
+        if req.max_bytes > 0 && self.cfg.max_bytes > 0 && req.max_bytes > self.cfg.max_bytes {
+            let text = format!("Exceeded MaxRequestMaxBytes of {}", self.cfg.max_bytes);
+            self.status(reply, wire::status(409, &text));
+            return;
+        }
+        if self.waiting.len() >= self.max_waiting {
+            self.process_waiting(now_ns, false);
+        }
+        if req.no_wait {
+            let msgs_pending = self.npc.max(0) as u64 + self.rdq.len() as u64;
+            if msgs_pending == 0 && req.expires.is_none() {
+                self.waiting_last_ns = now_ns;
+                self.status(reply, wire::status(404, "No Messages"));
+                return;
+            }
+            if msgs_pending > 0 {
+                let batch_pending: i64 = self.waiting.iter().map(|w| w.n).sum();
+                if (msgs_pending as i64) < batch_pending {
+                    self.waiting_last_ns = now_ns;
+                    self.status(reply, wire::status(408, "Requests Pending"));
+                    return;
+                }
+            }
+        }
+        if self.waiting.len() >= self.max_waiting {
+            self.status(reply, wire::status(409, "Exceeded MaxWaiting"));
+            return;
+        }
+        let hb = req.idle_heartbeat;
+        self.waiting.push_back(Waiting {
+            reply,
+            n: req.batch.max(1),
+            d: 0,
+            b: req.max_bytes.max(0),
+            expires_ns: req.expires.map(|e| now_ns + dur_ns(e)),
+            hb,
+            hb_next_ns: (!hb.is_zero()).then(|| now_ns + dur_ns(hb)),
+            no_wait: req.no_wait,
+        });
+        self.waiting_last_ns = now_ns;
+    }
+
+    /// nats-server's `processWaiting`: expire requests (and, at the end of
+    /// the stream, finish `no_wait` ones), send request heartbeats.
+    fn process_waiting(&mut self, now_ns: i64, eos: bool) {
+        let mut keep = VecDeque::with_capacity(self.waiting.len());
+        for mut w in std::mem::take(&mut self.waiting) {
+            if eos && w.no_wait {
+                let hdr = if w.d > 0 {
+                    wire::status_pending(408, "Request Timeout", w.n, w.b)
+                } else {
+                    wire::status(404, "No Messages")
+                };
+                self.status(w.reply, hdr);
+                continue;
+            }
+            if w.expires_ns.is_some_and(|e| now_ns >= e) {
+                self.status(
+                    w.reply,
+                    wire::status_pending(408, "Request Timeout", w.n, w.b),
+                );
+                continue;
+            }
+            if let Some(t) = w.hb_next_ns {
+                if now_ns >= t {
+                    let hdr = wire::idle_heartbeat(self.dseq - 1, self.sseq - 1, None);
+                    self.status(w.reply.clone(), hdr);
+                    w.hb_next_ns = Some(now_ns + dur_ns(w.hb));
+                }
+            }
+            keep.push_back(w);
+        }
+        self.waiting = keep;
+    }
+
+    /// The request the next message of `size` bytes goes to (nats-server's
+    /// `nextWaiting` then `pop`): requests whose byte budget it exceeds end
+    /// with `409 Message Size Exceeds MaxBytes`; the chosen one moves to the
+    /// back of the queue while it wants more (round robin).
+    fn next_waiting(&mut self, now_ns: i64, size: i64) -> Option<(String, i64, i64)> {
+        while let Some(w) = self.waiting.front_mut() {
+            if w.b > 0 {
+                if size <= w.b {
+                    w.b -= size;
+                    if w.b == 0 {
+                        w.n = 1;
+                    }
+                } else {
+                    let w = self.waiting.pop_front()?;
+                    let hdr = wire::status_pending(409, "Message Size Exceeds MaxBytes", w.n, w.b);
+                    self.status(w.reply, hdr);
+                    continue;
+                }
+            }
+            if w.expires_ns.is_some_and(|e| now_ns >= e) {
+                let w = self.waiting.pop_front()?;
+                let hdr = wire::status_pending(408, "Request Timeout", w.n, w.b);
+                self.status(w.reply, hdr);
+                continue;
+            }
+            let mut w = self.waiting.pop_front()?;
+            w.d += 1;
+            w.n -= 1;
+            let picked = (w.reply.clone(), w.n, w.b);
+            if w.n > 0 {
+                if !w.hb.is_zero() {
+                    w.hb_next_ns = Some(now_ns + dur_ns(w.hb));
+                }
+                self.waiting.push_back(w);
+            }
+            return Some(picked);
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------
+    // Push flow control and interest.
+
+    fn flow_control_reply(&mut self, subject: &str) {
+        let Some(fc) = self.fc.as_mut() else {
+            return;
+        };
+        if fc.id.as_deref() != Some(subject) {
+            return;
+        }
+        if fc.maxpb < fc.limit {
+            fc.maxpb = (fc.maxpb * 2).min(fc.limit);
+        }
+        fc.pbytes = (fc.pbytes - fc.size).max(0);
+        fc.id = None;
+        fc.size = 0;
+    }
+
+    fn fc_account(&mut self, size: i64) {
+        let stream = self.stream.clone();
+        let name = self.name.clone();
+        let deliver = self.cfg.deliver_subject.clone();
+        let Some(fc) = self.fc.as_mut() else {
+            return;
+        };
+        fc.pbytes += size;
+        if fc.id.is_none() && fc.pbytes > fc.maxpb / 2 {
+            fc.counter += 1;
+            let id = format!("$JS.FC.{stream}.{name}.{}", base62_4(fc.counter));
+            fc.size = fc.pbytes;
+            fc.id = Some(id.clone());
+            self.out.push_back(Output::Status {
+                to: deliver,
+                reply: Some(id),
+                hdr: Bytes::from_static(b"NATS/1.0 100 FlowControl Request\r\n\r\n"),
+            });
+        } else if fc.id.is_some() && fc.pbytes - fc.size >= fc.maxpb {
+            fc.size += size;
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Delivery.
+
+    /// The next message for this consumer without taking it: redeliveries
+    /// first (retiring those past `max_deliver`), then the last-per-subject
+    /// start list, then the stream from `sseq`.
+    fn candidate(&mut self, now_ns: i64, src: &dyn MsgSource) -> Next {
+        while let Some(&seq) = self.rdq.front() {
+            let dc = self.deliveries(seq) + 1;
+            if self.cfg.max_deliver > 0 && dc > self.cfg.max_deliver as u64 {
+                self.retire(now_ns, seq, dc - 1);
+                continue;
+            }
+            match src.load_msg(seq) {
+                Some(m) => return Next::Msg(m, dc, Origin::Redelivery),
+                None => {
+                    // Gone from the stream: nothing left to redeliver.
+                    self.remove_rdq(seq);
+                    if let Some(p) = self.pending.remove(&seq) {
+                        self.move_ack_floor(p.sequence, seq);
+                    }
+                    self.rdc.remove(&seq);
+                    self.dirty = true;
+                }
+            }
+        }
+        if self.max_ack_pending_reached() {
+            return Next::Blocked;
+        }
+        while let Some(&seq) = self.lss.front() {
+            match src.load_msg(seq) {
+                Some(m) => return Next::Msg(m, 1, Origin::SkipList),
+                None => {
+                    self.lss.pop_front();
+                    if self.lss.is_empty() {
+                        self.sseq = self.lss_resume + 1;
+                    }
+                }
+            }
+        }
+        let found = if self.filters.is_empty() {
+            src.load_next_msg("", self.sseq)
+        } else {
+            self.filters
+                .iter()
+                .filter_map(|f| src.load_next_msg(f, self.sseq))
+                .min_by_key(|m| m.seq)
+        };
+        match found {
+            Some(m) => Next::Msg(m, 1, Origin::Fresh),
+            None => {
+                let last = src.state().last_seq;
+                if self.sseq <= last {
+                    self.sseq = last + 1;
+                    self.npc = 0;
+                }
+                Next::Eof
+            }
+        }
+    }
+
+    /// Deliver while there is someone to deliver to and something to deliver.
+    fn pump(&mut self, now_ns: i64, src: &dyn MsgSource) {
+        let mut eos = false;
+        loop {
+            if self.closed {
+                return;
+            }
+            if self.cfg.is_push() {
+                if !self.active {
+                    break;
+                }
+                if self.fc.as_ref().is_some_and(|f| f.pbytes > f.maxpb) {
+                    break;
+                }
+            } else {
+                self.process_waiting(now_ns, false);
+                if self.waiting.is_empty() {
+                    break;
+                }
+            }
+            if self.replay_hold_ns.is_some() || now_ns < self.rate_next_ns {
+                break;
+            }
+            let (msg, dc, origin) = match self.candidate(now_ns, src) {
+                Next::Msg(m, dc, o) => (m, dc, o),
+                Next::Blocked => break,
+                Next::Eof => {
+                    eos = true;
+                    break;
+                }
+            };
+            if self.replay && self.replay_lts > 0 {
+                let delay = msg.ts - self.replay_lts;
+                if delay > dur_ns(Duration::from_millis(1)) {
+                    self.replay_hold_ns = Some(now_ns + delay);
+                    break;
+                }
+            }
+            if !self.deliver(now_ns, msg, dc, origin) {
+                break;
+            }
+        }
+        if self.replay && self.sseq > self.replay_last_seq {
+            self.replay = false;
+        }
+        if !self.cfg.is_push() && eos {
+            self.process_waiting(now_ns, true);
+        }
+    }
+
+    /// A replay pause ended: deliver the held message regardless of its gap.
+    fn pump_replay_released(&mut self, now_ns: i64, src: &dyn MsgSource) {
+        let ready = if self.cfg.is_push() {
+            self.active
+        } else {
+            self.process_waiting(now_ns, false);
+            !self.waiting.is_empty()
+        };
+        if !ready || now_ns < self.rate_next_ns {
+            return;
+        }
+        if let Next::Msg(m, dc, o) = self.candidate(now_ns, src) {
+            self.deliver(now_ns, m, dc, o);
+        }
+    }
+
+    /// Take `msg` and send it. Returns false when no pull request could take it.
+    fn deliver(&mut self, now_ns: i64, msg: SourceMsg, dc: u64, origin: Origin) -> bool {
+        let pending_after = if dc == 1 {
+            (self.npc - 1).max(0) as u64
+        } else {
+            self.npc.max(0) as u64
+        };
+        let dseq = self.dseq;
+        let reply = ack_reply(
+            &self.stream,
+            &self.name,
+            &AckReply {
+                stream_seq: msg.seq,
+                consumer_seq: dseq,
+                delivered: dc,
+                ts: msg.ts,
+                pending: pending_after,
+            },
+        );
+        let (hdr, payload) = if self.cfg.headers_only {
+            (
+                Bytes::from(wire::headers_only(&msg.hdr, msg.payload.len())),
+                Bytes::new(),
+            )
+        } else {
+            (msg.hdr.clone(), msg.payload.clone())
+        };
+        let size = (msg.subject.len() + reply.len() + hdr.len() + payload.len()) as i64;
+        let mut batch_done_bytes = None;
+        let to = if self.cfg.is_push() {
+            self.cfg.deliver_subject.clone()
+        } else {
+            match self.next_waiting(now_ns, size) {
+                Some((to, n, b)) => {
+                    if n <= 0 && b > 0 {
+                        batch_done_bytes = Some((n, b));
+                    }
+                    to
+                }
+                None => return false,
+            }
+        };
+        // Commit: the message is taken.
+        match origin {
+            Origin::Redelivery => {
+                self.rdq.pop_front();
+                self.rdq_set.remove(&msg.seq);
+                *self.rdc.entry(msg.seq).or_insert(0) += 1;
+            }
+            Origin::SkipList => {
+                self.lss.pop_front();
+                self.npc -= 1;
+                if self.lss.is_empty() {
+                    self.sseq = self.lss_resume + 1;
+                } else {
+                    self.sseq = self.sseq.max(msg.seq + 1);
+                }
+            }
+            Origin::Fresh => {
+                self.npc -= 1;
+                self.sseq = msg.seq + 1;
+            }
+        }
+        self.dseq += 1;
+        self.ldt_ns = Some(now_ns);
+        self.dirty = true;
+        match self.cfg.ack_policy {
+            AckPolicy::Explicit | AckPolicy::All => {
+                let p = self.pending.entry(msg.seq).or_insert(Pending {
+                    sequence: dseq,
+                    ts: now_ns,
+                });
+                p.ts = now_ns;
+                if self.ptmr_ns.is_none() {
+                    self.ptmr_ns = Some(now_ns + dur_ns(self.cfg.ack_wait + ACK_WAIT_DELAY));
+                }
+            }
+            AckPolicy::None => {
+                self.adflr = dseq;
+                self.asflr = msg.seq;
+                self.acked_out(msg.seq, msg.seq);
+            }
+        }
+        let seq = msg.seq;
+        self.out.push_back(Output::Deliver(Delivery {
+            to: to.clone(),
+            subject: msg.subject,
+            reply,
+            hdr,
+            payload,
+            stream_seq: seq,
+            consumer_seq: dseq,
+            delivered: dc,
+        }));
+        if let Some((n, b)) = batch_done_bytes {
+            self.status(to, wire::status_pending(409, "Batch Completed", n, b));
+        }
+        if self.cfg.is_push() {
+            self.fc_account(size);
+            if let Some(t) = self.hb_next_ns.as_mut() {
+                *t = now_ns + dur_ns(self.cfg.idle_heartbeat);
+            }
+        } else {
+            self.waiting_last_ns = now_ns;
+        }
+        if self.replay {
+            self.replay_lts = msg.ts;
+        }
+        if self.cfg.rate_limit_bps > 0 {
+            let ns = (size as u128 * 8 * 1_000_000_000) / u128::from(self.cfg.rate_limit_bps);
+            let start = self.rate_next_ns.max(now_ns);
+            self.rate_next_ns = start.saturating_add(i64::try_from(ns).unwrap_or(i64::MAX));
+        }
+        true
+    }
+}
+
+fn dur_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Four base-62 digits (nats-server draws them at random; a counter is as
+/// unique for one consumer and keeps the machine deterministic).
+fn base62_4(mut n: u64) -> String {
+    const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut s = String::with_capacity(4);
+    for _ in 0..4 {
+        s.push(DIGITS[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    s
+}

@@ -1,0 +1,269 @@
+//! What travels to and from a consumer as bytes: the ack reply subject, ack
+//! bodies, pull request bodies and status message headers, as nats-server's
+//! `consumer.go` forms and reads them.
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Header names nats-server puts on status messages and deliveries.
+pub const HDR_PENDING_MSGS: &str = "Nats-Pending-Messages";
+/// Bytes left in a pull request.
+pub const HDR_PENDING_BYTES: &str = "Nats-Pending-Bytes";
+/// Last consumer sequence, on idle heartbeats.
+pub const HDR_LAST_CONSUMER: &str = "Nats-Last-Consumer";
+/// Last stream sequence, on idle heartbeats.
+pub const HDR_LAST_STREAM: &str = "Nats-Last-Stream";
+/// The outstanding flow control reply a stalled push consumer waits for.
+pub const HDR_CONSUMER_STALLED: &str = "Nats-Consumer-Stalled";
+/// Payload size of a `headers_only` delivery.
+pub const HDR_MSG_SIZE: &str = "Nats-Msg-Size";
+
+/// What an ack reply subject says about the delivery it acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AckReply {
+    /// Stream sequence of the delivered message.
+    pub stream_seq: u64,
+    /// Consumer (delivery) sequence.
+    pub consumer_seq: u64,
+    /// Delivery count at the time of delivery.
+    pub delivered: u64,
+    /// Message timestamp, ns since the Unix epoch.
+    pub ts: i64,
+    /// Messages pending for the consumer after this delivery.
+    pub pending: u64,
+}
+
+/// Form the v1 ack reply nats-server 2.9/2.10 puts on every delivery:
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`.
+pub fn ack_reply(stream: &str, consumer: &str, r: &AckReply) -> String {
+    format!(
+        "$JS.ACK.{stream}.{consumer}.{}.{}.{}.{}.{}",
+        r.delivered, r.stream_seq, r.consumer_seq, r.ts, r.pending
+    )
+}
+
+/// Read an ack reply subject: the v1 form (9 tokens) or the v2 form with
+/// domain and account hash tokens
+/// (`$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>...]`,
+/// 11 tokens or more). Returns the stream and consumer names with the numbers,
+/// or `None` for anything else (nats-server then acks sequence 0: nothing).
+pub fn parse_ack_reply(subject: &str) -> Option<(&str, &str, AckReply)> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if tokens.len() < 2 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+        return None;
+    }
+    let off = match tokens.len() {
+        9 => 2,
+        n if n >= 11 => 4,
+        _ => return None,
+    };
+    let num = |i: usize| -> Option<u64> {
+        let t = tokens[off + i];
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    Some((
+        tokens[off],
+        tokens[off + 1],
+        AckReply {
+            delivered: num(2)?,
+            stream_seq: num(3)?,
+            consumer_seq: num(4)?,
+            ts: i64::try_from(num(5)?).ok()?,
+            pending: num(6)?,
+        },
+    ))
+}
+
+/// An ack body, as nats-server tells them apart (prefix matches where it uses them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckKind {
+    /// Empty, `+ACK` or the deprecated `+OK`.
+    Ack,
+    /// `-NAK`, with an optional delay (` {"delay": ns}` or ` <Go duration>`).
+    /// A delay that does not parse is a plain NAK, as in nats-server.
+    Nak(Option<Duration>),
+    /// `+WPI`: still working, restart the ack wait.
+    Progress,
+    /// `+NXT` with the rest of the body as a pull request (batch or JSON).
+    Next(Vec<u8>),
+    /// `+TERM` with an optional reason.
+    Term(String),
+    /// Anything else: ignored (but a reply still gets its empty answer).
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct NakOptions {
+    #[serde(default)]
+    delay: i64,
+}
+
+/// Classify an ack body (the payload after any headers).
+pub fn parse_ack(body: &[u8]) -> AckKind {
+    if body.is_empty() || body == b"+ACK" || body == b"+OK" {
+        return AckKind::Ack;
+    }
+    if let Some(rest) = body.strip_prefix(b"+NXT") {
+        return AckKind::Next(rest.to_vec());
+    }
+    if let Some(rest) = body.strip_prefix(b"-NAK") {
+        let arg = rest.trim_ascii();
+        if arg.is_empty() {
+            return AckKind::Nak(None);
+        }
+        let delay = if arg[0] == b'{' {
+            serde_json::from_slice::<NakOptions>(arg)
+                .ok()
+                .map(|n| Duration::from_nanos(n.delay.max(0) as u64))
+        } else {
+            std::str::from_utf8(arg).ok().and_then(parse_go_duration)
+        };
+        return AckKind::Nak(delay);
+    }
+    if body == b"+WPI" {
+        return AckKind::Progress;
+    }
+    if let Some(rest) = body.strip_prefix(b"+TERM") {
+        return AckKind::Term(String::from_utf8_lossy(rest.trim_ascii()).into_owned());
+    }
+    AckKind::Unknown
+}
+
+/// Go's `time.ParseDuration` for non-negative values ("1.5s", "1m30s", "250ms").
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    Some(Duration::from_nanos(total as u64))
+}
+
+/// A parsed `$JS.API.CONSUMER.MSG.NEXT` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Messages wanted.
+    pub batch: i64,
+    /// How long the request lives; `None`: until satisfied.
+    pub expires: Option<Duration>,
+    /// Byte budget (subject + reply + headers + payload per message); 0: none.
+    pub max_bytes: i64,
+    /// Answer at once when nothing is pending.
+    pub no_wait: bool,
+    /// Heartbeat interval to the requester; zero: none.
+    pub idle_heartbeat: Duration,
+}
+
+#[derive(Deserialize)]
+struct NextJson {
+    #[serde(default)]
+    batch: i64,
+    #[serde(default)]
+    expires: i64,
+    #[serde(default)]
+    max_bytes: i64,
+    #[serde(default)]
+    no_wait: bool,
+    #[serde(default)]
+    idle_heartbeat: i64,
+}
+
+/// Parse a pull request body as nats-server's `nextReqFromMsg`: empty is a
+/// batch of 1, a number is the batch, JSON is the full request, anything else
+/// is a batch of 1. The error text follows `Bad Request - ` in a 400 status.
+pub fn parse_pull_request(body: &[u8]) -> Result<PullRequest, String> {
+    let req = body.trim_ascii();
+    let mut pr = PullRequest {
+        batch: 1,
+        expires: None,
+        max_bytes: 0,
+        no_wait: false,
+        idle_heartbeat: Duration::ZERO,
+    };
+    if req.first() == Some(&b'{') {
+        let j: NextJson = serde_json::from_slice(req).map_err(|e| e.to_string())?;
+        if j.idle_heartbeat > 0 && j.idle_heartbeat.saturating_mul(2) > j.expires {
+            return Err("heartbeat value too large".into());
+        }
+        pr.batch = j.batch;
+        pr.max_bytes = j.max_bytes;
+        pr.no_wait = j.no_wait;
+        pr.idle_heartbeat = Duration::from_nanos(j.idle_heartbeat.max(0) as u64);
+        if j.expires > 0 {
+            pr.expires = Some(Duration::from_nanos(j.expires as u64));
+        }
+    } else if let Some(n) = std::str::from_utf8(req)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        pr.batch = n;
+    }
+    Ok(pr)
+}
+
+/// `NATS/1.0 <code> <description>\r\n\r\n`.
+pub fn status(code: u16, description: &str) -> Vec<u8> {
+    format!("NATS/1.0 {code} {description}\r\n\r\n").into_bytes()
+}
+
+/// A status with the pull request's remaining messages and bytes.
+pub fn status_pending(code: u16, description: &str, msgs: i64, bytes: i64) -> Vec<u8> {
+    format!(
+        "NATS/1.0 {code} {description}\r\n{HDR_PENDING_MSGS}: {msgs}\r\n{HDR_PENDING_BYTES}: {bytes}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// `100 Idle Heartbeat` with the last sequences, plus the stalled flow control
+/// reply when one is outstanding.
+pub fn idle_heartbeat(last_consumer: u64, last_stream: u64, stalled: Option<&str>) -> Vec<u8> {
+    let mut s = format!(
+        "NATS/1.0 100 Idle Heartbeat\r\n{HDR_LAST_CONSUMER}: {last_consumer}\r\n{HDR_LAST_STREAM}: {last_stream}\r\n"
+    );
+    if let Some(fc) = stalled {
+        s.push_str(&format!("{HDR_CONSUMER_STALLED}: {fc}\r\n"));
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// The header block of a `headers_only` delivery: the message's headers (or a
+/// bare `NATS/1.0`) plus `Nats-Msg-Size`.
+pub fn headers_only(hdr: &[u8], payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hdr.len() + 32);
+    if hdr.len() >= 2 && hdr.ends_with(b"\r\n\r\n") {
+        out.extend_from_slice(&hdr[..hdr.len() - 2]);
+    } else {
+        out.extend_from_slice(b"NATS/1.0\r\n");
+    }
+    out.extend_from_slice(format!("{HDR_MSG_SIZE}: {payload_len}\r\n\r\n").as_bytes());
+    out
+}
