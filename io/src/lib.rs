@@ -247,7 +247,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
                         if let Err(e) = stream.set_nodelay(true) {
                             log::debug!("{peer} - set_nodelay failed: {e}");
                         }
-                        handles[next % handles.len()].send(Cmd::Accept(stream, peer));
+                        handles[next % reactors].send(Cmd::Accept(stream, peer));
                         next = next.wrapping_add(1);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
