@@ -32,3 +32,4 @@ pub mod outbound;
 pub mod server;
 pub mod subject;
 pub mod sublist;
+pub mod sys;

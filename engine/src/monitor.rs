@@ -29,9 +29,6 @@ pub const DEFAULT_LIST_SIZE: usize = 1024;
 /// The global account's name.
 const GLOBAL_ACCOUNT: &str = "$G";
 
-/// nats-server's default system account name (reported in `/varz` and
-/// `/accountz` as nats-server does when none is configured).
-
 /// What the monitor reads from a running server. `io` implements it; tests
 /// implement it over hand-made snapshots.
 pub trait Source {

@@ -22,6 +22,7 @@ use natsd_engine::client::ConnSnapshot;
 use natsd_engine::internal::{Event, Service};
 use natsd_engine::options::Options;
 use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
+use natsd_engine::sys::SysService;
 
 mod http;
 mod reactor;
@@ -150,6 +151,10 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     let mut stages = Vec::new();
     for (k, (name, service)) in services(&server_handle, started).into_iter().enumerate() {
         let (stage, handle) = stage::Stage::new(reactors + k, server.clone(), service);
+        if name == SYS_STAGE {
+            let sink = handle.clone();
+            server.set_event_sink(Box::new(move |ev| sink.send(Cmd::Event(Box::new(ev)))));
+        }
         handles.push(handle);
         stages.push((name, stage));
     }
@@ -266,7 +271,18 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     log::info!("Initiating Shutdown...");
     server.emit(Event::Shutdown);
     drop(listener);
-    for h in handles.iter() {
+    // Stages stop first, so what they publish last (the shutdown event)
+    // is queued at the reactors before the reactors flush and close.
+    let stage_threads = threads.split_off(reactors);
+    for h in &handles[reactors..] {
+        h.send(Cmd::Shutdown);
+    }
+    for t in stage_threads {
+        if t.join().is_err() {
+            log::error!("A stage thread panicked");
+        }
+    }
+    for h in &handles[..reactors] {
         h.send(Cmd::Shutdown);
     }
     for t in threads {
@@ -281,11 +297,19 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     Ok(())
 }
 
+/// The thread name of the `$SYS` service's stage.
+const SYS_STAGE: &str = "sys";
+
 /// The services that run on stage threads, each with its thread name.
-/// The system service, when present, also receives the server's events
+/// The system service ([`SYS_STAGE`]) also receives the server's events
 /// (its stage is registered as the event sink by the caller of this list).
 fn services(handle: &ServerHandle, started: Instant) -> Vec<(&'static str, Box<dyn Service>)> {
     let mut services: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
+    let sys_seed = u64::from_le_bytes(random_seed()[..8].try_into().unwrap_or_default());
+    let sys_src = Box::new(http::LiveSource::new(handle.clone(), started));
+    let started_wall = std::time::SystemTime::now() - started.elapsed();
+    let sys = SysService::new(sys_src, started, started_wall, sys_seed);
+    services.push((SYS_STAGE, Box::new(sys)));
     if handle.server().options().jetstream.enabled {
         let wall = std::time::SystemTime::now() - started.elapsed();
         match natsd_engine::jetstream::JetStream::new(handle.server().clone(), started, wall) {

@@ -47,8 +47,9 @@ pub enum Cmd {
     /// The configuration was reloaded: re-check every connection; new TLS
     /// handshakes use this server config (certificates re-read).
     Reload(Option<Arc<ServerConfig>>),
-    /// A server event for the system stage (reactors ignore it).
-    Event(Event),
+    /// A server event for the system stage (reactors ignore it); boxed,
+    /// so the commands sent per message stay small.
+    Event(Box<Event>),
     /// Lame-duck mode: tell clients (INFO `ldm`), then close them one by
     /// one between `grace_end` and `end`.
     LameDuck {

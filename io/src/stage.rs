@@ -74,7 +74,7 @@ impl Stage {
                         self.pump(&peers, &mut remote);
                         return;
                     }
-                    Cmd::Event(ev) => self.service.handle_event(now, ev, &mut self.net),
+                    Cmd::Event(ev) => self.service.handle_event(now, *ev, &mut self.net),
                     Cmd::Snapshot(reply) => {
                         let _ = reply.send(Vec::new());
                     }
