@@ -766,7 +766,11 @@ impl Hasher for FxHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiply mixes each word only upwards: keys that differ in
+        // the high bytes of their last word (`_INBOX.x.1`, `_INBOX.x.2`, ...)
+        // would share their low bits, which pick the hash table bucket.
+        // The rotation brings the well-mixed high bits down.
+        self.hash.rotate_left(26)
     }
 }
 
@@ -883,6 +887,21 @@ mod tests {
     }
 
     type Groups = BTreeMap<Vec<u8>, BTreeSet<u64>>;
+
+    #[test]
+    fn cache_hash_spreads_subjects_that_differ_at_the_end() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<FxHasher>::default();
+        // Same length, differing only in the last bytes: inbox replies.
+        let buckets: BTreeSet<u64> = (0..4096)
+            .map(|i| build.hash_one(Bytes::from(format!("_INBOX.abcdefgh.{i:06}"))) & 4095)
+            .collect();
+        assert!(
+            buckets.len() > 2000,
+            "only {} of 4096 buckets used",
+            buckets.len()
+        );
+    }
 
     fn plain_keys(r: &MatchResult<Sub>) -> BTreeSet<u64> {
         let keys: BTreeSet<u64> = r.plain.iter().map(|s| s.0).collect();
