@@ -873,9 +873,14 @@ impl ClientConn {
             self.send_err("Invalid Publish Subject");
         }
         self.ok();
-        let result = ctx
-            .cache(self.account.id())
-            .get(&self.account.sublist, subject);
+        // A stage publishes mostly to unique reply subjects (pub acks, API
+        // answers), which would only churn a cache.
+        let result = if self.internal {
+            Arc::new(self.account.sublist.matches(subject))
+        } else {
+            ctx.cache(self.account.id())
+                .get(&self.account.sublist, subject)
+        };
         let msg = Msg {
             subject,
             reply,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use natsd_proto::{Limits, ServerOp, ServerOpParser};
+use natsd_proto::{Limits, ServerOpParser, ServerOpRef};
 
 use crate::client::{ClientConn, ConnSnapshot, Context};
 use crate::outbound::{Outbound, Owner, Taken};
@@ -70,6 +70,9 @@ pub trait Service: Send {
         None
     }
 }
+
+/// A stage's read buffer larger than this is released once drained.
+const BUF_KEEP: usize = 1024 * 1024;
 
 /// Client ids of internal clients: far above any real client's.
 const INTERNAL_CID_BASE: u64 = 1 << 62;
@@ -190,6 +193,9 @@ impl Internal {
     }
 
     /// Every message queued for this stage's internal clients, in order.
+    /// Each delivery owns one small copy of its frame: the read buffer is
+    /// reused from batch to batch (handing it out whole would free and
+    /// regrow a large buffer per batch).
     pub fn take_deliveries(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
         for c in &mut self.clients {
@@ -201,23 +207,33 @@ impl Internal {
             if n > 0 {
                 c.conn.outbound().written(n);
             }
-            loop {
-                match c.parser.parse(&mut c.buf) {
-                    Ok(None) => break,
-                    Ok(Some(op)) => {
-                        if let Some(d) = delivery(c.conn.account(), op) {
-                            out.push(d);
-                        }
-                    }
+            let mut pos = 0;
+            while pos < c.buf.len() {
+                let frame = &c.buf[pos..];
+                let step = match c.parser.parse_ref(frame) {
+                    Ok(step) => step,
                     Err(e) => {
                         // Frames come from our own encoder; this cannot
                         // happen short of a bug. Start clean rather than loop.
                         log::error!("internal client frame error: {e}");
-                        c.buf.clear();
                         c.parser.reset();
+                        pos = c.buf.len();
                         break;
                     }
+                };
+                if let Some(op) = step.op {
+                    if let Some(d) = delivery(c.conn.account(), &frame[..step.consumed], op) {
+                        out.push(d);
+                    }
                 }
+                if step.consumed == 0 {
+                    break;
+                }
+                pos += step.consumed;
+            }
+            let _ = c.buf.split_to(pos);
+            if c.buf.is_empty() && c.buf.capacity() > BUF_KEEP {
+                c.buf = BytesMut::new();
             }
         }
         out
@@ -231,39 +247,46 @@ impl Internal {
     }
 }
 
-fn delivery(account: &Arc<Account>, op: ServerOp) -> Option<Delivery> {
+/// The delivery a parsed frame holds; `frame` is the frame's bytes, which
+/// the op's fields borrow from.
+fn delivery(account: &Arc<Account>, frame: &[u8], op: ServerOpRef<'_>) -> Option<Delivery> {
     let (subject, sid, reply, headers, payload) = match op {
-        ServerOp::Msg {
+        ServerOpRef::Msg {
             subject,
             sid,
             reply,
             payload,
         } => (subject, sid, reply, None, payload),
-        ServerOp::HMsg {
+        ServerOpRef::HMsg {
             subject,
             sid,
             reply,
             headers,
             payload,
         } => (subject, sid, reply, Some(headers), payload),
-        ServerOp::Err(text) => {
+        ServerOpRef::Err(text) => {
             log::warn!(
                 "internal client in {}: -ERR {}",
                 account.name,
-                String::from_utf8_lossy(&text)
+                String::from_utf8_lossy(text)
             );
             return None;
         }
         _ => return None,
     };
-    let sid = std::str::from_utf8(&sid).ok()?.parse().ok()?;
+    let sid = std::str::from_utf8(sid).ok()?.parse().ok()?;
+    let owned = Bytes::copy_from_slice(frame);
+    let field = |f: &[u8]| {
+        let start = f.as_ptr() as usize - frame.as_ptr() as usize;
+        owned.slice(start..start + f.len())
+    };
     Some(Delivery {
         sid,
         account: account.clone(),
-        subject,
-        reply,
-        headers,
-        payload,
+        subject: field(subject),
+        reply: reply.map(field),
+        headers: headers.map(field),
+        payload: field(payload),
     })
 }
 
