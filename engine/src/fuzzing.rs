@@ -131,3 +131,319 @@ pub fn conf_parse(data: &[u8]) {
         }
     }
 }
+
+/// A stream in a `Vec` for [`consumer`]: appended messages, none removed.
+struct FuzzSource {
+    msgs: Vec<crate::consumer::SourceMsg>,
+}
+
+impl crate::consumer::MsgSource for FuzzSource {
+    fn state(&self) -> crate::consumer::SourceState {
+        crate::consumer::SourceState {
+            msgs: self.msgs.len() as u64,
+            first_seq: u64::from(!self.msgs.is_empty()),
+            last_seq: self.msgs.len() as u64,
+        }
+    }
+    fn load_msg(&self, seq: u64) -> Option<crate::consumer::SourceMsg> {
+        self.msgs
+            .get(usize::try_from(seq).ok()?.checked_sub(1)?)
+            .cloned()
+    }
+    fn load_next_msg(&self, filter: &str, start_seq: u64) -> Option<crate::consumer::SourceMsg> {
+        self.msgs
+            .iter()
+            .find(|m| m.seq >= start_seq && fuzz_match(filter, &m.subject))
+            .cloned()
+    }
+    fn load_last_msg(&self, filter: &str) -> Option<crate::consumer::SourceMsg> {
+        self.msgs
+            .iter()
+            .rev()
+            .find(|m| fuzz_match(filter, &m.subject))
+            .cloned()
+    }
+    fn num_pending(&self, start_seq: u64, filter: &str, _last_per_subject: bool) -> u64 {
+        self.msgs
+            .iter()
+            .filter(|m| m.seq >= start_seq && fuzz_match(filter, &m.subject))
+            .count() as u64
+    }
+    fn last_seqs(&self, filter: &str) -> Vec<u64> {
+        let mut last = std::collections::BTreeMap::new();
+        for m in self.msgs.iter().filter(|m| fuzz_match(filter, &m.subject)) {
+            last.insert(m.subject.clone(), m.seq);
+        }
+        last.into_values().collect()
+    }
+}
+
+fn fuzz_match(filter: &str, subject: &str) -> bool {
+    filter.is_empty() || crate::subject::subject_matches(filter.as_bytes(), subject.as_bytes())
+}
+
+/// Drive one consumer with a random sequence of stream events, acks of every
+/// kind (some forged), pull requests, push interest changes and time.
+///
+/// Input layout: byte 0 picks the config (bits 0-1 ack policy, bit 2 push,
+/// bit 3 filter `f.a`, bit 4 backoff, bits 5-6 max_ack_pending 0 (default)
+/// or 1..3, bit 7 max_deliver 3), then one op per 3 bytes. Checked after every op:
+/// - outstanding acks never exceed `max_ack_pending`;
+/// - a sequence acknowledged (it left pending by an ack) is never delivered again;
+/// - consumer sequences of deliveries strictly increase, and the delivered
+///   and ack floor sequences of info never go down;
+/// - every matching message is exactly one of: not yet delivered
+///   (`num_pending`), awaiting an ack, acknowledged, or retired at
+///   `max_deliver` (acks none: delivered counts as acknowledged);
+/// - the cached pending count equals a recount from the stream.
+pub fn consumer(now: Instant, data: &[u8]) {
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+
+    use crate::consumer::{
+        AckPolicy, Consumer, ConsumerConfig, Input, Retention, ServerLimits, SourceMsg, StreamFacts,
+    };
+
+    let Some((&flags, ops)) = data.split_first() else {
+        return;
+    };
+    let ack_policy = match flags & 3 {
+        0 => AckPolicy::None,
+        1 => AckPolicy::All,
+        _ => AckPolicy::Explicit,
+    };
+    let is_push = flags & 4 != 0;
+    let filter = if flags & 8 != 0 { "f.a" } else { "" };
+    let mut cfg = ConsumerConfig {
+        durable_name: "C".into(),
+        ack_policy,
+        filter_subject: filter.into(),
+        ack_wait: Duration::from_secs(2),
+        ..ConsumerConfig::default()
+    };
+    if is_push {
+        cfg.deliver_subject = "out".into();
+    }
+    if flags & 16 != 0 && ack_policy != AckPolicy::None {
+        cfg.backoff = vec![Duration::from_secs(1), Duration::from_secs(3)];
+    }
+    let map = i64::from((flags >> 5) & 3);
+    if map > 0 && ack_policy != AckPolicy::None {
+        cfg.max_ack_pending = map;
+    }
+    if flags & 128 != 0 {
+        cfg.max_deliver = 3;
+    }
+    let facts = StreamFacts {
+        subjects: vec!["f.>".into()],
+        retention: Retention::Interest,
+        replicas: 1,
+        ..StreamFacts::default()
+    };
+    let mut src = FuzzSource { msgs: Vec::new() };
+    let Ok(mut c) = Consumer::new(
+        "S",
+        "C",
+        cfg,
+        &facts,
+        &ServerLimits::default(),
+        now,
+        1_000_000_000,
+        None,
+        &src,
+    ) else {
+        return;
+    };
+    let max_ack_pending = c.config().max_ack_pending;
+    let mut t = now;
+    let mut delivered: Vec<(String, u64)> = Vec::new();
+    let mut acked = BTreeSet::new();
+    let mut retired = BTreeSet::new();
+    let mut last_cseq = 0;
+    let mut last_info = (0u64, 0u64, 0u64, 0u64);
+    for op in ops.chunks(3) {
+        let (kind, a, b) = (op[0], *op.get(1).unwrap_or(&0), *op.get(2).unwrap_or(&0));
+        let input = match kind % 8 {
+            0 | 1 => {
+                let subject = if a & 1 == 0 { "f.a" } else { "f.b" };
+                let seq = src.msgs.len() as u64 + 1;
+                src.msgs.push(SourceMsg {
+                    seq,
+                    subject: subject.into(),
+                    hdr: Bytes::new(),
+                    payload: Bytes::from(vec![b'x'; usize::from(b % 16)]),
+                    ts: 1_000_000_000 + seq as i64,
+                });
+                Some(Input::Stored {
+                    seq,
+                    subject: subject.into(),
+                })
+            }
+            2 | 3 => delivered
+                .get(usize::from(a) % delivered.len().max(1))
+                .map(|(reply, _)| {
+                    let body: &[u8] = match b % 9 {
+                        0 | 1 => b"+ACK",
+                        2 => b"-NAK",
+                        3 => br#"-NAK {"delay":1500000000}"#,
+                        4 => b"+WPI",
+                        5 => b"+TERM why",
+                        6 => b"+NXT 2",
+                        7 => b"",
+                        _ => b"?",
+                    };
+                    Input::Ack {
+                        subject: reply.clone(),
+                        reply: (a & 1 == 1).then(|| "ackr".to_string()),
+                        body: Bytes::from_static(body),
+                    }
+                }),
+            4 => Some(Input::Ack {
+                subject: format!("$JS.ACK.S.C.1.{}.{}.0.0", a % 32, b % 32),
+                reply: None,
+                body: Bytes::from_static(if b & 1 == 0 { b"+ACK" } else { b"-NAK" }),
+            }),
+            5 => {
+                let body = match a % 4 {
+                    0 => format!("{}", b % 5 + 1),
+                    1 => format!(r#"{{"batch":{},"no_wait":true}}"#, b % 5 + 1),
+                    2 => format!(
+                        r#"{{"batch":{},"expires":{}}}"#,
+                        b % 5 + 1,
+                        (u64::from(b) + 1) * 50_000_000
+                    ),
+                    _ => format!(
+                        r#"{{"batch":{},"max_bytes":{}}}"#,
+                        b % 5 + 1,
+                        u64::from(b) * 4
+                    ),
+                };
+                Some(Input::Next {
+                    reply: format!("r{}", a % 3),
+                    body: Bytes::from(body),
+                })
+            }
+            6 => Some(Input::Interest(a & 1 == 1)),
+            _ => None,
+        };
+        match input {
+            Some(i) => c.handle_input(t, i, &src),
+            None => {
+                let end = t + Duration::from_millis(u64::from(a) * 20 + u64::from(b));
+                while let Some(at) = c.poll_timeout().filter(|at| *at <= end) {
+                    t = t.max(at);
+                    c.handle_timeout(t, &src);
+                    consumer_outputs(
+                        &mut c,
+                        &mut delivered,
+                        &mut acked,
+                        &mut retired,
+                        &mut last_cseq,
+                    );
+                }
+                t = end;
+                c.handle_timeout(t, &src);
+            }
+        }
+        consumer_outputs(
+            &mut c,
+            &mut delivered,
+            &mut acked,
+            &mut retired,
+            &mut last_cseq,
+        );
+        let state = c.state();
+        if ack_policy != AckPolicy::None && max_ack_pending > 0 {
+            assert!(
+                state.pending.len() as i64 <= max_ack_pending,
+                "{} pending over max_ack_pending {max_ack_pending}",
+                state.pending.len()
+            );
+        }
+        let cached = c.cached_num_pending();
+        let info = c.info(t, &src);
+        assert_eq!(cached, info.num_pending, "cached num_pending drifted");
+        let now_info = (
+            info.delivered.consumer_seq,
+            info.delivered.stream_seq,
+            info.ack_floor.consumer_seq,
+            info.ack_floor.stream_seq,
+        );
+        assert!(
+            now_info.0 >= last_info.0,
+            "delivered consumer_seq went down"
+        );
+        assert!(now_info.1 >= last_info.1, "delivered stream_seq went down");
+        assert!(
+            now_info.2 >= last_info.2,
+            "ack floor consumer_seq went down"
+        );
+        assert!(now_info.3 >= last_info.3, "ack floor stream_seq went down");
+        last_info = now_info;
+        let matching: BTreeSet<u64> = src
+            .msgs
+            .iter()
+            .filter(|m| fuzz_match(filter, &m.subject))
+            .map(|m| m.seq)
+            .collect();
+        let done: BTreeSet<u64> = acked
+            .union(&retired)
+            .copied()
+            .filter(|s| matching.contains(s))
+            .collect();
+        for s in state.pending.keys() {
+            assert!(
+                !done.contains(s),
+                "{s} pending after it was acked or retired"
+            );
+        }
+        assert_eq!(
+            info.num_pending + state.pending.len() as u64 + done.len() as u64,
+            matching.len() as u64,
+            "messages lost or counted twice: pending {:?} done {done:?} info {info:?}",
+            state.pending
+        );
+    }
+}
+
+/// Collect a consumer's outputs for [`consumer`]'s checks.
+fn consumer_outputs(
+    c: &mut crate::consumer::Consumer,
+    delivered: &mut Vec<(String, u64)>,
+    acked: &mut std::collections::BTreeSet<u64>,
+    retired: &mut std::collections::BTreeSet<u64>,
+    last_cseq: &mut u64,
+) {
+    use crate::consumer::{AdvisoryKind, Output};
+    while let Some(out) = c.poll_output() {
+        match out {
+            Output::Deliver(d) => {
+                assert!(
+                    !acked.contains(&d.stream_seq),
+                    "{} delivered after it was acked",
+                    d.stream_seq
+                );
+                assert!(
+                    d.consumer_seq > *last_cseq,
+                    "consumer sequence not increasing"
+                );
+                assert!(
+                    !retired.contains(&d.stream_seq),
+                    "{} delivered after max_deliver",
+                    d.stream_seq
+                );
+                *last_cseq = d.consumer_seq;
+                delivered.push((d.reply, d.stream_seq));
+            }
+            Output::Acked { first, last } => {
+                assert!(first <= last);
+                acked.extend(first..=last);
+            }
+            Output::Advisory(a) if a.kind == AdvisoryKind::MaxDeliveries => {
+                retired.insert(a.stream_seq);
+            }
+            _ => {}
+        }
+    }
+}

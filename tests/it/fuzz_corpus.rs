@@ -43,3 +43,9 @@ fn client_conn_corpus() {
 fn conf_parse_corpus() {
     replay("conf_parse", natsd_engine::fuzzing::conf_parse);
 }
+
+#[test]
+fn consumer_corpus() {
+    let now = Instant::now();
+    replay("consumer", |data| natsd_engine::fuzzing::consumer(now, data));
+}

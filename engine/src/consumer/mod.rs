@@ -439,6 +439,13 @@ impl Consumer {
         &self.cfg
     }
 
+    /// Messages not yet delivered as the consumer counts them between recounts
+    /// (what the ack reply's `pending` token carries); [`Consumer::info`]
+    /// recounts from the stream.
+    pub fn cached_num_pending(&self) -> u64 {
+        self.npc.max(0) as u64
+    }
+
     /// Has [`Consumer::stop`] been called?
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -862,21 +869,19 @@ impl Consumer {
             && self.pending.len() as i64 >= self.cfg.max_ack_pending
     }
 
-    /// nats-server's `moveAckFloor` after `(dseq, sseq)` left pending.
-    fn move_ack_floor(&mut self, dseq: u64, sseq: u64) {
-        if self.pending.is_empty() {
-            self.adflr = self.dseq - 1;
-            self.asflr = self.sseq - 1;
-        } else if dseq == self.adflr + 1 {
-            self.adflr = dseq;
-            self.asflr = sseq;
-            if let Some((&s, p)) = self.pending.range(sseq + 1..self.sseq).next() {
-                if p.sequence > 0 {
-                    self.adflr = p.sequence - 1;
-                    self.asflr = s - 1;
-                }
-            }
-        }
+    /// Move the ack floor after deliveries left pending: just below the
+    /// oldest delivery still pending, or to the last delivery when none is.
+    /// nats-server's `moveAckFloor` does this step by step from an ack at the
+    /// floor; computing it from the oldest pending gives the same floor and
+    /// stays right after an `AckAll` moved the consumer floor past a
+    /// redelivery. Floors never go down.
+    fn move_ack_floor(&mut self) {
+        let (d, s) = match self.pending.iter().next() {
+            Some((&s, p)) => (p.sequence.saturating_sub(1), s - 1),
+            None => (self.dseq - 1, self.sseq - 1),
+        };
+        self.adflr = self.adflr.max(d);
+        self.asflr = self.asflr.max(s);
     }
 
     fn acked_out(&mut self, first: u64, last: u64) {
@@ -1022,8 +1027,8 @@ impl Consumer {
         }
         match self.cfg.ack_policy {
             AckPolicy::Explicit => {
-                if let Some(p) = self.pending.remove(&sseq) {
-                    self.move_ack_floor(p.sequence, sseq);
+                if self.pending.remove(&sseq).is_some() {
+                    self.move_ack_floor();
                     self.acked_out(sseq, sseq);
                 }
                 self.rdc.remove(&sseq);
@@ -1172,8 +1177,8 @@ impl Consumer {
     /// A message reached `max_deliver`: the advisory, and it stops being pending.
     fn retire(&mut self, now_ns: i64, seq: u64, dc: u64) {
         self.advisory(now_ns, AdvisoryKind::MaxDeliveries, seq, 0, dc);
-        if let Some(p) = self.pending.remove(&seq) {
-            self.move_ack_floor(p.sequence, seq);
+        if self.pending.remove(&seq).is_some() {
+            self.move_ack_floor();
         }
         self.rdc.remove(&seq);
         self.remove_rdq(seq);
@@ -1384,8 +1389,8 @@ impl Consumer {
                 None => {
                     // Gone from the stream: nothing left to redeliver.
                     self.remove_rdq(seq);
-                    if let Some(p) = self.pending.remove(&seq) {
-                        self.move_ack_floor(p.sequence, seq);
+                    if self.pending.remove(&seq).is_some() {
+                        self.move_ack_floor();
                     }
                     self.rdc.remove(&seq);
                     self.dirty = true;
@@ -1573,7 +1578,6 @@ impl Consumer {
             AckPolicy::None => {
                 self.adflr = dseq;
                 self.asflr = msg.seq;
-                self.acked_out(msg.seq, msg.seq);
             }
         }
         let seq = msg.seq;
@@ -1587,6 +1591,10 @@ impl Consumer {
             consumer_seq: dseq,
             delivered: dc,
         }));
+        if self.cfg.ack_policy == AckPolicy::None {
+            // Interest retention: an unacknowledged delivery is final once sent.
+            self.acked_out(seq, seq);
+        }
         if let Some((n, b)) = batch_done_bytes {
             self.status(to, wire::status_pending(409, "Batch Completed", n, b));
         }
