@@ -8,6 +8,7 @@ mod auth;
 mod differential;
 mod fuzz_corpus;
 mod harness;
+mod jetstream;
 mod limits;
 mod monitor;
 mod pubsub;

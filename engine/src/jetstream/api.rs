@@ -83,7 +83,30 @@ pub fn parse_request<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Res
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))
+    parse_body(body)
+}
+
+/// A JSON request body read as Go's `json.Unmarshal` reads it: `null`
+/// (the whole body or a field) leaves the default in place.
+pub fn parse_body<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+    if v.is_null() {
+        return Ok(T::default());
+    }
+    drop_nulls(&mut v);
+    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e))
+}
+
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// `{"type": kind, "error": err}`.

@@ -79,7 +79,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// A stream's configuration, field for field as nats-server marshals it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
     /// `name`.
     #[serde(default)]

@@ -393,8 +393,7 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError> {
-        let cfg: StreamConfig =
-            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        let cfg: StreamConfig = api::parse_body(body)?;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
@@ -446,8 +445,7 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError> {
-        let cfg: StreamConfig =
-            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        let cfg: StreamConfig = api::parse_body(body)?;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
@@ -525,8 +523,7 @@ impl JetStream {
                 Ok(serde_json::json!({"success": true, "purged": purged}))
             }
             ["STREAM", "MSG", "DELETE", _] => {
-                let req: api::MsgDeleteRequest =
-                    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+                let req: api::MsgDeleteRequest = api::parse_body(body)?;
                 let s = streams
                     .get_mut(name)
                     .ok_or_else(ApiError::stream_not_found)?;
@@ -534,8 +531,7 @@ impl JetStream {
                 Ok(serde_json::json!({"success": true}))
             }
             ["STREAM", "MSG", "GET", _] => {
-                let req: api::MsgGetRequest =
-                    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+                let req: api::MsgGetRequest = api::parse_body(body)?;
                 if req.batch > 0
                     || req.max_bytes > 0
                     || !req.multi_last.is_empty()
@@ -589,7 +585,7 @@ impl JetStream {
             }
             api::MsgGetRequest::default()
         } else {
-            match serde_json::from_slice::<api::MsgGetRequest>(body) {
+            match api::parse_body::<api::MsgGetRequest>(body) {
                 Ok(r) => r,
                 Err(_) => return Reply::status("408 Malformed Request"),
             }
@@ -758,9 +754,10 @@ impl Service for JetStream {
                 };
                 let op = String::from_utf8_lossy(msg.subject.get(prefix..).unwrap_or_default())
                     .into_owned();
+                // Counted before handling, so `$JS.API.INFO` includes itself.
+                self.accounts[acc].api_total += 1;
                 let r = self.handle_api(now, net, acc, &op, &msg);
                 let a = &mut self.accounts[acc];
-                a.api_total += 1;
                 if r.error {
                     a.api_errors += 1;
                 }

@@ -1,0 +1,821 @@
+//! JetStream streams through async-nats's `jetstream` module (and raw requests where the exact
+//! JSON matters): the stream API, publish acks and their errors, limits, persistence across
+//! restarts and `kill -9`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{Config, DiscardPolicy, StorageType},
+};
+use async_nats::{ConnectOptions, HeaderMap};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use natsd_tests::{RawConn, Server, TempDir};
+use serde_json::{json, Value};
+
+use crate::{connect, WAIT};
+
+fn js_server(store: &TempDir) -> Server {
+    let dir = store.path().display().to_string();
+    Server::natsd(&["-js", "-sd", &dir])
+}
+
+fn mem_config(name: &str, subjects: &[&str]) -> Config {
+    Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        storage: StorageType::Memory,
+        ..Default::default()
+    }
+}
+
+/// A raw request; the reply parsed as JSON.
+async fn request(client: &async_nats::Client, subject: &str, body: &str) -> Value {
+    let msg = tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_string(), Bytes::from(body.to_string())),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request");
+    serde_json::from_slice(&msg.payload).expect("JSON reply")
+}
+
+/// A raw publish with headers to a stream subject; the pub ack parsed as JSON.
+async fn publish_raw(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+) -> Value {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    let msg = tokio::time::timeout(
+        WAIT,
+        client.request_with_headers(subject.to_string(), h, Bytes::from_static(b"data")),
+    )
+    .await
+    .expect("publish timed out")
+    .expect("publish");
+    serde_json::from_slice(&msg.payload).expect("JSON ack")
+}
+
+async fn publish(js: &jetstream::Context, subject: &str, payload: &str) -> u64 {
+    js.publish(subject.to_string(), Bytes::from(payload.to_string()))
+        .await
+        .expect("publish")
+        .await
+        .expect("ack")
+        .sequence
+}
+
+#[tokio::test]
+async fn info_reports_jetstream_and_account() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let info = RawConn::connect_only(&server.addr()).read_info();
+    assert_eq!(info["jetstream"], true);
+    assert!(server.log_contents().contains("Starting JetStream"));
+    assert!(server
+        .log_contents()
+        .contains(&store.path().join("jetstream").display().to_string()));
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(mem_config("A", &["a.>"]))
+        .await
+        .expect("create");
+    publish(&js, "a.1", "hello").await;
+    let account = js.query_account().await.expect("account info");
+    assert_eq!(account.streams, 1);
+    assert_eq!(account.consumers, 0);
+    // nats-server's memory-store size: subject + headers + payload + 16.
+    assert_eq!(account.memory, 3 + 5 + 16);
+    assert_eq!(account.storage, 0);
+    assert_eq!(account.limits.max_streams, None);
+    let raw = request(&client, "$JS.API.INFO", "").await;
+    assert_eq!(
+        raw["type"],
+        "io.nats.jetstream.api.v1.account_info_response"
+    );
+    assert_eq!(raw["limits"]["max_memory"], -1);
+    // create, query_account and this request; none failed.
+    assert_eq!(raw["api"], json!({"total": 3, "errors": 0}));
+}
+
+#[tokio::test]
+async fn without_jetstream_the_flag_is_off() {
+    let server = Server::natsd(&[]);
+    let info = RawConn::connect_only(&server.addr()).read_info();
+    assert!(info.get("jetstream").is_none());
+}
+
+#[tokio::test]
+async fn create_info_update_delete() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.*".into()],
+            max_messages: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.config.name, "ORDERS");
+    assert_eq!(info.config.subjects, ["orders.*"]);
+    assert_eq!(info.config.max_messages, 100);
+    assert_eq!(info.config.max_bytes, -1);
+    assert_eq!(info.config.storage, StorageType::File);
+    assert_eq!(info.config.num_replicas, 1);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(info.state.messages, 0);
+    // The same config again is fine; a different one is refused.
+    js.create_stream(Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.*".into()],
+        max_messages: 100,
+        ..Default::default()
+    })
+    .await
+    .expect("idempotent create");
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.CREATE.ORDERS",
+        r#"{"name":"ORDERS","subjects":["other"]}"#,
+    )
+    .await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_create_response","error":{"code":400,"err_code":10058,"description":"stream name already in use with a different configuration"}})
+    );
+    // Overlapping subjects across streams.
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.CREATE.OTHER",
+        r#"{"name":"OTHER","subjects":["orders.new"]}"#,
+    )
+    .await;
+    assert_eq!(raw["error"]["err_code"], 10065);
+    // Name in the subject must match the body.
+    let raw = request(&client, "$JS.API.STREAM.CREATE.X", r#"{"name":"Y"}"#).await;
+    assert_eq!(raw["error"]["err_code"], 10056);
+    let raw = request(&client, "$JS.API.STREAM.CREATE.X", "{not json").await;
+    assert_eq!(raw["error"]["err_code"], 10025);
+    // Update: limits may change, storage may not.
+    let updated = js
+        .update_stream(Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.*".into(), "returns.*".into()],
+            max_messages: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(updated.config.max_messages, 5);
+    assert_eq!(updated.config.subjects, ["orders.*", "returns.*"]);
+    assert_eq!(publish(&js, "returns.1", "r").await, 1);
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.UPDATE.ORDERS",
+        r#"{"name":"ORDERS","subjects":["orders.*"],"storage":"memory"}"#,
+    )
+    .await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_update_response","error":{"code":500,"err_code":10052,"description":"stream configuration update can not change storage type"}})
+    );
+    let raw = request(&client, "$JS.API.STREAM.UPDATE.NOPE", r#"{"name":"NOPE"}"#).await;
+    assert_eq!(raw["error"]["err_code"], 10059);
+    // Delete.
+    assert!(js.delete_stream("ORDERS").await.expect("delete").success);
+    let raw = request(&client, "$JS.API.STREAM.INFO.ORDERS", "").await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}})
+    );
+    assert!(js.get_stream("ORDERS").await.is_err());
+    assert!(!store.path().join("jetstream/$G/streams/ORDERS").exists());
+}
+
+#[tokio::test]
+async fn names_and_list_with_filter_and_paging() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    for (name, subj) in [("B", "b.>"), ("A", "a.>"), ("C", "c.x")] {
+        js.create_stream(mem_config(name, &[subj]))
+            .await
+            .expect("create");
+    }
+    // The client hands pages out in its own order; the server's order is checked raw below.
+    let mut names: Vec<String> = js.stream_names().try_collect().await.expect("names");
+    names.sort();
+    assert_eq!(names, ["A", "B", "C"]);
+    let infos: Vec<_> = js.streams().try_collect().await.expect("list");
+    let mut listed: Vec<&str> = infos.iter().map(|i| i.config.name.as_str()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["A", "B", "C"]);
+    let raw = request(&client, "$JS.API.STREAM.NAMES", r#"{"subject":"b.1"}"#).await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_names_response","total":1,"offset":0,"limit":1024,"streams":["B"]})
+    );
+    let raw = request(&client, "$JS.API.STREAM.NAMES", "").await;
+    assert_eq!(raw["streams"], json!(["A", "B", "C"]));
+    let raw = request(&client, "$JS.API.STREAM.NAMES", r#"{"offset":2}"#).await;
+    assert_eq!(raw["streams"], json!(["C"]));
+    assert_eq!(raw["total"], 3);
+    let raw = request(&client, "$JS.API.STREAM.LIST", r#"{"offset":1}"#).await;
+    assert_eq!(raw["limit"], 256);
+    assert_eq!(raw["streams"].as_array().unwrap().len(), 2);
+    assert_eq!(raw["streams"][0]["config"]["name"], "B");
+    let raw = request(&client, "$JS.API.STREAM.NAMES", r#"{"subject":"zzz"}"#).await;
+    assert_eq!(raw["streams"], Value::Null);
+}
+
+#[tokio::test]
+async fn publish_acks_get_and_direct_get() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(Config {
+            allow_direct: true,
+            ..mem_config("KV", &["kv.>"])
+        })
+        .await
+        .expect("create");
+    for (i, (subj, payload)) in [("kv.a", "1"), ("kv.b", "2"), ("kv.a", "3"), ("kv.c", "4")]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(publish(&js, subj, payload).await, i as u64 + 1);
+    }
+    // The ack JSON itself.
+    let ack = publish_raw(&client, "kv.d", &[]).await;
+    assert_eq!(ack, json!({"stream":"KV","seq":5}));
+    let m = stream.get_raw_message(2).await.expect("get 2");
+    assert_eq!((m.subject.as_str(), m.sequence), ("kv.b", 2));
+    assert_eq!(m.payload, "2");
+    let m = stream
+        .get_last_raw_message_by_subject("kv.a")
+        .await
+        .expect("last kv.a");
+    assert_eq!((m.sequence, &m.payload[..]), (3, &b"3"[..]));
+    let m = stream
+        .get_next_raw_message_by_subject("kv.c")
+        .await
+        .expect("next kv.c");
+    assert_eq!(m.sequence, 4);
+    let m = stream.direct_get(3).await.expect("direct get");
+    assert_eq!((m.subject.as_str(), &m.payload[..]), ("kv.a", &b"3"[..]));
+    assert_eq!(m.headers.get("Nats-Stream").map(|v| v.as_str()), Some("KV"));
+    let m = stream
+        .direct_get_last_for_subject("kv.b")
+        .await
+        .expect("direct last");
+    assert_eq!(m.sequence, 2);
+    assert!(stream.direct_get(99).await.is_err());
+    let raw = request(&client, "$JS.API.STREAM.MSG.GET.KV", r#"{"seq":99}"#).await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_msg_get_response","error":{"code":404,"err_code":10037,"description":"no message found"}})
+    );
+    let raw = request(&client, "$JS.API.STREAM.MSG.GET.KV", r#"{"seq":1}"#).await;
+    assert_eq!(raw["message"]["subject"], "kv.a");
+    assert_eq!(raw["message"]["data"], "MQ==");
+    assert!(raw["message"].get("hdrs").is_none());
+    let raw = request(&client, "$JS.API.STREAM.MSG.GET.KV", r#"{}"#).await;
+    assert_eq!(raw["error"]["err_code"], 10003);
+    // Delete a message, then it is gone and counted as deleted.
+    assert!(stream.delete_message(2).await.expect("delete msg"));
+    assert!(stream.get_raw_message(2).await.is_err());
+    let raw = request(&client, "$JS.API.STREAM.MSG.DELETE.KV", r#"{"seq":2}"#).await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.stream_msg_delete_response","error":{"code":400,"err_code":10043,"description":"sequence 2 not found"}})
+    );
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.MSG.DELETE.KV",
+        r#"{"seq":4,"no_erase":true}"#,
+    )
+    .await;
+    assert_eq!(raw["success"], true);
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.INFO.KV",
+        r#"{"deleted_details":true,"subjects_filter":"kv.*"}"#,
+    )
+    .await;
+    assert_eq!(raw["state"]["messages"], 3);
+    assert_eq!(raw["state"]["num_deleted"], 2);
+    assert_eq!(raw["state"]["deleted"], json!([2, 4]));
+    assert_eq!(raw["state"]["subjects"], json!({"kv.a": 2, "kv.d": 1}));
+    assert_eq!(raw["state"]["first_seq"], 1);
+    assert_eq!(raw["state"]["last_seq"], 5);
+}
+
+#[tokio::test]
+async fn purge_with_filter_keep_and_seq() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(mem_config("P", &["p.*"]))
+        .await
+        .expect("create");
+    for i in 0..10 {
+        publish(&js, if i % 2 == 0 { "p.even" } else { "p.odd" }, "x").await;
+    }
+    let r = stream
+        .purge()
+        .filter("p.even")
+        .keep(1)
+        .await
+        .expect("purge");
+    assert_eq!((r.success, r.purged), (true, 4));
+    // Left: 2 4 6 8 10 (odd) and 9 (even); below 4 only 2 remains.
+    let r = stream.purge().sequence(4).await.expect("purge seq");
+    assert_eq!(r.purged, 1);
+    assert_eq!(stream.info().await.expect("info").state.messages, 5);
+    let raw = request(&client, "$JS.API.STREAM.PURGE.P", r#"{"seq":5,"keep":1}"#).await;
+    assert_eq!(raw["error"]["err_code"], 10003);
+    let r = stream.purge().await.expect("purge all");
+    assert_eq!(r.purged, 5);
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.state.messages, 0);
+    assert_eq!(info.state.first_sequence, 11);
+    assert_eq!(publish(&js, "p.odd", "after").await, 11);
+}
+
+#[tokio::test]
+async fn dedup_and_expected_headers() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(mem_config("D", &["d.*"]))
+        .await
+        .expect("create");
+    let ack = publish_raw(&client, "d.1", &[("Nats-Msg-Id", "one")]).await;
+    assert_eq!(ack, json!({"stream":"D","seq":1}));
+    let ack = publish_raw(&client, "d.1", &[("Nats-Msg-Id", "one")]).await;
+    assert_eq!(ack, json!({"stream":"D","seq":1,"duplicate":true}));
+    let ack = js
+        .send_publish(
+            "d.2",
+            jetstream::message::PublishMessage::build()
+                .message_id("one")
+                .payload(Bytes::from_static(b"x")),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    assert!(ack.duplicate);
+    assert_eq!(ack.sequence, 1);
+    let ack = publish_raw(&client, "d.2", &[("Nats-Expected-Stream", "OTHER")]).await;
+    assert_eq!(
+        ack,
+        json!({"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"D","seq":0})
+    );
+    let ack = publish_raw(&client, "d.2", &[("Nats-Expected-Last-Sequence", "7")]).await;
+    assert_eq!(ack["error"]["err_code"], 10071);
+    assert_eq!(ack["error"]["description"], "wrong last sequence: 1");
+    let ack = publish_raw(&client, "d.2", &[("Nats-Expected-Last-Sequence", "1")]).await;
+    assert_eq!(ack["seq"], 2);
+    let ack = publish_raw(
+        &client,
+        "d.1",
+        &[("Nats-Expected-Last-Subject-Sequence", "2")],
+    )
+    .await;
+    assert_eq!(ack["error"]["description"], "wrong last sequence: 1");
+    let ack = publish_raw(
+        &client,
+        "d.1",
+        &[("Nats-Expected-Last-Subject-Sequence", "1")],
+    )
+    .await;
+    assert_eq!(ack["seq"], 3);
+    let ack = publish_raw(&client, "d.3", &[("Nats-Expected-Last-Msg-Id", "one")]).await;
+    assert_eq!(
+        ack["error"],
+        json!({"code":400,"err_code":10070,"description":"wrong last msg ID: "})
+    );
+    publish_raw(&client, "d.3", &[("Nats-Msg-Id", "two")]).await;
+    let ack = publish_raw(&client, "d.3", &[("Nats-Expected-Last-Msg-Id", "two")]).await;
+    assert_eq!(ack["seq"], 5);
+    // Roll-ups are refused unless allowed.
+    let ack = publish_raw(&client, "d.3", &[("Nats-Rollup", "sub")]).await;
+    assert_eq!(ack["error"]["err_code"], 10111);
+}
+
+#[tokio::test]
+async fn rollups_replace_a_subject_or_everything() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(Config {
+            allow_rollup: true,
+            ..mem_config("R", &["r.*"])
+        })
+        .await
+        .expect("create");
+    for subj in ["r.a", "r.a", "r.b"] {
+        publish(&js, subj, "x").await;
+    }
+    publish_raw(&client, "r.a", &[("Nats-Rollup", "sub")]).await;
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.state.messages, 2);
+    publish_raw(&client, "r.c", &[("Nats-Rollup", "all")]).await;
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!((info.state.messages, info.state.first_sequence), (1, 5));
+    let ack = publish_raw(&client, "r.c", &[("Nats-Rollup", "bogus")]).await;
+    assert_eq!(
+        ack["error"]["description"],
+        "rollup value invalid: \"bogus\""
+    );
+}
+
+#[tokio::test]
+async fn limits_and_discard_policies() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    // max_msgs with discard old keeps the newest.
+    let mut old = js
+        .create_stream(Config {
+            max_messages: 3,
+            ..mem_config("OLD", &["old"])
+        })
+        .await
+        .expect("create");
+    for i in 1..=5 {
+        publish(&js, "old", &i.to_string()).await;
+    }
+    let info = old.info().await.expect("info").clone();
+    assert_eq!((info.state.messages, info.state.first_sequence), (3, 3));
+    // Discard new refuses with nats-server's error.
+    js.create_stream(Config {
+        max_messages: 2,
+        discard: DiscardPolicy::New,
+        ..mem_config("NEW", &["new"])
+    })
+    .await
+    .expect("create");
+    publish(&js, "new", "1").await;
+    publish(&js, "new", "2").await;
+    let ack = publish_raw(&client, "new", &[]).await;
+    assert_eq!(
+        ack,
+        json!({"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"NEW","seq":0})
+    );
+    // Per subject, with discard new per subject.
+    let mut per = js
+        .create_stream(Config {
+            max_messages_per_subject: 2,
+            ..mem_config("PER", &["per.*"])
+        })
+        .await
+        .expect("create");
+    for subj in ["per.a", "per.a", "per.a", "per.b"] {
+        publish(&js, subj, "x").await;
+    }
+    let info = per.info().await.expect("info").clone();
+    assert_eq!(info.state.messages, 3);
+    js.create_stream(Config {
+        max_messages_per_subject: 1,
+        discard: DiscardPolicy::New,
+        discard_new_per_subject: true,
+        ..mem_config("PERNEW", &["pn.*"])
+    })
+    .await
+    .expect("create");
+    publish(&js, "pn.a", "x").await;
+    let ack = publish_raw(&client, "pn.a", &[]).await;
+    assert_eq!(
+        ack["error"]["description"],
+        "maximum messages per subject exceeded"
+    );
+    assert_eq!(publish_raw(&client, "pn.b", &[]).await["seq"], 2);
+    // max_bytes with discard new.
+    js.create_stream(Config {
+        max_bytes: 100,
+        discard: DiscardPolicy::New,
+        ..mem_config("BYTES", &["bytes"])
+    })
+    .await
+    .expect("create");
+    let mut refused = None;
+    for _ in 0..10 {
+        let ack = publish_raw(&client, "bytes", &[]).await;
+        if ack.get("error").is_some() {
+            refused = Some(ack);
+            break;
+        }
+    }
+    assert_eq!(
+        refused.expect("refused before 10 messages")["error"]["description"],
+        "maximum bytes exceeded"
+    );
+    // max_msg_size.
+    js.create_stream(Config {
+        max_message_size: 8,
+        ..mem_config("SIZE", &["size"])
+    })
+    .await
+    .expect("create");
+    let err = js
+        .publish("size", Bytes::from_static(b"123456789"))
+        .await
+        .expect("publish")
+        .await
+        .expect_err("too big");
+    assert!(
+        err.to_string()
+            .contains("message size exceeds maximum allowed"),
+        "{err}"
+    );
+    assert_eq!(publish(&js, "size", "12345678").await, 1);
+}
+
+#[tokio::test]
+async fn max_age_expires_messages() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(Config {
+            max_age: Duration::from_millis(300),
+            ..mem_config("AGE", &["age"])
+        })
+        .await
+        .expect("create");
+    publish(&js, "age", "x").await;
+    assert_eq!(stream.info().await.expect("info").state.messages, 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if stream.info().await.expect("info").state.messages == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stream.cached_info().state.last_sequence, 1);
+}
+
+#[tokio::test]
+async fn sealed_and_deny_flags() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(Config {
+        deny_delete: true,
+        deny_purge: true,
+        ..mem_config("S", &["s"])
+    })
+    .await
+    .expect("create");
+    publish(&js, "s", "x").await;
+    let raw = request(&client, "$JS.API.STREAM.MSG.DELETE.S", r#"{"seq":1}"#).await;
+    assert_eq!(raw["error"]["description"], "message delete not permitted");
+    let raw = request(&client, "$JS.API.STREAM.PURGE.S", "").await;
+    assert_eq!(raw["error"]["description"], "stream purge not permitted");
+    js.update_stream(Config {
+        deny_delete: true,
+        deny_purge: true,
+        sealed: true,
+        ..mem_config("S", &["s"])
+    })
+    .await
+    .expect("seal");
+    let ack = publish_raw(&client, "s", &[]).await;
+    assert_eq!(
+        ack["error"],
+        json!({"code":400,"err_code":10109,"description":"invalid operation on sealed stream"})
+    );
+    let raw = request(
+        &client,
+        "$JS.API.STREAM.UPDATE.S",
+        r#"{"name":"S","subjects":["s"],"storage":"memory","deny_delete":true,"deny_purge":true}"#,
+    )
+    .await;
+    assert_eq!(
+        raw["error"]["description"],
+        "stream configuration update can not unseal a sealed stream"
+    );
+}
+
+#[tokio::test]
+async fn consumer_api_answers_instead_of_hanging() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(mem_config("C", &["c"]))
+        .await
+        .expect("create");
+    let raw = request(&client, "$JS.API.CONSUMER.INFO.C.dur", "").await;
+    assert_eq!(raw["error"]["err_code"], 10014);
+    let raw = request(&client, "$JS.API.CONSUMER.INFO.NOPE.dur", "").await;
+    assert_eq!(raw["error"]["err_code"], 10059);
+    let raw = request(&client, "$JS.API.CONSUMER.NAMES.C", "").await;
+    assert_eq!(raw["total"], 0);
+    let raw = request(
+        &client,
+        "$JS.API.CONSUMER.CREATE.C",
+        r#"{"stream_name":"C","config":{}}"#,
+    )
+    .await;
+    assert_eq!(raw["error"]["err_code"], 10012);
+    // An unknown API subject gets no responders, as from nats-server.
+    let err = client
+        .request("$JS.API.NOPE", Bytes::new())
+        .await
+        .expect_err("no responders");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
+
+#[tokio::test]
+async fn accounts_without_jetstream_get_the_error() {
+    let store = TempDir::new();
+    let conf = format!(
+        "jetstream {{ store_dir: {:?} }}\naccounts {{\n  JS: {{ jetstream: enabled, users: [{{user: a, password: a}}] }}\n  NOJS: {{ users: [{{user: b, password: b}}] }}\n}}\n",
+        store.path().display().to_string()
+    );
+    let server = Server::natsd_with_config(&conf, &[]);
+    let login = |user: &str| {
+        ConnectOptions::with_user_and_password(user.into(), user.into()).connect(server.url())
+    };
+    let a = tokio::time::timeout(WAIT, login("a"))
+        .await
+        .expect("connect timed out")
+        .expect("connect a");
+    let b = tokio::time::timeout(WAIT, login("b"))
+        .await
+        .expect("connect timed out")
+        .expect("connect b");
+    let js = jetstream::new(a.clone());
+    js.create_stream(mem_config("X", &["x"]))
+        .await
+        .expect("create in JS account");
+    let raw = request(&b, "$JS.API.INFO", "").await;
+    assert_eq!(
+        raw,
+        json!({"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10039,"description":"JetStream not enabled for account"}})
+    );
+    // Account isolation: b's publish on "x" is not stored in a's stream.
+    b.publish("x", Bytes::from_static(b"b"))
+        .await
+        .expect("publish");
+    crate::round_trip(&b).await;
+    assert_eq!(publish(&js, "x", "a").await, 1);
+}
+
+#[tokio::test]
+async fn file_stream_survives_restart() {
+    let store = TempDir::new();
+    let mut server = js_server(&store);
+    {
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client.clone());
+        js.create_stream(Config {
+            name: "F".into(),
+            subjects: vec!["f.*".into()],
+            max_messages_per_subject: 10,
+            description: Some("kept".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+        for i in 1..=20 {
+            publish(&js, &format!("f.{}", i % 3), &format!("payload-{i}")).await;
+        }
+        publish_raw(&client, "f.x", &[("Nats-Msg-Id", "dedup-me")]).await;
+        js.create_stream(mem_config("M", &["m"]))
+            .await
+            .expect("mem");
+        publish(&js, "m", "gone").await;
+    }
+    server.restart();
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js.get_stream("F").await.expect("stream is back");
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.config.description.as_deref(), Some("kept"));
+    assert_eq!(info.config.max_messages_per_subject, 10);
+    assert_eq!(info.state.messages, 21);
+    assert_eq!(info.state.last_sequence, 21);
+    for seq in [1u64, 7, 20] {
+        let m = stream.get_raw_message(seq).await.expect("get");
+        assert_eq!(m.payload, format!("payload-{seq}"));
+    }
+    // The duplicate window survives too.
+    let ack = publish_raw(&client, "f.x", &[("Nats-Msg-Id", "dedup-me")]).await;
+    assert_eq!(ack, json!({"stream":"F","seq":21,"duplicate":true}));
+    assert_eq!(publish(&js, "f.1", "next").await, 22);
+    // Memory streams do not survive a restart (nor do they in nats-server).
+    let names: Vec<String> = js.stream_names().try_collect().await.expect("names");
+    assert_eq!(names, ["F"]);
+}
+
+/// A tiny deterministic PRNG (xorshift) seeded from the clock, for kill points.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Rng(nanos | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let store = TempDir::new();
+    let mut server = js_server(&store);
+    let mut rng = Rng::new();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    {
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client);
+        js.create_stream(Config {
+            name: "K".into(),
+            subjects: vec!["k.*".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    }
+    for round in 0..4 {
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = tokio::spawn(async move {
+            for i in 0u64.. {
+                let payload = format!("round-{round}-msg-{i}-{}", "x".repeat((i % 50) as usize));
+                let Ok(ack) = js
+                    .publish(format!("k.{}", i % 7), Bytes::from(payload.clone()))
+                    .await
+                else {
+                    return;
+                };
+                match ack.await {
+                    Ok(ack) => {
+                        if tx.send((ack.sequence, payload)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(1500))).await;
+        server.signal("KILL");
+        let _ = tokio::time::timeout(WAIT, publisher).await;
+        while let Ok(item) = rx.try_recv() {
+            acked.push(item);
+        }
+        server.restart();
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client);
+        let stream = js.get_stream("K").await.expect("stream after kill -9");
+        let round_acks = acked.len();
+        assert!(round_acks > 0, "round {round}: nothing was acknowledged");
+        for (seq, payload) in &acked {
+            let m = stream
+                .get_raw_message(*seq)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: acked seq {seq} lost: {e}"));
+            assert_eq!(&m.payload[..], payload.as_bytes(), "seq {seq}");
+        }
+    }
+    assert!(server.log_contents().contains("Restored"));
+}
