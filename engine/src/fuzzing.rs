@@ -132,46 +132,54 @@ pub fn conf_parse(data: &[u8]) {
     }
 }
 
-/// A stream in a `Vec` for [`consumer`]: appended messages, none removed.
+/// A stream in a `Vec` for [`consumer`]; `None` marks a removed message.
 struct FuzzSource {
-    msgs: Vec<crate::consumer::SourceMsg>,
+    msgs: Vec<Option<crate::consumer::SourceMsg>>,
+}
+
+impl FuzzSource {
+    fn live(&self) -> impl Iterator<Item = &crate::consumer::SourceMsg> {
+        self.msgs.iter().flatten()
+    }
 }
 
 impl crate::consumer::MsgSource for FuzzSource {
     fn state(&self) -> crate::consumer::SourceState {
+        let last_seq = self.msgs.len() as u64;
         crate::consumer::SourceState {
-            msgs: self.msgs.len() as u64,
-            first_seq: u64::from(!self.msgs.is_empty()),
-            last_seq: self.msgs.len() as u64,
+            msgs: self.live().count() as u64,
+            first_seq: match self.live().next() {
+                Some(m) => m.seq,
+                None if last_seq == 0 => 0,
+                None => last_seq + 1,
+            },
+            last_seq,
         }
     }
     fn load_msg(&self, seq: u64) -> Option<crate::consumer::SourceMsg> {
         self.msgs
-            .get(usize::try_from(seq).ok()?.checked_sub(1)?)
-            .cloned()
+            .get(usize::try_from(seq).ok()?.checked_sub(1)?)?
+            .clone()
     }
     fn load_next_msg(&self, filter: &str, start_seq: u64) -> Option<crate::consumer::SourceMsg> {
-        self.msgs
-            .iter()
+        self.live()
             .find(|m| m.seq >= start_seq && fuzz_match(filter, &m.subject))
             .cloned()
     }
     fn load_last_msg(&self, filter: &str) -> Option<crate::consumer::SourceMsg> {
-        self.msgs
-            .iter()
-            .rev()
-            .find(|m| fuzz_match(filter, &m.subject))
+        self.live()
+            .filter(|m| fuzz_match(filter, &m.subject))
+            .last()
             .cloned()
     }
     fn num_pending(&self, start_seq: u64, filter: &str, _last_per_subject: bool) -> u64 {
-        self.msgs
-            .iter()
+        self.live()
             .filter(|m| m.seq >= start_seq && fuzz_match(filter, &m.subject))
             .count() as u64
     }
     fn last_seqs(&self, filter: &str) -> Vec<u64> {
         let mut last = std::collections::BTreeMap::new();
-        for m in self.msgs.iter().filter(|m| fuzz_match(filter, &m.subject)) {
+        for m in self.live().filter(|m| fuzz_match(filter, &m.subject)) {
             last.insert(m.subject.clone(), m.seq);
         }
         last.into_values().collect()
@@ -182,8 +190,9 @@ fn fuzz_match(filter: &str, subject: &str) -> bool {
     filter.is_empty() || crate::subject::subject_matches(filter.as_bytes(), subject.as_bytes())
 }
 
-/// Drive one consumer with a random sequence of stream events, acks of every
-/// kind (some forged), pull requests, push interest changes and time.
+/// Drive one consumer with a random sequence of stream events (stores and
+/// removals), acks of every kind (some forged), pull requests, push interest
+/// changes and time.
 ///
 /// Input layout: byte 0 picks the config (bits 0-1 ack policy, bit 2 push,
 /// bit 3 filter `f.a`, bit 4 backoff, bits 5-6 max_ack_pending 0 (default)
@@ -193,8 +202,9 @@ fn fuzz_match(filter: &str, subject: &str) -> bool {
 /// - consumer sequences of deliveries strictly increase, and the delivered
 ///   and ack floor sequences of info never go down;
 /// - every matching message is exactly one of: not yet delivered
-///   (`num_pending`), awaiting an ack, acknowledged, or retired at
-///   `max_deliver` (acks none: delivered counts as acknowledged);
+///   (`num_pending`), awaiting an ack, acknowledged, retired at
+///   `max_deliver` or removed from the stream (acks none: delivered counts
+///   as acknowledged);
 /// - the cached pending count equals a recount from the stream.
 pub fn consumer(now: Instant, data: &[u8]) {
     use std::collections::BTreeSet;
@@ -260,6 +270,8 @@ pub fn consumer(now: Instant, data: &[u8]) {
     let mut delivered: Vec<(String, u64)> = Vec::new();
     let mut acked = BTreeSet::new();
     let mut retired = BTreeSet::new();
+    let mut removed = BTreeSet::new();
+    let mut all_matching = BTreeSet::new();
     let mut last_cseq = 0;
     let mut last_info = (0u64, 0u64, 0u64, 0u64);
     for op in ops.chunks(3) {
@@ -268,13 +280,13 @@ pub fn consumer(now: Instant, data: &[u8]) {
             0 | 1 => {
                 let subject = if a & 1 == 0 { "f.a" } else { "f.b" };
                 let seq = src.msgs.len() as u64 + 1;
-                src.msgs.push(SourceMsg {
+                src.msgs.push(Some(SourceMsg {
                     seq,
                     subject: subject.into(),
                     hdr: Bytes::new(),
                     payload: Bytes::from(vec![b'x'; usize::from(b % 16)]),
                     ts: 1_000_000_000 + seq as i64,
-                });
+                }));
                 Some(Input::Stored {
                     seq,
                     subject: subject.into(),
@@ -299,6 +311,16 @@ pub fn consumer(now: Instant, data: &[u8]) {
                         body: Bytes::from_static(body),
                     }
                 }),
+            4 if a & 0x80 != 0 => {
+                let i = usize::from(b) % src.msgs.len().max(1);
+                src.msgs.get_mut(i).and_then(Option::take).map(|m| {
+                    removed.insert(m.seq);
+                    Input::Removed {
+                        seq: m.seq,
+                        subject: m.subject,
+                    }
+                })
+            }
             4 => Some(Input::Ack {
                 subject: format!("$JS.ACK.S.C.1.{}.{}.0.0", a % 32, b % 32),
                 reply: None,
@@ -381,14 +403,19 @@ pub fn consumer(now: Instant, data: &[u8]) {
         );
         assert!(now_info.3 >= last_info.3, "ack floor stream_seq went down");
         last_info = now_info;
-        let matching: BTreeSet<u64> = src
-            .msgs
+        let matching: BTreeSet<u64> = all_matching
             .iter()
-            .filter(|m| fuzz_match(filter, &m.subject))
-            .map(|m| m.seq)
+            .copied()
+            .chain(
+                src.live()
+                    .filter(|m| fuzz_match(filter, &m.subject))
+                    .map(|m| m.seq),
+            )
             .collect();
+        all_matching.clone_from(&matching);
         let done: BTreeSet<u64> = acked
             .union(&retired)
+            .chain(removed.iter())
             .copied()
             .filter(|s| matching.contains(s))
             .collect();

@@ -320,6 +320,8 @@ pub struct Consumer {
     replay_lts: i64,
     replay_hold_ns: Option<i64>,
     rate_next_ns: i64,
+    /// Running share for `sample_freq`.
+    sample_acc: i64,
     ldt_ns: Option<i64>,
     lat_ns: Option<i64>,
     out: VecDeque<Output>,
@@ -392,6 +394,7 @@ impl Consumer {
             replay_lts: 0,
             replay_hold_ns: None,
             rate_next_ns: 0,
+            sample_acc: 0,
             ldt_ns: None,
             lat_ns: None,
             out: VecDeque::new(),
@@ -670,11 +673,16 @@ impl Consumer {
         let now_ns = self.now_ns(now);
         match input {
             Input::Stored { seq, subject } => {
-                if seq >= self.sseq && self.matches(&subject) {
+                let counted = if self.lss.is_empty() {
+                    seq >= self.sseq
+                } else {
+                    seq > self.lss_resume
+                };
+                if counted && self.matches(&subject) {
                     self.npc += 1;
                 }
             }
-            Input::Removed { seq, subject } => self.removed(now_ns, seq, &subject),
+            Input::Removed { seq, subject } => self.removed(now_ns, seq, &subject, src),
             Input::Purged { seq, wider } => self.purged(seq, wider, src),
             Input::Ack {
                 subject,
@@ -793,17 +801,24 @@ impl Consumer {
                 .any(|f| crate::subject::subject_matches(f.as_bytes(), subject.as_bytes()))
     }
 
+    /// Count what is left to deliver. While the `last_per_subject` start
+    /// list is being delivered that is the list plus everything stored after
+    /// it was taken; otherwise every matching message from `sseq`.
     fn calc_num_pending(&self, src: &dyn MsgSource) -> u64 {
-        let lps = self.cfg.deliver_policy == DeliverPolicy::LastPerSubject && !self.lss.is_empty();
-        let start = if lps { self.lss[0] } else { self.sseq };
-        if self.filters.is_empty() {
-            src.num_pending(start, "", lps)
+        let (base, start) = if self.lss.is_empty() {
+            (0, self.sseq)
+        } else {
+            (self.lss.len() as u64, self.lss_resume + 1)
+        };
+        let rest: u64 = if self.filters.is_empty() {
+            src.num_pending(start, "", false)
         } else {
             self.filters
                 .iter()
-                .map(|f| src.num_pending(start, f, lps))
+                .map(|f| src.num_pending(start, f, false))
                 .sum()
-        }
+        };
+        base + rest
     }
 
     fn status(&mut self, to: String, hdr: Vec<u8>) {
@@ -835,6 +850,44 @@ impl Consumer {
             consumer_seq: dseq,
             deliveries: dc,
             reason,
+            ack_time_ns: 0,
+            domain: self.domain.clone(),
+            time_ns: now_ns,
+        }));
+    }
+
+    /// The ack sampling percentage of `sample_freq` (`"NN%"` or `"NN"`).
+    fn sample_percent(&self) -> i64 {
+        self.cfg
+            .sample_freq
+            .trim_end_matches('%')
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Publish an ack metric for a sampled explicit ack (nats-server
+    /// `sampleAck`). nats-server samples at random; this keeps an exact
+    /// running share of `sample_freq` percent so the machine stays
+    /// deterministic.
+    fn sample_ack(&mut self, now_ns: i64, sseq: u64, dseq: u64, dc: u64, delivered_ns: i64) {
+        let pct = self.sample_percent();
+        if pct <= 0 {
+            return;
+        }
+        self.sample_acc += pct.min(100);
+        if self.sample_acc < 100 {
+            return;
+        }
+        self.sample_acc -= 100;
+        self.out.push_back(Output::Advisory(Advisory {
+            kind: AdvisoryKind::AckMetric,
+            stream: self.stream.clone(),
+            consumer: self.name.clone(),
+            stream_seq: sseq,
+            consumer_seq: dseq,
+            deliveries: dc,
+            reason: String::new(),
+            ack_time_ns: now_ns - delivered_ns,
             domain: self.domain.clone(),
             time_ns: now_ns,
         }));
@@ -893,8 +946,13 @@ impl Consumer {
     // ------------------------------------------------------------------
     // Stream events.
 
-    fn removed(&mut self, now_ns: i64, seq: u64, subject: &str) {
-        if seq >= self.sseq && self.matches(subject) {
+    fn removed(&mut self, now_ns: i64, seq: u64, subject: &str, src: &dyn MsgSource) {
+        let counted = if self.lss.is_empty() {
+            seq >= self.sseq
+        } else {
+            seq > self.lss_resume || self.lss.contains(&seq)
+        };
+        if counted && self.matches(subject) {
             self.npc -= 1;
         }
         if let Some(p) = self.pending.get(&seq).copied() {
@@ -906,9 +964,20 @@ impl Consumer {
                 dc,
                 "Unacknowledged message was deleted".into(),
             );
+            // An ack-all below its floor acks nothing: the message is gone all the same.
+            if self.pending.remove(&seq).is_some() {
+                self.rdc.remove(&seq);
+                self.remove_rdq(seq);
+                self.move_ack_floor();
+                self.dirty = true;
+            }
         }
         if let Some(i) = self.lss.iter().position(|&s| s == seq) {
             self.lss.remove(i);
+            if self.lss.is_empty() {
+                self.sseq = self.lss_resume + 1;
+                self.npc = self.calc_num_pending(src) as i64;
+            }
         }
     }
 
@@ -921,34 +990,37 @@ impl Consumer {
         if self.sseq < seq {
             self.sseq = seq;
         }
-        self.lss.retain(|&s| s >= seq);
+        if !self.lss.is_empty() {
+            self.lss.retain(|&s| s >= seq);
+            if self.lss.is_empty() {
+                self.sseq = self.sseq.max(self.lss_resume + 1);
+            }
+        }
+        let mut gone: Vec<(u64, u64)> = Vec::new();
         if self.asflr < seq {
             self.asflr = seq.saturating_sub(1);
             let asflr = self.asflr;
-            let mut gone: Vec<(u64, u64)> = self
-                .pending
-                .iter()
-                .filter(|(&s, _)| s <= asflr)
-                .map(|(&s, p)| (s, p.sequence))
-                .collect();
-            if wider {
-                gone.extend(
-                    self.pending
-                        .iter()
-                        .filter(|(&s, _)| s > asflr && src.load_msg(s).is_none())
-                        .map(|(&s, p)| (s, p.sequence)),
-                );
-            }
-            for (s, d) in gone {
-                if d > self.adflr {
-                    self.adflr = d;
-                    if self.adflr > self.dseq {
-                        self.dseq = self.adflr;
-                    }
+            gone.extend(self.pending.range(..=asflr).map(|(&s, p)| (s, p.sequence)));
+        }
+        if wider {
+            // The purge was narrower than our filter: check each delivery.
+            let asflr = self.asflr;
+            gone.extend(
+                self.pending
+                    .range(asflr + 1..)
+                    .filter(|(&s, _)| src.load_msg(s).is_none())
+                    .map(|(&s, p)| (s, p.sequence)),
+            );
+        }
+        for (s, d) in gone {
+            if d > self.adflr {
+                self.adflr = d;
+                if self.adflr > self.dseq {
+                    self.dseq = self.adflr;
                 }
-                self.pending.remove(&s);
-                self.rdc.remove(&s);
             }
+            self.pending.remove(&s);
+            self.rdc.remove(&s);
         }
         if self.pending.is_empty() {
             self.rdc.clear();
@@ -986,11 +1058,13 @@ impl Consumer {
         let mut send_reply = info.is_some();
         match parse_ack(body) {
             AckKind::Ack => {
+                self.sample(now_ns, &r);
                 if !self.ack_msg(now_ns, r.stream_seq, r.consumer_seq) {
                     send_reply = false;
                 }
             }
             AckKind::Next(req) => {
+                self.sample(now_ns, &r);
                 self.ack_msg(now_ns, r.stream_seq, r.consumer_seq);
                 if let Some(reply) = reply.clone() {
                     self.next_request(now_ns, reply, &req);
@@ -1014,6 +1088,16 @@ impl Consumer {
         }
         if let Some(reply) = reply.filter(|_| send_reply) {
             self.out.push_back(Output::AckReply(reply));
+        }
+    }
+
+    /// Ack sampling applies to explicit acks of pending deliveries.
+    fn sample(&mut self, now_ns: i64, r: &AckReply) {
+        if self.cfg.ack_policy != AckPolicy::Explicit || r.stream_seq >= self.sseq {
+            return;
+        }
+        if let Some(p) = self.pending.get(&r.stream_seq).copied() {
+            self.sample_ack(now_ns, r.stream_seq, r.consumer_seq, r.delivered, p.ts);
         }
     }
 
@@ -1260,6 +1344,14 @@ impl Consumer {
     /// nats-server's `processWaiting`: expire requests (and, at the end of
     /// the stream, finish `no_wait` ones), send request heartbeats.
     fn process_waiting(&mut self, now_ns: i64, eos: bool) {
+        let due = |w: &Waiting| {
+            (eos && w.no_wait)
+                || w.expires_ns.is_some_and(|e| now_ns >= e)
+                || w.hb_next_ns.is_some_and(|t| now_ns >= t)
+        };
+        if !self.waiting.iter().any(due) {
+            return;
+        }
         let mut keep = VecDeque::with_capacity(self.waiting.len());
         for mut w in std::mem::take(&mut self.waiting) {
             if eos && w.no_wait {
@@ -1435,6 +1527,9 @@ impl Consumer {
     /// Deliver while there is someone to deliver to and something to deliver.
     fn pump(&mut self, now_ns: i64, src: &dyn MsgSource) {
         let mut eos = false;
+        if !self.cfg.is_push() {
+            self.process_waiting(now_ns, false);
+        }
         loop {
             if self.closed {
                 return;
@@ -1446,11 +1541,8 @@ impl Consumer {
                 if self.fc.as_ref().is_some_and(|f| f.pbytes > f.maxpb) {
                     break;
                 }
-            } else {
-                self.process_waiting(now_ns, false);
-                if self.waiting.is_empty() {
-                    break;
-                }
+            } else if self.waiting.is_empty() {
+                break;
             }
             if self.replay_hold_ns.is_some() || now_ns < self.rate_next_ns {
                 break;

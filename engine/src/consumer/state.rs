@@ -117,6 +117,8 @@ pub struct Advisory {
     pub deliveries: u64,
     /// `+TERM` reason (terminated only).
     pub reason: String,
+    /// Ack latency in ns (ack metric only).
+    pub ack_time_ns: i64,
     /// JetStream domain, omitted when empty.
     pub domain: String,
     /// When it happened, ns since the Unix epoch.
@@ -132,6 +134,8 @@ pub enum AdvisoryKind {
     Naked,
     /// `$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.<stream>.<consumer>`.
     Terminated,
+    /// `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>` (sampled by `sample_freq`).
+    AckMetric,
 }
 
 #[derive(Serialize)]
@@ -145,6 +149,8 @@ struct AdvisoryJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     consumer_seq: Option<u64>,
     stream_seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_time: Option<i64>,
     deliveries: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     reason: &'a str,
@@ -156,18 +162,17 @@ impl Advisory {
     /// The subject nats-server publishes it on.
     pub fn subject(&self) -> String {
         let pre = match self.kind {
-            AdvisoryKind::MaxDeliveries => "MAX_DELIVERIES",
-            AdvisoryKind::Naked => "MSG_NAKED",
-            AdvisoryKind::Terminated => "MSG_TERMINATED",
+            AdvisoryKind::MaxDeliveries => "ADVISORY.CONSUMER.MAX_DELIVERIES",
+            AdvisoryKind::Naked => "ADVISORY.CONSUMER.MSG_NAKED",
+            AdvisoryKind::Terminated => "ADVISORY.CONSUMER.MSG_TERMINATED",
+            AdvisoryKind::AckMetric => "METRIC.CONSUMER.ACK",
         };
-        format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.{pre}.{}.{}",
-            self.stream, self.consumer
-        )
+        format!("$JS.EVENT.{pre}.{}.{}", self.stream, self.consumer)
     }
 
     /// nats-server's JSON (`JSConsumerDeliveryExceededAdvisory`,
-    /// `JSConsumerDeliveryNakAdvisory`, `JSConsumerDeliveryTerminatedAdvisory`).
+    /// `JSConsumerDeliveryNakAdvisory`, `JSConsumerDeliveryTerminatedAdvisory`,
+    /// `JSConsumerAckMetric`).
     pub fn to_json(&self, id: &str) -> String {
         let (kind, consumer_seq) = match self.kind {
             AdvisoryKind::MaxDeliveries => ("io.nats.jetstream.advisory.v1.max_deliver", None),
@@ -176,7 +181,12 @@ impl Advisory {
                 "io.nats.jetstream.advisory.v1.terminated",
                 Some(self.consumer_seq),
             ),
+            AdvisoryKind::AckMetric => (
+                "io.nats.jetstream.metric.v1.consumer_ack",
+                Some(self.consumer_seq),
+            ),
         };
+        let ack_time = (self.kind == AdvisoryKind::AckMetric).then_some(self.ack_time_ns);
         let j = AdvisoryJson {
             kind,
             id,
@@ -185,6 +195,7 @@ impl Advisory {
             consumer: &self.consumer,
             consumer_seq,
             stream_seq: self.stream_seq,
+            ack_time,
             deliveries: self.deliveries,
             reason: &self.reason,
             domain: &self.domain,

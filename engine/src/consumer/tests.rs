@@ -1468,3 +1468,83 @@ fn update_config_applies_new_limits() {
         )
         .is_err());
 }
+
+#[test]
+fn sampled_acks_publish_metrics() {
+    let mut cfg = pull(AckPolicy::Explicit);
+    cfg.sample_freq = "50%".into();
+    let mut h = H::with(cfg, 4);
+    let d = deliveries(&h.next("4"));
+    h.now += Duration::from_millis(250);
+    let mut metrics = Vec::new();
+    for (i, d) in d.iter().enumerate() {
+        let body = if i == 3 { "+TERM" } else { "+ACK" };
+        metrics.extend(
+            advisories(&h.ack(d, body))
+                .into_iter()
+                .filter(|a| a.kind == AdvisoryKind::AckMetric),
+        );
+    }
+    // Half of the three sampled acks (+TERM is not sampled, as in nats-server).
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0].subject(), "$JS.EVENT.METRIC.CONSUMER.ACK.S.C");
+    let j: serde_json::Value = serde_json::from_str(&metrics[0].to_json("m")).expect("json");
+    assert_eq!(j["type"], "io.nats.jetstream.metric.v1.consumer_ack");
+    assert_eq!(j["stream_seq"], 2);
+    assert_eq!(j["consumer_seq"], 2);
+    assert_eq!(j["ack_time"], 250_000_000);
+    assert_eq!(j["deliveries"], 1);
+}
+
+#[test]
+fn last_per_subject_pending_counts_the_start_list_and_new_messages() {
+    // KV watchers read the ack reply's pending token to know when the
+    // initial values are done: it must reach 0 on the last one.
+    let mut cfg = pull(AckPolicy::None);
+    cfg.deliver_policy = DeliverPolicy::LastPerSubject;
+    cfg.filter_subject = "orders.*".into();
+    let mut h = H::with(cfg, 6);
+    assert_eq!(h.info().num_pending, 3);
+    h.publish("orders.0");
+    assert_eq!(h.info().num_pending, 4);
+    // A removed message that is neither in the start list nor new changes nothing.
+    let subject = h.src.remove(1);
+    h.input(Input::Removed { seq: 1, subject });
+    assert_eq!(h.c.cached_num_pending(), 4);
+    // Removing one of the start list does.
+    let subject = h.src.remove(5);
+    h.input(Input::Removed { seq: 5, subject });
+    assert_eq!(h.c.cached_num_pending(), 3);
+    assert_eq!(h.info().num_pending, 3);
+    let d = deliveries(&h.next("10"));
+    assert_eq!(
+        d.iter()
+            .map(|d| (d.stream_seq, d.reply.rsplit('.').next().map(str::to_string)))
+            .collect::<Vec<_>>(),
+        vec![
+            (4, Some("2".to_string())),
+            (6, Some("1".to_string())),
+            (7, Some("0".to_string()))
+        ]
+    );
+}
+
+#[test]
+fn wider_purge_drops_pending_deliveries_of_purged_subjects() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 6);
+    h.next("4");
+    // Purge of subject orders.1 only (seqs 2 and 5), narrower than the consumer.
+    h.src.remove(2);
+    h.src.remove(5);
+    h.input(Input::Purged {
+        seq: 0,
+        wider: true,
+    });
+    let st = h.c.state();
+    assert_eq!(
+        st.pending.keys().copied().collect::<Vec<_>>(),
+        vec![1, 3, 4]
+    );
+    assert_eq!(h.info().num_pending, 1);
+    assert_eq!(seqs(&h.next("5")), vec![6]);
+}
