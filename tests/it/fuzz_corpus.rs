@@ -47,5 +47,7 @@ fn conf_parse_corpus() {
 #[test]
 fn consumer_corpus() {
     let now = Instant::now();
-    replay("consumer", |data| natsd_engine::fuzzing::consumer(now, data));
+    replay("consumer", |data| {
+        natsd_engine::fuzzing::consumer(now, data)
+    });
 }
