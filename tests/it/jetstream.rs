@@ -819,3 +819,53 @@ async fn acknowledged_messages_survive_kill_9() {
     }
     assert!(server.log_contents().contains("Restored"));
 }
+
+#[tokio::test]
+async fn key_value_bucket_works_on_streams() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let kv = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: "cfg".into(),
+            history: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("create bucket");
+    assert_eq!(
+        kv.put("a.b", Bytes::from_static(b"1")).await.expect("put"),
+        1
+    );
+    assert_eq!(
+        kv.put("a.b", Bytes::from_static(b"2")).await.expect("put"),
+        2
+    );
+    kv.put("c", Bytes::from_static(b"3")).await.expect("put");
+    assert_eq!(
+        kv.get("a.b").await.expect("get"),
+        Some(Bytes::from_static(b"2"))
+    );
+    let entry = kv.entry("a.b").await.expect("entry").expect("present");
+    assert_eq!((entry.revision, &entry.value[..]), (2, &b"2"[..]));
+    // create() refuses an existing key (expected last subject sequence).
+    assert!(kv.create("c", Bytes::from_static(b"x")).await.is_err());
+    assert_eq!(
+        kv.update("c", Bytes::from_static(b"4"), 3)
+            .await
+            .expect("update"),
+        4
+    );
+    kv.delete("c").await.expect("delete");
+    assert_eq!(kv.get("c").await.expect("get deleted"), None);
+    kv.purge("a.b").await.expect("purge key");
+    assert_eq!(kv.get("a.b").await.expect("get purged"), None);
+    let mut stream = js.get_stream("KV_cfg").await.expect("backing stream");
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.config.max_messages_per_subject, 3);
+    assert!(info.config.allow_direct && info.config.allow_rollup);
+    // The purge rolled a.b up into its delete marker; c keeps its history of 3.
+    assert_eq!(info.state.messages, 4);
+    assert_eq!(kv.get("missing").await.expect("get missing"), None);
+}
