@@ -23,6 +23,23 @@
 //! expired or owes a heartbeat, a push heartbeat is due, a replay or rate-limit
 //! pause ended, or the consumer may have gone inactive.
 //!
+//! How a stream drives its consumers:
+//! - create with [`Consumer::new`] (`state: None`), or bring back with the
+//!   persisted [`ConsumerState`] and [`Consumer::set_created`];
+//! - after storing a message: [`Input::Stored`] to every consumer; after
+//!   removing one (limits, delete, retention): [`Input::Removed`]; after a
+//!   purge: [`Input::Purged`];
+//! - messages on [`Consumer::ack_subject`] → [`Input::Ack`]; on
+//!   `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>` → [`Input::Next`];
+//!   on the `$JS.FC.<stream>.<consumer>.*` replies → [`Input::FlowControlReply`];
+//!   subscribers appearing on / leaving the deliver subject → [`Input::Interest`];
+//! - outputs: publish [`Output::Deliver`], [`Output::Status`],
+//!   [`Output::Advisory`] and [`Output::AckReply`]; on [`Output::Acked`]
+//!   (interest and workqueue retention) remove each sequence no consumer
+//!   still [`Consumer::needs_ack`]; on [`Output::StateChanged`] write
+//!   [`Consumer::state`] (writes may be coalesced: `state` is always the
+//!   whole current state); on [`Output::Inactive`] delete the consumer.
+//!
 //! Time: every call takes the monotonic `now`; the wall clock (message
 //! timestamps, pending timestamps that persist, `last_active`) is derived from
 //! the pair (`Instant`, wall ns) given to [`Consumer::new`], so a test that
@@ -1344,8 +1361,12 @@ impl Consumer {
     /// nats-server's `processWaiting`: expire requests (and, at the end of
     /// the stream, finish `no_wait` ones), send request heartbeats.
     fn process_waiting(&mut self, now_ns: i64, eos: bool) {
+        // A no_wait request ends at the end of the stream once it got something
+        // (408) or when it has no expiry to wait for (404); with an expiry and
+        // nothing delivered it waits for it (nats-server's one-shot request).
+        let ends = |w: &Waiting| eos && w.no_wait && (w.d > 0 || w.expires_ns.is_none());
         let due = |w: &Waiting| {
-            (eos && w.no_wait)
+            ends(w)
                 || w.expires_ns.is_some_and(|e| now_ns >= e)
                 || w.hb_next_ns.is_some_and(|t| now_ns >= t)
         };
@@ -1354,7 +1375,7 @@ impl Consumer {
         }
         let mut keep = VecDeque::with_capacity(self.waiting.len());
         for mut w in std::mem::take(&mut self.waiting) {
-            if eos && w.no_wait {
+            if ends(&w) {
                 let hdr = if w.d > 0 {
                     wire::status_pending(408, "Request Timeout", w.n, w.b)
                 } else {

@@ -1548,3 +1548,22 @@ fn wider_purge_drops_pending_deliveries_of_purged_subjects() {
     assert_eq!(h.info().num_pending, 1);
     assert_eq!(seqs(&h.next("5")), vec![6]);
 }
+
+#[test]
+fn no_wait_with_expires_waits_for_a_first_message() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 0);
+    assert!(statuses(&h.next(r#"{"batch":3,"no_wait":true,"expires":2000000000}"#)).is_empty());
+    assert_eq!(h.info().num_waiting, 1);
+    // The first message is delivered and the one-shot request ends with it.
+    let out = h.publish("orders.a");
+    assert_eq!(seqs(&out), vec![1]);
+    assert_eq!(
+        statuses(&out),
+        vec!["NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 2\r\nNats-Pending-Bytes: 0\r\n\r\n"]
+    );
+    // Nothing arrives: it lives until it expires.
+    h.next(r#"{"batch":3,"no_wait":true,"expires":2000000000}"#);
+    assert!(statuses(&h.advance(Duration::from_millis(1900))).is_empty());
+    assert_eq!(statuses(&h.advance(Duration::from_millis(100))).len(), 1);
+    assert_eq!(h.info().num_waiting, 0);
+}
