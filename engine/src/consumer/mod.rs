@@ -1356,6 +1356,7 @@ impl Consumer {
             no_wait: req.no_wait,
         });
         self.waiting_last_ns = now_ns;
+        self.inactive_sent = false;
     }
 
     /// nats-server's `processWaiting`: expire requests (and, at the end of

@@ -1567,3 +1567,19 @@ fn no_wait_with_expires_waits_for_a_first_message() {
     assert_eq!(statuses(&h.advance(Duration::from_millis(100))).len(), 1);
     assert_eq!(h.info().num_waiting, 0);
 }
+
+#[test]
+fn rate_limit_spaces_push_deliveries() {
+    let mut cfg = push(AckPolicy::None);
+    cfg.rate_limit_bps = 8_000;
+    let mut h = H::with(cfg, 3);
+    let out = h.input(Input::Interest(true));
+    let d = deliveries(&out);
+    assert_eq!(d.len(), 1, "the first goes at once");
+    // Each delivery costs its size in bits at 8000 bits per second.
+    let size = (d[0].subject.len() + d[0].reply.len() + d[0].payload.len()) as u64;
+    let gap = Duration::from_nanos(size * 8 * 1_000_000_000 / 8_000);
+    assert!(seqs(&h.advance(gap - Duration::from_millis(1))).is_empty());
+    assert_eq!(seqs(&h.advance(Duration::from_millis(1))), vec![2]);
+    assert_eq!(seqs(&h.advance(gap)), vec![3]);
+}
