@@ -1219,7 +1219,7 @@ impl Consumer {
         let mut stale = Vec::new();
         for (&seq, p) in &self.pending {
             if seq < first || seq <= self.asflr {
-                stale.push((seq, p.sequence));
+                stale.push(seq);
                 continue;
             }
             let elapsed = now_ns - p.ts;
@@ -1242,12 +1242,14 @@ impl Consumer {
                 next = deadline - elapsed;
             }
         }
-        for (seq, d) in stale {
-            self.pending.remove(&seq);
-            self.rdc.remove(&seq);
-            self.remove_rdq(seq);
-            self.asflr = self.asflr.max(seq);
-            self.adflr = self.adflr.max(d);
+        // Deliveries of messages the stream no longer has.
+        if !stale.is_empty() {
+            for seq in stale {
+                self.pending.remove(&seq);
+                self.rdc.remove(&seq);
+                self.remove_rdq(seq);
+            }
+            self.move_ack_floor();
             self.dirty = true;
         }
         if let Some(&first_expired) = expired.first() {

@@ -1583,3 +1583,30 @@ fn rate_limit_spaces_push_deliveries() {
     assert_eq!(seqs(&h.advance(Duration::from_millis(1))), vec![2]);
     assert_eq!(seqs(&h.advance(gap)), vec![3]);
 }
+
+#[test]
+fn deliveries_of_vanished_messages_are_dropped_at_the_ack_wait_check() {
+    // nats-server's checkPending: pending below the stream's first sequence is stale.
+    let mut cfg = pull(AckPolicy::Explicit);
+    cfg.ack_wait = Duration::from_secs(1);
+    let mut h = H::with(cfg, 3);
+    h.next("3");
+    h.src.remove(1);
+    h.src.remove(2);
+    h.next(r#"{"batch":5,"expires":10000000000}"#);
+    let out = h.advance(Duration::from_millis(1010));
+    assert_eq!(
+        seqs(&out),
+        vec![3],
+        "only the message still stored comes back"
+    );
+    let st = h.c.state();
+    assert_eq!(st.pending.keys().copied().collect::<Vec<_>>(), vec![3]);
+    assert_eq!(
+        st.ack_floor,
+        SequencePair {
+            consumer_seq: 2,
+            stream_seq: 2
+        }
+    );
+}
