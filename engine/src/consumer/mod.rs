@@ -46,6 +46,7 @@
 //! owns the `Instant` owns all time.
 mod config;
 mod error;
+mod source;
 mod state;
 mod wire;
 
@@ -63,6 +64,7 @@ pub use config::{
     EPHEMERAL_INACTIVE_DEFAULT, MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT,
 };
 pub use error::ApiError;
+pub use source::StoreSource;
 pub use state::{
     ns_rfc3339, system_time_ns, Advisory, AdvisoryKind, ConsumerInfo, ConsumerState, Pending,
     SequenceInfo, SequencePair,
@@ -106,7 +108,8 @@ pub struct SourceState {
 }
 
 /// Read access to the consumer's stream. Filters are NATS subject filters;
-/// `""` means every subject. Each method maps onto `natsd_storage::Store`:
+/// `""` means every subject. [`StoreSource`] implements it over any
+/// `natsd_storage::Store`; each method maps onto the store's:
 /// `state` onto `Store::state`, `load_msg`/`load_next_msg`/`load_last_msg`
 /// onto the methods of the same name (an `Err` is `None`), `num_pending`
 /// onto `Store::num_pending`, `last_seqs` onto `Store::subjects_state`

@@ -111,7 +111,7 @@ impl MsgSource for VecSource {
 
 /// Any instant serves as the origin; from there the test owns time.
 #[allow(clippy::disallowed_methods)]
-fn origin() -> Instant {
+pub(super) fn origin() -> Instant {
     Instant::now()
 }
 
