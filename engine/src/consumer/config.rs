@@ -92,8 +92,9 @@ mod nanos {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        // Go accepts negative durations; none of them mean anything for a consumer.
-        let n = i64::deserialize(d)?;
+        // Go reads null as zero and accepts negative durations; none of those
+        // mean anything for a consumer.
+        let n = Option::<i64>::deserialize(d)?.unwrap_or(0);
         Ok(Duration::from_nanos(n.max(0) as u64))
     }
 

@@ -1610,3 +1610,36 @@ fn deliveries_of_vanished_messages_are_dropped_at_the_ack_wait_check() {
         }
     );
 }
+
+#[test]
+fn info_json_has_nats_server_fields_in_order() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 2);
+    h.next("1");
+    let json = serde_json::to_string(&h.info()).expect("serialises");
+    let keys = [
+        "\"stream_name\":\"S\"",
+        "\"name\":\"C\"",
+        "\"created\":\"2023-11-14T22:13:20Z\"",
+        "\"config\":{",
+        "\"delivered\":{\"consumer_seq\":1,\"stream_seq\":1,\"last_active\":\"2023-11-14T22:13:20Z\"}",
+        "\"ack_floor\":{\"consumer_seq\":0,\"stream_seq\":0}",
+        "\"num_ack_pending\":1",
+        "\"num_redelivered\":0",
+        "\"num_waiting\":0",
+        "\"num_pending\":1",
+        "\"ts\":\"2023-11-14T22:13:20Z\"",
+    ];
+    let mut at = 0;
+    for k in keys {
+        let i = json[at..]
+            .find(k)
+            .unwrap_or_else(|| panic!("{k} after {at} in {json}"));
+        at += i + k.len();
+    }
+    assert!(!json.contains("push_bound"), "omitted when false");
+    assert!(!json.contains("cluster"));
+    // Null durations read as zero, as Go does.
+    let c: ConsumerConfig =
+        serde_json::from_str(r#"{"ack_wait":null,"backoff":null,"metadata":null}"#).expect("nulls");
+    assert_eq!(c.ack_wait, Duration::ZERO);
+}
