@@ -931,6 +931,7 @@ pub struct Subsz {
     /// `limit`.
     pub limit: usize,
     /// `subscriptions_list`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions_list: Vec<SubDetail>,
 }
 
@@ -978,43 +979,41 @@ impl SubszOptions {
     }
 }
 
-/// `/subsz` body: the counters alone unless the list has entries (as
-/// nats-server 2.9.10 prints it).
-pub fn subsz(
+/// nats-server's `Subsz` for these options: the counters, and the page of
+/// subscriptions with `subs` (`total` counts the page, as 2.9.10 does). The
+/// `$SYS` SUBSZ request answers with this whole shape.
+pub fn subsz_model(
     server: &Server,
     open: &[ConnSnapshot],
     opts: &SubszOptions,
     clock: &Clock,
-) -> Vec<u8> {
+) -> Subsz {
     let stats = if opts.acc.is_empty() || opts.acc == server.global.name {
         sublist_stats(server)
     } else {
         SublistStatsJson::default()
     };
-    if !opts.subs {
-        return pretty(&stats);
+    let mut page = Vec::new();
+    if opts.subs {
+        let mut conns: Vec<&ConnSnapshot> = open
+            .iter()
+            .filter(|c| opts.acc.is_empty() || c.account == opts.acc)
+            .collect();
+        conns.sort_by_key(|c| c.cid);
+        let details: Vec<SubDetail> = conns
+            .into_iter()
+            .flat_map(|c| sub_details(c, true))
+            .filter(|d| {
+                opts.test
+                    .as_ref()
+                    .is_none_or(|t| subject::subject_matches(d.subject.as_bytes(), t.as_bytes()))
+            })
+            .collect();
+        let lo = opts.offset.min(details.len());
+        let hi = opts.offset.saturating_add(opts.limit).min(details.len());
+        page = details[lo..hi].to_vec();
     }
-    let mut conns: Vec<&ConnSnapshot> = open
-        .iter()
-        .filter(|c| opts.acc.is_empty() || c.account == opts.acc)
-        .collect();
-    conns.sort_by_key(|c| c.cid);
-    let details: Vec<SubDetail> = conns
-        .into_iter()
-        .flat_map(|c| sub_details(c, true))
-        .filter(|d| {
-            opts.test
-                .as_ref()
-                .is_none_or(|t| subject::subject_matches(d.subject.as_bytes(), t.as_bytes()))
-        })
-        .collect();
-    let lo = opts.offset.min(details.len());
-    let hi = opts.offset.saturating_add(opts.limit).min(details.len());
-    let page = details[lo..hi].to_vec();
-    if page.is_empty() {
-        return pretty(&stats);
-    }
-    pretty(&Subsz {
+    Subsz {
         server_id: server.id().to_string(),
         now: rfc3339(clock.wall_now),
         stats,
@@ -1022,7 +1021,23 @@ pub fn subsz(
         offset: opts.offset,
         limit: opts.limit,
         subscriptions_list: page,
-    })
+    }
+}
+
+/// `/subsz` body: the counters alone unless the list has entries (as
+/// nats-server 2.9.10's HTTP handler prints it).
+pub fn subsz(
+    server: &Server,
+    open: &[ConnSnapshot],
+    opts: &SubszOptions,
+    clock: &Clock,
+) -> Vec<u8> {
+    let model = subsz_model(server, open, opts, clock);
+    if model.subscriptions_list.is_empty() {
+        pretty(&model.stats)
+    } else {
+        pretty(&model)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use crate::accounts::GLOBAL_ACCOUNT;
 use crate::client::ConnSnapshot;
 use crate::internal::{Delivery, Event, Internal, Service};
-use crate::monitor::{self, Clock, Monitor, Source};
+use crate::monitor::{self, Clock, Monitor, Query, Source, SubszOptions};
 use crate::server::{Account, Server, COMPAT_VERSION};
 
 /// The first STATSZ heartbeat comes this soon after start ...
@@ -666,7 +666,6 @@ impl Options {
 fn server_target(ep: Endpoint, opts: &Options) -> Result<String, String> {
     let (path, query) = match ep {
         Endpoint::Connz => ("/connz", opts.connz_query(&[])?),
-        Endpoint::Subsz => ("/subsz", opts.query(SUBSZ, &[])?),
         Endpoint::Healthz => ("/healthz", opts.query(HEALTHZ, &[])?),
         Endpoint::Jsz => ("/jsz", opts.query(JSZ, &[])?),
         Endpoint::Accountz => ("/accountz", opts.query(ACCOUNTZ, &[])?),
@@ -676,7 +675,10 @@ fn server_target(ep: Endpoint, opts: &Options) -> Result<String, String> {
         }
         Endpoint::Gatewayz => ("/gatewayz", opts.query(GATEWAYZ, &[])?),
         Endpoint::Leafz => ("/leafz", opts.query(LEAFZ, &[])?),
-        Endpoint::Statsz | Endpoint::Varz | Endpoint::Idz => return Ok(String::new()),
+        // Answered without a monitoring target.
+        Endpoint::Statsz | Endpoint::Varz | Endpoint::Subsz | Endpoint::Idz => {
+            return Ok(String::new())
+        }
     };
     Ok(if query.is_empty() {
         path.to_string()
@@ -899,6 +901,22 @@ impl SysService {
         }
     }
 
+    /// SUBSZ: nats-server's whole `Subsz` (the HTTP endpoint trims it to
+    /// the counters when no subscription is listed).
+    fn subsz(&self, now: Instant, query: &str) -> Result<Vec<u8>, ApiError> {
+        let opts = SubszOptions::from_query(&Query::parse(query)).map_err(|e| ApiError {
+            code: e.status,
+            description: e.msg,
+        })?;
+        let open = if opts.subs {
+            self.src.connections()
+        } else {
+            Vec::new()
+        };
+        let model = monitor::subsz_model(self.server(), &open, &opts, &self.clock(now));
+        Ok(to_json(&model))
+    }
+
     /// The JSON answer to `req` with options `opts`; `None` when nothing
     /// is to be sent.
     fn answer(&mut self, now: Instant, req: &Request, opts: &Options) -> Option<Vec<u8>> {
@@ -919,6 +937,13 @@ impl SysService {
                     .monitor(base_path.as_deref())
                     .varz(self.src.as_ref(), &self.clock(now));
                 Some(self.wrap(now, Ok(to_json(&varz))))
+            }
+            Request::Server(Endpoint::Subsz) => {
+                let data = opts
+                    .query(SUBSZ, &[])
+                    .map_err(bad_request)
+                    .and_then(|q| self.subsz(now, &q));
+                Some(self.wrap(now, data))
             }
             Request::Server(ep) => {
                 let data = server_target(*ep, opts)
@@ -956,9 +981,8 @@ impl SysService {
                 .and_then(|t| self.endpoint(now, &t)),
             AccountEndpoint::Subsz => opts
                 .query(SUBSZ, &[("acc", acc), ("subs", "true")])
-                .map(|q| format!("/subsz?{q}"))
                 .map_err(bad_request)
-                .and_then(|t| self.endpoint(now, &t)),
+                .and_then(|q| self.subsz(now, &q)),
             AccountEndpoint::Leafz => opts
                 .query(LEAFZ, &forced)
                 .map(|q| format!("/leafz?{q}"))
@@ -1393,7 +1417,7 @@ mod tests {
         );
         let o = parse(r#"{"limit":"x"}"#, "SubszEventOptions").unwrap();
         assert_eq!(
-            server_target(Endpoint::Subsz, &o),
+            o.query(SUBSZ, &[]),
             Err(
                 "json: cannot unmarshal string into Go struct field SubszEventOptions.limit of type int"
                     .to_string()
@@ -1613,6 +1637,12 @@ mod tests {
         let got = rig.request("$SYS.REQ.SERVER.PING.VARZ", r#"{"server_name":"srv"}"#);
         assert_eq!(got[0].1["data"]["server_name"], "srv-a");
         assert_eq!(got[0].1["data"]["in_msgs"], 5);
+
+        // SUBSZ answers nats-server's whole Subsz, list or not.
+        let got = rig.request("$SYS.REQ.SERVER.PING.SUBSZ", "");
+        assert_eq!(got[0].1["data"]["total"], 0);
+        assert_eq!(got[0].1["data"]["limit"], 1024);
+        assert!(got[0].1["data"].get("subscriptions_list").is_none());
 
         let got = rig.request("$SYS.REQ.SERVER.PING.IDZ", "garbage");
         assert_eq!(keys(&got[0].1), ["host", "id", "name"]);

@@ -14,6 +14,7 @@ mod monitor;
 mod pubsub;
 mod reconnect;
 mod signals;
+mod sys;
 mod tls;
 
 use std::time::Duration;

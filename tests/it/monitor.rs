@@ -339,7 +339,7 @@ async fn metrics_are_prometheus_text() {
 
 /// Every key path of a JSON value (objects recursively, the first element
 /// of arrays), without values.
-fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+pub(crate) fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
