@@ -1739,6 +1739,33 @@ impl Options {
                         "strict" => {
                             boolean(e)?;
                         }
+                        // nats-server's other keys: refused, not ignored, as
+                        // the server would not do what the file says.
+                        k @ ("key"
+                        | "ek"
+                        | "encryption_key"
+                        | "prev_key"
+                        | "prev_ek"
+                        | "prev_encryption_key"
+                        | "cipher"
+                        | "extension_hint"
+                        | "limits"
+                        | "tpm"
+                        | "unique_tag"
+                        | "max_outstanding_catchup"
+                        | "max_buffered_size"
+                        | "max_buffered_msgs"
+                        | "request_queue_limit"
+                        | "info_queue_limit"
+                        | "meta_compact"
+                        | "meta_compact_size"
+                        | "meta_compact_sync"
+                        | "max_concurrent_io") => {
+                            return Err(invalid(
+                                &e.key_at,
+                                format!("jetstream {} is not supported yet", conf::go_quote(k)),
+                            ))
+                        }
                         _ if e.used_as_variable => {}
                         _ => {
                             return Err(ConfError::new(
@@ -1888,6 +1915,11 @@ mod tests {
         assert!(r.errors[0]
             .to_string()
             .ends_with("Duplicate 'store_dir' configuration"));
+        let (_, r) = apply("jetstream {\n cipher: aes\n}");
+        assert_eq!(
+            r.errors[0].to_string(),
+            "t.conf:2:2: jetstream \"cipher\" is not supported yet"
+        );
         let (_, r) = apply("jetstream { max_file_store: \"12Q\" }");
         assert_eq!(r.errors.len(), 1);
     }

@@ -869,3 +869,34 @@ async fn key_value_bucket_works_on_streams() {
     assert_eq!(info.state.messages, 4);
     assert_eq!(kv.get("missing").await.expect("get missing"), None);
 }
+
+#[tokio::test]
+async fn domain_prefix_and_ack_domain() {
+    let store = TempDir::new();
+    let conf = format!(
+        "jetstream {{ domain: hub, store_dir: {:?} }}\n",
+        store.path().display().to_string()
+    );
+    let server = Server::natsd_with_config(&conf, &[]);
+    let info = RawConn::connect_only(&server.addr()).read_info();
+    assert_eq!(info["domain"], "hub");
+    let client = connect(&server.url()).await;
+    let js = jetstream::with_domain(client.clone(), "hub");
+    js.create_stream(mem_config("D", &["d"]))
+        .await
+        .expect("create via domain");
+    let ack = js
+        .publish("d", Bytes::from_static(b"x"))
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    assert_eq!((ack.domain.as_str(), ack.sequence), ("hub", 1));
+    let raw = request(&client, "$JS.hub.API.INFO", "").await;
+    assert_eq!(
+        (raw["domain"].as_str(), raw["streams"].as_u64()),
+        (Some("hub"), Some(1))
+    );
+    let raw = request(&client, "$JS.API.STREAM.NAMES", "").await;
+    assert_eq!(raw["streams"], json!(["D"]));
+}

@@ -634,6 +634,9 @@ mod tests {
             1,
         );
         assert_eq!(s.state().msgs, 1);
+        let mut s = mem(r#"{"name":"S","storage":"memory","first_seq":100}"#);
+        assert_eq!(ack(&mut s, "S", None, 1)["seq"], 100);
+        assert_eq!(s.state().first_seq, 100);
         let mut s = mem(r#"{"name":"S","storage":"memory","max_msg_size":4}"#);
         let p = s.publish("S", None, b"12345", 1, 1 << 20, None);
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
