@@ -474,8 +474,10 @@ impl Consumer {
         self.closed
     }
 
-    /// The subject acks arrive on: `$JS.ACK.<stream>.<consumer>.>` covers both
-    /// ack reply forms nats-server reads.
+    /// The subject to receive acks on: `$JS.ACK.<stream>.<consumer>.>`
+    /// covers the v1 replies this consumer puts on its deliveries. (The v2
+    /// form with domain and account hash tokens is parsed too when a caller
+    /// routes one here.)
     pub fn ack_subject(&self) -> String {
         format!("$JS.ACK.{}.{}.>", self.stream, self.name)
     }
