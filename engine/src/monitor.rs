@@ -1043,9 +1043,103 @@ pub fn subsz(
 // ---------------------------------------------------------------------------
 // /varz
 
-/// `jetstream` in `/varz`: empty until JetStream exists.
+/// An empty object (`cluster`, `gateway`, ... in `/varz` until they exist).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Empty {}
+
+/// `jetstream` in `/varz`: `{}` when JetStream is off, else its config and
+/// stats (nats-server's `JetStreamVarz`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VarzJetStream {
+    /// `config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<JsConfig>,
+    /// `stats`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<JsStats>,
+}
+
+/// nats-server's `JetStreamConfig` as monitoring shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsConfig {
+    /// `max_memory` (-1: not set).
+    pub max_memory: i64,
+    /// `max_storage` (-1: not set).
+    pub max_storage: i64,
+    /// `store_dir`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub store_dir: String,
+    /// `sync_interval` in ns.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub sync_interval: i64,
+    /// `sync_always`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sync_always: bool,
+    /// `domain`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub domain: String,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// nats-server's `JetStreamStats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JsStats {
+    /// `memory`.
+    pub memory: u64,
+    /// `storage`.
+    pub storage: u64,
+    /// `reserved_memory`.
+    pub reserved_memory: u64,
+    /// `reserved_storage`.
+    pub reserved_storage: u64,
+    /// `accounts`.
+    pub accounts: u64,
+    /// `ha_assets`.
+    pub ha_assets: u64,
+    /// `api`.
+    pub api: JsApi,
+}
+
+/// `api` of [`JsStats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JsApi {
+    /// `total`.
+    pub total: u64,
+    /// `errors`.
+    pub errors: u64,
+}
+
+/// The JetStream config and stats of `server`, when JetStream is on.
+fn jetstream_figures(server: &Server) -> Option<(JsConfig, JsStats)> {
+    let opts = server.options();
+    if !opts.jetstream.enabled {
+        return None;
+    }
+    let js = &server.jetstream;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let config = JsConfig {
+        max_memory: opts.jetstream.max_memory,
+        max_storage: opts.jetstream.max_store,
+        store_dir: crate::jetstream::store_root(&opts).display().to_string(),
+        sync_interval: i64::try_from(opts.jetstream.sync_interval.as_nanos()).unwrap_or(i64::MAX),
+        sync_always: opts.jetstream.sync_always,
+        domain: opts.jetstream.domain.clone().unwrap_or_default(),
+    };
+    let stats = JsStats {
+        memory: get(&js.memory),
+        storage: get(&js.storage),
+        accounts: get(&js.accounts),
+        api: JsApi {
+            total: get(&js.api_total),
+            errors: get(&js.api_errors),
+        },
+        ..JsStats::default()
+    };
+    Some((config, stats))
+}
 
 /// natsd-specific figures in `/varz` (key `natsd`).
 #[derive(Debug, Clone, Serialize)]
@@ -1115,7 +1209,7 @@ pub struct Varz {
     /// `websocket`.
     pub websocket: Empty,
     /// `jetstream`.
-    pub jetstream: Empty,
+    pub jetstream: VarzJetStream,
     /// `tls_timeout` in seconds.
     #[serde(serialize_with = "go_float")]
     pub tls_timeout: f64,
@@ -1290,34 +1384,18 @@ struct HealthStatus {
     status: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct JsConfig {
-    max_memory: i64,
-    max_storage: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct JsApi {
-    total: u64,
-    errors: u64,
-}
-
-/// `/jsz` while JetStream is off: nats-server's disabled shape.
+/// `/jsz`: nats-server's `JSInfo` (the disabled shape when JetStream is off).
 #[derive(Debug, Clone, Serialize)]
 struct Jsz {
     server_id: String,
     now: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     disabled: bool,
     config: JsConfig,
-    memory: u64,
-    storage: u64,
-    reserved_memory: u64,
-    reserved_storage: u64,
-    accounts: usize,
-    ha_assets: usize,
-    api: JsApi,
-    streams: usize,
-    consumers: usize,
+    #[serde(flatten)]
+    stats: JsStats,
+    streams: u64,
+    consumers: u64,
     messages: u64,
     bytes: u64,
 }
@@ -1438,29 +1516,45 @@ impl Monitor {
                 let open = src.connections();
                 Response::json(pretty(&accstatz(src, &open, unused, clock)))
             }),
-            "/jsz" => Ok(Response::json(pretty(&Jsz {
-                server_id: src.server().id().to_string(),
-                now: rfc3339(clock.wall_now),
-                disabled: true,
-                config: JsConfig {
-                    max_memory: 0,
-                    max_storage: 0,
-                },
-                memory: 0,
-                storage: 0,
-                reserved_memory: 0,
-                reserved_storage: 0,
-                accounts: 0,
-                ha_assets: 0,
-                api: JsApi {
-                    total: 0,
-                    errors: 0,
-                },
-                streams: 0,
-                consumers: 0,
-                messages: 0,
-                bytes: 0,
-            }))),
+            "/jsz" => {
+                let server = src.server();
+                let js = &server.jetstream;
+                let get =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                let (disabled, config, stats, counts) = match jetstream_figures(server) {
+                    Some((config, stats)) => (
+                        false,
+                        config,
+                        stats,
+                        [get(&js.streams), 0, get(&js.messages), get(&js.bytes)],
+                    ),
+                    None => (
+                        true,
+                        JsConfig {
+                            max_memory: 0,
+                            max_storage: 0,
+                            store_dir: String::new(),
+                            sync_interval: 0,
+                            sync_always: false,
+                            domain: String::new(),
+                        },
+                        JsStats::default(),
+                        [0; 4],
+                    ),
+                };
+                let [streams, consumers, messages, bytes] = counts;
+                Ok(Response::json(pretty(&Jsz {
+                    server_id: server.id().to_string(),
+                    now: rfc3339(clock.wall_now),
+                    disabled,
+                    config,
+                    stats,
+                    streams,
+                    consumers,
+                    messages,
+                    bytes,
+                })))
+            }
             "/healthz" => healthz(&q),
             "/metrics" => Ok(Response {
                 status: 200,
@@ -1559,7 +1653,12 @@ impl Monitor {
             leaf: Empty {},
             mqtt: Empty {},
             websocket: Empty {},
-            jetstream: Empty {},
+            jetstream: jetstream_figures(src.server())
+                .map(|(config, stats)| VarzJetStream {
+                    config: Some(config),
+                    stats: Some(stats),
+                })
+                .unwrap_or_default(),
             tls_timeout: 2.0,
             write_deadline: nanos(o.write_deadline),
             config_load_time: start.clone(),

@@ -101,6 +101,28 @@ pub struct ServerStats {
     pub closed_out_bytes: AtomicU64,
 }
 
+/// JetStream totals over the JetStream-enabled accounts, refreshed by the
+/// JetStream stage shortly after each change; read by `/jsz` and `/varz`.
+#[derive(Debug, Default)]
+pub struct JetStreamStats {
+    /// Bytes in memory streams.
+    pub memory: AtomicU64,
+    /// Bytes in file streams.
+    pub storage: AtomicU64,
+    /// Accounts with JetStream.
+    pub accounts: AtomicU64,
+    /// Streams.
+    pub streams: AtomicU64,
+    /// Messages in all streams.
+    pub messages: AtomicU64,
+    /// Bytes in all streams.
+    pub bytes: AtomicU64,
+    /// `$JS.API` requests served.
+    pub api_total: AtomicU64,
+    /// `$JS.API` requests answered with an error.
+    pub api_errors: AtomicU64,
+}
+
 /// One server's shared state.
 pub struct Server {
     opts: ArcSwap<Options>,
@@ -113,6 +135,8 @@ pub struct Server {
     accounts: HashMap<String, Arc<Account>>,
     /// Counters.
     pub stats: ServerStats,
+    /// JetStream figures for monitoring (kept by the JetStream stage).
+    pub jetstream: JetStreamStats,
     next_sub_id: AtomicU64,
     /// The client port actually bound (`-p -1` binds a random one).
     client_port: AtomicU16,
@@ -157,6 +181,7 @@ impl Server {
             global,
             accounts,
             stats: ServerStats::default(),
+            jetstream: JetStreamStats::default(),
             next_sub_id: AtomicU64::new(1),
             client_port: AtomicU16::new(0),
             closed: Mutex::new(VecDeque::new()),

@@ -900,3 +900,44 @@ async fn domain_prefix_and_ack_domain() {
     let raw = request(&client, "$JS.API.STREAM.NAMES", "").await;
     assert_eq!(raw["streams"], json!(["D"]));
 }
+
+#[tokio::test]
+async fn jsz_and_varz_report_jetstream() {
+    let store = TempDir::new();
+    let dir = store.path().display().to_string();
+    let server = Server::natsd(&["-js", "-sd", &dir, "-m", "-1"]);
+    let port = crate::monitor::http_port(&server);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    js.create_stream(mem_config("M", &["m"]))
+        .await
+        .expect("create");
+    for _ in 0..3 {
+        publish(&js, "m", "12345").await;
+    }
+    // Totals are refreshed shortly after a change.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let jsz = loop {
+        let jsz = crate::monitor::get_json(port, "/jsz");
+        if jsz["messages"] == 3 || tokio::time::Instant::now() > deadline {
+            break jsz;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(jsz.get("disabled").is_none());
+    assert_eq!(jsz["streams"], 1);
+    assert_eq!(jsz["messages"], 3);
+    assert_eq!(jsz["memory"], 3 * (1 + 5 + 16));
+    assert_eq!(jsz["bytes"], 3 * (1 + 5 + 16));
+    assert_eq!(jsz["storage"], 0);
+    assert_eq!(jsz["accounts"], 1);
+    assert_eq!(jsz["api"]["errors"], 0);
+    assert_eq!(
+        jsz["config"]["store_dir"],
+        store.path().join("jetstream").display().to_string()
+    );
+    assert_eq!(jsz["config"]["sync_interval"], 120_000_000_000u64);
+    let varz = crate::monitor::get_json(port, "/varz");
+    assert_eq!(varz["jetstream"]["stats"]["memory"], 3 * (1 + 5 + 16));
+    assert_eq!(varz["jetstream"]["config"]["max_memory"], -1);
+}

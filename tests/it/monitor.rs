@@ -21,7 +21,7 @@ use crate::{connect, round_trip, WAIT};
 const HTTP_MONITOR: &str = "Starting http monitor on ";
 
 /// The monitoring port from the server's log.
-fn http_port(server: &Server) -> u16 {
+pub(crate) fn http_port(server: &Server) -> u16 {
     let log = server.log_contents();
     let line = log
         .lines()
@@ -88,7 +88,7 @@ fn get(port: u16, target: &str) -> Reply {
     raw_request(port, req.as_bytes())
 }
 
-fn get_json(port: u16, target: &str) -> Value {
+pub(crate) fn get_json(port: u16, target: &str) -> Value {
     let r = get(port, target);
     assert_eq!(r.status, 200, "{target}: {}", r.body);
     r.json()

@@ -17,6 +17,7 @@ mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,11 +25,23 @@ use data_encoding::BASE64;
 use serde::Serialize;
 
 use crate::internal::{Delivery, Internal, Service};
-use crate::options::JetStreamOptions;
+use crate::options::{JetStreamOptions, Options};
 use crate::server::{Account, Server};
 use api::{kind, parse_request, ApiError};
 use config::{Storage, StreamConfig};
 use stream::{StoreParams, Stream};
+
+/// How soon after a change the monitoring totals are refreshed.
+const STATS_DELAY: Duration = Duration::from_millis(100);
+
+/// `<store_dir>/jetstream` (default `<tmp>/nats/jetstream`), as nats-server
+/// places its JetStream store.
+pub fn store_root(opts: &Options) -> PathBuf {
+    opts.store_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("nats"))
+        .join("jetstream")
+}
 
 /// nats-server's `JSApiNamesLimit`.
 const NAMES_LIMIT: usize = 1024;
@@ -64,6 +77,8 @@ pub struct JetStream {
     accounts: Vec<JsAccount>,
     subs: HashMap<u64, Target>,
     next_sync: Option<Instant>,
+    /// When to refresh the monitoring totals (set by a change).
+    stats_due: Option<Instant>,
 }
 
 /// An API reply: optional header block and body.
@@ -115,11 +130,7 @@ impl JetStream {
     ) -> std::io::Result<Self> {
         let all = server.options();
         let opts = all.jetstream.clone();
-        let base = all
-            .store_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("nats"));
-        let root = base.join("jetstream");
+        let root = store_root(&all);
         std::fs::create_dir_all(&root)?;
         let start_ns = start_wall
             .duration_since(UNIX_EPOCH)
@@ -172,6 +183,7 @@ impl JetStream {
             accounts,
             subs: HashMap::new(),
             next_sync: None,
+            stats_due: None,
         })
     }
 
@@ -686,6 +698,40 @@ impl JetStream {
         }
     }
 
+    /// Fold every enabled account's figures into the server's
+    /// [`JetStreamStats`](crate::server::JetStreamStats).
+    fn publish_stats(&self) {
+        let (mut memory, mut storage, mut streams, mut messages) = (0, 0, 0, 0);
+        let (mut accounts, mut total, mut errors) = (0, 0, 0);
+        for a in self.accounts.iter().filter(|a| a.enabled) {
+            accounts += 1;
+            total += a.api_total;
+            errors += a.api_errors;
+            for s in a.streams.values() {
+                let st = s.state();
+                streams += 1;
+                messages += st.msgs;
+                match s.cfg.storage {
+                    Storage::Memory => memory += st.bytes,
+                    Storage::File => storage += st.bytes,
+                }
+            }
+        }
+        let js = &self.server.jetstream;
+        for (cell, v) in [
+            (&js.memory, memory),
+            (&js.storage, storage),
+            (&js.accounts, accounts),
+            (&js.streams, streams),
+            (&js.messages, messages),
+            (&js.bytes, memory + storage),
+            (&js.api_total, total),
+            (&js.api_errors, errors),
+        ] {
+            cell.store(v, Ordering::Relaxed);
+        }
+    }
+
     fn handle_publish(
         &mut self,
         now: Instant,
@@ -743,10 +789,14 @@ impl Service for JetStream {
         if !self.opts.sync_always {
             self.next_sync = Some(now + self.opts.sync_interval);
         }
+        self.publish_stats();
         log::info!("JetStream started");
     }
 
     fn handle_msg(&mut self, now: Instant, msg: Delivery, net: &mut Internal) {
+        if self.stats_due.is_none() {
+            self.stats_due = Some(now + STATS_DELAY);
+        }
         match self.subs.get(&msg.sid).cloned() {
             Some(Target::Api(acc, prefix)) => {
                 let Some(reply) = msg.reply.clone().filter(|r| !r.is_empty()) else {
@@ -772,16 +822,24 @@ impl Service for JetStream {
     fn handle_timeout(&mut self, now: Instant, _net: &mut Internal) {
         let now_ns = self.now_ns(now);
         let sync = self.next_sync.is_some_and(|at| at <= now);
+        let mut expired = 0;
         for a in &mut self.accounts {
             for s in a.streams.values_mut() {
-                s.expire(now_ns);
+                expired += s.expire(now_ns);
                 if sync {
                     s.sync();
                 }
             }
         }
+        if expired > 0 && self.stats_due.is_none() {
+            self.stats_due = Some(now + STATS_DELAY);
+        }
         if sync {
             self.next_sync = Some(now + self.opts.sync_interval);
+        }
+        if self.stats_due.is_some_and(|at| at <= now) {
+            self.stats_due = None;
+            self.publish_stats();
         }
     }
 
@@ -793,10 +851,10 @@ impl Service for JetStream {
             .filter_map(Stream::next_expiry)
             .min()
             .map(|ns| self.instant_of(ns));
-        match (expiry, self.next_sync) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [expiry, self.next_sync, self.stats_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

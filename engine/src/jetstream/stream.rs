@@ -203,12 +203,14 @@ impl Stream {
         }
     }
 
-    /// Remove messages past `max_age`; forget message ids past the
-    /// duplicate window.
-    pub fn expire(&mut self, now_ns: i64) {
+    /// Remove messages past `max_age` (returns how many); forget message
+    /// ids past the duplicate window.
+    pub fn expire(&mut self, now_ns: i64) -> u64 {
+        let mut removed = 0;
         if self.cfg.max_age > 0 {
-            if let Err(e) = self.store.expire(now_ns) {
-                log::error!("JetStream stream '{}' expire: {e}", self.cfg.name);
+            match self.store.expire(now_ns) {
+                Ok(n) => removed = n,
+                Err(e) => log::error!("JetStream stream '{}' expire: {e}", self.cfg.name),
             }
         }
         let cutoff = now_ns - self.cfg.duplicate_window;
@@ -220,6 +222,7 @@ impl Stream {
                 self.dedup.remove(&id);
             }
         }
+        removed
     }
 
     /// When [`expire`](Self::expire) has work next (ns since the epoch).
