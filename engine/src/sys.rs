@@ -219,7 +219,7 @@ fn request_subjects(server_id: &str) -> [String; 4] {
 
 /// `ServerInfo`: who sent an event or answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct ServerInfo {
+struct ServerInfo {
     name: String,
     host: String,
     id: String,
@@ -648,6 +648,12 @@ impl Options {
         })
     }
 
+    /// The `/routez` query.
+    fn routez_query(&self) -> Result<String, String> {
+        let subs: Vec<_> = self.subs_param()?.into_iter().collect();
+        self.query(&[], &subs)
+    }
+
     /// The `/connz` query: `state` is Go's `ConnState` number.
     fn connz_query(&self, forced: &[(&str, &str)]) -> Result<String, String> {
         let mut all: Vec<(&str, &str)> = forced.to_vec();
@@ -661,30 +667,13 @@ impl Options {
     }
 }
 
-/// The monitoring target (path and query) for a server endpoint answered
-/// by [`Monitor::respond`].
-fn server_target(ep: Endpoint, opts: &Options) -> Result<String, String> {
-    let (path, query) = match ep {
-        Endpoint::Connz => ("/connz", opts.connz_query(&[])?),
-        Endpoint::Healthz => ("/healthz", opts.query(HEALTHZ, &[])?),
-        Endpoint::Jsz => ("/jsz", opts.query(JSZ, &[])?),
-        Endpoint::Accountz => ("/accountz", opts.query(ACCOUNTZ, &[])?),
-        Endpoint::Routez => {
-            let subs: Vec<_> = opts.subs_param()?.into_iter().collect();
-            ("/routez", opts.query(&[], &subs)?)
-        }
-        Endpoint::Gatewayz => ("/gatewayz", opts.query(GATEWAYZ, &[])?),
-        Endpoint::Leafz => ("/leafz", opts.query(LEAFZ, &[])?),
-        // Answered without a monitoring target.
-        Endpoint::Statsz | Endpoint::Varz | Endpoint::Subsz | Endpoint::Idz => {
-            return Ok(String::new())
-        }
-    };
-    Ok(if query.is_empty() {
+/// `path?query`, or `path` alone for an empty query.
+fn target(path: &str, query: &str) -> String {
+    if query.is_empty() {
         path.to_string()
     } else {
         format!("{path}?{query}")
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -945,11 +934,24 @@ impl SysService {
                     .and_then(|q| self.subsz(now, &q));
                 Some(self.wrap(now, data))
             }
-            Request::Server(ep) => {
-                let data = server_target(*ep, opts)
-                    .map_err(bad_request)
-                    .and_then(|t| self.endpoint(now, &t));
-                Some(self.wrap(now, data))
+            Request::Server(Endpoint::Connz) => {
+                self.via_monitor(now, "/connz", opts.connz_query(&[]))
+            }
+            Request::Server(Endpoint::Healthz) => {
+                self.via_monitor(now, "/healthz", opts.query(HEALTHZ, &[]))
+            }
+            Request::Server(Endpoint::Jsz) => self.via_monitor(now, "/jsz", opts.query(JSZ, &[])),
+            Request::Server(Endpoint::Accountz) => {
+                self.via_monitor(now, "/accountz", opts.query(ACCOUNTZ, &[]))
+            }
+            Request::Server(Endpoint::Routez) => {
+                self.via_monitor(now, "/routez", opts.routez_query())
+            }
+            Request::Server(Endpoint::Gatewayz) => {
+                self.via_monitor(now, "/gatewayz", opts.query(GATEWAYZ, &[]))
+            }
+            Request::Server(Endpoint::Leafz) => {
+                self.via_monitor(now, "/leafz", opts.query(LEAFZ, &[]))
             }
             Request::Account(acc, ep) => self.account_answer(now, acc, *ep, opts),
             Request::AccountsStatz => match self.accounts_statz(now, opts) {
@@ -958,6 +960,20 @@ impl SysService {
                 Err(e) => Some(self.wrap(now, Err(bad_request(e)))),
             },
         }
+    }
+
+    /// The answer of the monitoring endpoint at `path` for `query` (or the
+    /// error in the request's options).
+    fn via_monitor(
+        &mut self,
+        now: Instant,
+        path: &str,
+        query: Result<String, String>,
+    ) -> Option<Vec<u8>> {
+        let data = query
+            .map_err(bad_request)
+            .and_then(|q| self.endpoint(now, &target(path, &q)));
+        Some(self.wrap(now, data))
     }
 
     fn wrap(&mut self, now: Instant, data: Result<Vec<u8>, ApiError>) -> Vec<u8> {
@@ -974,20 +990,16 @@ impl SysService {
     ) -> Option<Vec<u8>> {
         let forced = [("acc", acc)];
         let data = match ep {
-            AccountEndpoint::Connz => opts
-                .connz_query(&forced)
-                .map(|q| format!("/connz?{q}"))
-                .map_err(bad_request)
-                .and_then(|t| self.endpoint(now, &t)),
+            AccountEndpoint::Connz => {
+                return self.via_monitor(now, "/connz", opts.connz_query(&forced))
+            }
             AccountEndpoint::Subsz => opts
                 .query(SUBSZ, &[("acc", acc), ("subs", "true")])
                 .map_err(bad_request)
                 .and_then(|q| self.subsz(now, &q)),
-            AccountEndpoint::Leafz => opts
-                .query(LEAFZ, &forced)
-                .map(|q| format!("/leafz?{q}"))
-                .map_err(bad_request)
-                .and_then(|t| self.endpoint(now, &t)),
+            AccountEndpoint::Leafz => {
+                return self.via_monitor(now, "/leafz", opts.query(LEAFZ, &forced))
+            }
             AccountEndpoint::Info => self
                 .endpoint(now, &format!("/accountz?acc={}", escape(acc)))
                 .map(|body| account_detail(&body))
@@ -1404,16 +1416,16 @@ mod tests {
         );
         let o = parse(r#"{"subscriptions":true,"state":2}"#, "ConnzEventOptions").unwrap();
         assert_eq!(o.connz_query(&[]).unwrap(), "subs=true&state=all");
+        let o = parse(r#"{"accounts":true,"name":"g"}"#, "GatewayzEventOptions").unwrap();
+        assert_eq!(o.query(GATEWAYZ, &[]).unwrap(), "gw_name=g&accs=true");
         assert_eq!(
-            server_target(
-                Endpoint::Gatewayz,
-                &parse(r#"{"accounts":true}"#, "G").unwrap()
-            ),
-            Ok("/gatewayz?accs=true".to_string())
+            target("/routez", &Options::default().routez_query().unwrap()),
+            "/routez"
         );
+        let o = parse(r#"{"subscriptions":true}"#, "RoutezEventOptions").unwrap();
         assert_eq!(
-            server_target(Endpoint::Routez, &Options::default()),
-            Ok("/routez".to_string())
+            target("/routez", &o.routez_query().unwrap()),
+            "/routez?subs=true"
         );
         let o = parse(r#"{"limit":"x"}"#, "SubszEventOptions").unwrap();
         assert_eq!(
