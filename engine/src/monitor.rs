@@ -1710,7 +1710,7 @@ impl Monitor {
                 update_time: rfc3339(clock.start_wall),
                 expired: false,
                 complete: true,
-                jetstream_enabled: false,
+                jetstream_enabled: crate::jetstream::enabled_for(&server.options(), acc),
                 leafnode_connections: 0,
                 client_connections: open.iter().filter(|c| c.account == acc).count(),
                 subscriptions: account.sublist.count(),

@@ -940,4 +940,8 @@ async fn jsz_and_varz_report_jetstream() {
     let varz = crate::monitor::get_json(port, "/varz");
     assert_eq!(varz["jetstream"]["stats"]["memory"], 3 * (1 + 5 + 16));
     assert_eq!(varz["jetstream"]["config"]["max_memory"], -1);
+    let accountz = crate::monitor::get_json(port, "/accountz?acc=$G");
+    assert_eq!(accountz["account_detail"]["jetstream_enabled"], true);
+    let accountz = crate::monitor::get_json(port, "/accountz?acc=$SYS");
+    assert_eq!(accountz["account_detail"]["jetstream_enabled"], false);
 }

@@ -43,6 +43,25 @@ pub fn store_root(opts: &Options) -> PathBuf {
         .join("jetstream")
 }
 
+/// Whether account `name` has JetStream: the accounts configured with
+/// `jetstream: enabled`, or `$G` when none is.
+pub fn enabled_for(opts: &Options, name: &str) -> bool {
+    if !opts.jetstream.enabled
+        || name
+            == opts
+                .system_account
+                .as_deref()
+                .unwrap_or(crate::accounts::SYSTEM_ACCOUNT)
+    {
+        return false;
+    }
+    if opts.accounts.iter().any(|a| a.jetstream) {
+        opts.accounts.iter().any(|a| a.jetstream && a.name == name)
+    } else {
+        name == crate::accounts::GLOBAL_ACCOUNT
+    }
+}
+
 /// nats-server's `JSApiNamesLimit`.
 const NAMES_LIMIT: usize = 1024;
 /// nats-server's `JSApiListLimit`.
@@ -151,23 +170,13 @@ impl JetStream {
             log::info!("  Domain:          {domain}");
         }
         log::info!("-------------------------------------------");
-        let js_accounts: Vec<&str> = all
-            .accounts
-            .iter()
-            .filter(|a| a.jetstream)
-            .map(|a| a.name.as_str())
-            .collect();
         let system = server.system_account();
         let accounts = server
             .accounts()
             .into_iter()
             .filter(|a| !Arc::ptr_eq(a, &system))
             .map(|account| JsAccount {
-                enabled: if js_accounts.is_empty() {
-                    Arc::ptr_eq(&account, &server.global)
-                } else {
-                    js_accounts.contains(&account.name.as_str())
-                },
+                enabled: enabled_for(&all, &account.name),
                 account,
                 streams: BTreeMap::new(),
                 api_total: 0,
@@ -867,5 +876,34 @@ impl Drop for JetStream {
                 s.stop();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::AccountConfig;
+
+    #[test]
+    fn which_accounts_have_jetstream() {
+        let mut opts = Options::default();
+        assert!(!enabled_for(&opts, "$G"));
+        opts.jetstream.enabled = true;
+        assert!(enabled_for(&opts, "$G"));
+        assert!(!enabled_for(&opts, "$SYS"));
+        opts.accounts = vec![
+            AccountConfig {
+                name: "A".into(),
+                jetstream: true,
+                ..AccountConfig::default()
+            },
+            AccountConfig {
+                name: "B".into(),
+                ..AccountConfig::default()
+            },
+        ];
+        assert!(enabled_for(&opts, "A"));
+        assert!(!enabled_for(&opts, "B"));
+        assert!(!enabled_for(&opts, "$G"));
     }
 }
