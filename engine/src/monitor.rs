@@ -38,8 +38,39 @@ pub trait Source {
     fn connections(&self) -> Vec<ConnSnapshot>;
     /// Process figures for `/varz`.
     fn process(&self) -> ProcessStats;
-    /// Number of reactor threads (natsd-specific).
-    fn reactors(&self) -> usize;
+    /// Reactor and stage load (natsd-specific).
+    fn load(&self) -> Load;
+}
+
+/// What the reactors and stages are carrying now (natsd's `/varz` key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Load {
+    /// One entry per reactor thread.
+    pub reactors: Vec<ReactorLoad>,
+    /// One entry per stage thread.
+    pub stages: Vec<StageLoad>,
+}
+
+/// One reactor's load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReactorLoad {
+    /// Reactor index.
+    pub id: usize,
+    /// Client connections it owns.
+    pub connections: usize,
+    /// Commands (accepts, flush wake-ups, ...) waiting in its inbox.
+    pub inbox: usize,
+}
+
+/// One stage's load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageLoad {
+    /// Thread name (`sys`, `jetstream`).
+    pub name: String,
+    /// Commands waiting in its inbox (its queue depth).
+    pub inbox: usize,
+    /// Messages it has handled since start.
+    pub handled: u64,
 }
 
 /// Process figures the `io` side measures.
@@ -1150,6 +1181,10 @@ pub struct NatsdVarz {
     pub reactors: usize,
     /// Clients closed as stale (no PONG).
     pub stale_connections: u64,
+    /// Per-reactor connections and inbox depth.
+    pub reactor_load: Vec<ReactorLoad>,
+    /// Per-stage queue depth and messages handled.
+    pub stages: Vec<StageLoad>,
 }
 
 /// `/varz`.
@@ -1682,10 +1717,15 @@ impl Monitor {
             subscriptions: server.global.sublist.count(),
             http_req_stats: self.req_stats.clone(),
             system_account: server.system_account().name.clone(),
-            natsd: NatsdVarz {
-                version: NATSD_VERSION.to_string(),
-                reactors: src.reactors(),
-                stale_connections: server.stats.stale_connections.load(Relaxed),
+            natsd: {
+                let load = src.load();
+                NatsdVarz {
+                    version: NATSD_VERSION.to_string(),
+                    reactors: load.reactors.len(),
+                    stale_connections: server.stats.stale_connections.load(Relaxed),
+                    reactor_load: load.reactors,
+                    stages: load.stages,
+                }
             },
         }
     }
@@ -2047,8 +2087,21 @@ mod tests {
                 cores: 4,
             }
         }
-        fn reactors(&self) -> usize {
-            2
+        fn load(&self) -> Load {
+            Load {
+                reactors: (0..2)
+                    .map(|id| ReactorLoad {
+                        id,
+                        connections: 1,
+                        inbox: 0,
+                    })
+                    .collect(),
+                stages: vec![StageLoad {
+                    name: "sys".into(),
+                    inbox: 3,
+                    handled: 7,
+                }],
+            }
         }
     }
 
@@ -2279,6 +2332,10 @@ mod tests {
         assert_eq!(v["cpu"], 1.5);
         assert_eq!(v["http_base_path"], "/mon");
         assert_eq!(v["natsd"]["reactors"], 2);
+        assert_eq!(v["natsd"]["reactor_load"][1]["connections"], 1);
+        assert_eq!(v["natsd"]["stages"][0]["name"], "sys");
+        assert_eq!(v["natsd"]["stages"][0]["inbox"], 3);
+        assert_eq!(v["natsd"]["stages"][0]["handled"], 7);
         assert_eq!(v["http_req_stats"]["/varz"], 1);
         let (status, v) = get(&mut m, &src, "/mon/subsz", &clk);
         assert_eq!(status, 200);

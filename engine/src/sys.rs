@@ -1494,8 +1494,8 @@ mod tests {
                 cores: 2,
             }
         }
-        fn reactors(&self) -> usize {
-            1
+        fn load(&self) -> crate::monitor::Load {
+            crate::monitor::Load::default()
         }
     }
 

@@ -391,8 +391,8 @@ impl Source for LiveSource {
         }
     }
 
-    fn reactors(&self) -> usize {
-        self.handle.reactor_count()
+    fn load(&self) -> natsd_engine::monitor::Load {
+        self.handle.load()
     }
 }
 

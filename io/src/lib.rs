@@ -12,7 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -39,16 +39,47 @@ const WAKER: Token = Token(1);
 pub struct ServerHandle {
     server: Arc<Server>,
     reactors: Arc<[ReactorHandle]>,
+    /// The stages by thread name, once they are built.
+    stages: Arc<OnceLock<Vec<(&'static str, ReactorHandle)>>>,
 }
 
 impl ServerHandle {
     fn new(server: Arc<Server>, reactors: Arc<[ReactorHandle]>) -> Self {
-        ServerHandle { server, reactors }
+        ServerHandle {
+            server,
+            reactors,
+            stages: Arc::new(OnceLock::new()),
+        }
     }
 
-    /// Number of reactor threads.
-    pub fn reactor_count(&self) -> usize {
-        self.reactors.len()
+    /// Each reactor's connections and inbox, each stage's inbox and
+    /// handled deliveries (natsd's `/varz` figures).
+    pub fn load(&self) -> natsd_engine::monitor::Load {
+        use natsd_engine::monitor::{ReactorLoad, StageLoad};
+        use std::sync::atomic::Ordering::Relaxed;
+        natsd_engine::monitor::Load {
+            reactors: self
+                .reactors
+                .iter()
+                .enumerate()
+                .map(|(id, r)| ReactorLoad {
+                    id,
+                    connections: r.load().connections.load(Relaxed),
+                    inbox: r.inbox(),
+                })
+                .collect(),
+            stages: self
+                .stages
+                .get()
+                .into_iter()
+                .flatten()
+                .map(|(name, h)| StageLoad {
+                    name: (*name).to_string(),
+                    inbox: h.inbox(),
+                    handled: h.load().handled.load(Relaxed),
+                })
+                .collect(),
+        }
     }
 
     /// The shared server state.
@@ -149,15 +180,19 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     // Stages come after the reactors in the wake table: a delivery to an
     // internal client wakes its stage exactly as it would wake a reactor.
     let mut stages = Vec::new();
+    let mut stage_handles = Vec::new();
     for (k, (name, service)) in services(&server_handle, started).into_iter().enumerate() {
         let (stage, handle) = stage::Stage::new(reactors + k, server.clone(), service);
         if name == SYS_STAGE {
             let sink = handle.clone();
             server.set_event_sink(Box::new(move |ev| sink.send(Cmd::Event(Box::new(ev)))));
         }
+        stage_handles.push((name, handle.clone()));
         handles.push(handle);
         stages.push((name, stage));
     }
+    // Set once, here; nothing else sets it.
+    let _ = server_handle.stages.set(stage_handles);
     let handles: Arc<[ReactorHandle]> = handles.into();
     let mut threads = Vec::with_capacity(reactors + stages.len());
     for r in built {

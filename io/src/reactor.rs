@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,12 +67,36 @@ pub enum Cmd {
 pub struct ReactorHandle {
     tx: Sender<Cmd>,
     waker: Option<Arc<Waker>>,
+    load: Arc<Load>,
+}
+
+/// What a reactor or stage reports of its load (for `/varz`).
+#[derive(Debug, Default)]
+pub struct Load {
+    /// A reactor's live connections.
+    pub connections: AtomicUsize,
+    /// A stage's handled deliveries since start.
+    pub handled: AtomicU64,
 }
 
 impl ReactorHandle {
     /// The handle of a stage that receives on `tx`'s channel.
-    pub fn for_stage(tx: Sender<Cmd>) -> Self {
-        ReactorHandle { tx, waker: None }
+    pub fn for_stage(tx: Sender<Cmd>, load: Arc<Load>) -> Self {
+        ReactorHandle {
+            tx,
+            waker: None,
+            load,
+        }
+    }
+
+    /// Commands waiting in its inbox.
+    pub fn inbox(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Its load counters.
+    pub fn load(&self) -> &Load {
+        &self.load
     }
 
     /// Queue a command and wake the reactor.
@@ -108,6 +133,7 @@ pub struct Reactor {
     rx: Receiver<Cmd>,
     server: Arc<Server>,
     tls_config: Option<Arc<ServerConfig>>,
+    load: Arc<Load>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     ctx: Context,
@@ -127,6 +153,7 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
+        let load = Arc::new(Load::default());
         let seed = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Ok((
             Reactor {
@@ -135,6 +162,7 @@ impl Reactor {
                 rx,
                 server,
                 tls_config,
+                load: load.clone(),
                 conns: Vec::new(),
                 free: Vec::new(),
                 ctx: Context::new(seed),
@@ -147,6 +175,7 @@ impl Reactor {
             ReactorHandle {
                 tx,
                 waker: Some(waker),
+                load: load.clone(),
             },
         ))
     }
@@ -262,6 +291,7 @@ impl Reactor {
             None => None,
             Some(config) => self.start_tls(config, &mut stream, &mut machine, &mut wbuf, now),
         };
+        self.load.connections.fetch_add(1, Ordering::Relaxed);
         self.conns[slot] = Some(Conn {
             stream,
             machine,
@@ -721,6 +751,7 @@ impl Reactor {
         let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        self.load.connections.fetch_sub(1, Ordering::Relaxed);
         let snap = c.machine.snapshot(Some(now));
         if c.machine.is_connected() && self.server.wants_events() {
             self.server.emit(Event::Disconnected(snap.clone()));

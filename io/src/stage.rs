@@ -10,7 +10,7 @@ use natsd_engine::internal::{Internal, Service};
 use natsd_engine::outbound::Outbound;
 use natsd_engine::server::Server;
 
-use crate::reactor::{Cmd, ReactorHandle};
+use crate::reactor::{Cmd, Load, ReactorHandle};
 
 /// One stage: its place in the wake table, its inbox and its service.
 pub(crate) struct Stage {
@@ -18,6 +18,7 @@ pub(crate) struct Stage {
     rx: Receiver<Cmd>,
     service: Box<dyn Service>,
     net: Internal,
+    load: Arc<Load>,
 }
 
 /// Deliveries handled per round before the stage checks its inbox again.
@@ -34,14 +35,16 @@ impl Stage {
         let (tx, rx) = crossbeam_channel::unbounded();
         let seed = (id as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let net = Internal::new(server, id, seed);
+        let load = Arc::new(Load::default());
         (
             Stage {
                 id,
                 rx,
                 service,
                 net,
+                load: load.clone(),
             },
-            ReactorHandle::for_stage(tx),
+            ReactorHandle::for_stage(tx, load),
         )
     }
 
@@ -97,6 +100,9 @@ impl Stage {
                 self.service.handle_msg(Instant::now(), msg, &mut self.net);
                 handled += 1;
             }
+            self.load
+                .handled
+                .fetch_add(handled as u64, std::sync::atomic::Ordering::Relaxed);
             let mut again = false;
             for out in self.net.take_wakes() {
                 let owner = out.owner().reactor;

@@ -144,6 +144,14 @@ async fn varz_counts_messages_and_connections() {
     assert!(v["mem"].as_i64().expect("mem") > 0);
     assert!(v["start"].as_str().expect("start").ends_with('Z'));
     assert!(v["natsd"]["reactors"].as_u64().expect("reactors") >= 1);
+    let load = v["natsd"]["reactor_load"].as_array().expect("reactor_load");
+    let conns: u64 = load
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(conns, 1, "{load:?}");
+    let stages = v["natsd"]["stages"].as_array().expect("stages");
+    assert!(stages.iter().any(|s| s["name"] == "sys"), "{stages:?}");
     assert!(v["http_req_stats"]["/varz"].as_u64().expect("req stats") >= 2);
 }
 
