@@ -12,7 +12,8 @@
 # scenarios cannot hide the per-connection cost. Prints markdown tables of
 # medians. JetStream scenarios (-k js or all) run against servers started with
 # -js and a fresh store directory each round: sync publish (file stream),
-# async publish with 256 acks in flight (file and memory streams); both
+# async publish with 256 acks in flight (file and memory streams), reading
+# back through a durable pull consumer with and without acks; both
 # servers keep their default sync policy (fsync on an interval).
 # Environment: ROUNDS, SCALE (multiplies message counts; default 1),
 # NATS_SERVER (path of the Go server).
@@ -121,6 +122,7 @@ msgs_for() {
         fanout) n=500000 ;;
         reqrep | js-sync) n=20000 ;;
         js-async) n=500000 ;;
+        js-consume) n=300000 ;;
     esac
     python3 -c "print(max(1, int($n * $SCALE)))"
 }
@@ -161,11 +163,12 @@ for round in $(seq "$ROUNDS"); do
         for s in "${order[@]}"; do
             store="$OUT/store.$s.$round"
             start_server "$s" -js -sd "$store"
-            for run in js-sync:file js-async:file js-async:memory; do
-                sc=${run%%:*} storage=${run##*:}
+            for run in js-sync:file js-async:file js-async:memory js-consume:file js-consume:file:--no-ack; do
+                IFS=: read -r sc storage flag <<<"$run"
+                label=$sc-$storage${flag:+-noack}
                 "$BENCH" "$sc" --server "nats://127.0.0.1:$PORT" --size 16 --storage "$storage" \
-                    --msgs "$(msgs_for "$sc")" --duration 20 --server-pid "$PID" --json --quiet \
-                    >"$OUT/$s.$sc-$storage.16.$round.json" || [[ $? -eq 3 ]]
+                    --msgs "$(msgs_for "$sc")" --duration 20 --server-pid "$PID" --json --quiet $flag \
+                    >"$OUT/$s.$label.16.$round.json" || [[ $? -eq 3 ]]
                 echo "  $s $sc $storage round $round done" >&2
             done
             stop_server "$PID"
@@ -259,7 +262,7 @@ print("JetStream publish, 16 B (fresh -js server and store each round; default s
 print()
 print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for sc in ["js-sync-file", "js-async-file", "js-async-memory"]:
+for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack"]:
     ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
     ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
     p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))

@@ -37,91 +37,135 @@ impl Storage {
     }
 }
 
-/// Run `js-sync` (`window` 1) or `js-async`.
-pub fn js_pub(ctx: &Ctx, sync: bool) -> Result<Report, String> {
-    let mut conn = connect(ctx, "bench-js", crate::conn::READ_CHUNK_BYTES)?;
-    conn.reader
-        .set_timeout(READ_POLL)
-        .map_err(|e| e.to_string())?;
-    let stream = stream_name(&ctx.subject);
-    let inbox = format!("_INBOX.{stream}");
-    let mut out = BytesMut::new();
-    encode::sub(&mut out, format!("{inbox}.*").as_bytes(), None, b"1");
-    conn.writer.write_all(&out).map_err(|e| e.to_string())?;
-    let config = serde_json::json!({
-        "name": stream,
-        "subjects": [ctx.subject],
-        "storage": ctx.storage.name(),
-        "retention": "limits",
-        "discard": "old",
-        "num_replicas": 1,
-    });
-    api(
-        &mut conn,
-        &format!("$JS.API.STREAM.CREATE.{stream}"),
-        &format!("{inbox}.api"),
-        config.to_string().as_bytes(),
-    )
-    .map_err(|e| format!("creating stream {stream}: {e}"))?;
-    let version = server_version(&conn);
-    let rss_before = ctx.server_pid.and_then(|p| crate::procfs::rss_kib(p).ok());
+/// A connection with a fresh stream on the run's subject.
+struct Setup {
+    conn: Conn,
+    stream: String,
+    inbox: String,
+    version: String,
+}
 
-    let window = if sync { 1 } else { ctx.window.max(1) };
+impl Setup {
+    /// Connect, subscribe to the run's inbox and create the stream.
+    fn new(ctx: &Ctx) -> Result<Setup, String> {
+        let mut conn = connect(ctx, "bench-js", crate::conn::READ_CHUNK_BYTES)?;
+        conn.reader
+            .set_timeout(READ_POLL)
+            .map_err(|e| e.to_string())?;
+        let stream = stream_name(&ctx.subject);
+        let inbox = format!("_INBOX.{stream}");
+        let mut out = BytesMut::new();
+        encode::sub(&mut out, format!("{inbox}.*").as_bytes(), None, b"1");
+        conn.writer.write_all(&out).map_err(|e| e.to_string())?;
+        let config = serde_json::json!({
+            "name": stream,
+            "subjects": [ctx.subject],
+            "storage": ctx.storage.name(),
+            "retention": "limits",
+            "discard": "old",
+            "num_replicas": 1,
+        });
+        let version = server_version(&conn);
+        let mut setup = Setup {
+            conn,
+            stream,
+            inbox,
+            version,
+        };
+        setup
+            .api(
+                &format!("$JS.API.STREAM.CREATE.{}", setup.stream),
+                config.to_string().as_bytes(),
+            )
+            .map_err(|e| format!("creating stream {}: {e}", setup.stream))?;
+        Ok(setup)
+    }
+
+    fn api(&mut self, subject: &str, body: &[u8]) -> Result<(), String> {
+        let reply = format!("{}.api", self.inbox);
+        api(&mut self.conn, subject, &reply, body)
+    }
+
+    /// Delete the stream (a failure is recorded in `errors`).
+    fn finish(mut self, errors: &mut Vec<String>) {
+        let subject = format!("$JS.API.STREAM.DELETE.{}", self.stream);
+        if let Err(e) = self.api(&subject, b"") {
+            errors.push(format!("deleting stream {}: {e}", self.stream));
+        }
+    }
+}
+
+/// What publishing with acks achieved.
+struct Published {
+    sent: u64,
+    acked: u64,
+    /// When the last ack came.
+    last_ack: Instant,
+    /// Ack round trips, when measured.
+    hist: Histogram,
+}
+
+/// Publish up to `n` messages to the run's subject with at most `window`
+/// acks outstanding, until `deadline`.
+fn publish_acked(
+    ctx: &Ctx,
+    setup: &mut Setup,
+    n: u64,
+    window: u64,
+    deadline: Instant,
+    progress: &mut Progress,
+    errors: &mut Vec<String>,
+) -> Published {
     let body = payload(ctx.size);
-    let usage = Usage::start(ctx.server_pid);
-    let mut hist = Histogram::default();
-    let mut errors = Vec::new();
-    let start = Instant::now();
-    let deadline = start + ctx.duration;
-    let mut progress = Progress::new(
-        ctx.progress,
-        if sync { "js-sync" } else { "js-async" },
-        start,
-    );
-    let mut sent = 0u64;
-    let mut acked = 0u64;
+    let timed = window == 1;
+    let mut p = Published {
+        sent: 0,
+        acked: 0,
+        last_ack: Instant::now(),
+        hist: Histogram::default(),
+    };
     let mut sent_at = std::collections::VecDeque::new();
-    let mut last_ack = start;
-    let window = window as u64;
-    while acked < ctx.msgs {
-        let now = Instant::now();
-        let publishing = sent < ctx.msgs && now < deadline;
-        if !publishing && acked == sent {
+    let mut out = BytesMut::new();
+    while p.acked < n {
+        let publishing = p.sent < n && Instant::now() < deadline;
+        if !publishing && p.acked == p.sent {
             break;
         }
-        if publishing && sent - acked < window {
+        if publishing && p.sent - p.acked < window {
             out.clear();
-            while sent < ctx.msgs && sent - acked < window {
-                let reply = format!("{inbox}.{sent}");
+            while p.sent < n && p.sent - p.acked < window {
+                let reply = format!("{}.{}", setup.inbox, p.sent);
                 encode::pub_msg(
                     &mut out,
                     ctx.subject.as_bytes(),
                     Some(reply.as_bytes()),
                     &body,
                 );
-                sent += 1;
-                if sync {
+                p.sent += 1;
+                if timed {
                     sent_at.push_back(Instant::now());
                 }
             }
-            if let Err(e) = conn.writer.write_all(&out) {
+            if let Err(e) = setup.conn.writer.write_all(&out) {
                 errors.push(format!("write: {e}"));
                 break;
             }
         }
-        match next_acks(&mut conn, &mut errors) {
+        match next_acks(&mut setup.conn, errors) {
             Ok(0) => {
-                if Instant::now() > last_ack + ACK_TIMEOUT {
-                    errors.push(format!("{} pub acks missing", sent - acked));
+                if Instant::now() > p.last_ack + ACK_TIMEOUT {
+                    errors.push(format!("{} pub acks missing", p.sent - p.acked));
                     break;
                 }
             }
-            Ok(n) => {
-                acked += n;
-                last_ack = Instant::now();
-                for _ in 0..n {
+            Ok(k) => {
+                p.acked += k;
+                p.last_ack = Instant::now();
+                for _ in 0..k {
                     if let Some(t0) = sent_at.pop_front() {
-                        hist.record(u64::try_from((last_ack - t0).as_nanos()).unwrap_or(u64::MAX));
+                        p.hist.record(
+                            u64::try_from((p.last_ack - t0).as_nanos()).unwrap_or(u64::MAX),
+                        );
                     }
                 }
             }
@@ -130,46 +174,232 @@ pub fn js_pub(ctx: &Ctx, sync: bool) -> Result<Report, String> {
                 break;
             }
         }
-        progress.tick(Instant::now(), sent, acked);
+        progress.tick(Instant::now(), p.sent, p.acked);
     }
-    let elapsed = last_ack.saturating_duration_since(start);
-    let server_usage = usage.finish(acked, &mut errors);
+    p
+}
+
+/// Run `js-sync` (`window` 1) or `js-async`.
+pub fn js_pub(ctx: &Ctx, sync: bool) -> Result<Report, String> {
+    let mut setup = Setup::new(ctx)?;
+    let rss_before = ctx.server_pid.and_then(|p| crate::procfs::rss_kib(p).ok());
+    let window = if sync { 1 } else { ctx.window.max(1) as u64 };
+    let label = if sync { "js-sync" } else { "js-async" };
+    let usage = Usage::start(ctx.server_pid);
+    let mut errors = Vec::new();
+    let start = Instant::now();
+    let mut progress = Progress::new(ctx.progress, label, start);
+    let p = publish_acked(
+        ctx,
+        &mut setup,
+        ctx.msgs,
+        window,
+        start + ctx.duration,
+        &mut progress,
+        &mut errors,
+    );
+    let elapsed = p.last_ack.saturating_duration_since(start);
+    let server_usage = usage.finish(p.acked, &mut errors);
     let stored_rss_per_msg = match (rss_before, &server_usage) {
-        (Some(before), Some(u)) if acked > 0 => {
-            Some((u.rss_kib.saturating_sub(before) * 1024) as f64 / acked as f64)
+        (Some(before), Some(u)) if p.acked > 0 => {
+            Some((u.rss_kib.saturating_sub(before) * 1024) as f64 / p.acked as f64)
         }
         _ => None,
     };
-    if let Err(e) = api(
-        &mut conn,
-        &format!("$JS.API.STREAM.DELETE.{stream}"),
-        &format!("{inbox}.api"),
-        b"",
-    ) {
-        errors.push(format!("deleting stream {stream}: {e}"));
-    }
+    let version = setup.version.clone();
+    setup.finish(&mut errors);
     Ok(Report {
-        scenario: if sync { "js-sync" } else { "js-async" },
+        scenario: label,
         server: ctx.url.to_string(),
         server_version: version,
         size: ctx.size,
         pubs: 1,
         subs: 0,
-        sent,
-        expected: sent,
-        received: acked,
-        lost: sent - acked,
-        delivered: acked,
-        publish: Some(Rate::new(acked, ctx.size, elapsed)),
+        sent: p.sent,
+        expected: p.sent,
+        received: p.acked,
+        lost: p.sent - p.acked,
+        delivered: p.acked,
+        publish: Some(Rate::new(p.acked, ctx.size, elapsed)),
         subscribe: None,
         publish_spread: None,
         subscribe_spread: None,
-        latency_us: sync.then(|| Latency::from_ns(&hist)),
+        latency_us: sync.then(|| Latency::from_ns(&p.hist)),
         server_usage,
         idle: None,
         stored_rss_per_msg,
         errors,
     })
+}
+
+/// `js-consume`: store `--msgs` messages (not measured), then read them
+/// back through a durable pull consumer, `--window` messages requested at
+/// a time, acking each (`ack_policy` explicit) unless `--no-ack` (none).
+pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
+    let mut setup = Setup::new(ctx)?;
+    let mut errors = Vec::new();
+    let mut quiet = Progress::new(false, "js-consume", Instant::now());
+    let stored = publish_acked(
+        ctx,
+        &mut setup,
+        ctx.msgs,
+        256,
+        Instant::now() + ctx.duration,
+        &mut quiet,
+        &mut errors,
+    );
+    if stored.acked < ctx.msgs {
+        setup.finish(&mut errors);
+        return Err(format!(
+            "stored only {} of {} messages: {}",
+            stored.acked,
+            ctx.msgs,
+            errors.join("; ")
+        ));
+    }
+    let consumer = "BENCH";
+    let config = serde_json::json!({
+        "stream_name": setup.stream,
+        "config": {
+            "durable_name": consumer,
+            "deliver_policy": "all",
+            "ack_policy": if ctx.no_ack { "none" } else { "explicit" },
+            "max_ack_pending": 20000,
+        },
+    });
+    setup
+        .api(
+            &format!(
+                "$JS.API.CONSUMER.DURABLE.CREATE.{}.{consumer}",
+                setup.stream
+            ),
+            config.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("creating consumer: {e}"))?;
+    let next = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{consumer}", setup.stream);
+    let pull_reply = format!("{}.pull", setup.inbox);
+    let batch = ctx.window.max(1) as u64;
+    let request = format!("{{\"batch\":{batch},\"expires\":5000000000}}");
+
+    let usage = Usage::start(ctx.server_pid);
+    let start = Instant::now();
+    let deadline = start + ctx.duration;
+    let mut progress = Progress::new(ctx.progress, "js-consume", start);
+    let mut requested = 0u64;
+    let mut received = 0u64;
+    let mut last = start;
+    let mut out = BytesMut::new();
+    while received < ctx.msgs && Instant::now() < deadline {
+        out.clear();
+        // Two requests in flight: the next is asked for while one drains.
+        while requested < ctx.msgs && requested - received < 2 * batch {
+            encode::pub_msg(
+                &mut out,
+                next.as_bytes(),
+                Some(pull_reply.as_bytes()),
+                request.as_bytes(),
+            );
+            requested += batch;
+        }
+        let got = read_deliveries(&mut setup.conn, &mut out, ctx.no_ack);
+        if !out.is_empty() {
+            if let Err(e) = setup.conn.writer.write_all(&out) {
+                errors.push(format!("write: {e}"));
+                break;
+            }
+        }
+        match got {
+            Ok(Pulled { msgs: 0, expired }) => {
+                // An expired request comes back with a 408: ask again.
+                requested = requested.saturating_sub(expired * batch).max(received);
+                if Instant::now() > last + ACK_TIMEOUT {
+                    errors.push(format!("{} messages not delivered", ctx.msgs - received));
+                    break;
+                }
+            }
+            Ok(Pulled { msgs, expired }) => {
+                received += msgs;
+                requested = requested.saturating_sub(expired * batch).max(received);
+                last = Instant::now();
+            }
+            Err(e) => {
+                errors.push(e);
+                break;
+            }
+        }
+        progress.tick(Instant::now(), requested.min(ctx.msgs), received);
+    }
+    let elapsed = last.saturating_duration_since(start);
+    let server_usage = usage.finish(received, &mut errors);
+    let version = setup.version.clone();
+    setup.finish(&mut errors);
+    Ok(Report {
+        scenario: if ctx.no_ack {
+            "js-consume-noack"
+        } else {
+            "js-consume"
+        },
+        server: ctx.url.to_string(),
+        server_version: version,
+        size: ctx.size,
+        pubs: 0,
+        subs: 1,
+        sent: stored.acked,
+        expected: stored.acked,
+        received,
+        lost: stored.acked - received.min(stored.acked),
+        delivered: received,
+        publish: None,
+        subscribe: Some(Rate::new(received, ctx.size, elapsed)),
+        publish_spread: None,
+        subscribe_spread: None,
+        latency_us: None,
+        server_usage,
+        idle: None,
+        stored_rss_per_msg: None,
+        errors,
+    })
+}
+
+/// What one read of a pull consumer's deliveries brought.
+struct Pulled {
+    /// Messages delivered.
+    msgs: u64,
+    /// Pull requests that ended without filling (408 / 404 status).
+    expired: u64,
+}
+
+/// Deliveries that arrived (buffered, or else one read); each message's
+/// ack goes into `acks` unless `no_ack`.
+fn read_deliveries(conn: &mut Conn, acks: &mut BytesMut, no_ack: bool) -> Result<Pulled, String> {
+    let mut got = Pulled {
+        msgs: 0,
+        expired: 0,
+    };
+    for attempt in 0..2 {
+        while let Some(op) = conn.reader.next_buffered().map_err(|e| e.to_string())? {
+            match op {
+                ServerOp::HMsg { headers, .. } if headers.starts_with(b"NATS/1.0 4") => {
+                    got.expired += 1;
+                }
+                ServerOp::HMsg { headers, .. } if headers.starts_with(b"NATS/1.0 1") => {}
+                ServerOp::Msg { reply, .. } | ServerOp::HMsg { reply, .. } => {
+                    got.msgs += 1;
+                    if let (false, Some(reply)) = (no_ack, reply) {
+                        encode::pub_msg(acks, &reply, None, b"");
+                    }
+                }
+                ServerOp::Ping => encode::pong(acks),
+                ServerOp::Err(t) => return Err(format!("-ERR '{}'", String::from_utf8_lossy(&t))),
+                _ => {}
+            }
+        }
+        if got.msgs > 0 || got.expired > 0 || attempt == 1 {
+            break;
+        }
+        conn.reader.fill().map_err(|e| format!("read: {e}"))?;
+    }
+    Ok(got)
 }
 
 /// Pub acks that arrived: the buffered ones, or else those of one read
@@ -241,7 +471,12 @@ fn api(conn: &mut Conn, subject: &str, reply: &str, body: &[u8]) -> Result<(), S
     let deadline = Instant::now() + ACK_TIMEOUT;
     loop {
         match conn.reader.next_buffered().map_err(|e| e.to_string())? {
-            Some(ServerOp::Msg { payload, .. }) | Some(ServerOp::HMsg { payload, .. }) => {
+            Some(ServerOp::Msg {
+                subject, payload, ..
+            })
+            | Some(ServerOp::HMsg {
+                subject, payload, ..
+            }) if subject == reply.as_bytes() => {
                 return match ack_error(&payload) {
                     Some(e) => Err(e),
                     None => Ok(()),

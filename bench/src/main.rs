@@ -90,6 +90,7 @@ fn run(opts: &Opts) -> Result<Report, String> {
         progress: !opts.quiet,
         storage: opts.storage,
         window: opts.window,
+        no_ack: opts.no_ack,
     };
     scenarios::run(&ctx)
 }

@@ -30,6 +30,10 @@ pub enum Scenario {
     JsSync,
     /// JetStream: publish into a fresh stream with `--window` acks in flight.
     JsAsync,
+    /// JetStream: store `--msgs` messages, then read them back through a
+    /// durable pull consumer (`--window` per request), acking each unless
+    /// `--no-ack`.
+    JsConsume,
 }
 
 impl Scenario {
@@ -45,6 +49,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::JsSync => "js-sync",
             Scenario::JsAsync => "js-async",
+            Scenario::JsConsume => "js-consume",
         }
     }
 
@@ -52,6 +57,7 @@ impl Scenario {
     pub fn default_clients(self) -> (usize, usize) {
         match self {
             Scenario::Pub | Scenario::JsSync | Scenario::JsAsync => (1, 0),
+            Scenario::JsConsume => (0, 1),
             Scenario::Pubsub | Scenario::Reqrep => (1, 1),
             Scenario::Fanout | Scenario::Queue => (1, 4),
             Scenario::Fanin => (4, 1),
@@ -101,9 +107,12 @@ pub struct Opts {
     /// JetStream scenarios: the stream's storage.
     #[arg(long, value_enum, default_value = "file")]
     pub storage: crate::js::Storage,
-    /// js-async: pub acks in flight.
+    /// js-async: pub acks in flight; js-consume: messages per pull request.
     #[arg(long, default_value_t = 256)]
     pub window: usize,
+    /// js-consume: the consumer does not ask for acks (`ack_policy` none).
+    #[arg(long)]
+    pub no_ack: bool,
     /// User name.
     #[arg(long)]
     pub user: Option<String>,

@@ -60,8 +60,10 @@ pub struct Ctx {
     pub progress: bool,
     /// JetStream scenarios: where the stream stores.
     pub storage: crate::js::Storage,
-    /// `js-async`: pub acks in flight.
+    /// `js-async`: pub acks in flight; `js-consume`: messages per pull request.
     pub window: usize,
+    /// `js-consume`: a consumer with `ack_policy` none.
+    pub no_ack: bool,
 }
 
 /// Runs the scenario.
@@ -73,6 +75,7 @@ pub fn run(ctx: &Ctx) -> Result<Report, String> {
         Scenario::Pub | Scenario::Pubsub | Scenario::Fanout | Scenario::Fanin => flow(ctx, false),
         Scenario::JsSync => crate::js::js_pub(ctx, true),
         Scenario::JsAsync => crate::js::js_pub(ctx, false),
+        Scenario::JsConsume => crate::js::js_consume(ctx),
     }
 }
 
