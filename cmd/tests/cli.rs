@@ -106,8 +106,8 @@ fn log_file_lines_have_nats_server_shape() {
     let log = dir.join(format!("natsd-cli-test-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let out = natsd(&[
-        "--store_dir",
-        "/tmp/unused",
+        "--cluster_name",
+        "unused",
         "-p",
         "-1",
         "-l",
@@ -125,7 +125,7 @@ fn log_file_lines_have_nats_server_shape() {
     assert_eq!(lines[0].1, "WRN");
     assert_eq!(
         lines[0].2,
-        "-sd/--store_dir is not supported yet, ignoring it"
+        "--cluster_name is not supported yet, ignoring it"
     );
     assert_eq!(lines[1].1, "FTL");
     assert!(lines[1]
