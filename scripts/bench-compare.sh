@@ -168,7 +168,12 @@ for round in $(seq "$ROUNDS"); do
                 label=$sc-$storage${flag:+-noack}
                 "$BENCH" "$sc" --server "nats://127.0.0.1:$PORT" --size 16 --storage "$storage" \
                     --msgs "$(msgs_for "$sc")" --duration 20 --server-pid "$PID" --json --quiet $flag \
-                    >"$OUT/$s.$label.16.$round.json" || [[ $? -eq 3 ]]
+                    >"$OUT/$s.$label.16.$round.json" || {
+                    # 3: lost messages or errors (the report stays); else the
+                    # server cannot run it (e.g. no consumers): n/a in the table.
+                    rc=$?
+                    [[ $rc -eq 3 ]] || { echo "  $s $label: natsd-bench exit $rc" >&2; rm -f "$OUT/$s.$label.16.$round.json"; }
+                }
                 echo "  $s $sc $storage round $round done" >&2
             done
             stop_server "$PID"
@@ -183,10 +188,10 @@ echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "Servers: natsd $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $([[ -n $NATS_SERVER ]] && "$NATS_SERVER" --version 2>&1 | head -1 || echo 'nats-server: not run')"
 echo "Command: scripts/bench-compare.sh -r $ROUNDS -s $SCALE -k $KIND; medians of $ROUNDS rounds"
 echo
-python3 - "$OUT" <<'EOF'
+python3 - "$OUT" "$KIND" <<'EOF'
 import glob, json, os, statistics, sys
 
-out = sys.argv[1]
+out, kind = sys.argv[1], sys.argv[2]
 runs = {}  # (server, scenario, size) -> [report]
 for path in glob.glob(os.path.join(out, "*.json")):
     server, scenario, size, _round, _ = os.path.basename(path).rsplit(".", 4)
@@ -228,50 +233,58 @@ def lost(server, scenario, size):
     return f"{total}" + (f" ({errs} runs with errors)" if errs else "")
 
 A, B = "natsd", "nats-server"
-print("| scenario | size | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | lost natsd / nats-server |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-for sc in ["pub", "pubsub", "fanout", "fanin", "queue", "reqrep"]:
+def core():
+    print("| scenario | size | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | lost natsd / nats-server |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for sc in ["pub", "pubsub", "fanout", "fanin", "queue", "reqrep"]:
+        for size in [16, 1024]:
+            ra, rb = stat(A, sc, size, rate), stat(B, sc, size, rate)
+            ca, cb = stat(A, sc, size, cpu), stat(B, sc, size, cpu)
+            print(f"| {sc} | {size} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
+                  f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
+                  f"| {lost(A, sc, size)} / {lost(B, sc, size)} |")
+
+    print()
+    print("Request/reply round trip (µs, medians of the runs' percentiles):")
+    print()
+    print("| size | natsd p50 | nats-server p50 | natsd p99 | nats-server p99 | p99 ratio |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for size in [16, 1024]:
-        ra, rb = stat(A, sc, size, rate), stat(B, sc, size, rate)
-        ca, cb = stat(A, sc, size, cpu), stat(B, sc, size, cpu)
-        print(f"| {sc} | {size} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
+        lat = lambda s, k: stat(s, "reqrep", size, lambda r: (r.get("latency_us") or {}).get(k))
+        a99, b99 = lat(A, "p99"), lat(B, "p99")
+        print(f"| {size} | {fmt(lat(A, 'p50'), '.1f')} | {fmt(lat(B, 'p50'), '.1f')} "
+              f"| {fmt(a99, '.1f')} | {fmt(b99, '.1f')} | {fmt(ratio(a99, b99), '.2f')} |")
+
+    print()
+    print("Idle connections (1,000, fresh server each round): server RSS growth per connection")
+    print()
+    print("| natsd KiB/conn | nats-server KiB/conn | ratio |")
+    print("|---:|---:|---:|")
+    ia = stat(A, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
+    ib = stat(B, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
+    print(f"| {fmt(ia, '.2f')} | {fmt(ib, '.2f')} | {fmt(ratio(ia, ib), '.2f')} |")
+
+def js():
+    print("JetStream, 16 B (fresh -js server and store each round; default sync policy on both; B/msg RSS: server RSS growth per stored message):")
+    print()
+    print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack"]:
+        ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
+        ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
+        p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))
+        mem = lambda s: stat(s, sc, 16, lambda r: r.get("stored_rss_per_msg"))
+        print(f"| {sc} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
               f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
-              f"| {lost(A, sc, size)} / {lost(B, sc, size)} |")
+              f"| {fmt(p99(A), '.1f')} | {fmt(p99(B), '.1f')} | {fmt(mem(A), '.0f')} | {fmt(mem(B), '.0f')} "
+              f"| {lost(A, sc, 16)} / {lost(B, sc, 16)} |")
 
-print()
-print("Request/reply round trip (µs, medians of the runs' percentiles):")
-print()
-print("| size | natsd p50 | nats-server p50 | natsd p99 | nats-server p99 | p99 ratio |")
-print("|---:|---:|---:|---:|---:|---:|")
-for size in [16, 1024]:
-    lat = lambda s, k: stat(s, "reqrep", size, lambda r: (r.get("latency_us") or {}).get(k))
-    a99, b99 = lat(A, "p99"), lat(B, "p99")
-    print(f"| {size} | {fmt(lat(A, 'p50'), '.1f')} | {fmt(lat(B, 'p50'), '.1f')} "
-          f"| {fmt(a99, '.1f')} | {fmt(b99, '.1f')} | {fmt(ratio(a99, b99), '.2f')} |")
-
-print()
-print("Idle connections (1,000, fresh server each round): server RSS growth per connection")
-print()
-print("| natsd KiB/conn | nats-server KiB/conn | ratio |")
-print("|---:|---:|---:|")
-ia = stat(A, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
-ib = stat(B, "idle", 0, lambda r: (r.get("idle") or {}).get("rss_per_conn_kib"))
-print(f"| {fmt(ia, '.2f')} | {fmt(ib, '.2f')} | {fmt(ratio(ia, ib), '.2f')} |")
-print()
-print("JetStream publish, 16 B (fresh -js server and store each round; default sync policy on both):")
-print()
-print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack"]:
-    ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
-    ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
-    p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))
-    mem = lambda s: stat(s, sc, 16, lambda r: r.get("stored_rss_per_msg"))
-    print(f"| {sc} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
-          f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
-          f"| {fmt(p99(A), '.1f')} | {fmt(p99(B), '.1f')} | {fmt(mem(A), '.0f')} | {fmt(mem(B), '.0f')} "
-          f"| {lost(A, sc, 16)} / {lost(B, sc, 16)} |")
-print()
+if kind != "js":
+    core()
+    print()
+if kind != "core":
+    js()
+    print()
 print("msgs/s: subscriber side (all deliveries) where there are subscribers, publisher side for pub;")
 print("reqrep: round trips/s. CPU: server utime+stime per delivered message (reqrep: 2 per round trip).")
 EOF
