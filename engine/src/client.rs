@@ -504,20 +504,6 @@ impl ClientConn {
         self.process_unsub(sid, None);
     }
 
-    /// Internal clients: publish as if `HPUB`/`PUB` arrived, delivering to
-    /// every matching subscription (receivers to wake land in `ctx`).
-    pub fn publish(
-        &mut self,
-        now: Instant,
-        ctx: &mut Context,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
-    ) {
-        self.process_pub(now, ctx, subject, reply, headers, payload);
-    }
-
     /// `name`, `lang`, `version` from CONNECT.
     pub fn meta(&self) -> &ClientMeta {
         &self.meta
@@ -645,7 +631,7 @@ impl ClientConn {
                 subject,
                 reply,
                 payload,
-            } => self.process_pub(now, ctx, subject, reply, None, payload),
+            } => self.publish(now, ctx, subject, reply, None, payload),
             ClientOpRef::HPub {
                 subject,
                 reply,
@@ -660,7 +646,7 @@ impl ClientConn {
                     self.close(CloseReason::ProtocolViolation);
                     return;
                 }
-                self.process_pub(now, ctx, subject, reply, Some(headers), payload)
+                self.publish(now, ctx, subject, reply, Some(headers), payload)
             }
             ClientOpRef::Sub {
                 subject,
@@ -836,7 +822,10 @@ impl ClientConn {
         }
     }
 
-    fn process_pub(
+    /// A publish, from the wire (`PUB`/`HPUB`) or from an internal
+    /// client: permissions, delivery to every matching subscription
+    /// (receivers to wake land in `ctx`), imports, no-responders.
+    pub fn publish(
         &mut self,
         now: Instant,
         ctx: &mut Context,

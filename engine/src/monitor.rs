@@ -1390,28 +1390,31 @@ struct Accountz {
     account_detail: Option<AccountInfo>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-struct DataStats {
-    msgs: u64,
-    bytes: u64,
+/// Messages and payload bytes (nats-server's `DataStats`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct DataStats {
+    pub(crate) msgs: u64,
+    pub(crate) bytes: u64,
 }
 
+/// One account's figures (`/accstatz`, `$SYS` STATZ and CONNS).
 #[derive(Debug, Clone, Serialize)]
-struct AccountStat {
-    acc: String,
-    conns: usize,
-    leafnodes: usize,
-    total_conns: usize,
-    sent: DataStats,
-    received: DataStats,
-    slow_consumers: u64,
+pub(crate) struct AccountStat {
+    pub(crate) acc: String,
+    pub(crate) conns: usize,
+    pub(crate) leafnodes: usize,
+    pub(crate) total_conns: usize,
+    pub(crate) sent: DataStats,
+    pub(crate) received: DataStats,
+    pub(crate) slow_consumers: u64,
 }
 
+/// `/accstatz` and the `$SYS` STATZ answers.
 #[derive(Debug, Clone, Serialize)]
-struct AccountStatz {
-    server_id: String,
-    now: String,
-    account_statz: Vec<AccountStat>,
+pub(crate) struct AccountStatz {
+    pub(crate) server_id: String,
+    pub(crate) now: String,
+    pub(crate) account_statz: Vec<AccountStat>,
 }
 
 #[derive(Debug, Clone, Serialize)]

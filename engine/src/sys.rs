@@ -38,7 +38,9 @@ use serde_json::{Map, Value};
 use crate::accounts::GLOBAL_ACCOUNT;
 use crate::client::ConnSnapshot;
 use crate::internal::{Delivery, Event, Internal, Service};
-use crate::monitor::{self, Clock, Monitor, Query, Source, SubszOptions};
+use crate::monitor::{
+    self, AccountStat, AccountStatz, Clock, DataStats, Monitor, Query, Source, SubszOptions,
+};
 use crate::server::{Account, Server, COMPAT_VERSION};
 
 /// The first STATSZ heartbeat comes this soon after start ...
@@ -233,12 +235,6 @@ struct ServerInfo {
     time: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-struct DataStats {
-    msgs: u64,
-    bytes: u64,
-}
-
 #[derive(Debug, Clone, Serialize)]
 struct ServerStats {
     start: String,
@@ -323,24 +319,6 @@ struct DisconnectEventMsg {
     sent: DataStats,
     received: DataStats,
     reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct AccountStat {
-    acc: String,
-    conns: usize,
-    leafnodes: usize,
-    total_conns: usize,
-    sent: DataStats,
-    received: DataStats,
-    slow_consumers: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct AccountStatz {
-    server_id: String,
-    now: String,
-    account_statz: Vec<AccountStat>,
 }
 
 #[derive(Debug, Clone, Serialize)]
