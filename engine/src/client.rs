@@ -504,6 +504,31 @@ impl ClientConn {
         self.process_unsub(sid, None);
     }
 
+    /// Internal clients: deliver a message routed by `to` (a push
+    /// consumer's deliver subject, a pull request's reply) but shown to the
+    /// receivers under `subject`, as nats-server delivers JetStream
+    /// consumer messages. Stays in this account.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_as(
+        &mut self,
+        now: Instant,
+        ctx: &mut Context,
+        to: &[u8],
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let result = self.account.sublist.matches(to);
+        let msg = Msg {
+            subject,
+            reply,
+            headers,
+            payload,
+        };
+        self.deliver_all(now, ctx, &self.account, &result, &msg);
+    }
+
     /// `name`, `lang`, `version` from CONNECT.
     pub fn meta(&self) -> &ClientMeta {
         &self.meta

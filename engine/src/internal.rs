@@ -192,6 +192,33 @@ impl Internal {
         self.ctx.stall = false;
     }
 
+    /// Deliver a message routed by `to` and shown as `subject` in
+    /// `account` (JetStream consumer deliveries: see
+    /// [`ClientConn::deliver_as`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_as(
+        &mut self,
+        now: Instant,
+        account: &Arc<Account>,
+        to: &str,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let i = self.client(now, account);
+        self.clients[i].conn.deliver_as(
+            now,
+            &mut self.ctx,
+            to.as_bytes(),
+            subject.as_bytes(),
+            reply.map(str::as_bytes),
+            headers,
+            payload,
+        );
+        self.ctx.stall = false;
+    }
+
     /// Every message queued for this stage's internal clients, in order.
     /// Each delivery owns one small copy of its frame: the read buffer is
     /// reused from batch to batch (handing it out whole would free and

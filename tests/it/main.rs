@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auth;
+mod consumers;
 mod differential;
 mod fuzz_corpus;
 mod harness;

@@ -4,17 +4,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// nats-server's `ApiError`: an HTTP-like code, the JetStream error code and
-/// the description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiError {
-    /// HTTP-like status.
-    pub code: u16,
-    /// JetStream error code (`err_code`).
-    pub err_code: u16,
-    /// Human text.
-    pub description: String,
-}
+/// The `$JS.API` error: one type with the consumer machine's table
+/// ([`crate::consumer::ApiError`]); the stream errors are added here.
+pub use crate::consumer::ApiError;
 
 impl ApiError {
     /// An error with these codes.
@@ -36,8 +28,8 @@ impl ApiError {
         Self::new(400, 10003, "bad request")
     }
 
-    /// 10025 `JSInvalidJSONErr`.
-    pub fn invalid_json(err: &serde_json::Error) -> Self {
+    /// 10025 `JSInvalidJSONErr` with the parser's complaint.
+    pub fn invalid_json_at(err: &serde_json::Error) -> Self {
         Self::new(400, 10025, &format!("invalid JSON: {err}"))
     }
 
@@ -71,6 +63,94 @@ impl ApiError {
         Self::new(400, 10056, "stream name in subject does not match request")
     }
 
+    /// 10014 `JSConsumerNotFoundErr`.
+    pub fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
+    }
+
+    /// 10016 `JSConsumerDurableNameNotInSubjectErr`.
+    pub fn durable_not_in_subject() -> Self {
+        Self::new(
+            400,
+            10016,
+            "consumer expected to be durable but no durable name set in subject",
+        )
+    }
+
+    /// 10017 `JSConsumerDurableNameNotMatchSubjectErr`.
+    pub fn durable_not_match_subject() -> Self {
+        Self::new(
+            400,
+            10017,
+            "consumer name in subject does not match durable name in request",
+        )
+    }
+
+    /// 10018 `JSConsumerDurableNameNotSetErr`.
+    pub fn durable_not_set() -> Self {
+        Self::new(
+            400,
+            10018,
+            "consumer expected to be durable but a durable name was not set",
+        )
+    }
+
+    /// 10020 `JSConsumerEphemeralWithDurableNameErr`.
+    pub fn ephemeral_with_durable() -> Self {
+        Self::new(
+            400,
+            10020,
+            "consumer expected to be ephemeral but a durable name was set in request",
+        )
+    }
+
+    /// 10026 `JSMaximumConsumersLimitErr`.
+    pub fn max_consumers() -> Self {
+        Self::new(400, 10026, "maximum consumers limit reached")
+    }
+
+    /// 10099 `JSConsumerWQMultipleUnfilteredErr`.
+    pub fn wq_multiple_unfiltered() -> Self {
+        Self::new(
+            400,
+            10099,
+            "multiple non-filtered consumers not allowed on workqueue stream",
+        )
+    }
+
+    /// 10100 `JSConsumerWQConsumerNotUniqueErr`.
+    pub fn wq_not_unique() -> Self {
+        Self::new(
+            400,
+            10100,
+            "filtered consumer not unique on workqueue stream",
+        )
+    }
+
+    /// 10127 `JSConsumerNameContainsPathSeparatorsErr`.
+    pub fn consumer_path_separators() -> Self {
+        Self::new(400, 10127, "Consumer name can not contain path separators")
+    }
+
+    /// 10131 `JSConsumerCreateFilterSubjectMismatchErr`.
+    pub fn filter_subject_mismatch() -> Self {
+        Self::new(
+            400,
+            10131,
+            "Consumer create request did not match filtered subject from create subject",
+        )
+    }
+
+    /// 10148 `JSConsumerAlreadyExists`.
+    pub fn consumer_already_exists() -> Self {
+        Self::new(400, 10148, "consumer already exists")
+    }
+
+    /// 10149 `JSConsumerDoesNotExist`.
+    pub fn consumer_does_not_exist() -> Self {
+        Self::new(400, 10149, "consumer does not exist")
+    }
+
     /// 10054 `JSStreamMessageExceedsMaximumErr`.
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
@@ -90,12 +170,12 @@ pub fn parse_request<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Res
 /// (the whole body or a field) leaves the default in place.
 pub fn parse_body<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     let mut v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json_at(&e))?;
     if v.is_null() {
         return Ok(T::default());
     }
     drop_nulls(&mut v);
-    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e))
+    serde_json::from_value(v).map_err(|e| ApiError::invalid_json_at(&e))
 }
 
 fn drop_nulls(v: &mut serde_json::Value) {
@@ -247,6 +327,28 @@ pub struct MsgGetRequest {
     /// `no_hdr` (direct get): leave the headers out.
     #[serde(default)]
     pub no_hdr: bool,
+}
+
+/// `CONSUMER.CREATE` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateConsumerRequest {
+    /// `stream_name`.
+    #[serde(default)]
+    pub stream_name: String,
+    /// `config`.
+    #[serde(default)]
+    pub config: crate::consumer::ConsumerConfig,
+    /// `action`: `create`, `update` or empty (either).
+    #[serde(default)]
+    pub action: String,
+}
+
+/// `CONSUMER.NAMES` / `CONSUMER.LIST` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsumerListRequest {
+    /// `offset`.
+    #[serde(default)]
+    pub offset: usize,
 }
 
 /// `STREAM.MSG.DELETE` request.

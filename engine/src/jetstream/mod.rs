@@ -13,6 +13,7 @@
 //! (`Instant`, wall time) pair it was built with and the `now` it is given.
 mod api;
 mod config;
+mod consumers;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,10 @@ enum Target {
     Api(usize, usize),
     /// Stream `.1` of account `.0`.
     Stream(usize, String),
+    /// `$JS.ACK.>` of account `.0`.
+    Ack(usize),
+    /// `$JS.FC.>` of account `.0`.
+    FlowControl(usize),
 }
 
 struct JsAccount {
@@ -98,6 +103,10 @@ pub struct JetStream {
     next_sync: Option<Instant>,
     /// When to refresh the monitoring totals (set by a change).
     stats_due: Option<Instant>,
+    /// When to look at push consumers' deliver subjects next.
+    interest_due: Option<Instant>,
+    /// When to write changed consumer state.
+    persist_due: Option<Instant>,
 }
 
 /// An API reply: optional header block and body.
@@ -193,6 +202,8 @@ impl JetStream {
             subs: HashMap::new(),
             next_sync: None,
             stats_due: None,
+            interest_due: None,
+            persist_due: None,
         })
     }
 
@@ -262,6 +273,7 @@ impl JetStream {
                         self.accounts[acc].account.name
                     );
                     self.accounts[acc].streams.insert(name.clone(), stream);
+                    self.restore_consumers(now, acc, &name);
                     self.subscribe_stream(now, net, acc, &name);
                 }
                 Err(e) => log::warn!("  Error restoring stream from {}: {e}", path.display()),
@@ -302,12 +314,7 @@ impl JetStream {
                 };
                 return self.direct_get(acc, s, key.as_deref(), body);
             }
-            ["CONSUMER", ..] => {
-                if !enabled {
-                    return Reply::error(kind::CONSUMER_INFO, &ApiError::not_enabled_for_account());
-                }
-                return self.consumer_api(acc, &tokens);
-            }
+            ["CONSUMER", ..] => return self.consumer_api(now, net, acc, &tokens, body),
             _ => return Reply::no_responders(),
         };
         if !enabled {
@@ -346,7 +353,7 @@ impl JetStream {
             "reserved_memory": 0,
             "reserved_storage": 0,
             "streams": a.streams.len(),
-            "consumers": 0,
+            "consumers": a.streams.values().map(|s| s.consumers.len()).sum::<usize>(),
             "limits": {
                 "max_memory": -1,
                 "max_storage": -1,
@@ -541,6 +548,8 @@ impl JetStream {
                     .get_mut(name)
                     .ok_or_else(ApiError::stream_not_found)?;
                 let purged = s.purge(&req.filter, req.seq, req.keep)?;
+                let filtered = !req.filter.is_empty() || req.seq > 0 || req.keep > 0;
+                self.stream_purged(now, net, acc, name, filtered);
                 Ok(serde_json::json!({"success": true, "purged": purged}))
             }
             ["STREAM", "MSG", "DELETE", _] => {
@@ -548,7 +557,11 @@ impl JetStream {
                 let s = streams
                     .get_mut(name)
                     .ok_or_else(ApiError::stream_not_found)?;
+                let subject = s.subject_of(req.seq);
                 s.delete_msg(req.seq, req.no_erase)?;
+                if let Some(subject) = subject {
+                    self.stream_removed(now, net, acc, name, req.seq, subject);
+                }
                 Ok(serde_json::json!({"success": true}))
             }
             ["STREAM", "MSG", "GET", _] => {
@@ -669,44 +682,6 @@ impl JetStream {
         }
     }
 
-    /// Consumers are not built yet: answer what is true (no consumer
-    /// exists, lists are empty) and refuse creation with nats-server's
-    /// general consumer-creation error, so no client waits for a timeout.
-    fn consumer_api(&self, acc: usize, tokens: &[&str]) -> Reply {
-        let streams = &self.accounts[acc].streams;
-        let (k, stream) = match tokens {
-            ["CONSUMER", "CREATE", s, ..] | ["CONSUMER", "DURABLE", "CREATE", s, ..] => {
-                (kind::CONSUMER_CREATE, *s)
-            }
-            ["CONSUMER", "INFO", s, _] => (kind::CONSUMER_INFO, *s),
-            ["CONSUMER", "DELETE", s, _] => (kind::CONSUMER_DELETE, *s),
-            ["CONSUMER", "NAMES", s] => (kind::CONSUMER_NAMES, *s),
-            ["CONSUMER", "LIST", s] => (kind::CONSUMER_LIST, *s),
-            _ => return Reply::no_responders(),
-        };
-        if !streams.contains_key(stream) {
-            return Reply::error(k, &ApiError::stream_not_found());
-        }
-        match k {
-            kind::CONSUMER_CREATE => Reply::error(
-                k,
-                &ApiError::new(500, 10012, "consumers are not supported by this server yet"),
-            ),
-            kind::CONSUMER_NAMES | kind::CONSUMER_LIST => {
-                let limit = if k == kind::CONSUMER_NAMES {
-                    NAMES_LIMIT
-                } else {
-                    LIST_LIMIT
-                };
-                Reply::json(api::response(
-                    k,
-                    &serde_json::json!({"total": 0, "offset": 0, "limit": limit, "consumers": []}),
-                ))
-            }
-            _ => Reply::error(k, &ApiError::new(404, 10014, "consumer not found")),
-        }
-    }
-
     /// Fold every enabled account's figures into the server's
     /// [`JetStreamStats`](crate::server::JetStreamStats).
     fn publish_stats(&self) {
@@ -758,7 +733,7 @@ impl JetStream {
         let Ok(subject) = std::str::from_utf8(&msg.subject) else {
             return;
         };
-        let ack = stream.publish(
+        let published = stream.publish(
             subject,
             msg.headers.as_deref(),
             &msg.payload,
@@ -769,8 +744,11 @@ impl JetStream {
         if let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty()) {
             if !stream.cfg.no_ack {
                 let account = self.accounts[acc].account.clone();
-                net.publish(now, &account, reply, None, None, &ack);
+                net.publish(now, &account, reply, None, None, &published.ack);
             }
+        }
+        if let Some(stored) = published.stored {
+            self.stream_stored(now, net, acc, name, stored, subject);
         }
     }
 }
@@ -792,6 +770,17 @@ impl Service for JetStream {
                 }
             }
             if self.accounts[acc].enabled {
+                for (subject, target) in [
+                    ("$JS.ACK.>", Target::Ack(acc)),
+                    ("$JS.FC.>", Target::FlowControl(acc)),
+                ] {
+                    match net.subscribe(now, &account, subject, None) {
+                        Ok(sid) => {
+                            self.subs.insert(sid, target);
+                        }
+                        Err(e) => log::error!("JetStream {subject} subscription failed: {e}"),
+                    }
+                }
                 self.restore_streams(now, net, acc);
             }
         }
@@ -813,6 +802,13 @@ impl Service for JetStream {
                 };
                 let op = String::from_utf8_lossy(msg.subject.get(prefix..).unwrap_or_default())
                     .into_owned();
+                // Pull requests go to their consumer, not counted as API calls.
+                if let Some(rest) = op.strip_prefix("CONSUMER.MSG.NEXT.") {
+                    if let Some((stream, consumer)) = rest.split_once('.') {
+                        self.handle_next(now, net, acc, stream, consumer, &msg);
+                    }
+                    return;
+                }
                 // Counted before handling, so `$JS.API.INFO` includes itself.
                 self.accounts[acc].api_total += 1;
                 let r = self.handle_api(now, net, acc, &op, &msg);
@@ -824,11 +820,14 @@ impl Service for JetStream {
                 net.publish(now, &account, &reply, None, r.headers.as_deref(), &r.body);
             }
             Some(Target::Stream(acc, name)) => self.handle_publish(now, net, acc, &name, msg),
+            Some(Target::Ack(acc)) => self.handle_ack(now, net, acc, msg),
+            Some(Target::FlowControl(acc)) => self.handle_flow_control(now, net, acc, &msg),
             None => {}
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant, _net: &mut Internal) {
+    fn handle_timeout(&mut self, now: Instant, net: &mut Internal) {
+        self.consumers_timeout(now, net);
         let now_ns = self.now_ns(now);
         let sync = self.next_sync.is_some_and(|at| at <= now);
         let mut expired = 0;
@@ -860,16 +859,22 @@ impl Service for JetStream {
             .filter_map(Stream::next_expiry)
             .min()
             .map(|ns| self.instant_of(ns));
-        [expiry, self.next_sync, self.stats_due]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            expiry,
+            self.next_sync,
+            self.stats_due,
+            self.consumers_poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
 impl Drop for JetStream {
     /// The stage ends with the server: flush and close every store.
     fn drop(&mut self) {
+        self.persist_consumers();
         for a in &mut self.accounts {
             for s in a.streams.values_mut() {
                 s.sync();

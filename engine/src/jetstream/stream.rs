@@ -1,7 +1,7 @@
 //! One stream: its configuration, its store, and the publish path
 //! (expectation headers, de-duplication, roll-ups, limits) with
 //! nats-server's pub acks and errors.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use natsd_proto::headers;
@@ -9,7 +9,9 @@ use natsd_storage::{FileStore, FileStoreConfig, MemStore, Store, StoredMsg};
 use serde::{Deserialize, Serialize};
 
 use super::api::{time_json, ApiError};
-use super::config::{Compression, Storage, StreamConfig};
+use super::config::{Compression, Retention, Storage, StreamConfig};
+use super::consumers::Slot;
+use crate::consumer::{self, StoreSource, StreamFacts};
 
 /// What a stream needs from the server to open its store.
 pub struct StoreParams<'a> {
@@ -43,6 +45,20 @@ pub struct Stream {
     dedup_order: VecDeque<(i64, String)>,
     /// The last stored message's `Nats-Msg-Id`.
     last_msg_id: String,
+    /// Its consumers by name.
+    pub consumers: BTreeMap<String, Slot>,
+}
+
+/// The stream's store as its consumers read it.
+pub type Source<'a> = StoreSource<'a, dyn Store + Send>;
+
+/// What a publish did: the pub ack (or error) JSON, and the sequence it
+/// stored with whether a roll-up purged older messages.
+pub struct Published {
+    /// The reply's body.
+    pub ack: Vec<u8>,
+    /// `(sequence, rolled up)` when the message was stored.
+    pub stored: Option<(u64, bool)>,
 }
 
 /// Map a store error to nats-server's publish error.
@@ -124,6 +140,7 @@ impl Stream {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             last_msg_id: String::new(),
+            consumers: BTreeMap::new(),
         }
     }
 
@@ -243,6 +260,55 @@ impl Stream {
         self.store.state()
     }
 
+    /// The store as a consumer reads it.
+    pub fn source(&self) -> Source<'_> {
+        StoreSource(&*self.store)
+    }
+
+    /// The consumers and the store together (a consumer reads the store
+    /// while it is driven).
+    pub fn consumers_and_source(&mut self) -> (&mut BTreeMap<String, Slot>, Source<'_>) {
+        (&mut self.consumers, StoreSource(&*self.store))
+    }
+
+    /// The directory (file streams).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// What a consumer config is validated against.
+    pub fn facts(&self) -> StreamFacts {
+        let limits = &self.cfg.consumer_limits;
+        StreamFacts {
+            subjects: self.cfg.subjects.clone(),
+            retention: match self.cfg.retention {
+                Retention::Limits => consumer::Retention::Limits,
+                Retention::Interest => consumer::Retention::Interest,
+                Retention::Workqueue => consumer::Retention::WorkQueue,
+            },
+            replicas: self.cfg.num_replicas,
+            max_msgs_per_subject: self.cfg.max_msgs_per_subject,
+            consumer_max_ack_pending: limits["max_ack_pending"].as_i64().unwrap_or(0),
+            consumer_inactive_threshold: std::time::Duration::from_nanos(
+                limits["inactive_threshold"].as_u64().unwrap_or(0),
+            ),
+        }
+    }
+
+    /// The subject of the message at `seq`, if it is stored.
+    pub fn subject_of(&self, seq: u64) -> Option<String> {
+        self.store.load_msg(seq).ok().map(|m| m.subject)
+    }
+
+    /// Remove a message retention no longer keeps (acked by every
+    /// interested consumer, or no consumer wants it).
+    pub fn remove_retained(&mut self, seq: u64) {
+        match self.store.remove_msg(seq) {
+            Ok(()) | Err(natsd_storage::Error::NotFound { .. }) => {}
+            Err(e) => log::error!("JetStream stream '{}' remove {seq}: {e}", self.cfg.name),
+        }
+    }
+
     /// Bytes the stream holds.
     pub fn bytes(&self) -> u64 {
         self.store.state().bytes
@@ -294,7 +360,7 @@ impl Stream {
         if let Some(deleted) = st.deleted.filter(|d| !d.is_empty()) {
             state["deleted"] = deleted.into();
         }
-        state["consumer_count"] = 0.into();
+        state["consumer_count"] = self.consumers.len().into();
         let mut info = serde_json::json!({
             "config": self.cfg,
             "created": time_json(self.created),
@@ -320,14 +386,15 @@ impl Stream {
         now_ns: i64,
         max_payload: usize,
         domain: Option<&str>,
-    ) -> Vec<u8> {
+    ) -> Published {
         let name = self.cfg.name.clone();
-        let nack = |e: ApiError| {
-            super::api::to_json(&serde_json::json!({
+        let nack = |e: ApiError| Published {
+            ack: super::api::to_json(&serde_json::json!({
                 "error": e,
                 "stream": name,
                 "seq": 0,
-            }))
+            })),
+            stored: None,
         };
         if self.cfg.sealed {
             return nack(ApiError::sealed());
@@ -371,7 +438,7 @@ impl Stream {
                 // nats-server writes this ack by hand, space included.
                 let mut ack = ack_prefix(&self.cfg.name, domain);
                 ack.extend_from_slice(format!("{seq},\"duplicate\": true}}").as_bytes());
-                return ack;
+                return Published { ack, stored: None };
             }
         }
         if let Some(expected) = get("Nats-Expected-Last-Msg-Id") {
@@ -428,7 +495,10 @@ impl Stream {
         }
         let mut ack = ack_prefix(&self.cfg.name, domain);
         ack.extend_from_slice(format!("{seq}}}").as_bytes());
-        ack
+        Published {
+            ack,
+            stored: Some((seq, rollup.is_some())),
+        }
     }
 
     fn expire_ids(&mut self, now_ns: i64) {
@@ -542,7 +612,7 @@ mod tests {
 
     fn ack(s: &mut Stream, subj: &str, hdr: Option<&str>, now: i64) -> serde_json::Value {
         let p = s.publish(subj, hdr.map(str::as_bytes), b"x", now, 1 << 20, None);
-        serde_json::from_slice(&p).unwrap()
+        serde_json::from_slice(&p.ack).unwrap()
     }
 
     #[test]
@@ -642,7 +712,8 @@ mod tests {
         assert_eq!(s.state().first_seq, 100);
         let mut s = mem(r#"{"name":"S","storage":"memory","max_msg_size":4}"#);
         let p = s.publish("S", None, b"12345", 1, 1 << 20, None);
-        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert!(p.stored.is_none());
+        let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
         assert_eq!(v["error"]["err_code"], 10054);
     }
 }

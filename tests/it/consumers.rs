@@ -1,0 +1,605 @@
+//! JetStream consumers through async-nats's `jetstream` module: pull (`fetch`, `messages`),
+//! push and ordered push consumers, acks, NAK and ack-wait redelivery, `max_deliver` with its
+//! advisory, interest and workqueue retention, durable state across a restart, and the
+//! key-value and object store APIs that clients build on streams and consumers.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{self, pull, push, AckPolicy},
+    kv,
+    stream::{Config, RetentionPolicy, StorageType},
+    AckKind,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use natsd_tests::{Server, TempDir};
+
+use crate::{connect, WAIT};
+
+fn js_server(store: &TempDir) -> Server {
+    let dir = store.path().display().to_string();
+    Server::natsd(&["-js", "-sd", &dir])
+}
+
+fn stream_config(name: &str, subjects: &[&str], storage: StorageType) -> Config {
+    Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        storage,
+        ..Default::default()
+    }
+}
+
+async fn publish(js: &jetstream::Context, subject: &str, payload: &str) -> u64 {
+    tokio::time::timeout(WAIT, async {
+        js.publish(subject.to_string(), Bytes::from(payload.to_string()))
+            .await
+            .expect("publish")
+            .await
+            .expect("ack")
+            .sequence
+    })
+    .await
+    .expect("publish timed out")
+}
+
+/// Fetch up to `n` messages (waiting at most `expires`).
+async fn fetch(
+    consumer: &consumer::Consumer<pull::Config>,
+    n: usize,
+    expires: Duration,
+) -> Vec<jetstream::Message> {
+    let batch = consumer
+        .fetch()
+        .max_messages(n)
+        .expires(expires)
+        .messages()
+        .await
+        .expect("fetch");
+    tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
+        .await
+        .expect("fetch timed out")
+        .expect("fetch messages")
+}
+
+async fn ack(m: &jetstream::Message) {
+    tokio::time::timeout(WAIT, m.double_ack())
+        .await
+        .expect("ack timed out")
+        .expect("ack");
+}
+
+fn stream_seq(m: &jetstream::Message) -> u64 {
+    m.info().expect("ack reply").stream_sequence
+}
+
+async fn pull_durable(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    cfg: pull::Config,
+) -> consumer::Consumer<pull::Config> {
+    tokio::time::timeout(
+        WAIT,
+        stream.create_consumer(pull::Config {
+            durable_name: Some(name.to_string()),
+            ack_policy: AckPolicy::Explicit,
+            ..cfg
+        }),
+    )
+    .await
+    .expect("create consumer timed out")
+    .expect("create consumer")
+}
+
+#[tokio::test]
+async fn pull_fetch_acks_and_info_numbers() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream_config("P", &["p.*"], StorageType::Memory))
+        .await
+        .expect("stream");
+    for i in 1..=10 {
+        publish(&js, &format!("p.{}", i % 2), &format!("m{i}")).await;
+    }
+    let mut c = pull_durable(&stream, "D", pull::Config::default()).await;
+    let msgs = fetch(&c, 4, Duration::from_secs(1)).await;
+    let got: Vec<(String, String, u64)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m.subject.to_string(),
+                String::from_utf8_lossy(&m.payload).into_owned(),
+                stream_seq(m),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("p.1".to_string(), "m1".to_string(), 1),
+            ("p.0".into(), "m2".into(), 2),
+            ("p.1".into(), "m3".into(), 3),
+            ("p.0".into(), "m4".into(), 4),
+        ]
+    );
+    assert_eq!(msgs[3].info().unwrap().pending, 6);
+    ack(&msgs[0]).await;
+    ack(&msgs[1]).await;
+    let info = c.info().await.expect("info").clone();
+    assert_eq!(info.name, "D");
+    assert_eq!(info.num_pending, 6);
+    assert_eq!(info.num_ack_pending, 2);
+    assert_eq!(info.delivered.stream_sequence, 4);
+    assert_eq!(info.delivered.consumer_sequence, 4);
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+    assert_eq!(info.ack_floor.consumer_sequence, 2);
+    assert_eq!(info.num_redelivered, 0);
+
+    // The continuous pull stream picks up where fetch stopped.
+    let mut messages = c.messages().await.expect("messages");
+    for want in 5..=10u64 {
+        let m = tokio::time::timeout(WAIT, messages.next())
+            .await
+            .expect("message timed out")
+            .expect("stream open")
+            .expect("message");
+        assert_eq!(stream_seq(&m), want);
+        m.ack().await.expect("ack");
+    }
+    drop(messages);
+    ack(&msgs[2]).await;
+    ack(&msgs[3]).await;
+    let info = c.info().await.expect("info").clone();
+    assert_eq!(info.num_pending, 0);
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.ack_floor.stream_sequence, 10);
+
+    let mut stream = js.get_stream("P").await.expect("stream");
+    assert_eq!(
+        stream.info().await.expect("info").state.consumer_count,
+        1,
+        "stream info counts the consumer"
+    );
+    let names: Vec<String> = stream.consumer_names().try_collect().await.expect("names");
+    assert_eq!(names, ["D"]);
+    stream.delete_consumer("D").await.expect("delete");
+    assert!(stream.consumer_info("D").await.is_err());
+    assert_eq!(stream.info().await.expect("info").state.consumer_count, 0);
+}
+
+#[tokio::test]
+async fn nak_ack_wait_and_max_deliver() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("R", &["r"], StorageType::Memory))
+        .await
+        .expect("stream");
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.R.C")
+        .await
+        .expect("sub");
+    publish(&js, "r", "once").await;
+    let c = pull_durable(
+        &stream,
+        "C",
+        pull::Config {
+            ack_wait: Duration::from_millis(300),
+            max_deliver: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    // NAK: redelivered at once.
+    let m = fetch(&c, 1, Duration::from_secs(1)).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].info().unwrap().delivered, 1);
+    m[0].ack_with(AckKind::Nak(None)).await.expect("nak");
+    let m = fetch(&c, 1, Duration::from_secs(1)).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(stream_seq(&m[0]), 1);
+    assert_eq!(m[0].info().unwrap().delivered, 2);
+    // Not acked: redelivered once the ack wait ran out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = fetch(&c, 1, Duration::from_secs(1)).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].info().unwrap().delivered, 3);
+    // Third delivery was the last one.
+    let adv = tokio::time::timeout(Duration::from_secs(2), advisories.next())
+        .await
+        .expect("max deliveries advisory")
+        .expect("sub open");
+    let adv: serde_json::Value = serde_json::from_slice(&adv.payload).expect("json");
+    assert_eq!(adv["type"], "io.nats.jetstream.advisory.v1.max_deliver");
+    assert_eq!(adv["stream_seq"], 1);
+    assert_eq!(adv["deliveries"], 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = fetch(&c, 1, Duration::from_millis(500)).await;
+    assert!(m.is_empty(), "no fourth delivery");
+}
+
+#[tokio::test]
+async fn push_and_ordered_push_consumers() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("S", &["s.>"], StorageType::File))
+        .await
+        .expect("stream");
+    for i in 1..=5 {
+        publish(&js, &format!("s.{i}"), &format!("v{i}")).await;
+    }
+    let push: consumer::Consumer<push::Config> = stream
+        .create_consumer(push::Config {
+            durable_name: Some("PUSH".into()),
+            deliver_subject: client.new_inbox(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("push consumer");
+    let mut msgs = push.messages().await.expect("messages");
+    for want in 1..=5u64 {
+        let m = tokio::time::timeout(WAIT, msgs.next())
+            .await
+            .expect("push message timed out")
+            .expect("open")
+            .expect("message");
+        assert_eq!(stream_seq(&m), want);
+        assert_eq!(m.subject.as_str(), format!("s.{want}"));
+        m.ack().await.expect("ack");
+    }
+    publish(&js, "s.6", "v6").await;
+    let m = tokio::time::timeout(WAIT, msgs.next())
+        .await
+        .expect("live push message")
+        .expect("open")
+        .expect("message");
+    assert_eq!(m.payload, "v6");
+    m.double_ack().await.expect("ack");
+    let mut push = push;
+    let info = push.info().await.expect("info").clone();
+    assert_eq!(info.delivered.stream_sequence, 6);
+    assert_eq!(info.ack_floor.stream_sequence, 6);
+    assert!(info.push_bound);
+
+    let ordered: consumer::Consumer<push::OrderedConfig> = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: "s.>".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut msgs = ordered.messages().await.expect("ordered messages");
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let m = tokio::time::timeout(WAIT, msgs.next())
+            .await
+            .expect("ordered message timed out")
+            .expect("open")
+            .expect("message");
+        seen.push(String::from_utf8_lossy(&m.payload).into_owned());
+    }
+    assert_eq!(seen, ["v1", "v2", "v3", "v4", "v5", "v6"]);
+}
+
+#[tokio::test]
+async fn workqueue_and_interest_retention() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let wq = js
+        .create_stream(Config {
+            retention: RetentionPolicy::WorkQueue,
+            ..stream_config("W", &["w.*"], StorageType::Memory)
+        })
+        .await
+        .expect("workqueue stream");
+    let a = pull_durable(
+        &wq,
+        "A",
+        pull::Config {
+            filter_subject: "w.a".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = wq
+        .create_consumer(pull::Config {
+            durable_name: Some("ALL".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect_err("second unfiltered consumer");
+    assert!(
+        err.to_string().contains("multiple non-filtered consumers"),
+        "{err}"
+    );
+    let err = wq
+        .create_consumer(pull::Config {
+            durable_name: Some("A2".into()),
+            ack_policy: AckPolicy::Explicit,
+            filter_subject: "w.a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("overlapping consumer");
+    assert!(err.to_string().contains("not unique"), "{err}");
+    pull_durable(
+        &wq,
+        "B",
+        pull::Config {
+            filter_subject: "w.b".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    for s in ["w.a", "w.a", "w.b", "w.a"] {
+        publish(&js, s, "job").await;
+    }
+    let jobs = fetch(&a, 10, Duration::from_millis(500)).await;
+    assert_eq!(jobs.iter().map(stream_seq).collect::<Vec<_>>(), [1, 2, 4]);
+    for j in &jobs {
+        ack(j).await;
+    }
+    let mut wq = js.get_stream("W").await.expect("stream");
+    let st = wq.info().await.expect("info").state.clone();
+    assert_eq!(
+        (st.messages, st.first_sequence),
+        (1, 3),
+        "acked jobs removed"
+    );
+
+    let interest = js
+        .create_stream(Config {
+            retention: RetentionPolicy::Interest,
+            ..stream_config("I", &["i"], StorageType::File)
+        })
+        .await
+        .expect("interest stream");
+    publish(&js, "i", "nobody listens").await;
+    let x = pull_durable(&interest, "X", pull::Config::default()).await;
+    let y = pull_durable(&interest, "Y", pull::Config::default()).await;
+    publish(&js, "i", "one").await;
+    publish(&js, "i", "two").await;
+    let mut interest = js.get_stream("I").await.expect("stream");
+    assert_eq!(interest.info().await.expect("info").state.messages, 2);
+    for m in fetch(&x, 2, Duration::from_millis(500)).await {
+        ack(&m).await;
+    }
+    assert_eq!(
+        interest.info().await.expect("info").state.messages,
+        2,
+        "Y still needs them"
+    );
+    let ys = fetch(&y, 2, Duration::from_millis(500)).await;
+    assert_eq!(ys.len(), 2);
+    ack(&ys[0]).await;
+    assert_eq!(interest.info().await.expect("info").state.messages, 1);
+    // Deleting the last consumer that needs a message removes it.
+    interest.delete_consumer("Y").await.expect("delete");
+    let st = interest.info().await.expect("info").state.clone();
+    assert_eq!((st.messages, st.last_sequence), (0, 3));
+}
+
+#[tokio::test]
+async fn durable_consumer_survives_restart() {
+    let store = TempDir::new();
+    let mut server = js_server(&store);
+    {
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client);
+        let stream = js
+            .create_stream(stream_config("F", &["f"], StorageType::File))
+            .await
+            .expect("stream");
+        for i in 1..=5 {
+            publish(&js, "f", &format!("m{i}")).await;
+        }
+        let c = pull_durable(&stream, "DUR", pull::Config::default()).await;
+        let msgs = fetch(&c, 3, Duration::from_secs(1)).await;
+        assert_eq!(msgs.len(), 3);
+        ack(&msgs[0]).await;
+        ack(&msgs[1]).await;
+    }
+    server.restart();
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let stream = js.get_stream("F").await.expect("stream is back");
+    let mut c: consumer::Consumer<pull::Config> =
+        stream.get_consumer("DUR").await.expect("consumer is back");
+    let info = c.info().await.expect("info").clone();
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+    assert_eq!(info.delivered.stream_sequence, 3);
+    assert_eq!(info.num_ack_pending, 1);
+    assert_eq!(info.num_pending, 2);
+    let msgs = fetch(&c, 2, Duration::from_secs(1)).await;
+    assert_eq!(msgs.iter().map(stream_seq).collect::<Vec<_>>(), [4, 5]);
+}
+
+#[tokio::test]
+async fn key_value_bucket() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let kv = js
+        .create_key_value(kv::Config {
+            bucket: "cfg".into(),
+            history: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("bucket");
+    assert_eq!(kv.put("a", "1".into()).await.expect("put"), 1);
+    assert_eq!(kv.put("b", "x".into()).await.expect("put"), 2);
+    assert_eq!(kv.get("a").await.expect("get"), Some(Bytes::from("1")));
+    assert_eq!(kv.update("a", "2".into(), 1).await.expect("update"), 3);
+    assert!(
+        kv.update("a", "3".into(), 1).await.is_err(),
+        "stale revision"
+    );
+    let entry = kv.entry("a").await.expect("entry").expect("some");
+    assert_eq!((entry.revision, entry.value), (3, Bytes::from("2")));
+    kv.delete("b").await.expect("delete");
+    assert_eq!(kv.get("b").await.expect("get"), None);
+    let mut keys: Vec<String> = kv
+        .keys()
+        .await
+        .expect("keys")
+        .try_collect()
+        .await
+        .expect("k");
+    keys.sort();
+    assert_eq!(keys, ["a"]);
+    let history: Vec<kv::Entry> = kv
+        .history("a")
+        .await
+        .expect("history")
+        .try_collect()
+        .await
+        .expect("entries");
+    let values: Vec<(u64, Bytes)> = history.into_iter().map(|e| (e.revision, e.value)).collect();
+    assert_eq!(values, [(1, Bytes::from("1")), (3, Bytes::from("2"))]);
+    let mut watch = kv.watch("a").await.expect("watch");
+    kv.put("a", "4".into()).await.expect("put");
+    let e = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("watch timed out")
+        .expect("open")
+        .expect("entry");
+    assert_eq!((e.key.as_str(), e.revision), ("a", 5));
+    assert_eq!(e.value, Bytes::from("4"));
+}
+
+#[tokio::test]
+async fn object_store_multi_mib() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let bucket = js
+        .create_object_store(jetstream::object_store::Config {
+            bucket: "blobs".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("object store");
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 123)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut reader = &data[..];
+    let info = bucket.put("big", &mut reader).await.expect("put");
+    assert_eq!(info.size, data.len());
+    let mut obj = bucket.get("big").await.expect("get");
+    let mut back = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut back),
+    )
+    .await
+    .expect("read timed out")
+    .expect("read");
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "object bytes round trip");
+}
+
+#[tokio::test]
+async fn consumer_api_errors() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream_config("E", &["e"], StorageType::Memory))
+        .await
+        .expect("stream");
+    let req = |subject: &str, body: &str| {
+        let client = client.clone();
+        let subject = subject.to_string();
+        let body = body.to_string();
+        async move {
+            let m = tokio::time::timeout(WAIT, client.request(subject, body.into()))
+                .await
+                .expect("request timed out")
+                .expect("request");
+            serde_json::from_slice::<serde_json::Value>(&m.payload).expect("json")
+        }
+    };
+    let r = req("$JS.API.CONSUMER.INFO.E.nope", "").await;
+    assert_eq!(r["type"], "io.nats.jetstream.api.v1.consumer_info_response");
+    assert_eq!(r["error"]["err_code"], 10014);
+    let r = req("$JS.API.CONSUMER.INFO.NOSTREAM.x", "").await;
+    assert_eq!(r["error"]["err_code"], 10059);
+    let r = req(
+        "$JS.API.CONSUMER.DURABLE.CREATE.E.D1",
+        r#"{"stream_name":"E","config":{"durable_name":"D2","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10017);
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E",
+        r#"{"stream_name":"E","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10020);
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E.C.e",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit","filter_subject":"x"}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10131);
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E.C",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit","deliver_subject":"d.*"}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10079, "{r}");
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E.C",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit"},"action":"update"}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10149);
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E.C",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit"},"action":"create"}"#,
+    )
+    .await;
+    assert_eq!(
+        r["type"],
+        "io.nats.jetstream.api.v1.consumer_create_response"
+    );
+    assert_eq!(r["name"], "C");
+    assert_eq!(r["config"]["ack_policy"], "explicit");
+    let r = req(
+        "$JS.API.CONSUMER.CREATE.E.C",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit","max_deliver":4},"action":"create"}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10148);
+    let r = req("$JS.API.CONSUMER.LIST.E", "").await;
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["consumers"][0]["name"], "C");
+    let r = req("$JS.API.CONSUMER.DELETE.E.C", "").await;
+    assert_eq!(r["success"], true);
+    let r = req("$JS.API.CONSUMER.NAMES.E", "").await;
+    assert_eq!(r["total"], 0);
+    let ephemeral = req(
+        "$JS.API.CONSUMER.CREATE.E",
+        r#"{"stream_name":"E","config":{"ack_policy":"explicit","deliver_policy":"all"}}"#,
+    )
+    .await;
+    assert_eq!(ephemeral["name"].as_str().map(str::len), Some(8));
+}
