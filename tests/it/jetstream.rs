@@ -646,7 +646,14 @@ async fn consumer_api_answers_instead_of_hanging() {
         r#"{"stream_name":"C","config":{}}"#,
     )
     .await;
-    assert_eq!(raw["error"]["err_code"], 10012);
+    assert_eq!(
+        raw["type"],
+        "io.nats.jetstream.api.v1.consumer_create_response"
+    );
+    assert_eq!(raw["config"]["ack_policy"], "none");
+    let name = raw["name"].as_str().expect("generated name").to_string();
+    let raw = request(&client, "$JS.API.CONSUMER.NAMES.C", "").await;
+    assert_eq!(raw["consumers"], json!([name]));
     // An unknown API subject gets no responders, as from nats-server.
     let err = client
         .request("$JS.API.NOPE", Bytes::new())
