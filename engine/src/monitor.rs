@@ -1564,7 +1564,12 @@ impl Monitor {
                         false,
                         config,
                         stats,
-                        [get(&js.streams), 0, get(&js.messages), get(&js.bytes)],
+                        [
+                            get(&js.streams),
+                            get(&js.consumers),
+                            get(&js.messages),
+                            get(&js.bytes),
+                        ],
                     ),
                     None => (
                         true,

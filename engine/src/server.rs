@@ -113,6 +113,8 @@ pub struct JetStreamStats {
     pub accounts: AtomicU64,
     /// Streams.
     pub streams: AtomicU64,
+    /// Consumers of all streams.
+    pub consumers: AtomicU64,
     /// Messages in all streams.
     pub messages: AtomicU64,
     /// Bytes in all streams.

@@ -469,6 +469,7 @@ impl JetStream {
             .remove(name)
             .ok_or_else(ApiError::consumer_not_found)?;
         slot.c.stop();
+        self.stats_due.get_or_insert(now + super::STATS_DELAY);
         let mut outs = Vec::new();
         while let Some(o) = slot.c.poll_output() {
             outs.push(o);

@@ -686,6 +686,7 @@ impl JetStream {
     /// [`JetStreamStats`](crate::server::JetStreamStats).
     fn publish_stats(&self) {
         let (mut memory, mut storage, mut streams, mut messages) = (0, 0, 0, 0);
+        let mut consumers = 0;
         let (mut accounts, mut total, mut errors) = (0, 0, 0);
         for a in self.accounts.iter().filter(|a| a.enabled) {
             accounts += 1;
@@ -694,6 +695,7 @@ impl JetStream {
             for s in a.streams.values() {
                 let st = s.state();
                 streams += 1;
+                consumers += s.consumers.len() as u64;
                 messages += st.msgs;
                 match s.cfg.storage {
                     Storage::Memory => memory += st.bytes,
@@ -707,6 +709,7 @@ impl JetStream {
             (&js.storage, storage),
             (&js.accounts, accounts),
             (&js.streams, streams),
+            (&js.consumers, consumers),
             (&js.messages, messages),
             (&js.bytes, memory + storage),
             (&js.api_total, total),
