@@ -429,6 +429,25 @@ async fn durable_consumer_survives_restart() {
     assert_eq!(info.num_pending, 2);
     let msgs = fetch(&c, 2, Duration::from_secs(1)).await;
     assert_eq!(msgs.iter().map(stream_seq).collect::<Vec<_>>(), [4, 5]);
+    for m in &msgs {
+        ack(m).await;
+    }
+    // State is written within a second: after that even `kill -9` keeps these acks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.signal("KILL");
+    server.restart();
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let stream = js.get_stream("F").await.expect("stream after kill -9");
+    let mut c: consumer::Consumer<pull::Config> = stream
+        .get_consumer("DUR")
+        .await
+        .expect("consumer after kill -9");
+    let info = c.info().await.expect("info").clone();
+    assert_eq!(info.delivered.stream_sequence, 5);
+    assert_eq!(info.ack_floor.stream_sequence, 2, "3 is still pending");
+    assert_eq!(info.num_ack_pending, 1);
+    assert_eq!(info.num_pending, 0);
 }
 
 #[tokio::test]
