@@ -348,8 +348,10 @@ impl JetStream {
             let bound = slot.c.config().is_push() && slot.interest;
             slot.c
                 .update_config(now, req.config, &facts, &limits, bound, &src)?;
-            if let Err(e) = write_meta(stream, &name, &stream.consumers[&name]) {
-                log::error!("JetStream consumer '{stream_name} > {name}' write: {e}");
+            if let Some(slot) = stream.consumers.get(&name) {
+                if let Err(e) = write_meta(stream, &name, slot) {
+                    log::error!("JetStream consumer '{stream_name} > {name}' write: {e}");
+                }
             }
         } else {
             if req.action == "update" {
@@ -812,9 +814,11 @@ impl JetStream {
             .all_consumers()
             .into_iter()
             .filter(|(acc, s, c)| {
-                self.accounts[*acc].streams[s].consumers[c]
-                    .c
-                    .poll_timeout()
+                self.accounts[*acc]
+                    .streams
+                    .get(s)
+                    .and_then(|st| st.consumers.get(c))
+                    .and_then(|slot| slot.c.poll_timeout())
                     .is_some_and(|t| t <= now)
             })
             .collect();
@@ -825,11 +829,12 @@ impl JetStream {
             self.interest_due = None;
             let mut push = false;
             for (acc, s, c) in self.all_consumers() {
-                if self.accounts[acc].streams[&s].consumers[&c]
-                    .c
-                    .config()
-                    .is_push()
-                {
+                let is_push = self.accounts[acc]
+                    .streams
+                    .get(&s)
+                    .and_then(|st| st.consumers.get(&c))
+                    .is_some_and(|slot| slot.c.config().is_push());
+                if is_push {
                     push = true;
                     self.check_interest(now, net, acc, &s, &c);
                 }
