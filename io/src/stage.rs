@@ -30,11 +30,14 @@ impl Stage {
     pub(crate) fn new(
         id: usize,
         server: Arc<Server>,
-        service: Box<dyn Service>,
+        mut service: Box<dyn Service>,
     ) -> (Self, ReactorHandle) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let seed = (id as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        let net = Internal::new(server, id, seed);
+        let mut net = Internal::new(server, id, seed);
+        // Subscribe before anything listens: a client that connects the
+        // moment the server says it is ready finds the service there.
+        service.start(Instant::now(), &mut net);
         let load = Arc::new(Load::default());
         (
             Stage {
@@ -52,7 +55,6 @@ impl Stage {
     /// wake table: reactors, then stages.
     pub(crate) fn run(mut self, peers: Arc<[ReactorHandle]>) {
         let mut remote: Vec<Vec<Arc<Outbound>>> = (0..peers.len()).map(|_| Vec::new()).collect();
-        self.service.start(Instant::now(), &mut self.net);
         loop {
             self.pump(&peers, &mut remote);
             let cmd = match self.service.poll_timeout() {
