@@ -75,7 +75,7 @@ enum Target {
     /// operation (`$JS.API.` or `$JS.<domain>.API.`).
     Api(usize, usize),
     /// Stream `.1` of account `.0`.
-    Stream(usize, String),
+    Stream(usize, Arc<str>),
     /// `$JS.ACK.>` of account `.0`.
     Ack(usize),
     /// `$JS.FC.>` of account `.0`.
@@ -240,7 +240,7 @@ impl JetStream {
             match net.subscribe(now, &account, &subject, None) {
                 Ok(sid) => {
                     stream.sids.push(sid);
-                    self.subs.insert(sid, Target::Stream(acc, name.to_string()));
+                    self.subs.insert(sid, Target::Stream(acc, Arc::from(name)));
                 }
                 Err(e) => log::error!(
                     "JetStream stream '{} > {name}' could not subscribe to {subject}: {e}",
@@ -729,7 +729,7 @@ impl JetStream {
     ) {
         let max_payload = self.server.options().max_payload;
         let now_ns = self.now_ns(now);
-        let domain = self.opts.domain.clone();
+        let domain = self.opts.domain.as_deref();
         let Some(stream) = self.accounts[acc].streams.get_mut(name) else {
             return;
         };
@@ -742,13 +742,12 @@ impl JetStream {
             &msg.payload,
             now_ns,
             max_payload,
-            domain.as_deref(),
+            domain,
         );
-        if let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty()) {
-            if !stream.cfg.no_ack {
-                let account = self.accounts[acc].account.clone();
-                net.publish(now, &account, reply, None, None, &published.ack);
-            }
+        let no_ack = stream.cfg.no_ack;
+        if let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty() && !no_ack) {
+            let account = &self.accounts[acc].account;
+            net.publish(now, account, reply, None, None, &published.ack);
         }
         if let Some(stored) = published.stored {
             self.stream_stored(now, net, acc, name, stored, subject);

@@ -387,17 +387,8 @@ impl Stream {
         max_payload: usize,
         domain: Option<&str>,
     ) -> Published {
-        let name = self.cfg.name.clone();
-        let nack = |e: ApiError| Published {
-            ack: super::api::to_json(&serde_json::json!({
-                "error": e,
-                "stream": name,
-                "seq": 0,
-            })),
-            stored: None,
-        };
         if self.cfg.sealed {
-            return nack(ApiError::sealed());
+            return nack(&self.cfg.name, ApiError::sealed());
         }
         let hdr = hdr.unwrap_or_default();
         let parsed = if hdr.is_empty() {
@@ -414,7 +405,10 @@ impl Stream {
         };
         if let Some(expected) = get("Nats-Expected-Stream") {
             if expected != self.cfg.name {
-                return nack(ApiError::new(400, 10060, "expected stream does not match"));
+                return nack(
+                    &self.cfg.name,
+                    ApiError::new(400, 10060, "expected stream does not match"),
+                );
             }
         }
         if let Some(expected) = get("Nats-Expected-Last-Subject-Sequence") {
@@ -422,61 +416,69 @@ impl Stream {
                 .unwrap_or_else(|| subject.to_string());
             let last = self.store.load_last_msg(&subj).map_or(0, |m| m.seq);
             if expected.parse::<u64>().ok() != Some(last) {
-                return nack(wrong_last_sequence(last));
+                return nack(&self.cfg.name, wrong_last_sequence(last));
             }
         }
         if let Some(expected) = get("Nats-Expected-Last-Sequence") {
             let last = self.store.last_seq();
             if expected.parse::<u64>().ok() != Some(last) {
-                return nack(wrong_last_sequence(last));
+                return nack(&self.cfg.name, wrong_last_sequence(last));
             }
         }
         let id = get("Nats-Msg-Id");
         if let Some(id) = &id {
             self.expire_ids(now_ns);
             if let Some(seq) = self.dedup.get(id) {
-                // nats-server writes this ack by hand, space included.
-                let mut ack = ack_prefix(&self.cfg.name, domain);
-                ack.extend_from_slice(format!("{seq},\"duplicate\": true}}").as_bytes());
-                return Published { ack, stored: None };
+                return Published {
+                    ack: ack(&self.cfg.name, domain, *seq, true),
+                    stored: None,
+                };
             }
         }
         if let Some(expected) = get("Nats-Expected-Last-Msg-Id") {
             if expected != self.last_msg_id {
-                return nack(ApiError::new(
-                    400,
-                    10070,
-                    &format!("wrong last msg ID: {}", self.last_msg_id),
-                ));
+                return nack(
+                    &self.cfg.name,
+                    ApiError::new(
+                        400,
+                        10070,
+                        &format!("wrong last msg ID: {}", self.last_msg_id),
+                    ),
+                );
             }
         }
         let rollup = match get("Nats-Rollup") {
             None => None,
             Some(_) if !self.cfg.allow_rollup_hdrs || self.cfg.deny_purge => {
-                return nack(ApiError::new(500, 10111, "rollup not permitted"));
+                return nack(
+                    &self.cfg.name,
+                    ApiError::new(500, 10111, "rollup not permitted"),
+                );
             }
             Some(r) if r == "sub" || r == "all" => Some(r),
             Some(r) => {
-                return nack(ApiError::new(
-                    500,
-                    10111,
-                    &format!("rollup value invalid: {r:?}"),
-                ))
+                return nack(
+                    &self.cfg.name,
+                    ApiError::new(500, 10111, &format!("rollup value invalid: {r:?}")),
+                )
             }
         };
         if hdr.len() > max_payload || msg.len() > max_payload - hdr.len() {
-            return nack(ApiError::message_too_big());
+            return nack(&self.cfg.name, ApiError::message_too_big());
         }
         if let Ok(max) = usize::try_from(self.cfg.max_msg_size) {
             if hdr.len() > max || msg.len() > max - hdr.len() {
-                return nack(ApiError::message_too_big());
+                return nack(&self.cfg.name, ApiError::message_too_big());
             }
         }
         let seq = match self.store.store_msg(subject, hdr, msg, now_ns) {
             Ok((seq, _)) => seq,
             Err(e) => {
-                log::debug!("JetStream failed to store a msg on stream '{name}': {e}");
-                return nack(store_error(&e));
+                log::debug!(
+                    "JetStream failed to store a msg on stream '{}': {e}",
+                    self.cfg.name
+                );
+                return nack(&self.cfg.name, store_error(&e));
             }
         };
         match rollup.as_deref() {
@@ -493,10 +495,8 @@ impl Stream {
             self.dedup.insert(id.clone(), seq);
             self.dedup_order.push_back((now_ns, id));
         }
-        let mut ack = ack_prefix(&self.cfg.name, domain);
-        ack.extend_from_slice(format!("{seq}}}").as_bytes());
         Published {
-            ack,
+            ack: ack(&self.cfg.name, domain, seq, false),
             stored: Some((seq, rollup.is_some())),
         }
     }
@@ -575,14 +575,25 @@ fn wrong_last_sequence(last: u64) -> ApiError {
     ApiError::new(400, 10071, &format!("wrong last sequence: {last}"))
 }
 
-/// `{"stream":"S",["domain":"D",]"seq":` as nats-server prebuilds it.
-fn ack_prefix(stream: &str, domain: Option<&str>) -> Vec<u8> {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    match domain {
-        Some(d) => format!("{{\"stream\":{},\"domain\":{},\"seq\":", q(stream), q(d)),
-        None => format!("{{\"stream\":{},\"seq\":", q(stream)),
+/// The pub ack `{"stream":"S",["domain":"D",]"seq":N[,"duplicate": true]}`, byte for byte
+/// as nats-server writes it.
+fn ack(stream: &str, domain: Option<&str>, seq: u64, duplicate: bool) -> Vec<u8> {
+    use std::io::Write;
+    // One buffer per ack: the quoted names are written straight into it.
+    let mut ack = Vec::with_capacity(48 + stream.len());
+    ack.extend_from_slice(b"{\"stream\":");
+    let _ = serde_json::to_writer(&mut ack, stream);
+    if let Some(d) = domain {
+        ack.extend_from_slice(b",\"domain\":");
+        let _ = serde_json::to_writer(&mut ack, d);
     }
-    .into_bytes()
+    // nats-server writes the duplicate ack by hand, space included.
+    let _ = if duplicate {
+        write!(ack, ",\"seq\":{seq},\"duplicate\": true}}")
+    } else {
+        write!(ack, ",\"seq\":{seq}}}")
+    };
+    ack
 }
 
 /// The `Nats-Msg-Id` of a stored header block.
@@ -594,6 +605,18 @@ fn msg_id(hdr: &[u8]) -> Option<String> {
     h.get("Nats-Msg-Id")
         .filter(|v| !v.is_empty())
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A refused publish: the error pub ack for stream `name`.
+fn nack(name: &str, e: ApiError) -> Published {
+    Published {
+        ack: super::api::to_json(&serde_json::json!({
+            "error": e,
+            "stream": name,
+            "seq": 0,
+        })),
+        stored: None,
+    }
 }
 
 #[cfg(test)]
