@@ -61,6 +61,10 @@ pub trait Service: Send {
     fn start(&mut self, now: Instant, net: &mut Internal);
     /// A message reached one of the service's subscriptions.
     fn handle_msg(&mut self, now: Instant, msg: Delivery, net: &mut Internal);
+    /// The stage handed over every delivery it had queued: finish the batch
+    /// (write what was stored, then send the replies held for it). The
+    /// reactors of what it published are woken after this.
+    fn end_batch(&mut self, _now: Instant, _net: &mut Internal) {}
     /// A server event (only the stage that receives events gets these).
     fn handle_event(&mut self, _now: Instant, _event: Event, _net: &mut Internal) {}
     /// The instant [`poll_timeout`](Self::poll_timeout) named has passed.

@@ -102,6 +102,7 @@ impl Stage {
                 self.service.handle_msg(Instant::now(), msg, &mut self.net);
                 handled += 1;
             }
+            self.service.end_batch(Instant::now(), &mut self.net);
             self.load
                 .handled
                 .fetch_add(handled as u64, std::sync::atomic::Ordering::Relaxed);

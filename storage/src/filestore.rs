@@ -1,8 +1,11 @@
 //! The file store: checksummed records in fixed-size block files.
 //!
 //! A store directory holds `msgs/<index>.blk` block files, replayed in index order on open.
-//! Only the highest-numbered block (the active block) is appended to, with `File::write`;
-//! when the next record would not fit in `block_size`, the active block is sealed, mapped
+//! Only the highest-numbered block (the active block) is appended to. Message records are
+//! collected in memory and written with one `write` per [`Store::flush`] (the caller flushes
+//! once per batch of messages, before it acknowledges them), or when 256 KiB are waiting;
+//! every other change (markers of removals, purges, expiry) is written before its call
+//! returns. When the next record would not fit in `block_size`, the active block is sealed, mapped
 //! read-only (see `mmap`) and a new block is started. Removals never rewrite a block in place:
 //! they append a small marker record (tombstone, floor, truncate) to the active block. A sealed
 //! block that is mostly or wholly dead is compacted into a new file that replaces it by rename.
@@ -124,6 +127,10 @@ const FLAG_PACKED: u8 = 4;
 const REC_ENCRYPTED: u8 = 1;
 /// Unpacked blocks kept for reads.
 const UNPACKED_CACHE: usize = 4;
+/// Pending records past this many bytes are written without waiting for a flush.
+const PENDING_MAX: usize = 256 * 1024;
+/// A pending buffer that grew past this is released after its write.
+const PENDING_KEEP: usize = 1024 * 1024;
 
 const KIND_MSG: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
@@ -220,8 +227,56 @@ impl Entry for FileEntry {
     }
 }
 
+/// The active block's file and the records appended since its last write.
+struct ActiveFile {
+    file: File,
+    /// Bytes of the block in the file; the records after them are in `pending`.
+    written: u64,
+    pending: Vec<u8>,
+}
+
+impl ActiveFile {
+    fn new(file: File, written: u64) -> Self {
+        ActiveFile {
+            file,
+            written,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Write the pending records (and fsync with `sync`). On failure the file is cut back to
+    /// what was written before and the records stay pending, so a later flush writes them
+    /// again at the same offset: the block always ends on a record boundary.
+    fn flush(&mut self, sync: bool) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(&self.pending).and_then(|()| {
+            if sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) => {
+                self.written += self.pending.len() as u64;
+                self.pending.clear();
+                if self.pending.capacity() > PENDING_KEEP {
+                    self.pending = Vec::new();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.written);
+                Err(e)
+            }
+        }
+    }
+}
+
 enum Data {
-    Active(File),
+    Active(ActiveFile),
     Sealed(Mmap),
     /// A sealed, snappy-compressed block; read through `FileStore::unpacked`.
     Packed,
@@ -264,11 +319,19 @@ impl Block {
                 .map(Cow::Borrowed)
                 .ok_or_else(past_end),
             Data::Packed => Err(std::io::Error::other("packed block read without unpacking")),
-            Data::Active(f) => {
-                let mut v = vec![0; len];
-                f.read_exact_at(&mut v, off as u64)?;
-                Ok(Cow::Owned(v))
-            }
+            Data::Active(a) => match (off as u64).checked_sub(a.written) {
+                // A record is either wholly written or wholly pending.
+                Some(p) => a
+                    .pending
+                    .get(p as usize..p as usize + len)
+                    .map(Cow::Borrowed)
+                    .ok_or_else(past_end),
+                None => {
+                    let mut v = vec![0; len];
+                    a.file.read_exact_at(&mut v, off as u64)?;
+                    Ok(Cow::Owned(v))
+                }
+            },
         }
     }
 }
@@ -644,9 +707,8 @@ pub struct FileStore {
     closed: bool,
     unpacked: RefCell<VecDeque<(u32, Arc<[u8]>)>>,
     cipher: Option<Aes256Gcm>,
-    /// Start a new block before the next append (after a failed write, so an encrypted block
-    /// never reuses a record offset and with it a nonce).
-    roll_next: bool,
+    /// The last write of pending records failed: nothing more is taken until one succeeds.
+    flush_failed: bool,
 }
 
 impl FileStore {
@@ -677,7 +739,7 @@ impl FileStore {
             closed: false,
             unpacked: RefCell::new(VecDeque::new()),
             cipher: None,
-            roll_next: false,
+            flush_failed: false,
         };
         if let Some(k) = &fs_.cfg.encryption_key {
             fs_.cipher = Some(Aes256Gcm::new(&k.0.into()));
@@ -757,7 +819,7 @@ impl FileStore {
                 path: path.clone(),
                 hdr_first,
                 hdr_ts,
-                data: Data::Active(File::open(&path)?),
+                data: Data::Packed,
                 len: keep as u64,
                 msg_records: 0,
                 live: 0,
@@ -776,7 +838,10 @@ impl FileStore {
         let data = if packed {
             Data::Packed
         } else if is_last {
-            Data::Active(OpenOptions::new().read(true).append(true).open(&path)?)
+            Data::Active(ActiveFile::new(
+                OpenOptions::new().read(true).append(true).open(&path)?,
+                keep as u64,
+            ))
         } else {
             Data::Sealed(map_sealed(&File::open(&path)?)?)
         };
@@ -862,7 +927,7 @@ impl FileStore {
                 path,
                 hdr_first,
                 hdr_ts,
-                data: Data::Active(f),
+                data: Data::Active(ActiveFile::new(f, BLOCK_HDR as u64)),
                 len: BLOCK_HDR as u64,
                 msg_records: 0,
                 live: 0,
@@ -880,9 +945,10 @@ impl FileStore {
     fn roll(&mut self) -> Result<()> {
         let n = self.active;
         if let Some(b) = self.blocks.get_mut(&n) {
-            if let Data::Active(f) = &b.data {
-                f.sync_data()?;
-                b.data = Data::Sealed(map_sealed(f)?);
+            if let Data::Active(a) = &mut b.data {
+                a.flush(false)?;
+                a.file.sync_data()?;
+                b.data = Data::Sealed(map_sealed(&a.file)?);
             }
         }
         self.new_block(n + 1)?;
@@ -941,9 +1007,8 @@ impl FileStore {
             let b = self.active_block()?;
             (b.len, b.len > BLOCK_HDR as u64)
         };
-        if self.roll_next || (has_records && blen + len > self.cfg.block_size) {
+        if has_records && blen + len > self.cfg.block_size {
             self.roll()?;
-            self.roll_next = false;
         }
         let n = self.active;
         let mut buf = std::mem::take(&mut self.buf);
@@ -965,7 +1030,8 @@ impl FileStore {
         Ok((n, off, len as u32))
     }
 
-    /// Write encoded bytes at the end of the active block; returns their offset.
+    /// Add encoded bytes to the end of the active block; returns their offset. They are
+    /// written at the next flush, or now when enough are waiting.
     fn write_active(&mut self, buf: &[u8]) -> Result<u64> {
         let sync = self.cfg.sync_always;
         let n = self.active;
@@ -975,21 +1041,28 @@ impl FileStore {
             reason: "active block missing",
         })?;
         let off = b.len;
-        let Data::Active(f) = &mut b.data else {
+        let Data::Active(a) = &mut b.data else {
             return Err(Error::Io(std::io::Error::other("active block is sealed")));
         };
-        let r = f
-            .write_all(buf)
-            .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
-        if let Err(e) = r {
-            // Drop a partial write so the block ends on a record boundary, and never write at
-            // this offset again.
-            let _ = f.set_len(off);
-            self.roll_next = true;
-            return Err(e.into());
-        }
+        a.pending.extend_from_slice(buf);
         b.len += buf.len() as u64;
+        if a.pending.len() >= PENDING_MAX {
+            // A failure leaves the records pending; the caller's flush reports it.
+            self.flush_failed = a.flush(sync).is_err();
+        }
         Ok(off)
+    }
+
+    /// Write the active block's pending records (fsync them with `sync_always`).
+    fn flush_active(&mut self) -> Result<()> {
+        let sync = self.cfg.sync_always;
+        let n = self.active;
+        let r = match self.blocks.get_mut(&n).map(|b| &mut b.data) {
+            Some(Data::Active(a)) => a.flush(sync),
+            _ => Ok(()),
+        };
+        self.flush_failed = r.is_err();
+        Ok(r?)
     }
 
     fn write_marker(&mut self, kind: u8, seq: u64, ts: i64) -> Result<()> {
@@ -1105,7 +1178,7 @@ impl FileStore {
             path: b.path.clone(),
             hdr_first: 0,
             hdr_ts: b.hdr_ts,
-            data: Data::Active(File::open(&b.path)?),
+            data: Data::Packed,
             len: 0,
             msg_records: 0,
             live: 0,
@@ -1242,6 +1315,9 @@ impl Store for FileStore {
                 last: self.idx.last_seq,
             });
         }
+        if self.flush_failed {
+            self.flush_active()?;
+        }
         let limits = self.cfg.limits;
         Index::<FileEntry>::check_size(&limits, subject, hdr, msg)?;
         let size = SizeRule::File.size(subject, hdr, msg);
@@ -1287,7 +1363,7 @@ impl Store for FileStore {
                 if n != self.active && mostly_dead {
                     self.rewrite(n)?;
                 }
-                Ok(())
+                self.flush_active()
             }
             None => Err(self.idx.missing(seq)),
         }
@@ -1302,7 +1378,8 @@ impl Store for FileStore {
                 if n == self.active {
                     self.roll()?;
                 }
-                self.rewrite(n)
+                self.rewrite(n)?;
+                self.flush_active()
             }
             None => Err(self.idx.missing(seq)),
         }
@@ -1329,6 +1406,7 @@ impl Store for FileStore {
                     }
                 }
                 self.sweep()?;
+                self.flush_active()?;
                 Ok(n)
             }
         }
@@ -1348,6 +1426,7 @@ impl Store for FileStore {
             b.max_floor = b.max_floor.max(seq);
         }
         self.sweep()?;
+        self.flush_active()?;
         Ok(removed.len() as u64)
     }
 
@@ -1365,7 +1444,8 @@ impl Store for FileStore {
         let removed = self.idx.truncate(seq, ts);
         self.dead_all(&removed);
         self.write_marker(KIND_TRUNCATE, seq, ts)?;
-        self.sweep()
+        self.sweep()?;
+        self.flush_active()
     }
 
     fn state(&self) -> StreamState {
@@ -1389,7 +1469,8 @@ impl Store for FileStore {
             return Err(Error::Closed);
         }
         self.cfg.limits = limits;
-        self.enforce(None, &limits)
+        self.enforce(None, &limits)?;
+        self.flush_active()
     }
 
     fn expire(&mut self, now_ns: i64) -> Result<u64> {
@@ -1404,6 +1485,7 @@ impl Store for FileStore {
         }
         if n > 0 {
             self.sweep()?;
+            self.flush_active()?;
         }
         Ok(n)
     }
@@ -1416,10 +1498,18 @@ impl Store for FileStore {
         if self.closed {
             return Err(Error::Closed);
         }
-        if let Data::Active(f) = &self.active_block()?.data {
-            f.sync_data()?;
+        self.flush_active()?;
+        if let Data::Active(a) = &self.active_block()?.data {
+            a.file.sync_data()?;
         }
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.flush_active()
     }
 
     fn stop(&mut self) -> Result<()> {
@@ -1429,6 +1519,20 @@ impl Store for FileStore {
         self.sync()?;
         self.closed = true;
         Ok(())
+    }
+}
+
+impl Drop for FileStore {
+    /// A store dropped without [`Store::stop`] still writes what it took (not synced).
+    fn drop(&mut self) {
+        if !self.closed {
+            if let Err(e) = self.flush_active() {
+                log::error!(
+                    "filestore {}: write on close failed: {e}",
+                    self.dir.display()
+                );
+            }
+        }
     }
 }
 
@@ -1475,6 +1579,73 @@ mod tests {
         (1..=s.state().last_seq)
             .filter(|&q| s.load_msg(q).is_ok())
             .collect()
+    }
+
+    fn active_file(s: &mut FileStore) -> &mut ActiveFile {
+        let n = s.active;
+        match &mut s.blocks.get_mut(&n).unwrap().data {
+            Data::Active(a) => a,
+            _ => panic!("active block is not active"),
+        }
+    }
+
+    #[test]
+    fn stored_messages_are_written_at_flush_and_readable_before() {
+        let dir = TempDir::new("flush");
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        for i in 1..=3u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        let path = block(&dir, 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), BLOCK_HDR as u64);
+        assert_eq!(s.load_msg(2).unwrap().msg, vec![2; 20]);
+        s.flush().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), rec_off(3));
+        // Written, not synced: a crash of the process keeps them.
+        std::mem::forget(s);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert_eq!(present(&s), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn removals_are_written_before_they_return() {
+        let dir = TempDir::new("rmflush");
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        for i in 1..=3u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        s.remove_msg(2).unwrap();
+        std::mem::forget(s);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert_eq!(present(&s), vec![1, 3]);
+    }
+
+    #[test]
+    fn failed_write_keeps_records_and_refuses_new_ones_until_it_succeeds() {
+        let dir = TempDir::new("wfail");
+        let mut s = FileStore::open(dir.path(), cfg()).unwrap();
+        for i in 1..=3u8 {
+            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        }
+        let path = block(&dir, 1);
+        // A read-only handle makes every write fail.
+        let good = std::mem::replace(&mut active_file(&mut s).file, File::open(&path).unwrap());
+        assert!(matches!(s.flush(), Err(Error::Io(_))));
+        assert_eq!(fs::metadata(&path).unwrap().len(), BLOCK_HDR as u64);
+        assert_eq!(s.load_msg(3).unwrap().msg, vec![3; 20]);
+        assert!(matches!(
+            s.store_msg("t", b"", &[4; 20], 4),
+            Err(Error::Io(_))
+        ));
+        assert_eq!(s.state().last_seq, 3);
+        active_file(&mut s).file = good;
+        s.store_msg("t", b"", &[4; 20], 4).unwrap();
+        s.flush().unwrap();
+        std::mem::forget(s);
+        let s = FileStore::open(dir.path(), cfg()).unwrap();
+        assert!(s.recovery_report().is_empty());
+        assert_eq!(present(&s), vec![1, 2, 3, 4]);
+        assert_eq!(s.load_msg(4).unwrap().msg, vec![4; 20]);
     }
 
     #[test]

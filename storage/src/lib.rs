@@ -11,10 +11,12 @@
 //! stage thread drives a store, passes message timestamps (ns since the Unix epoch) into
 //! [`Store::store_msg`] and the current time into [`Store::expire`].
 //!
-//! Call contract: one owner calls a store from one thread (`&mut self`). A message is durable
-//! against a process crash once `store_msg` returns `Ok` (the record has been written to the
-//! file); it is durable against power loss after [`Store::sync`] or with
-//! [`FileStoreConfig::sync_always`].
+//! Call contract: one owner calls a store from one thread (`&mut self`). A stored message is
+//! durable against a process crash once [`Store::flush`] returns `Ok` after it (its record has
+//! been written to the file: the file store writes a batch of messages with one `write`);
+//! every other change is written before its call returns. Everything is durable against power
+//! loss after [`Store::sync`], or at each flush with [`FileStoreConfig::sync_always`]. A
+//! caller acknowledges stored messages only after the flush that follows them succeeded.
 //!
 //! ```
 //! use natsd_storage::{MemStore, Store, StoreLimits};
@@ -191,7 +193,13 @@ pub trait Store {
     /// When the oldest message will be older than `max_age` (ns since the epoch), so the caller
     /// knows when to call [`Store::expire`]; `None` without `max_age` or messages.
     fn next_expiry(&self) -> Option<i64>;
-    /// Make everything written so far durable against power loss.
+    /// Write the messages stored since the last flush (with `sync_always`, also fsync them).
+    /// On failure they stay in memory (and readable) and the next flush writes them again;
+    /// until one succeeds, storing fails with the same error.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Write and make everything stored so far durable against power loss.
     fn sync(&mut self) -> Result<()>;
     /// Flush and close. Later calls fail with `Closed`.
     fn stop(&mut self) -> Result<()>;

@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use data_encoding::BASE64;
 use serde::Serialize;
 
@@ -107,6 +108,20 @@ pub struct JetStream {
     interest_due: Option<Instant>,
     /// When to write changed consumer state.
     persist_due: Option<Instant>,
+    /// Pub acks held until the end of the stage's batch, in arrival order:
+    /// the stores write the batch's messages first (one write per stream).
+    held: Vec<HeldAck>,
+    /// Streams (account, name) that stored messages in this batch.
+    dirty: Vec<(usize, Arc<str>)>,
+}
+
+/// A pub ack waiting for its stream's write.
+struct HeldAck {
+    acc: usize,
+    /// Index into `dirty` of the stream that stored the message, if it did.
+    stored_in: Option<usize>,
+    reply: Bytes,
+    ack: Vec<u8>,
 }
 
 /// An API reply: optional header block and body.
@@ -204,6 +219,8 @@ impl JetStream {
             stats_due: None,
             interest_due: None,
             persist_due: None,
+            held: Vec::new(),
+            dirty: Vec::new(),
         })
     }
 
@@ -745,9 +762,26 @@ impl JetStream {
             domain,
         );
         let no_ack = stream.cfg.no_ack;
-        if let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty() && !no_ack) {
-            let account = &self.accounts[acc].account;
-            net.publish(now, account, reply, None, None, &published.ack);
+        let stored_in = published.stored.map(|_| {
+            match self
+                .dirty
+                .iter()
+                .position(|(a, n)| *a == acc && **n == *name)
+            {
+                Some(i) => i,
+                None => {
+                    self.dirty.push((acc, name.into()));
+                    self.dirty.len() - 1
+                }
+            }
+        });
+        if let Some(reply) = msg.reply.filter(|r| !r.is_empty() && !no_ack) {
+            self.held.push(HeldAck {
+                acc,
+                stored_in,
+                reply,
+                ack: published.ack,
+            });
         }
         if let Some(stored) = published.stored {
             self.stream_stored(now, net, acc, name, stored, subject);
@@ -825,6 +859,28 @@ impl Service for JetStream {
             Some(Target::Ack(acc)) => self.handle_ack(now, net, acc, msg),
             Some(Target::FlowControl(acc)) => self.handle_flow_control(now, net, acc, &msg),
             None => {}
+        }
+    }
+
+    fn end_batch(&mut self, now: Instant, net: &mut Internal) {
+        if self.dirty.is_empty() && self.held.is_empty() {
+            return;
+        }
+        let failed: Vec<Option<Vec<u8>>> = self
+            .dirty
+            .drain(..)
+            .map(|(acc, name)| {
+                let stream = self.accounts[acc].streams.get_mut(&*name)?;
+                stream.flush().err()
+            })
+            .collect();
+        for h in self.held.drain(..) {
+            let body = match h.stored_in.and_then(|i| failed.get(i)) {
+                Some(Some(refusal)) => refusal,
+                _ => &h.ack,
+            };
+            let account = &self.accounts[h.acc].account;
+            net.publish(now, account, &h.reply, None, None, body);
         }
     }
 

@@ -212,6 +212,16 @@ impl Stream {
     }
 
     /// fsync a file stream.
+    /// Write the messages stored since the last flush. On failure returns
+    /// the refusal their pub acks become (they stay held in memory and are
+    /// written again later, but the publishers are told they failed).
+    pub fn flush(&mut self) -> Result<(), Vec<u8>> {
+        self.store.flush().map_err(|e| {
+            log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
+            nack(&self.cfg.name, store_error(&e)).ack
+        })
+    }
+
     pub fn sync(&mut self) {
         if self.cfg.storage == Storage::File {
             if let Err(e) = self.store.sync() {
