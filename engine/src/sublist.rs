@@ -29,7 +29,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -778,12 +778,20 @@ impl Hasher for FxHasher {
 /// sublist's shared counter (one atomic add per batch, not per publish).
 const MATCH_REPORT_BATCH: u64 = 1024;
 
+/// Slots of a [`MatchCache`]'s admission filter.
+const SEEN_SLOTS: usize = 4096;
+
 /// A per-reactor cache of match results for one sublist. Entries are valid
 /// for one sublist generation; the first `get` after a change drops them
-/// all. When full, half the entries are dropped (amortised O(1) per insert).
+/// all. When full, a subject is admitted only on its second miss (a
+/// fingerprint per hash slot remembers the first), and its admission drops
+/// half the entries (amortised O(1) per insert): a stream of subjects used
+/// once each (reply inboxes, JetStream ack subjects) then passes through
+/// without evicting what is used again.
 pub struct MatchCache<T: SubValue> {
     capacity: usize,
     entries: HashMap<Bytes, Arc<MatchResult<T>>, BuildHasherDefault<FxHasher>>,
+    seen: Box<[u32]>,
     snapshot: Option<Arc<Snapshot<T>>>,
     empty: Arc<MatchResult<T>>,
     hits: u64,
@@ -798,6 +806,7 @@ impl<T: SubValue> MatchCache<T> {
         MatchCache {
             capacity,
             entries: HashMap::with_capacity_and_hasher(capacity.min(4096), Default::default()),
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
             snapshot: None,
             empty: Arc::new(MatchResult::default()),
             hits: 0,
@@ -839,6 +848,21 @@ impl<T: SubValue> MatchCache<T> {
             Arc::new(result)
         };
         if self.entries.len() >= self.capacity {
+            // The table hash is tuned for speed; mix it fully (murmur3's
+            // finaliser) so that similar subjects get distinct fingerprints.
+            let mut h = self.entries.hasher().hash_one(subject);
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            h ^= h >> 33;
+            let slot = (h as usize) % SEEN_SLOTS;
+            // Never 0, so an empty slot matches nothing.
+            let print = ((h >> 32) as u32) | 1;
+            if self.seen[slot] != print {
+                self.seen[slot] = print;
+                return result;
+            }
             let mut keep = false;
             self.entries.retain(|_, _| {
                 keep = !keep;
@@ -890,7 +914,6 @@ mod tests {
 
     #[test]
     fn cache_hash_spreads_subjects_that_differ_at_the_end() {
-        use std::hash::BuildHasher;
         let build = BuildHasherDefault::<FxHasher>::default();
         // Same length, differing only in the last bytes: inbox replies.
         let buckets: BTreeSet<u64> = (0..4096)
@@ -1291,6 +1314,31 @@ mod tests {
             sl.stats().num_matches >= 9 * 1024,
             "caches report in batches"
         );
+    }
+
+    #[test]
+    fn full_match_cache_keeps_its_entries_through_subjects_used_once() {
+        let sl = sl_with(&[(">", 1)]);
+        let mut cache = MatchCache::new(64);
+        for i in 0..64 {
+            cache.get(&sl, format!("hot.{i}").as_bytes());
+        }
+        assert_eq!(cache.len(), 64);
+        for i in 0..10_000 {
+            cache.get(&sl, format!("$JS.ACK.s.c.1.{i}.{i}.0.0").as_bytes());
+        }
+        let misses = cache.misses();
+        for i in 0..64 {
+            cache.get(&sl, format!("hot.{i}").as_bytes());
+        }
+        assert_eq!(cache.misses(), misses, "the hot subjects stayed cached");
+        // A subject that comes back is admitted on its second miss.
+        cache.get(&sl, b"warm");
+        cache.get(&sl, b"warm");
+        let hits = cache.hits();
+        cache.get(&sl, b"warm");
+        assert_eq!(cache.hits(), hits + 1);
+        assert!(cache.len() <= 64);
     }
 
     /// Catches O(n) per-insert copying: 100,000 children under one node

@@ -48,11 +48,19 @@ pub fn ack_reply(stream: &str, consumer: &str, r: &AckReply) -> String {
 /// 11 tokens or more). Returns the stream and consumer names with the numbers,
 /// or `None` for anything else (nats-server then acks sequence 0: nothing).
 pub fn parse_ack_reply(subject: &str) -> Option<(&str, &str, AckReply)> {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    if tokens.len() < 2 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+    // The first 11 tokens (all a v2 subject's fields) and the count.
+    let mut tokens = [""; 11];
+    let mut count = 0;
+    for t in subject.split('.') {
+        if let Some(slot) = tokens.get_mut(count) {
+            *slot = t;
+        }
+        count += 1;
+    }
+    if count < 2 || tokens[0] != "$JS" || tokens[1] != "ACK" {
         return None;
     }
-    let off = match tokens.len() {
+    let off = match count {
         9 => 2,
         n if n >= 11 => 4,
         _ => return None,
