@@ -36,7 +36,8 @@ pub enum Event {
     Shutdown,
 }
 
-/// A message delivered to one of a service's subscriptions.
+/// A message delivered to one of a service's subscriptions. Its fields share
+/// a 32 KiB chunk with other deliveries: copy what is kept past the batch.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The subscription it matched (as [`Internal::subscribe`] returned).
@@ -78,6 +79,11 @@ pub trait Service: Send {
 /// A stage's read buffer larger than this is released once drained.
 const BUF_KEEP: usize = 1024 * 1024;
 
+/// Deliveries' frames are copied into shared chunks of this size: one
+/// allocation per chunk rather than two per delivery, and small enough that
+/// freeing one does not make glibc consolidate its heap.
+const ARENA_CHUNK: usize = 32 * 1024;
+
 /// Client ids of internal clients: far above any real client's.
 const INTERNAL_CID_BASE: u64 = 1 << 62;
 
@@ -97,6 +103,8 @@ pub struct Internal {
     next_sid: u64,
     /// sid -> index into `clients`.
     sids: HashMap<u64, usize>,
+    /// The chunk deliveries' frames are copied into.
+    arena: BytesMut,
 }
 
 impl Internal {
@@ -111,6 +119,7 @@ impl Internal {
             ctx: Context::new(seed),
             next_sid: 1,
             sids: HashMap::new(),
+            arena: BytesMut::new(),
         }
     }
 
@@ -253,7 +262,8 @@ impl Internal {
                     }
                 };
                 if let Some(op) = step.op {
-                    if let Some(d) = delivery(c.conn.account(), &frame[..step.consumed], op) {
+                    let frame = &frame[..step.consumed];
+                    if let Some(d) = delivery(c.conn.account(), frame, op, &mut self.arena) {
                         out.push(d);
                     }
                 }
@@ -280,7 +290,12 @@ impl Internal {
 
 /// The delivery a parsed frame holds; `frame` is the frame's bytes, which
 /// the op's fields borrow from.
-fn delivery(account: &Arc<Account>, frame: &[u8], op: ServerOpRef<'_>) -> Option<Delivery> {
+fn delivery(
+    account: &Arc<Account>,
+    frame: &[u8],
+    op: ServerOpRef<'_>,
+    arena: &mut BytesMut,
+) -> Option<Delivery> {
     let (subject, sid, reply, headers, payload) = match op {
         ServerOpRef::Msg {
             subject,
@@ -306,7 +321,11 @@ fn delivery(account: &Arc<Account>, frame: &[u8], op: ServerOpRef<'_>) -> Option
         _ => return None,
     };
     let sid = std::str::from_utf8(sid).ok()?.parse().ok()?;
-    let owned = Bytes::copy_from_slice(frame);
+    if arena.capacity() - arena.len() < frame.len() {
+        *arena = BytesMut::with_capacity(ARENA_CHUNK.max(frame.len()));
+    }
+    arena.extend_from_slice(frame);
+    let owned = arena.split().freeze();
     let field = |f: &[u8]| {
         let start = f.as_ptr() as usize - frame.as_ptr() as usize;
         owned.slice(start..start + f.len())

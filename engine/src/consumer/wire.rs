@@ -36,10 +36,39 @@ pub struct AckReply {
 /// Form the v1 ack reply nats-server 2.9/2.10 puts on every delivery:
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`.
 pub fn ack_reply(stream: &str, consumer: &str, r: &AckReply) -> String {
-    format!(
-        "$JS.ACK.{stream}.{consumer}.{}.{}.{}.{}.{}",
-        r.delivered, r.stream_seq, r.consumer_seq, r.ts, r.pending
-    )
+    let mut s = String::with_capacity(8 + stream.len() + consumer.len() + 5 * 21);
+    s.push_str("$JS.ACK.");
+    s.push_str(stream);
+    s.push('.');
+    s.push_str(consumer);
+    // Negative timestamps do not occur (ns since the epoch); 0 stands in.
+    for n in [
+        r.delivered,
+        r.stream_seq,
+        r.consumer_seq,
+        u64::try_from(r.ts).unwrap_or(0),
+        r.pending,
+    ] {
+        s.push('.');
+        push_decimal(&mut s, n);
+    }
+    s
+}
+
+/// Append the decimal digits of `n` (no formatting machinery: this runs for
+/// every delivery).
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Read an ack reply subject: the v1 form (9 tokens) or the v2 form with
@@ -51,11 +80,18 @@ pub fn parse_ack_reply(subject: &str) -> Option<(&str, &str, AckReply)> {
     // The first 11 tokens (all a v2 subject's fields) and the count.
     let mut tokens = [""; 11];
     let mut count = 0;
-    for t in subject.split('.') {
+    let mut start = 0;
+    let bytes = subject.as_bytes();
+    for end in (0..bytes.len())
+        .filter(|&i| bytes[i] == b'.')
+        .chain([bytes.len()])
+    {
         if let Some(slot) = tokens.get_mut(count) {
-            *slot = t;
+            // '.' is ASCII: both ends are char boundaries.
+            *slot = &subject[start..end];
         }
         count += 1;
+        start = end + 1;
     }
     if count < 2 || tokens[0] != "$JS" || tokens[1] != "ACK" {
         return None;
@@ -67,10 +103,13 @@ pub fn parse_ack_reply(subject: &str) -> Option<(&str, &str, AckReply)> {
     };
     let num = |i: usize| -> Option<u64> {
         let t = tokens[off + i];
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        if t.is_empty() || t.len() > 20 {
             return None;
         }
-        t.parse().ok()
+        t.bytes().try_fold(0u64, |n, b| {
+            let d = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+            n.checked_mul(10)?.checked_add(d)
+        })
     };
     Some((
         tokens[off],
@@ -274,4 +313,41 @@ pub fn headers_only(hdr: &[u8], payload_len: usize) -> Vec<u8> {
     }
     out.extend_from_slice(format!("{HDR_MSG_SIZE}: {payload_len}\r\n\r\n").as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_reply_round_trips_and_odd_forms_are_refused() {
+        let r = AckReply {
+            delivered: 1,
+            stream_seq: 18_446_744_073_709_551_615,
+            consumer_seq: 0,
+            ts: 1_700_000_000_123_456_789,
+            pending: 42,
+        };
+        let s = ack_reply("ORDERS", "c-1", &r);
+        assert_eq!(
+            s,
+            "$JS.ACK.ORDERS.c-1.1.18446744073709551615.0.1700000000123456789.42"
+        );
+        assert_eq!(parse_ack_reply(&s), Some(("ORDERS", "c-1", r)));
+        let v2 =
+            "$JS.ACK.hub.ACCHASH.ORDERS.c-1.1.18446744073709551615.0.1700000000123456789.42.xyz";
+        assert_eq!(parse_ack_reply(v2), Some(("ORDERS", "c-1", r)));
+        for bad in [
+            "$JS.ACK.S.C.1.2.3.4",
+            "$JS.ACK.S.C.1.2.3.4.5.6",
+            "$JS.ACK.S.C.1.2.x.4.5",
+            "$JS.ACK.S.C.1..3.4.5",
+            "$JS.ACK.S.C.1.18446744073709551616.3.4.5",
+            "$JS.ACK.S.C.1.2.3.9223372036854775808.5",
+            "$JS.NAK.S.C.1.2.3.4.5",
+            "",
+        ] {
+            assert_eq!(parse_ack_reply(bad), None, "{bad}");
+        }
+    }
 }
