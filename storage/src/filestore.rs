@@ -129,6 +129,8 @@ const REC_ENCRYPTED: u8 = 1;
 const UNPACKED_CACHE: usize = 4;
 /// Pending records past this many bytes are written without waiting for a flush.
 const PENDING_MAX: usize = 256 * 1024;
+/// Bytes read ahead from the active block's file per `pread`.
+const READ_AHEAD: usize = 64 * 1024;
 /// A pending buffer that grew past this is released after its write.
 const PENDING_KEEP: usize = 1024 * 1024;
 
@@ -233,6 +235,10 @@ struct ActiveFile {
     /// Bytes of the block in the file; the records after them are in `pending`.
     written: u64,
     pending: Vec<u8>,
+    /// Read-ahead of written bytes: (offset, bytes). Written bytes never change while the
+    /// block is active, so the window stays valid; readers going forward (consumers) take one
+    /// `pread` per window instead of one per message.
+    ahead: RefCell<(u64, Vec<u8>)>,
 }
 
 impl ActiveFile {
@@ -241,7 +247,31 @@ impl ActiveFile {
             file,
             written,
             pending: Vec::new(),
+            ahead: RefCell::new((0, Vec::new())),
         }
+    }
+
+    /// `len` written bytes at `off`, through the read-ahead window.
+    fn read_written(&self, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut ahead = self.ahead.borrow_mut();
+        let (start, bytes) = &mut *ahead;
+        let hit = off
+            .checked_sub(*start)
+            .and_then(|rel| bytes.get(rel as usize..rel as usize + len));
+        if let Some(b) = hit {
+            return Ok(b.to_vec());
+        }
+        let want = (READ_AHEAD.max(len) as u64).min(self.written.saturating_sub(off)) as usize;
+        if want < len {
+            return Err(past_end());
+        }
+        bytes.resize(want, 0);
+        if let Err(e) = self.file.read_exact_at(bytes, off) {
+            bytes.clear();
+            return Err(e);
+        }
+        *start = off;
+        Ok(bytes[..len].to_vec())
     }
 
     /// Write the pending records (and fsync with `sync`). On failure the file is cut back to
@@ -326,11 +356,7 @@ impl Block {
                     .get(p as usize..p as usize + len)
                     .map(Cow::Borrowed)
                     .ok_or_else(past_end),
-                None => {
-                    let mut v = vec![0; len];
-                    a.file.read_exact_at(&mut v, off as u64)?;
-                    Ok(Cow::Owned(v))
-                }
+                None => a.read_written(off as u64, len).map(Cow::Owned),
             },
         }
     }
