@@ -32,6 +32,7 @@ use data_encoding::{BASE64, BASE64URL_NOPAD};
 use natsd_proto::info::ConnectInfo;
 use sha2::{Digest, Sha256};
 
+use crate::accounts::GLOBAL_ACCOUNT;
 use crate::options::Options;
 use crate::subject::{has_wildcard, is_fwc, is_pwc, subject_matches, tokens};
 
@@ -600,6 +601,18 @@ pub struct Identity {
     pub account: Option<String>,
 }
 
+/// Where the user a CONNECT names lives now ([`Authenticator::user_account`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAccount<'a> {
+    /// The CONNECT names no configured kind of user (no user name or nkey,
+    /// or none of that kind is configured): only its credentials decide.
+    Unnamed,
+    /// The named user or nkey is not configured.
+    Unknown,
+    /// The named user belongs to this account.
+    In(&'a str),
+}
+
 /// One entry of `authorization.users` with a user name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
@@ -843,6 +856,24 @@ impl Authenticator {
             };
         }
         Err(AuthError::BadCredentials)
+    }
+
+    /// The account of the user or nkey `ci` names, looked up by name
+    /// without checking credentials: after a reload, nats-server closes a
+    /// client whose user is gone or now belongs to another account
+    /// (`clientHasMovedToDifferentAccount`) before it re-checks the rest.
+    pub fn user_account(&self, ci: &ConnectInfo) -> UserAccount<'_> {
+        let found = if !ci.nkey.is_empty() && !self.nkeys.is_empty() {
+            self.nkeys.get(&ci.nkey)
+        } else if !ci.user.is_empty() && !self.users.is_empty() && !self.tls_map {
+            self.users.get(&ci.user)
+        } else {
+            return UserAccount::Unnamed;
+        };
+        match found {
+            Some(c) => UserAccount::In(c.account.as_deref().unwrap_or(GLOBAL_ACCOUNT)),
+            None => UserAccount::Unknown,
+        }
     }
 
     /// The user a client certificate maps to (see the module docs for the

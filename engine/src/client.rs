@@ -30,7 +30,7 @@ use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::accounts::{self, PendingResponse, Routing};
-use crate::auth::{Permissions, ResponseTracker, TlsPeer};
+use crate::auth::{Permissions, ResponseTracker, TlsPeer, UserAccount};
 use crate::internal::Event;
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
@@ -176,6 +176,15 @@ impl Context {
             }
         };
         &mut self.caches[i].1
+    }
+
+    /// Drop the match caches of accounts the server no longer has (after
+    /// a config reload removed them). The caches of accounts that stay are
+    /// still right: a cache holds only its account's own sublist matches
+    /// (never import results) and follows that sublist's generation.
+    pub fn forget_removed_accounts(&mut self, server: &Server) {
+        let live: Vec<u64> = server.accounts().iter().map(|a| a.id()).collect();
+        self.caches.retain(|(id, _)| live.contains(id));
     }
 
     fn next_random(&mut self) -> u64 {
@@ -903,7 +912,7 @@ impl ClientConn {
         };
         let mut delivered = self.deliver_all(now, ctx, &self.account, &result, &msg);
         if let Some(routing) = self.account.routing() {
-            delivered |= self.route_across_accounts(now, ctx, &self.account, routing, &msg, 0);
+            delivered |= self.route_across_accounts(now, ctx, &self.account, &routing, &msg, 0);
         }
         if !delivered && self.no_responders {
             if let Some(reply) = reply {
@@ -963,10 +972,8 @@ impl ClientConn {
     ) -> bool {
         let result = acc.sublist.matches(msg.subject);
         let mut delivered = self.deliver_all(now, ctx, acc, &result, msg);
-        if let Some(routing) = acc.routing() {
-            if hops < MAX_IMPORT_HOPS {
-                delivered |= self.route_across_accounts(now, ctx, acc, routing, msg, hops + 1);
-            }
+        if let Some(routing) = acc.routing().filter(|_| hops < MAX_IMPORT_HOPS) {
+            delivered |= self.route_across_accounts(now, ctx, acc, &routing, msg, hops + 1);
         }
         delivered
     }
@@ -1077,7 +1084,7 @@ impl ClientConn {
         if self.account.name == name {
             return Ok(());
         }
-        let Some(acc) = self.server.account(name).cloned() else {
+        let Some(acc) = self.server.account(name) else {
             return Err(name.to_string());
         };
         let old = std::mem::replace(&mut self.account, acc);
@@ -1298,10 +1305,12 @@ impl ClientConn {
     }
 
     /// After a config reload: check this client's CONNECT against the new
-    /// authenticator. A client whose credentials no longer pass is closed
-    /// with `Authorization Violation`; otherwise its new permissions apply
-    /// at once, and subscriptions they no longer allow are removed, as
-    /// nats-server does on reload. New limits apply to what it sends next.
+    /// authenticator, as nats-server does on reload. A client whose user
+    /// is gone or now belongs to another account is closed without a word
+    /// (it reconnects into its new account, or fails to log in); one whose
+    /// credentials no longer pass is closed with `Authorization Violation`;
+    /// otherwise its new permissions apply at once, and subscriptions they
+    /// no longer allow are removed. New limits apply to what it sends next.
     pub fn reauthorize(&mut self) {
         let opts = self.server.options();
         self.parser.set_limits(Limits {
@@ -1312,10 +1321,33 @@ impl ClientConn {
             return;
         };
         let auth = self.server.authenticator();
+        let moved = match auth.user_account(ci) {
+            UserAccount::Unnamed => false,
+            UserAccount::Unknown => true,
+            UserAccount::In(name) => name != self.account.name,
+        };
+        if moved {
+            log::debug!(
+                "{}reload: user removed or moved to another account",
+                self.log_prefix()
+            );
+            self.close(CloseReason::ClientClosed);
+            return;
+        }
         match auth.check_with_peer(ci, self.nonce.as_bytes(), self.tls_peer.as_ref()) {
             Err(e) => {
                 log::debug!("{}reload: {e}", self.log_prefix());
                 self.auth_violation();
+            }
+            Ok(identity)
+                if identity
+                    .account
+                    .as_deref()
+                    .unwrap_or(accounts::GLOBAL_ACCOUNT)
+                    != self.account.name =>
+            {
+                log::debug!("{}reload: now in another account", self.log_prefix());
+                self.close(CloseReason::ClientClosed);
             }
             Ok(identity) => {
                 self.user = identity.user;
@@ -1754,5 +1786,110 @@ mod tests {
         send(&mut p, &mut ctx, now, QUIET);
         p.handle_bytes(now, &mut ctx, b"HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
         assert_eq!(drain(&plain), "MSG h 1 2\r\nhi\r\n");
+    }
+
+    fn conf(text: &str) -> Options {
+        let map = crate::conf::parse(text).expect("conf");
+        let mut opts = Options::default();
+        assert!(opts.apply_conf(&map).is_ok(), "{text}");
+        opts
+    }
+
+    fn login(s: &Arc<Server>, ctx: &mut Context, now: Instant, user: &str) -> ClientConn {
+        let mut c = conn(s, now);
+        drain(&c);
+        let connect = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"user\":\"{user}\",\"pass\":\"{user}\"}}\r\nPING\r\n"
+        );
+        assert_eq!(send(&mut c, ctx, now, &connect), "PONG\r\n", "{user}");
+        c
+    }
+
+    const TWO_ACCOUNTS: &str = r#"
+accounts {
+  A { users [{user: a, password: a}, {user: m, password: m}], exports [{stream: "ev.>"}] }
+  B { users [{user: b, password: b}] }
+  R { users [{user: r, password: r}] }
+}
+"#;
+
+    #[test]
+    fn reload_closes_users_that_moved_or_went_without_an_error() {
+        let s = server(conf(TWO_ACCOUNTS));
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = login(&s, &mut ctx, now, "a");
+        let mut m = login(&s, &mut ctx, now, "m");
+        let mut r = login(&s, &mut ctx, now, "r");
+        s.reload(conf(
+            r#"accounts { A { users [{user: a, password: a}] }, B { users [{user: b, password: b}, {user: m, password: m}] } }"#,
+        ))
+        .expect("reload");
+        for c in [&mut a, &mut m, &mut r] {
+            c.reauthorize();
+        }
+        assert_eq!(a.poll_output(), None, "a stays in A");
+        assert_eq!(send(&mut a, &mut ctx, now, "PING\r\n"), "PONG\r\n");
+        for (name, c) in [("m moved to B", &mut m), ("r and R removed", &mut r)] {
+            assert_eq!(drain(c), "", "{name}: closed without -ERR");
+            assert_eq!(
+                c.poll_output(),
+                Some(Output::Close(CloseReason::ClientClosed)),
+                "{name}"
+            );
+        }
+        let m = login(&s, &mut ctx, now, "m");
+        assert_eq!(m.account().name, "B");
+    }
+
+    #[test]
+    fn reload_applies_imports_though_the_exporters_matches_are_cached() {
+        let s = server(conf(TWO_ACCOUNTS));
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = login(&s, &mut ctx, now, "a");
+        let mut b = login(&s, &mut ctx, now, "b");
+        send(&mut a, &mut ctx, now, "SUB ev.> 1\r\n");
+        send(&mut b, &mut ctx, now, "SUB in.ev.x 1\r\nSUB ev.x 2\r\n");
+        let publish = |a: &mut ClientConn, ctx: &mut Context| {
+            a.handle_bytes(now, ctx, b"PUB ev.x 2\r\nhi\r\n");
+            drain(a)
+        };
+        assert_eq!(publish(&mut a, &mut ctx), "MSG ev.x 1 2\r\nhi\r\n");
+        assert_eq!(drain(&b), "", "B imports nothing yet");
+
+        let import = TWO_ACCOUNTS.replace(
+            "B { users [{user: b, password: b}] }",
+            r#"B { users [{user: b, password: b}], imports [{stream: {account: A, subject: "ev.>"}, prefix: in}] }"#,
+        );
+        s.reload(conf(&import)).expect("reload");
+        ctx.forget_removed_accounts(&s);
+        for c in [&mut a, &mut b] {
+            c.reauthorize();
+            assert_eq!(c.poll_output(), None);
+        }
+        assert_eq!(publish(&mut a, &mut ctx), "MSG ev.x 1 2\r\nhi\r\n");
+        assert_eq!(drain(&b), "MSG in.ev.x 1 2\r\nhi\r\n", "import added");
+
+        s.reload(conf(TWO_ACCOUNTS)).expect("reload back");
+        assert_eq!(publish(&mut a, &mut ctx), "MSG ev.x 1 2\r\nhi\r\n");
+        assert_eq!(drain(&b), "", "import removed");
+    }
+
+    #[test]
+    fn reload_drops_the_match_caches_of_removed_accounts_only() {
+        let s = server(conf(TWO_ACCOUNTS));
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut a = login(&s, &mut ctx, now, "a");
+        let mut r = login(&s, &mut ctx, now, "r");
+        a.handle_bytes(now, &mut ctx, b"PUB x 0\r\n\r\n");
+        r.handle_bytes(now, &mut ctx, b"PUB x 0\r\n\r\n");
+        let ids = |ctx: &Context| ctx.caches.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+        assert_eq!(ids(&ctx), [a.account().id(), r.account().id()]);
+        s.reload(conf("accounts { A { users [{user: a, password: a}] } }"))
+            .expect("reload");
+        ctx.forget_removed_accounts(&s);
+        assert_eq!(ids(&ctx), [a.account().id()]);
     }
 }

@@ -1762,7 +1762,7 @@ impl Monitor {
                 leafnode_connections: 0,
                 client_connections: open.iter().filter(|c| c.account == acc).count(),
                 subscriptions: account.sublist.count(),
-                sublist_stats: account_sublist_stats(account),
+                sublist_stats: account_sublist_stats(&account),
             });
         } else {
             return Response::error(400, format!("Account {acc} does not exist"));

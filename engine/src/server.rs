@@ -1,10 +1,10 @@
 //! State shared by every connection of one server: options, identity,
 //! accounts and counters.
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 
 use crate::accounts::{self, Responses, Routing, GLOBAL_ACCOUNT};
 use crate::auth::Authenticator;
@@ -30,10 +30,12 @@ pub struct Account {
     /// Who is subscribed to what in this account.
     pub sublist: Sublist<SubRef>,
     id: u64,
-    /// Its exports and imports, set once when the server is built; unset
-    /// for an account that takes part in none (the publish path checks
-    /// only this).
-    routing: OnceLock<Routing>,
+    /// Its exports and imports (empty for an account that takes part in
+    /// none), replaced as a whole by a config reload.
+    routing: ArcSwap<Routing>,
+    /// Whether it takes part in any export or import: the publish path of
+    /// an account that does not reads only this flag.
+    routed: AtomicBool,
     /// Rewritten replies of requests that reached this account's services.
     responses: Responses,
 }
@@ -56,7 +58,8 @@ impl Account {
             name: name.to_string(),
             sublist: Sublist::new(),
             id: NEXT_ACCOUNT_ID.fetch_add(1, Ordering::Relaxed),
-            routing: OnceLock::new(),
+            routing: ArcSwap::from_pointee(Routing::default()),
+            routed: AtomicBool::new(false),
             responses: Responses::new(key),
         }
     }
@@ -66,10 +69,20 @@ impl Account {
         self.id
     }
 
-    /// Its export/import table, if it takes part in any.
+    /// Its export/import table, if it takes part in any. Hold the guard
+    /// only for one publish.
     #[inline]
-    pub fn routing(&self) -> Option<&Routing> {
-        self.routing.get()
+    pub fn routing(&self) -> Option<Guard<Arc<Routing>>> {
+        self.routed
+            .load(Ordering::Acquire)
+            .then(|| self.routing.load())
+    }
+
+    /// Replace its export/import table (`None`: it takes part in none).
+    fn set_routing(&self, routing: Option<Routing>) {
+        let routed = routing.is_some();
+        self.routing.store(Arc::new(routing.unwrap_or_default()));
+        self.routed.store(routed, Ordering::Release);
     }
 
     /// Pending service responses (rewritten replies) in this account.
@@ -133,8 +146,10 @@ pub struct Server {
     next_cid: AtomicU64,
     /// The global account `$G`.
     pub global: Arc<Account>,
-    /// Every account by name, `$G` included.
-    accounts: HashMap<String, Arc<Account>>,
+    /// Every account by name, `$G` and the system account included. A
+    /// reload stores a new map in which the accounts that stay are the
+    /// same `Arc`s (their sublists, clients and internal clients live on).
+    accounts: ArcSwap<HashMap<String, Arc<Account>>>,
     /// Counters.
     pub stats: ServerStats,
     /// JetStream figures for monitoring (kept by the JetStream stage).
@@ -167,7 +182,7 @@ impl Server {
             .server_name
             .clone()
             .unwrap_or_else(|| server_id.clone());
-        let accounts = build_accounts(&opts, &seed);
+        let accounts = build_accounts(&opts, &seed, &HashMap::new());
         let global = accounts
             .get(GLOBAL_ACCOUNT)
             .cloned()
@@ -181,7 +196,7 @@ impl Server {
             // client gets cid 4 on 2.9.10 (FEATURES.md, monitoring).
             next_cid: AtomicU64::new(4),
             global,
-            accounts,
+            accounts: ArcSwap::from_pointee(accounts),
             stats: ServerStats::default(),
             jetstream: JetStreamStats::default(),
             next_sub_id: AtomicU64::new(1),
@@ -202,6 +217,7 @@ impl Server {
             .unwrap_or(accounts::SYSTEM_ACCOUNT);
         // build_accounts always creates it; a reload cannot rename it.
         self.accounts
+            .load()
             .get(name)
             .cloned()
             .unwrap_or_else(|| self.global.clone())
@@ -226,13 +242,13 @@ impl Server {
     }
 
     /// The account named `name`.
-    pub fn account(&self, name: &str) -> Option<&Arc<Account>> {
-        self.accounts.get(name)
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.load().get(name).cloned()
     }
 
     /// Every account, sorted by name.
     pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut all: Vec<_> = self.accounts.values().cloned().collect();
+        let mut all: Vec<_> = self.accounts.load().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -247,15 +263,27 @@ impl Server {
     /// reload that changes the listen port. On success returns the names of
     /// the settings that changed; live connections are re-checked by the
     /// caller (`ClientConn::reauthorize`).
+    ///
+    /// Accounts are applied as nats-server applies them: an account that
+    /// stays keeps its state (the same [`Account`]), a new one starts
+    /// empty, a removed one leaves the registry (its clients are closed by
+    /// their re-check, their users being gone), and every account's
+    /// export/import table is built again.
     pub fn reload(&self, new: Options) -> Result<Vec<&'static str>, String> {
         let old = self.options();
-        let fixed: [(&str, bool); 6] = [
+        let system = |o: &Options| {
+            o.system_account
+                .clone()
+                .unwrap_or_else(|| accounts::SYSTEM_ACCOUNT.to_string())
+        };
+        let fixed: [(&str, bool); 7] = [
             ("host", old.host != new.host),
             ("port", old.port != new.port),
             ("server_name", old.server_name != new.server_name),
             ("http_port", old.http_port != new.http_port),
             ("store_dir", old.store_dir != new.store_dir),
             ("tls", old.tls != new.tls),
+            ("system_account", system(&old) != system(&new)),
         ];
         if let Some((name, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Err(format!(
@@ -263,7 +291,12 @@ impl Server {
                 name.to_uppercase()
             ));
         }
-        let candidates: [(&'static str, bool); 15] = [
+        if let Some(name) = jetstream_change(&old, &new) {
+            return Err(format!(
+                "config reload not supported for JETSTREAM: account {name:?} would change whether it has JetStream"
+            ));
+        }
+        let candidates: [(&'static str, bool); 16] = [
             (
                 "authorization",
                 old.user != new.user
@@ -297,6 +330,7 @@ impl Server {
             ("ping_max", old.ping_max != new.ping_max),
             ("write_deadline", old.write_deadline != new.write_deadline),
             ("pid_file", old.pid_file != new.pid_file),
+            ("accounts", old.accounts != new.accounts),
             (
                 "tls",
                 old.tls_cert != new.tls_cert
@@ -314,6 +348,13 @@ impl Server {
             .filter(|(_, c)| *c)
             .map(|(n, _)| *n)
             .collect();
+        // Accounts before the authenticator: a client that authenticates
+        // into a new account must find it.
+        self.accounts.store(Arc::new(build_accounts(
+            &new,
+            &self.nonce_seed,
+            &self.accounts.load(),
+        )));
         self.auth.store(Arc::new(Authenticator::new(&new)));
         self.opts.store(Arc::new(new));
         Ok(changed)
@@ -388,8 +429,15 @@ impl Server {
 }
 
 /// `$G`, the configured accounts and the system account, with their
-/// export/import tables.
-fn build_accounts(opts: &Options, seed: &[u8; 32]) -> HashMap<String, Arc<Account>> {
+/// export/import tables. An account already in `current` is kept (same
+/// `Arc`, new table); one that is not starts empty; one of `current` that
+/// is no longer configured loses its table, so a client still in it until
+/// its re-check reaches no other account.
+fn build_accounts(
+    opts: &Options,
+    seed: &[u8; 32],
+    current: &HashMap<String, Arc<Account>>,
+) -> HashMap<String, Arc<Account>> {
     let key = |name: &str| {
         let mut label = b"natsd account replies v1 ".to_vec();
         label.extend_from_slice(name.as_bytes());
@@ -408,14 +456,168 @@ fn build_accounts(opts: &Options, seed: &[u8; 32]) -> HashMap<String, Arc<Accoun
     );
     let map: HashMap<String, Arc<Account>> = names
         .into_iter()
-        .map(|n| (n.to_string(), Arc::new(Account::with_key(n, key(n)))))
+        .map(|n| {
+            let acc = current
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Account::with_key(n, key(n))));
+            (n.to_string(), acc)
+        })
         .collect();
-    let routing = accounts::build_routing(&opts.accounts, &|n| map.get(n).cloned());
-    for (name, table) in routing {
-        if let Some(acc) = map.get(&name) {
-            // Each account is new here: its table cannot be set yet.
-            let _ = acc.routing.set(table);
+    let mut routing = accounts::build_routing(&opts.accounts, &|n| map.get(n).cloned());
+    for (name, acc) in &map {
+        acc.set_routing(routing.remove(name));
+    }
+    for (name, acc) in current {
+        if !map.contains_key(name) {
+            acc.set_routing(None);
         }
     }
     map
+}
+
+/// The first account whose JetStream enablement differs between `old` and
+/// `new`: the JetStream stage learns its accounts at start.
+fn jetstream_change(old: &Options, new: &Options) -> Option<String> {
+    let names = std::iter::once(GLOBAL_ACCOUNT)
+        .chain(old.accounts.iter().map(|a| a.name.as_str()))
+        .chain(new.accounts.iter().map(|a| a.name.as_str()));
+    names
+        .into_iter()
+        .find(|n| crate::jetstream::enabled_for(old, n) != crate::jetstream::enabled_for(new, n))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(text: &str) -> Options {
+        let map = crate::conf::parse(text).expect("conf");
+        let mut opts = Options::default();
+        let report = opts.apply_conf(&map);
+        assert!(report.is_ok(), "{text}: {report}");
+        opts
+    }
+
+    const BEFORE: &str = r#"
+accounts {
+  A { users [{user: a, password: a}], exports [{stream: "ev.>"}, {service: "svc"}] }
+  B { users [{user: b, password: b}] }
+  GONE { users [{user: g, password: g}] }
+}
+"#;
+
+    const AFTER: &str = r#"
+accounts {
+  A { users [{user: a, password: a}], exports [{stream: "ev.>"}, {service: "svc"}] }
+  B {
+    users [{user: b, password: b}]
+    imports [{stream: {account: A, subject: "ev.>"}, prefix: in}, {service: {account: A, subject: svc}}]
+  }
+  NEW { users [{user: n, password: n}] }
+}
+"#;
+
+    #[test]
+    fn reload_keeps_staying_accounts_adds_new_ones_and_drops_removed_ones() {
+        let server = Server::new(opts(BEFORE), [3; 32]);
+        let a = server.account("A").expect("A");
+        let b = server.account("B").expect("B");
+        let gone = server.account("GONE").expect("GONE");
+        let sys = server.system_account();
+        let changed = server.reload(opts(AFTER)).expect("reload");
+        assert!(changed.contains(&"accounts"), "{changed:?}");
+        assert!(Arc::ptr_eq(&server.account("A").expect("A"), &a));
+        assert!(Arc::ptr_eq(&server.account("B").expect("B"), &b));
+        assert!(Arc::ptr_eq(&server.system_account(), &sys));
+        assert!(Arc::ptr_eq(
+            &server.account(GLOBAL_ACCOUNT).expect("$G"),
+            &server.global
+        ));
+        assert!(server.account("GONE").is_none());
+        let new = server.account("NEW").expect("NEW");
+        assert!(new.id() != gone.id() && new.id() != a.id());
+        let names: Vec<String> = server.accounts().iter().map(|a| a.name.clone()).collect();
+        assert_eq!(names, ["$G", "$SYS", "A", "B", "NEW"]);
+    }
+
+    #[test]
+    fn reload_rebuilds_every_routing_table_against_the_new_registry() {
+        let server = Server::new(opts(BEFORE), [3; 32]);
+        let a = server.account("A").expect("A");
+        let b = server.account("B").expect("B");
+        let exports = a.routing().expect("A exports a service");
+        assert!(exports.exports_services && exports.streams.is_empty());
+        assert!(b.routing().is_none());
+
+        server.reload(opts(AFTER)).expect("reload");
+        let exporter = a.routing().expect("A routes");
+        let route = exporter.streams_for(b"ev.x").next().expect("stream route");
+        assert!(Arc::ptr_eq(&route.importer.upgrade().expect("B alive"), &b));
+        let importer = b.routing().expect("B routes");
+        let service = importer.services_for(b"svc").next().expect("service route");
+        assert!(Arc::ptr_eq(
+            &service.exporter.upgrade().expect("A alive"),
+            &a
+        ));
+
+        server.reload(opts(BEFORE)).expect("reload back");
+        assert!(a.routing().expect("A exports").streams.is_empty());
+        assert!(b.routing().is_none(), "imports removed");
+    }
+
+    #[test]
+    fn removed_account_loses_its_routes() {
+        let server = Server::new(opts(AFTER), [3; 32]);
+        let b = server.account("B").expect("B");
+        assert!(b.routing().is_some());
+        server
+            .reload(opts(
+                r#"accounts { A { users [{user: a, password: a}], exports [{stream: "ev.>"}] } }"#,
+            ))
+            .expect("reload");
+        assert!(server.account("B").is_none());
+        assert!(b.routing().is_none(), "a removed account routes nowhere");
+        let a = server.account("A").expect("A");
+        assert!(a.routing().is_none(), "its only importer is gone");
+    }
+
+    #[test]
+    fn reload_refuses_a_system_account_change() {
+        let conf = "accounts { S { users [{user: s, password: s}] } }\n";
+        let server = Server::new(opts(conf), [3; 32]);
+        let err = server
+            .reload(opts(&format!("{conf}system_account: S\n")))
+            .expect_err("system account is fixed");
+        assert_eq!(err, "config reload not supported for SYSTEM_ACCOUNT");
+        assert_eq!(server.system_account().name, "$SYS");
+        assert!(server.options().system_account.is_none(), "nothing changed");
+        // Naming the default explicitly is no change.
+        server
+            .reload(opts(&format!("{conf}system_account: \"$SYS\"\n")))
+            .expect("same system account");
+    }
+
+    #[test]
+    fn reload_refuses_to_change_which_accounts_have_jetstream() {
+        let dir = std::env::temp_dir().join("natsd-server-reload-js");
+        let js = |accounts: &str| {
+            opts(&format!(
+                "jetstream {{ store_dir: {:?} }}\naccounts {{ {accounts} }}\n",
+                dir.display().to_string()
+            ))
+        };
+        let server = Server::new(js("A { jetstream: enabled }, B {}"), [3; 32]);
+        let err = server
+            .reload(js("A { jetstream: enabled }, B { jetstream: enabled }"))
+            .expect_err("B would gain JetStream");
+        assert!(err.contains("JETSTREAM") && err.contains("\"B\""), "{err}");
+        assert!(server.account("C").is_none());
+        // Accounts without JetStream may come and go.
+        server
+            .reload(js("A { jetstream: enabled }, C {}"))
+            .expect("no JetStream change");
+        assert!(server.account("C").is_some() && server.account("B").is_none());
+    }
 }

@@ -253,6 +253,7 @@ impl Reactor {
                 Cmd::Shutdown => self.shutting_down = true,
                 Cmd::Reload(tls) => {
                     self.tls_config = tls;
+                    self.ctx.forget_removed_accounts(&self.server);
                     for slot in 0..self.conns.len() {
                         if let Some(c) = self.conns[slot].as_mut() {
                             c.machine.reauthorize();
