@@ -14,6 +14,7 @@ mod limits;
 mod monitor;
 mod pubsub;
 mod reconnect;
+mod reload_accounts;
 mod signals;
 mod sys;
 mod tls;
