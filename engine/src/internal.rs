@@ -238,6 +238,13 @@ impl Internal {
     /// regrow a large buffer per batch).
     pub fn take_deliveries(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
+        self.take_deliveries_into(&mut out);
+        out
+    }
+
+    /// [`take_deliveries`](Self::take_deliveries) appending to `out`, so a
+    /// driver can reuse one vector from batch to batch.
+    pub fn take_deliveries_into(&mut self, out: &mut Vec<Delivery>) {
         for c in &mut self.clients {
             let before = c.buf.len();
             if let Taken::Closed(reason) = c.conn.outbound().take(&mut c.buf) {
@@ -277,7 +284,6 @@ impl Internal {
                 c.buf = BytesMut::new();
             }
         }
-        out
     }
 
     /// Outbound queues that need their owner woken after this stage's

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use natsd_engine::internal::{Internal, Service};
+use natsd_engine::internal::{Delivery, Internal, Service};
 use natsd_engine::outbound::Outbound;
 use natsd_engine::server::Server;
 
@@ -19,10 +19,14 @@ pub(crate) struct Stage {
     service: Box<dyn Service>,
     net: Internal,
     load: Arc<Load>,
+    /// The deliveries being handled (reused from batch to batch).
+    batch: Vec<Delivery>,
 }
 
 /// Deliveries handled per round before the stage checks its inbox again.
 const ROUND: usize = 4096;
+/// Deliveries kept allocated between batches.
+const BATCH_KEEP: usize = 4096;
 
 impl Stage {
     /// A stage at index `id` of the wake table (after the reactors); returns
@@ -46,6 +50,7 @@ impl Stage {
                 service,
                 net,
                 load: load.clone(),
+                batch: Vec::new(),
             },
             ReactorHandle::for_stage(tx, load),
         )
@@ -98,9 +103,13 @@ impl Stage {
     fn pump(&mut self, peers: &[ReactorHandle], remote: &mut [Vec<Arc<Outbound>>]) {
         loop {
             let mut handled = 0;
-            for msg in self.net.take_deliveries() {
+            self.net.take_deliveries_into(&mut self.batch);
+            for msg in self.batch.drain(..) {
                 self.service.handle_msg(Instant::now(), msg, &mut self.net);
                 handled += 1;
+            }
+            if self.batch.capacity() > BATCH_KEEP {
+                self.batch = Vec::new();
             }
             self.service.end_batch(Instant::now(), &mut self.net);
             self.load

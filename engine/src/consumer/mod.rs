@@ -1644,7 +1644,7 @@ impl Consumer {
                 Bytes::new(),
             )
         } else {
-            (msg.hdr.clone(), msg.payload.clone())
+            (msg.hdr, msg.payload)
         };
         let size = (msg.subject.len() + reply.len() + hdr.len() + payload.len()) as i64;
         let mut batch_done_bytes = None;

@@ -30,6 +30,8 @@ use crate::internal::{Delivery, Internal};
 pub const INTEREST_CHECK: Duration = Duration::from_millis(200);
 /// How often changed consumer state is written.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// Outputs kept allocated between drives.
+const OUTS_KEEP: usize = 4096;
 
 /// One consumer of a stream.
 pub struct Slot {
@@ -487,7 +489,7 @@ impl JetStream {
             let st = s.state();
             drop_unneeded(s, st.first_seq, st.last_seq);
         }
-        self.apply(now, net, acc, stream, name, outs);
+        self.apply(now, net, acc, stream, name, outs.into_iter());
         self.advisory_action(now, net, acc, stream, name, "delete");
         Ok(())
     }
@@ -510,11 +512,17 @@ impl JetStream {
             return;
         };
         f(&mut slot.c, &src);
-        let mut outs = Vec::new();
+        // One buffer for every drive: a pull batch's outputs are large, and
+        // freeing them each time makes glibc consolidate its heap.
+        let mut outs = std::mem::take(&mut self.outs);
         while let Some(o) = slot.c.poll_output() {
             outs.push(o);
         }
-        self.apply(now, net, acc, stream, name, outs);
+        self.apply(now, net, acc, stream, name, outs.drain(..));
+        if outs.capacity() > OUTS_KEEP {
+            outs = Vec::new();
+        }
+        self.outs = outs;
     }
 
     /// Feed one input to every consumer of a stream.
@@ -545,9 +553,9 @@ impl JetStream {
         acc: usize,
         stream: &str,
         name: &str,
-        outs: Vec<Output>,
+        outs: impl ExactSizeIterator<Item = Output>,
     ) {
-        if outs.is_empty() {
+        if outs.len() == 0 {
             return;
         }
         let account = self.accounts[acc].account.clone();

@@ -113,6 +113,8 @@ pub struct JetStream {
     held: Vec<HeldAck>,
     /// Streams (account, name) that stored messages in this batch.
     dirty: Vec<(usize, Arc<str>)>,
+    /// A consumer's outputs, between the machine and the fabric (reused).
+    outs: Vec<crate::consumer::Output>,
 }
 
 /// A pub ack waiting for its stream's write.
@@ -221,6 +223,7 @@ impl JetStream {
             persist_due: None,
             held: Vec::new(),
             dirty: Vec::new(),
+            outs: Vec::new(),
         })
     }
 
