@@ -192,11 +192,12 @@ fn fuzz_match(filter: &str, subject: &str) -> bool {
 
 /// Drive one consumer with a random sequence of stream events (stores and
 /// removals), acks of every kind (some forged), pull requests, push interest
-/// changes and time.
+/// changes, pauses and resumes (`CONSUMER.PAUSE`) and time.
 ///
 /// Input layout: byte 0 picks the config (bits 0-1 ack policy, bit 2 push,
 /// bit 3 filter `f.a`, bit 4 backoff, bits 5-6 max_ack_pending 0 (default)
 /// or 1..3, bit 7 max_deliver 3), then one op per 3 bytes. Checked after every op:
+/// - nothing is delivered while the consumer is paused;
 /// - outstanding acks never exceed `max_ack_pending`;
 /// - a sequence acknowledged (it left pending by an ack) is never delivered again;
 /// - consumer sequences of deliveries strictly increase, and the delivered
@@ -346,11 +347,20 @@ pub fn consumer(now: Instant, data: &[u8]) {
                     body: Bytes::from(body),
                 })
             }
+            6 if a & 0x80 != 0 => {
+                // Pause for up to ~5 s of the consumer's wall clock, or resume.
+                let wall = 1_000_000_000 + (t - now).as_nanos() as i64;
+                let until =
+                    (b != 0).then(|| crate::consumer::ns_rfc3339(wall + i64::from(b) * 20_000_000));
+                c.pause(t, until, &src);
+                None
+            }
             6 => Some(Input::Interest(a & 1 == 1)),
             _ => None,
         };
         match input {
             Some(i) => c.handle_input(t, i, &src),
+            None if kind % 8 == 6 => {}
             None => {
                 let end = t + Duration::from_millis(u64::from(a) * 20 + u64::from(b));
                 while let Some(at) = c.poll_timeout().filter(|at| *at <= end) {
@@ -358,6 +368,7 @@ pub fn consumer(now: Instant, data: &[u8]) {
                     c.handle_timeout(t, &src);
                     consumer_outputs(
                         &mut c,
+                        t,
                         &mut delivered,
                         &mut acked,
                         &mut retired,
@@ -370,6 +381,7 @@ pub fn consumer(now: Instant, data: &[u8]) {
         }
         consumer_outputs(
             &mut c,
+            t,
             &mut delivered,
             &mut acked,
             &mut retired,
@@ -437,15 +449,18 @@ pub fn consumer(now: Instant, data: &[u8]) {
 /// Collect a consumer's outputs for [`consumer`]'s checks.
 fn consumer_outputs(
     c: &mut crate::consumer::Consumer,
+    t: Instant,
     delivered: &mut Vec<(String, u64)>,
     acked: &mut std::collections::BTreeSet<u64>,
     retired: &mut std::collections::BTreeSet<u64>,
     last_cseq: &mut u64,
 ) {
     use crate::consumer::{AdvisoryKind, Output};
+    let paused = !c.pause_remaining(t).is_zero();
     while let Some(out) = c.poll_output() {
         match out {
             Output::Deliver(d) => {
+                assert!(!paused, "{} delivered while paused", d.stream_seq);
                 assert!(
                     !acked.contains(&d.stream_seq),
                     "{} delivered after it was acked",

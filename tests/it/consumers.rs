@@ -618,3 +618,182 @@ async fn consumer_api_errors() {
     .await;
     assert_eq!(ephemeral["name"].as_str().map(str::len), Some(8));
 }
+
+/// A request to a `$JS.API` subject, answered as JSON.
+async fn api(client: &async_nats::Client, subject: &str, body: &str) -> serde_json::Value {
+    let m = tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request");
+    serde_json::from_slice(&m.payload).expect("json")
+}
+
+/// nats-server 2.11 `CONSUMER.PAUSE` and `pause_until`: nothing is delivered
+/// while paused, waiting pulls get their messages when the time passes, the
+/// pause and resume advisories go out, info reports `paused`/`pause_remaining`.
+#[tokio::test]
+async fn pause_and_resume() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("P", &["p"], StorageType::Memory))
+        .await
+        .expect("stream");
+    publish(&js, "p", "one").await;
+    publish(&js, "p", "two").await;
+    let c = pull_durable(&stream, "PC", pull::Config::default()).await;
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.P.PC")
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+
+    let until = async_nats::datetime::add_std_duration(
+        async_nats::datetime::now(),
+        Duration::from_millis(2500),
+    )
+    .expect("time");
+    let paused_at = tokio::time::Instant::now();
+    let r = stream.pause_consumer("PC", until).await.expect("pause");
+    assert!(r.paused);
+    assert_eq!(r.pause_until.unix_timestamp(), until.unix_timestamp());
+    assert!(r
+        .pause_remaining
+        .is_some_and(|d| d <= Duration::from_millis(2500)));
+    let a = tokio::time::timeout(WAIT, advisories.next())
+        .await
+        .expect("pause advisory")
+        .expect("advisory");
+    let a: serde_json::Value = serde_json::from_slice(&a.payload).expect("json");
+    assert_eq!(a["type"], "io.nats.jetstream.advisory.v1.consumer_pause");
+    assert_eq!(
+        (&a["stream"], &a["consumer"], &a["paused"]),
+        (&"P".into(), &"PC".into(), &true.into())
+    );
+
+    let mut c = c;
+    let info = c.info().await.expect("info").clone();
+    assert!(info.paused);
+    assert!(info.pause_remaining.is_some_and(|d| d > Duration::ZERO));
+    assert!(info.config.pause_until.is_some());
+
+    // Nothing comes while paused.
+    assert!(fetch(&c, 2, Duration::from_millis(800)).await.is_empty());
+    // A waiting pull gets both messages once the pause ends, not before.
+    let got = fetch(&c, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.iter().map(stream_seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(paused_at.elapsed() >= Duration::from_millis(2400));
+    for m in &got {
+        ack(m).await;
+    }
+    let a = tokio::time::timeout(WAIT, advisories.next())
+        .await
+        .expect("unpause advisory")
+        .expect("advisory");
+    let a: serde_json::Value = serde_json::from_slice(&a.payload).expect("json");
+    assert_eq!(a["paused"], false);
+    let info = c.info().await.expect("info").clone();
+    assert!(!info.paused);
+    assert_eq!(info.pause_remaining, None);
+
+    // Pause for a minute, then resume: delivery starts again at once.
+    let far = async_nats::datetime::add_std_duration(
+        async_nats::datetime::now(),
+        Duration::from_secs(60),
+    )
+    .expect("time");
+    assert!(
+        stream
+            .pause_consumer("PC", far)
+            .await
+            .expect("pause")
+            .paused
+    );
+    publish(&js, "p", "three").await;
+    assert!(fetch(&c, 1, Duration::from_millis(500)).await.is_empty());
+    let r = stream.resume_consumer("PC").await.expect("resume");
+    assert!(!r.paused);
+    assert_eq!(r.pause_remaining, None);
+    let got = fetch(&c, 1, Duration::from_secs(2)).await;
+    assert_eq!(got.iter().map(stream_seq).collect::<Vec<_>>(), vec![3]);
+
+    // Created paused through the config; an update keeps the pause.
+    let c2 = pull_durable(
+        &stream,
+        "PC2",
+        pull::Config {
+            pause_until: Some(far),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(fetch(&c2, 1, Duration::from_millis(500)).await.is_empty());
+    let updated = stream
+        .update_consumer(pull::Config {
+            durable_name: Some("PC2".into()),
+            ack_policy: AckPolicy::Explicit,
+            description: Some("updated".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    let mut updated = updated;
+    let info = updated.info().await.expect("info");
+    assert!(info.paused);
+    assert_eq!(info.config.description.as_deref(), Some("updated"));
+
+    // Errors as nats-server's: unknown consumer / stream, bad JSON.
+    let r = api(&client, "$JS.API.CONSUMER.PAUSE.P.nope", "{}").await;
+    assert_eq!(
+        r["type"],
+        "io.nats.jetstream.api.v1.consumer_pause_response"
+    );
+    assert_eq!(r["error"]["err_code"], 10014);
+    let r = api(&client, "$JS.API.CONSUMER.PAUSE.NOPE.PC", "{}").await;
+    assert_eq!(r["error"]["err_code"], 10059);
+    let r = api(&client, "$JS.API.CONSUMER.PAUSE.P.PC", "{bad").await;
+    assert_eq!(r["error"]["err_code"], 10025);
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.PAUSE.P.PC",
+        r#"{"pause_until":"tomorrow"}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10025);
+    // A body that is not JSON is a resume, as nats-server reads it.
+    let r = api(&client, "$JS.API.CONSUMER.PAUSE.P.PC2", "").await;
+    assert_eq!(r["paused"], false);
+    assert_eq!(r["pause_until"], "0001-01-01T00:00:00Z");
+    assert!(r.get("pause_remaining").is_none());
+}
+
+/// A nats-server without a cluster answers both leader stepdown requests with
+/// 10010 before looking at the stream or consumer (`jsStreamLeaderStepDownRequest`,
+/// `jsConsumerLeaderStepDownRequest`).
+#[tokio::test]
+async fn leader_stepdown_without_cluster() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let r = api(&client, "$JS.API.CONSUMER.LEADER.STEPDOWN.S.C", "").await;
+    assert_eq!(
+        r,
+        serde_json::json!({
+            "type": "io.nats.jetstream.api.v1.consumer_leader_stepdown_response",
+            "error": {"code": 503, "err_code": 10010, "description": "JetStream clustering support required"}
+        })
+    );
+    let r = api(&client, "$JS.API.STREAM.LEADER.STEPDOWN.S", "").await;
+    assert_eq!(
+        r,
+        serde_json::json!({
+            "type": "io.nats.jetstream.api.v1.stream_leader_stepdown_response",
+            "error": {"code": 503, "err_code": 10010, "description": "JetStream clustering support required"}
+        })
+    );
+}

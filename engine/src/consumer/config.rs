@@ -234,6 +234,10 @@ pub struct ConsumerConfig {
         deserialize_with = "null_as_default"
     )]
     pub metadata: BTreeMap<String, String>,
+    /// Deliver nothing before this time, RFC 3339 (kept in UTC, as nats-server
+    /// stores it) [2.11].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -296,6 +300,13 @@ impl ConsumerConfig {
     /// Fill in nats-server's defaults (`setConsumerConfigDefaults`), then the
     /// ephemeral inactive threshold (`updateInactiveThreshold` stamps 5s).
     pub fn set_defaults(&mut self, stream: &StreamFacts, limits: &ServerLimits) {
+        // nats-server keeps pause_until in UTC; a saturated time (Go's zero
+        // time) stays as written.
+        if let Some(ns) = self.pause_until.as_deref().and_then(parse_rfc3339_ns) {
+            if ns != i64::MIN && ns != i64::MAX {
+                self.pause_until = Some(super::state::ns_rfc3339(ns));
+            }
+        }
         if self.deliver_subject.is_empty() && self.max_waiting == 0 {
             self.max_waiting = MAX_WAITING_DEFAULT;
         }
@@ -496,7 +507,10 @@ impl ConsumerConfig {
                 return Err(ApiError::wq_not_deliver_all());
             }
         }
-        if let Some(t) = &self.opt_start_time {
+        for t in [&self.opt_start_time, &self.pause_until]
+            .into_iter()
+            .flatten()
+        {
             if parse_rfc3339_ns(t).is_none() {
                 return Err(ApiError::invalid_json());
             }
@@ -659,7 +673,8 @@ fn trim_frac(v: f64) -> String {
     s.to_string()
 }
 
-/// Parse RFC 3339 (as Go marshals `time.Time`) into ns since the Unix epoch.
+/// Parse RFC 3339 (as Go marshals `time.Time`) into ns since the Unix epoch,
+/// saturating outside the i64 range.
 pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -717,5 +732,8 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+    // Times outside i64 nanoseconds (years before 1678 or after 2261, such as
+    // Go's zero time 0001-01-01T00:00:00Z) saturate: they are still valid
+    // times, only always past or always future.
+    Some(secs.saturating_mul(1_000_000_000).saturating_add(frac_ns))
 }

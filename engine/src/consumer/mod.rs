@@ -21,7 +21,7 @@
 //! [`Consumer::poll_timeout`] and call `handle_timeout` at that instant. A
 //! timeout means: a delivery's ack wait or backoff ran out, a pull request
 //! expired or owes a heartbeat, a push heartbeat is due, a replay or rate-limit
-//! pause ended, or the consumer may have gone inactive.
+//! pause ended, `pause_until` passed, or the consumer may have gone inactive.
 //!
 //! How a stream drives its consumers:
 //! - create with [`Consumer::new`] (`state: None`), or bring back with the
@@ -38,7 +38,10 @@
 //!   (interest and workqueue retention) remove each sequence no consumer
 //!   still [`Consumer::needs_ack`]; on [`Output::StateChanged`] write
 //!   [`Consumer::state`] (writes may be coalesced: `state` is always the
-//!   whole current state); on [`Output::Inactive`] delete the consumer.
+//!   whole current state); on [`Output::Inactive`] delete the consumer;
+//! - `$JS.API.CONSUMER.PAUSE` → [`Consumer::pause`]; after a `CONSUMER.CREATE`
+//!   request → [`Consumer::created_request`] (a paused consumer repeats its
+//!   pause advisory, as nats-server does).
 //!
 //! Time: every call takes the monotonic `now`; the wall clock (message
 //! timestamps, pending timestamps that persist, `last_active`) is derived from
@@ -67,7 +70,7 @@ pub use error::ApiError;
 pub use source::StoreSource;
 pub use state::{
     ns_rfc3339, system_time_ns, Advisory, AdvisoryKind, ConsumerInfo, ConsumerState, Pending,
-    SequenceInfo, SequencePair,
+    SequenceInfo, SequencePair, GO_ZERO_TIME,
 };
 pub use wire::{
     ack_reply, parse_ack, parse_ack_reply, parse_go_duration, parse_pull_request, AckKind,
@@ -344,6 +347,10 @@ pub struct Consumer {
     sample_acc: i64,
     ldt_ns: Option<i64>,
     lat_ns: Option<i64>,
+    /// `pause_until` as ns (saturated for times outside i64).
+    pause_ns: Option<i64>,
+    /// When the pause ends, while it is ahead (nats-server's unpause timer).
+    unpause_ns: Option<i64>,
     out: VecDeque<Output>,
     dirty: bool,
     closed: bool,
@@ -417,6 +424,8 @@ impl Consumer {
             sample_acc: 0,
             ldt_ns: None,
             lat_ns: None,
+            pause_ns: None,
+            unpause_ns: None,
             out: VecDeque::new(),
             dirty: false,
             closed: false,
@@ -432,6 +441,8 @@ impl Consumer {
             c.replay_last_seq = src.state().last_seq;
         }
         c.npc = c.calc_num_pending(src) as i64;
+        c.pause_ns = c.cfg.pause_until.as_deref().and_then(parse_rfc3339_ns);
+        c.unpause_ns = c.pause_ns.filter(|&p| p > now_wall_ns);
         c.flush_dirty();
         Ok(c)
     }
@@ -603,6 +614,7 @@ impl Consumer {
             .iter()
             .filter(|w| w.expires_ns.is_none_or(|e| now_ns <= e))
             .count() as u64;
+        let remaining = self.pause_remaining_ns(now_ns);
         ConsumerInfo {
             stream_name: self.stream.clone(),
             name: self.name.clone(),
@@ -624,6 +636,8 @@ impl Consumer {
             num_pending: self.npc.max(0) as u64,
             cluster: None,
             push_bound: self.cfg.is_push() && self.active,
+            paused: remaining > 0,
+            pause_remaining: remaining,
             ts: ns_rfc3339(now_ns),
         }
     }
@@ -660,6 +674,8 @@ impl Consumer {
         if config.deliver_subject != self.cfg.deliver_subject {
             self.active = false;
         }
+        let pause = config.pause_until.clone();
+        config.pause_until.clone_from(&self.cfg.pause_until);
         self.cfg = config;
         self.filters = self.cfg.filters();
         if filters_changed {
@@ -667,9 +683,67 @@ impl Consumer {
         }
         self.dirty = true;
         let now_ns = self.now_ns(now);
+        self.set_pause(now_ns, pause);
         self.pump(now_ns, src);
         self.flush_dirty();
         Ok(())
+    }
+
+    /// `$JS.API.CONSUMER.PAUSE`: pause until `until` (RFC 3339), or resume
+    /// (`None`). A change publishes the pause advisory; delivery resumes at
+    /// once when the time is not ahead. The caller writes the changed config.
+    pub fn pause(&mut self, now: Instant, until: Option<String>, src: &dyn MsgSource) {
+        if self.closed {
+            return;
+        }
+        let now_ns = self.now_ns(now);
+        let until = until.map(|u| match parse_rfc3339_ns(&u) {
+            Some(ns) if ns != i64::MIN && ns != i64::MAX => ns_rfc3339(ns),
+            _ => u,
+        });
+        self.set_pause(now_ns, until);
+        self.pump(now_ns, src);
+        self.flush_dirty();
+    }
+
+    /// A `CONSUMER.CREATE` request for this consumer succeeded: a paused
+    /// consumer publishes its pause advisory again (nats-server does so after
+    /// every create or update answer).
+    pub fn created_request(&mut self, now: Instant) {
+        let now_ns = self.now_ns(now);
+        if !self.closed && self.pause_remaining_ns(now_ns) > 0 {
+            self.pause_advisory(now_ns);
+        }
+    }
+
+    /// What is left of the pause at `now` (zero: not paused).
+    pub fn pause_remaining(&self, now: Instant) -> Duration {
+        Duration::from_nanos(self.pause_remaining_ns(self.now_ns(now)) as u64)
+    }
+
+    /// What is left of the pause at `now_ns` (0: not paused).
+    fn pause_remaining_ns(&self, now_ns: i64) -> i64 {
+        self.pause_ns.map_or(0, |p| p.saturating_sub(now_ns).max(0))
+    }
+
+    /// Apply a new `pause_until`; when it changed, the advisory (nats-server
+    /// `updateConfig` then `sendPauseAdvisoryLocked`).
+    fn set_pause(&mut self, now_ns: i64, until: Option<String>) {
+        let ns = until.as_deref().and_then(parse_rfc3339_ns);
+        let changed = ns != self.pause_ns;
+        self.cfg.pause_until = until;
+        self.pause_ns = ns;
+        self.unpause_ns = ns.filter(|&p| p > now_ns);
+        if changed {
+            self.pause_advisory(now_ns);
+        }
+    }
+
+    fn pause_advisory(&mut self, now_ns: i64) {
+        let mut a = self.new_advisory(now_ns, AdvisoryKind::Pause);
+        a.paused = self.pause_remaining_ns(now_ns) > 0;
+        a.pause_until.clone_from(&self.cfg.pause_until);
+        self.out.push_back(Output::Advisory(a));
     }
 
     /// The consumer is being deleted: waiting pull requests get
@@ -742,6 +816,11 @@ impl Consumer {
                 self.hb_next_ns = Some(now_ns + dur_ns(self.cfg.idle_heartbeat));
             }
         }
+        if self.unpause_ns.is_some_and(|t| now_ns >= t) {
+            // nats-server's unpause timer: the advisory, then delivery.
+            self.unpause_ns = None;
+            self.pause_advisory(now_ns);
+        }
         if self.replay_hold_ns.is_some_and(|t| now_ns >= t) {
             self.replay_hold_ns = None;
             self.pump_replay_released(now_ns, src);
@@ -781,6 +860,7 @@ impl Consumer {
             at(self.hb_next_ns);
         }
         at(self.replay_hold_ns);
+        at(self.unpause_ns);
         if self.rate_next_ns > 0 && self.has_work() {
             at(Some(self.rate_next_ns));
         }
@@ -864,18 +944,30 @@ impl Consumer {
         dc: u64,
         reason: String,
     ) {
-        self.out.push_back(Output::Advisory(Advisory {
+        let mut a = self.new_advisory(now_ns, kind);
+        a.stream_seq = sseq;
+        a.consumer_seq = dseq;
+        a.deliveries = dc;
+        a.reason = reason;
+        self.out.push_back(Output::Advisory(a));
+    }
+
+    /// An advisory of this consumer with only its names, domain and time set.
+    fn new_advisory(&self, now_ns: i64, kind: AdvisoryKind) -> Advisory {
+        Advisory {
             kind,
             stream: self.stream.clone(),
             consumer: self.name.clone(),
-            stream_seq: sseq,
-            consumer_seq: dseq,
-            deliveries: dc,
-            reason,
+            stream_seq: 0,
+            consumer_seq: 0,
+            deliveries: 0,
+            reason: String::new(),
             ack_time_ns: 0,
             domain: self.domain.clone(),
             time_ns: now_ns,
-        }));
+            paused: false,
+            pause_until: None,
+        }
     }
 
     /// The ack sampling percentage of `sample_freq` (`"NN%"` or `"NN"`).
@@ -901,18 +993,12 @@ impl Consumer {
             return;
         }
         self.sample_acc -= 100;
-        self.out.push_back(Output::Advisory(Advisory {
-            kind: AdvisoryKind::AckMetric,
-            stream: self.stream.clone(),
-            consumer: self.name.clone(),
-            stream_seq: sseq,
-            consumer_seq: dseq,
-            deliveries: dc,
-            reason: String::new(),
-            ack_time_ns: now_ns - delivered_ns,
-            domain: self.domain.clone(),
-            time_ns: now_ns,
-        }));
+        let mut a = self.new_advisory(now_ns, AdvisoryKind::AckMetric);
+        a.stream_seq = sseq;
+        a.consumer_seq = dseq;
+        a.deliveries = dc;
+        a.ack_time_ns = now_ns - delivered_ns;
+        self.out.push_back(Output::Advisory(a));
     }
 
     fn flush_dirty(&mut self) {
@@ -1556,6 +1642,15 @@ impl Consumer {
     /// Deliver while there is someone to deliver to and something to deliver.
     fn pump(&mut self, now_ns: i64, src: &dyn MsgSource) {
         let mut eos = false;
+        if self.pause_remaining_ns(now_ns) > 0 {
+            // Paused: nothing goes out; pull requests wait as at the end of
+            // the stream (no_wait ones end), heartbeats go on (nats-server
+            // `loopAndGatherMsgs` goes straight to `processWaiting(true)`).
+            if !self.closed && !self.cfg.is_push() {
+                self.process_waiting(now_ns, true);
+            }
+            return;
+        }
         if !self.cfg.is_push() {
             self.process_waiting(now_ns, false);
         }
@@ -1605,6 +1700,9 @@ impl Consumer {
 
     /// A replay pause ended: deliver the held message regardless of its gap.
     fn pump_replay_released(&mut self, now_ns: i64, src: &dyn MsgSource) {
+        if self.pause_remaining_ns(now_ns) > 0 {
+            return;
+        }
         let ready = if self.cfg.is_push() {
             self.active
         } else {

@@ -85,8 +85,18 @@ pub struct ConsumerInfo {
     /// A push consumer with a subscriber on its deliver subject.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub push_bound: bool,
+    /// `pause_until` is still ahead [2.11].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// How long the pause still lasts, ns (omitted when not paused).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pause_remaining: i64,
     /// When this was gathered, RFC 3339.
     pub ts: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// RFC 3339 of ns since the Unix epoch.
@@ -123,6 +133,10 @@ pub struct Advisory {
     pub domain: String,
     /// When it happened, ns since the Unix epoch.
     pub time_ns: i64,
+    /// Pause advisory: the consumer is paused now.
+    pub paused: bool,
+    /// Pause advisory: the configured `pause_until` (`None`: no pause).
+    pub pause_until: Option<String>,
 }
 
 /// The kinds of delivery advisories.
@@ -136,6 +150,8 @@ pub enum AdvisoryKind {
     Terminated,
     /// `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>` (sampled by `sample_freq`).
     AckMetric,
+    /// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`: paused or resumed [2.11].
+    Pause,
 }
 
 #[derive(Serialize)]
@@ -158,6 +174,25 @@ struct AdvisoryJson<'a> {
     domain: &'a str,
 }
 
+/// nats-server's `JSConsumerPauseAdvisory`.
+#[derive(Serialize)]
+struct PauseJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    timestamp: String,
+    stream: &'a str,
+    consumer: &'a str,
+    paused: bool,
+    /// Go's `time.Time` is never omitted: the zero time when there is no pause.
+    pause_until: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    domain: &'a str,
+}
+
+/// Go's zero `time.Time` as its JSON carries it.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
 impl Advisory {
     /// The subject nats-server publishes it on.
     pub fn subject(&self) -> String {
@@ -166,15 +201,29 @@ impl Advisory {
             AdvisoryKind::Naked => "ADVISORY.CONSUMER.MSG_NAKED",
             AdvisoryKind::Terminated => "ADVISORY.CONSUMER.MSG_TERMINATED",
             AdvisoryKind::AckMetric => "METRIC.CONSUMER.ACK",
+            AdvisoryKind::Pause => "ADVISORY.CONSUMER.PAUSE",
         };
         format!("$JS.EVENT.{pre}.{}.{}", self.stream, self.consumer)
     }
 
     /// nats-server's JSON (`JSConsumerDeliveryExceededAdvisory`,
     /// `JSConsumerDeliveryNakAdvisory`, `JSConsumerDeliveryTerminatedAdvisory`,
-    /// `JSConsumerAckMetric`).
+    /// `JSConsumerAckMetric`, `JSConsumerPauseAdvisory`).
     pub fn to_json(&self, id: &str) -> String {
         let (kind, consumer_seq) = match self.kind {
+            AdvisoryKind::Pause => {
+                let j = PauseJson {
+                    kind: "io.nats.jetstream.advisory.v1.consumer_pause",
+                    id,
+                    timestamp: ns_rfc3339(self.time_ns),
+                    stream: &self.stream,
+                    consumer: &self.consumer,
+                    paused: self.paused,
+                    pause_until: self.pause_until.as_deref().unwrap_or(GO_ZERO_TIME),
+                    domain: &self.domain,
+                };
+                return serde_json::to_string(&j).unwrap_or_default();
+            }
             AdvisoryKind::MaxDeliveries => ("io.nats.jetstream.advisory.v1.max_deliver", None),
             AdvisoryKind::Naked => ("io.nats.jetstream.advisory.v1.nak", Some(self.consumer_seq)),
             AdvisoryKind::Terminated => (

@@ -1643,3 +1643,170 @@ fn info_json_has_nats_server_fields_in_order() {
         serde_json::from_str(r#"{"ack_wait":null,"backoff":null,"metadata":null}"#).expect("nulls");
     assert_eq!(c.ack_wait, Duration::ZERO);
 }
+
+// ----------------------------------------------------------------------
+// Pause (nats-server 2.11 `pause_until`, `CONSUMER.PAUSE`).
+
+fn rfc(ns: i64) -> String {
+    ns_rfc3339(ns)
+}
+
+fn pause_advisories(out: &[Output]) -> Vec<(bool, Option<String>)> {
+    advisories(out)
+        .into_iter()
+        .filter(|a| a.kind == AdvisoryKind::Pause)
+        .map(|a| (a.paused, a.pause_until))
+        .collect()
+}
+
+#[test]
+fn paused_pull_consumer_delivers_nothing_until_the_time_passes() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 2);
+    let until = rfc(h.ns() + 5_000_000_000);
+    h.c.pause(h.now, Some(until.clone()), &h.src);
+    assert_eq!(
+        pause_advisories(&h.drain()),
+        vec![(true, Some(until.clone()))]
+    );
+    let info = h.info();
+    assert!(info.paused);
+    assert_eq!(info.pause_remaining, 5_000_000_000);
+    assert_eq!(info.config.pause_until.as_deref(), Some(until.as_str()));
+    // A request waits; nothing goes out while paused (heartbeats do).
+    let out = h.next(r#"{"batch":5,"expires":20000000000,"idle_heartbeat":2000000000}"#);
+    assert!(seqs(&out).is_empty());
+    assert_eq!(h.info().num_waiting, 1);
+    let out = h.advance(Duration::from_millis(4999));
+    assert!(seqs(&out).is_empty());
+    assert_eq!(
+        statuses(&out),
+        vec![
+            "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\nNats-Last-Stream: 0\r\n\r\n";
+            2
+        ]
+    );
+    assert!(seqs(&h.publish("orders.x")).is_empty());
+    // At pause_until: the unpause advisory, then delivery.
+    let out = h.advance(Duration::from_millis(1));
+    assert_eq!(pause_advisories(&out), vec![(false, Some(until))]);
+    assert_eq!(seqs(&out), vec![1, 2, 3]);
+    let info = h.info();
+    assert!(!info.paused);
+    assert_eq!(info.pause_remaining, 0);
+}
+
+#[test]
+fn paused_no_wait_request_ends_at_once() {
+    // nats-server answers a no_wait request of a paused consumer as at the
+    // end of the stream.
+    let mut h = H::with(pull(AckPolicy::Explicit), 2);
+    h.c.pause(h.now, Some(rfc(h.ns() + 60_000_000_000)), &h.src);
+    h.drain();
+    let out = h.next(r#"{"batch":2,"no_wait":true}"#);
+    assert!(seqs(&out).is_empty());
+    assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
+}
+
+#[test]
+fn resume_delivers_at_once_with_an_advisory() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 1);
+    h.c.pause(h.now, Some(rfc(h.ns() + 60_000_000_000)), &h.src);
+    h.drain();
+    h.next(r#"{"batch":1,"expires":30000000000}"#);
+    h.c.pause(h.now, None, &h.src);
+    let out = h.drain();
+    assert_eq!(pause_advisories(&out), vec![(false, None)]);
+    assert_eq!(seqs(&out), vec![1]);
+    assert_eq!(h.info().config.pause_until, None);
+    // Pausing again to the same time is no change: no advisory.
+    h.c.pause(h.now, None, &h.src);
+    assert!(pause_advisories(&h.drain()).is_empty());
+    // A pause in the past pauses nothing but is still a change.
+    let past = rfc(h.ns() - 1);
+    h.c.pause(h.now, Some(past.clone()), &h.src);
+    assert_eq!(pause_advisories(&h.drain()), vec![(false, Some(past))]);
+    assert!(h.c.pause_remaining(h.now).is_zero());
+}
+
+#[test]
+fn paused_push_consumer_sends_only_heartbeats() {
+    let mut cfg = push(AckPolicy::Explicit);
+    cfg.idle_heartbeat = Duration::from_secs(1);
+    cfg.pause_until = Some(rfc(WALL0 + 3_500_000_000));
+    let mut h = H::with(cfg, 2);
+    assert!(h.c.pause_remaining(h.now) == Duration::from_millis(3500));
+    let out = h.input(Input::Interest(true));
+    assert!(seqs(&out).is_empty());
+    let out = h.advance(Duration::from_millis(3000));
+    assert!(seqs(&out).is_empty());
+    assert_eq!(statuses(&out).len(), 3);
+    let out = h.advance(Duration::from_millis(500));
+    assert_eq!(seqs(&out), vec![1, 2]);
+    assert_eq!(pause_advisories(&out).len(), 1);
+}
+
+#[test]
+fn create_request_repeats_the_pause_advisory_and_update_keeps_the_pause() {
+    let until = rfc(WALL0 + 10_000_000_000);
+    let mut cfg = pull(AckPolicy::Explicit);
+    cfg.pause_until = Some("2023-11-15T00:13:30+02:00".into());
+    let mut h = H::with(cfg.clone(), 0);
+    // Stored in UTC, as nats-server keeps it.
+    assert_eq!(h.c.config().pause_until.as_deref(), Some(until.as_str()));
+    h.c.created_request(h.now);
+    assert_eq!(
+        pause_advisories(&h.drain()),
+        vec![(true, Some(until.clone()))]
+    );
+    // An update with another pause_until changes the pause (the API handler
+    // keeps the old one, as nats-server's create request does).
+    cfg.pause_until = None;
+    cfg.description = "d".into();
+    h.c.update_config(
+        h.now,
+        cfg,
+        &facts(),
+        &ServerLimits::default(),
+        false,
+        &h.src,
+    )
+    .unwrap();
+    assert_eq!(pause_advisories(&h.drain()), vec![(false, None)]);
+    h.c.created_request(h.now);
+    assert!(pause_advisories(&h.drain()).is_empty());
+}
+
+#[test]
+fn pause_advisory_json_as_nats_server() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 0);
+    h.c.set_domain("hub");
+    h.c.pause(h.now, Some("2030-01-02T03:04:05.5Z".into()), &h.src);
+    let a = advisories(&h.drain()).remove(0);
+    assert_eq!(a.subject(), "$JS.EVENT.ADVISORY.CONSUMER.PAUSE.S.C");
+    assert_eq!(
+        a.to_json("ID"),
+        format!(
+            r#"{{"type":"io.nats.jetstream.advisory.v1.consumer_pause","id":"ID","timestamp":"{}","stream":"S","consumer":"C","paused":true,"pause_until":"2030-01-02T03:04:05.5Z","domain":"hub"}}"#,
+            rfc(WALL0)
+        )
+    );
+    h.c.pause(h.now, None, &h.src);
+    let a = advisories(&h.drain()).remove(0);
+    assert!(a
+        .to_json("ID")
+        .contains(r#""paused":false,"pause_until":"0001-01-01T00:00:00Z""#));
+}
+
+#[test]
+fn go_zero_time_parses_saturated() {
+    assert_eq!(parse_rfc3339_ns("0001-01-01T00:00:00Z"), Some(i64::MIN));
+    let mut cfg = pull(AckPolicy::Explicit);
+    cfg.pause_until = Some("0001-01-01T00:00:00Z".into());
+    let mut h = H::with(cfg, 1);
+    assert_eq!(
+        h.c.config().pause_until.as_deref(),
+        Some("0001-01-01T00:00:00Z")
+    );
+    assert_eq!(seqs(&h.next("1")), vec![1]);
+    assert!(!h.info().paused);
+}

@@ -33,6 +33,20 @@ impl ApiError {
         Self::new(400, 10025, &format!("invalid JSON: {err}"))
     }
 
+    /// 10025 `JSInvalidJSONErr` with a complaint of ours.
+    pub fn invalid_json_text(err: &str) -> Self {
+        Self::new(400, 10025, &format!("invalid JSON: {err}"))
+    }
+
+    /// 10104 `JSConsumerStoreFailedErrF`.
+    pub fn consumer_store_failed(err: &str) -> Self {
+        Self::new(
+            500,
+            10104,
+            &format!("error creating store for consumer: {err}"),
+        )
+    }
+
     /// 10059 `JSStreamNotFoundErr`.
     pub fn stream_not_found() -> Self {
         Self::new(404, 10059, "stream not found")
@@ -151,6 +165,12 @@ impl ApiError {
         Self::new(400, 10149, "consumer does not exist")
     }
 
+    /// 10010 `JSClusterRequiredErr`: what a server without a cluster answers
+    /// to the leader stepdown requests.
+    pub fn cluster_required() -> Self {
+        Self::new(503, 10010, "JetStream clustering support required")
+    }
+
     /// 10054 `JSStreamMessageExceedsMaximumErr`.
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
@@ -259,6 +279,14 @@ pub mod kind {
     pub const CONSUMER_NAMES: &str = "io.nats.jetstream.api.v1.consumer_names_response";
     /// `CONSUMER.LIST`.
     pub const CONSUMER_LIST: &str = "io.nats.jetstream.api.v1.consumer_list_response";
+    /// `CONSUMER.PAUSE`.
+    pub const CONSUMER_PAUSE: &str = "io.nats.jetstream.api.v1.consumer_pause_response";
+    /// `CONSUMER.LEADER.STEPDOWN`.
+    pub const CONSUMER_LEADER_STEPDOWN: &str =
+        "io.nats.jetstream.api.v1.consumer_leader_stepdown_response";
+    /// `STREAM.LEADER.STEPDOWN`.
+    pub const STREAM_LEADER_STEPDOWN: &str =
+        "io.nats.jetstream.api.v1.stream_leader_stepdown_response";
 }
 
 /// `STREAM.INFO` request.
@@ -349,6 +377,14 @@ pub struct ConsumerListRequest {
     /// `offset`.
     #[serde(default)]
     pub offset: usize,
+}
+
+/// `CONSUMER.PAUSE` request: no `pause_until` (or Go's zero time) resumes.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsumerPauseRequest {
+    /// `pause_until`, RFC 3339.
+    #[serde(default)]
+    pub pause_until: Option<String>,
 }
 
 /// `STREAM.MSG.DELETE` request.

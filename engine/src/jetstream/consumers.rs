@@ -21,8 +21,8 @@ use super::config::{Retention, Storage};
 use super::stream::Stream;
 use super::{JetStream, Reply, LIST_LIMIT, NAMES_LIMIT};
 use crate::consumer::{
-    parse_ack_reply, subjects_collide, Consumer, ConsumerConfig, ConsumerState, Input, MsgSource,
-    Output, ServerLimits,
+    parse_ack_reply, parse_rfc3339_ns, subjects_collide, Consumer, ConsumerConfig, ConsumerState,
+    Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
 };
 use crate::internal::{Delivery, Internal};
 
@@ -159,6 +159,14 @@ impl JetStream {
             ["CONSUMER", "DELETE", _, _] => kind::CONSUMER_DELETE,
             ["CONSUMER", "NAMES", _] => kind::CONSUMER_NAMES,
             ["CONSUMER", "LIST", _] => kind::CONSUMER_LIST,
+            ["CONSUMER", "PAUSE", _, _] => kind::CONSUMER_PAUSE,
+            ["CONSUMER", "LEADER", "STEPDOWN", _, _] => {
+                // nats-server without a cluster refuses before any other check.
+                return Reply::error(
+                    kind::CONSUMER_LEADER_STEPDOWN,
+                    &ApiError::cluster_required(),
+                );
+            }
             _ => return Reply::no_responders(),
         };
         if !self.accounts[acc].enabled {
@@ -173,12 +181,64 @@ impl JetStream {
                 .map(|()| serde_json::json!({"success": true})),
             ["CONSUMER", "NAMES", s] => self.consumer_names(now, acc, s, body, false),
             ["CONSUMER", "LIST", s] => self.consumer_names(now, acc, s, body, true),
+            ["CONSUMER", "PAUSE", s, c] => self.consumer_pause(now, net, acc, s, c, body),
             _ => self.consumer_create(now, net, acc, tokens, body),
         };
         match result {
             Ok(v) => Reply::json(api::response(k, &v)),
             Err(e) => Reply::error(k, &e),
         }
+    }
+
+    /// `CONSUMER.PAUSE.<stream>.<consumer>`: a body that is not a JSON object
+    /// or array is no request (resume), as nats-server reads it.
+    fn consumer_pause(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        stream: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let req: api::ConsumerPauseRequest = match body.trim_ascii().first() {
+            Some(b'{' | b'[') => api::parse_body(body)?,
+            _ => api::ConsumerPauseRequest::default(),
+        };
+        let until = match req.pause_until {
+            Some(t) => match parse_rfc3339_ns(&t) {
+                None => return Err(ApiError::invalid_json_text(&format!("parsing time {t:?}"))),
+                // Go's zero time (or anything as old) is no pause.
+                Some(i64::MIN) => None,
+                Some(_) => Some(t),
+            },
+            None => None,
+        };
+        let s = self.accounts[acc]
+            .streams
+            .get_mut(stream)
+            .ok_or_else(ApiError::stream_not_found)?;
+        let (consumers, src) = s.consumers_and_source();
+        let slot = consumers
+            .get_mut(name)
+            .ok_or_else(ApiError::consumer_not_found)?;
+        slot.c.pause(now, until, &src);
+        let until = slot.c.config().pause_until.clone();
+        let remaining = slot.c.pause_remaining(now);
+        if let Some(slot) = s.consumers.get(name) {
+            write_meta(s, name, slot).map_err(|e| ApiError::consumer_store_failed(&e))?;
+        }
+        self.drive(now, net, acc, stream, name, |_, _| {});
+        let mut v = serde_json::json!({
+            "paused": !remaining.is_zero(),
+            "pause_until": until.as_deref().unwrap_or(GO_ZERO_TIME),
+        });
+        if !remaining.is_zero() {
+            v["pause_remaining"] = u64::try_from(remaining.as_nanos())
+                .unwrap_or(u64::MAX)
+                .into();
+        }
+        Ok(v)
     }
 
     /// `CONSUMER.INFO` JSON: `Ok(None)` when the stream has no such consumer.
@@ -334,6 +394,13 @@ impl JetStream {
             n
         };
         let workqueue = stream.cfg.retention == Retention::Workqueue;
+        if let Some(slot) = stream.consumers.get(&name) {
+            // nats-server: a create or update request never changes the pause
+            // of an existing consumer (that is `CONSUMER.PAUSE`'s job).
+            let pause = slot.c.config().pause_until.clone();
+            cfg.pause_until.clone_from(&pause);
+            req.config.pause_until = pause;
+        }
         if stream.consumers.contains_key(&name) {
             if req.action == "create"
                 && stream.consumers.get(&name).map(|s| s.c.config()) != Some(&cfg)
@@ -397,13 +464,7 @@ impl JetStream {
                 dirty: false,
                 interest: false,
             };
-            write_meta(stream, &name, &slot).map_err(|e| {
-                ApiError::new(
-                    500,
-                    10104,
-                    &format!("error creating store for consumer: {e}"),
-                )
-            })?;
+            write_meta(stream, &name, &slot).map_err(|e| ApiError::consumer_store_failed(&e))?;
             stream.consumers.insert(name.clone(), slot);
             self.advisory_action(now, net, acc, stream_name, &name, "create");
             if push {
@@ -412,8 +473,14 @@ impl JetStream {
             }
         }
         self.drive(now, net, acc, stream_name, &name, |_, _| {});
-        self.consumer_info(now, acc, stream_name, &name)?
-            .ok_or_else(ApiError::consumer_not_found)
+        let info = self
+            .consumer_info(now, acc, stream_name, &name)?
+            .ok_or_else(ApiError::consumer_not_found)?;
+        // After the answer, as nats-server: a paused consumer's advisory.
+        self.drive(now, net, acc, stream_name, &name, |c, _| {
+            c.created_request(now);
+        });
+        Ok(info)
     }
 
     /// `$JS.EVENT.ADVISORY.CONSUMER.CREATED|DELETED.<stream>.<consumer>`.

@@ -335,6 +335,10 @@ impl JetStream {
                 return self.direct_get(acc, s, key.as_deref(), body);
             }
             ["CONSUMER", ..] => return self.consumer_api(now, net, acc, &tokens, body),
+            ["STREAM", "LEADER", "STEPDOWN", _] => {
+                // nats-server without a cluster refuses before any other check.
+                return Reply::error(kind::STREAM_LEADER_STEPDOWN, &ApiError::cluster_required());
+            }
             _ => return Reply::no_responders(),
         };
         if !enabled {
