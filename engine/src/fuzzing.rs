@@ -196,7 +196,9 @@ fn fuzz_match(filter: &str, subject: &str) -> bool {
 ///
 /// Input layout: byte 0 picks the config (bits 0-1 ack policy, bit 2 push,
 /// bit 3 filter `f.a`, bit 4 backoff, bits 5-6 max_ack_pending 0 (default)
-/// or 1..3, bit 7 max_deliver 3), then one op per 3 bytes. Checked after every op:
+/// or 1..3, bit 7 max_deliver 3), byte 1 the priority policy of a pull
+/// consumer (mod 4: none, overflow, pinned_client, prioritized; group `A`),
+/// then one op per 3 bytes. Checked after every op:
 /// - nothing is delivered while the consumer is paused;
 /// - outstanding acks never exceed `max_ack_pending`;
 /// - a sequence acknowledged (it left pending by an ack) is never delivered again;
@@ -213,10 +215,14 @@ pub fn consumer(now: Instant, data: &[u8]) {
     use bytes::Bytes;
 
     use crate::consumer::{
-        AckPolicy, Consumer, ConsumerConfig, Input, Retention, ServerLimits, SourceMsg, StreamFacts,
+        AckPolicy, Consumer, ConsumerConfig, Input, PriorityPolicy, Retention, ServerLimits,
+        SourceMsg, StreamFacts,
     };
 
-    let Some((&flags, ops)) = data.split_first() else {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&prio, ops)) = rest.split_first() else {
         return;
     };
     let ack_policy = match flags & 3 {
@@ -245,6 +251,17 @@ pub fn consumer(now: Instant, data: &[u8]) {
     }
     if flags & 128 != 0 {
         cfg.max_deliver = 3;
+    }
+    if !is_push {
+        cfg.priority_policy = match prio % 4 {
+            0 => PriorityPolicy::None,
+            1 => PriorityPolicy::Overflow,
+            2 => PriorityPolicy::PinnedClient,
+            _ => PriorityPolicy::Prioritized,
+        };
+        if cfg.priority_policy != PriorityPolicy::None {
+            cfg.priority_groups = vec!["A".into()];
+        }
     }
     let facts = StreamFacts {
         subjects: vec!["f.>".into()],
@@ -328,8 +345,24 @@ pub fn consumer(now: Instant, data: &[u8]) {
                 body: Bytes::from_static(if b & 1 == 0 { b"+ACK" } else { b"-NAK" }),
             }),
             5 => {
-                let body = match a % 4 {
-                    0 => format!("{}", b % 5 + 1),
+                let body = match a % 8 {
+                    4 | 5 => format!(
+                        r#"{{"batch":{},"expires":2000000000,"group":"A","min_pending":{},"min_ack_pending":{},"priority":{}}}"#,
+                        b % 5 + 1,
+                        b % 4,
+                        (b >> 2) % 3,
+                        (b >> 4) % 10
+                    ),
+                    6 => format!(
+                        r#"{{"batch":{},"expires":2000000000,"group":"A","id":"{}"}}"#,
+                        b % 5 + 1,
+                        c.info(t, &src)
+                            .priority_groups
+                            .first()
+                            .filter(|_| b & 1 == 0)
+                            .map_or("old", |g| g.pinned_client_id.as_str())
+                    ),
+                    0 | 7 => format!("{}", b % 5 + 1),
                     1 => format!(r#"{{"batch":{},"no_wait":true}}"#, b % 5 + 1),
                     2 => format!(
                         r#"{{"batch":{},"expires":{}}}"#,
@@ -346,6 +379,10 @@ pub fn consumer(now: Instant, data: &[u8]) {
                     reply: format!("r{}", a % 3),
                     body: Bytes::from(body),
                 })
+            }
+            6 if a & 0x40 != 0 => {
+                c.unpin(t, "A", &src);
+                None
             }
             6 if a & 0x80 != 0 => {
                 // Pause for up to ~5 s of the consumer's wall clock, or resume.

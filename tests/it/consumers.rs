@@ -797,3 +797,179 @@ async fn leader_stepdown_without_cluster() {
         })
     );
 }
+
+/// Priority groups through async-nats: `overflow` holds a request with
+/// `min_pending` until the backlog reaches it; `pinned_client` delivers to one
+/// pull stream with its `Nats-Pin-Id` while another waits, `UNPIN` releases
+/// it, and the config checks answer nats-server's codes.
+#[tokio::test]
+async fn priority_groups_overflow_and_pinned_client() {
+    let store = TempDir::new();
+    let server = js_server(&store);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("G", &["g"], StorageType::Memory))
+        .await
+        .expect("stream");
+    for i in 0..4 {
+        publish(&js, "g", &format!("m{i}")).await;
+    }
+
+    let ov = pull_durable(
+        &stream,
+        "OV",
+        pull::Config {
+            priority_policy: consumer::PriorityPolicy::Overflow,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let batch = ov
+        .fetch()
+        .group("A")
+        .min_pending(10)
+        .max_messages(4)
+        .expires(Duration::from_millis(700))
+        .messages()
+        .await
+        .expect("fetch");
+    let held: Vec<_> = tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
+        .await
+        .expect("fetch timed out")
+        .expect("messages");
+    assert!(held.is_empty(), "4 pending is below min_pending 10");
+    let batch = ov
+        .fetch()
+        .group("A")
+        .min_pending(4)
+        .max_messages(1)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch");
+    let got: Vec<_> = tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
+        .await
+        .expect("fetch timed out")
+        .expect("messages");
+    assert_eq!(got.iter().map(stream_seq).collect::<Vec<_>>(), vec![1]);
+
+    let mut pin = pull_durable(
+        &stream,
+        "PIN",
+        pull::Config {
+            priority_policy: consumer::PriorityPolicy::PinnedClient,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        pin.cached_info().config.priority_timeout,
+        Duration::from_secs(120)
+    );
+    let mut first = pin
+        .stream()
+        .group("A")
+        .max_messages_per_batch(1)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("stream");
+    let m = tokio::time::timeout(WAIT, first.next())
+        .await
+        .expect("pinned message timed out")
+        .expect("message")
+        .expect("message");
+    let pin_id = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Pin-Id"))
+        .map(|v| v.to_string())
+        .expect("Nats-Pin-Id");
+    assert_eq!(pin_id.len(), 22);
+    ack(&m).await;
+    let info = pin.info().await.expect("info").clone();
+    assert_eq!(info.priority_groups.len(), 1);
+    assert_eq!(info.priority_groups[0].group, "A");
+    assert_eq!(
+        info.priority_groups[0].pinned_client_id.as_deref(),
+        Some(pin_id.as_str())
+    );
+    assert!(info.priority_groups[0].pinned_ts.is_some());
+
+    // A second client is on standby while the first holds the pin.
+    let mut second = pin
+        .stream()
+        .group("A")
+        .max_messages_per_batch(1)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("stream");
+    let m = tokio::time::timeout(WAIT, first.next())
+        .await
+        .expect("pinned message timed out")
+        .expect("message")
+        .expect("message");
+    ack(&m).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), second.next())
+            .await
+            .is_err(),
+        "standby client got a message"
+    );
+    drop(first);
+
+    // Unpinning a group the consumer lacks is 10160; the right one releases the pin.
+    let err = stream
+        .unpin_consumer("PIN", "B")
+        .await
+        .expect_err("unknown group");
+    assert!(err.to_string().contains("10160"), "{err}");
+    stream.unpin_consumer("PIN", "A").await.expect("unpin");
+    let m = tokio::time::timeout(WAIT, second.next())
+        .await
+        .expect("standby message timed out")
+        .expect("message")
+        .expect("message");
+    let pin2 = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Pin-Id"))
+        .map(|v| v.to_string())
+        .expect("Nats-Pin-Id");
+    assert_ne!(pin2, pin_id);
+
+    // Config checks.
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.G.X",
+        r#"{"stream_name":"G","config":{"ack_policy":"explicit","deliver_subject":"dx","priority_policy":"overflow","priority_groups":["A"]}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10178, "{r}");
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.G.X",
+        r#"{"stream_name":"G","config":{"ack_policy":"explicit","priority_groups":["A"]}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10196, "{r}");
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.G.X",
+        r#"{"stream_name":"G","config":{"ack_policy":"explicit","priority_policy":"pinned_client","priority_groups":["bad.name"]}}"#,
+    )
+    .await;
+    assert_eq!(r["error"]["err_code"], 10162, "{r}");
+    let r = api(&client, "$JS.API.CONSUMER.UNPIN.G.PIN", r#"{"group":""}"#).await;
+    assert_eq!(
+        r["type"],
+        "io.nats.jetstream.api.v1.consumer_unpin_response"
+    );
+    assert_eq!(r["error"]["err_code"], 10025, "{r}");
+    let r = api(&client, "$JS.API.CONSUMER.UNPIN.G.nope", r#"{"group":"A"}"#).await;
+    assert_eq!(r["error"]["err_code"], 10014, "{r}");
+}

@@ -69,6 +69,33 @@ pub enum ReplayPolicy {
     Original,
 }
 
+/// How pull requests of a priority group share the messages [2.11/2.12].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityPolicy {
+    /// No priority groups.
+    #[default]
+    None,
+    /// A request with `min_pending`/`min_ack_pending` gets messages only
+    /// past those thresholds.
+    Overflow,
+    /// One client (its `Nats-Pin-Id`) gets everything; the others wait.
+    PinnedClient,
+    /// Requests with a lower `priority` are served first.
+    Prioritized,
+}
+
+/// The default `priority_timeout` of a `pinned_client` consumer (nats-server
+/// `JsDefaultPinnedTTL`).
+pub const PINNED_TTL_DEFAULT: Duration = Duration::from_secs(120);
+
+/// nats-server's `validGroupName`: `^[a-zA-Z0-9/_=-]{1,16}$`.
+pub fn valid_group_name(g: &str) -> bool {
+    (1..=16).contains(&g.len())
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
+}
+
 /// The stream's retention, which decides whether acks remove messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Retention {
@@ -238,6 +265,22 @@ pub struct ConsumerConfig {
     /// stores it) [2.11].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_until: Option<String>,
+    /// Priority group names (nats-server uses the first) [2.11].
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub priority_groups: Vec<String>,
+    /// How the groups' pull requests share messages.
+    #[serde(skip_serializing_if = "is_no_priority")]
+    pub priority_policy: PriorityPolicy,
+    /// `pinned_client`: how long a pin lasts without a request carrying it.
+    #[serde(with = "nanos", skip_serializing_if = "is_zero_dur")]
+    pub priority_timeout: Duration,
+}
+
+fn is_no_priority(p: &PriorityPolicy) -> bool {
+    *p == PriorityPolicy::None
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -337,6 +380,9 @@ impl ConsumerConfig {
         }
         if self.deliver_subject.is_empty() && self.max_batch == 0 && limits.max_request_batch > 0 {
             self.max_batch = limits.max_request_batch;
+        }
+        if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout.is_zero() {
+            self.priority_timeout = PINNED_TTL_DEFAULT;
         }
         if !self.is_durable() && self.inactive_threshold.is_zero() {
             self.inactive_threshold = EPHEMERAL_INACTIVE_DEFAULT;
@@ -498,6 +544,29 @@ impl ConsumerConfig {
                 "{}KB",
                 MAX_METADATA_LEN / 1024
             )));
+        }
+        if self.priority_policy != PriorityPolicy::None {
+            if self.is_push() {
+                return Err(ApiError::push_with_priority_group());
+            }
+            if self.priority_groups.is_empty() {
+                return Err(ApiError::priority_policy_without_group());
+            }
+            for g in &self.priority_groups {
+                if g.is_empty() {
+                    return Err(ApiError::empty_group_name());
+                }
+                if !valid_group_name(g) {
+                    return Err(ApiError::invalid_group_name());
+                }
+            }
+        } else {
+            if !self.priority_groups.is_empty() {
+                return Err(ApiError::priority_group_with_policy_none());
+            }
+            if !self.priority_timeout.is_zero() {
+                return Err(ApiError::pinned_ttl_without_priority_policy());
+            }
         }
         if stream.retention == Retention::WorkQueue && !self.direct {
             if self.ack_policy != AckPolicy::Explicit {

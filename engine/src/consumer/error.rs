@@ -269,4 +269,56 @@ impl ApiError {
     pub fn invalid_json() -> Self {
         e(400, 10025, "invalid JSON")
     }
+    /// JSConsumerPushWithPriorityGroupErr.
+    pub fn push_with_priority_group() -> Self {
+        e(
+            400,
+            10178,
+            "priority groups can not be used with push consumers",
+        )
+    }
+    /// JSConsumerPriorityPolicyWithoutGroup.
+    pub fn priority_policy_without_group() -> Self {
+        e(
+            400,
+            10159,
+            "Setting PriorityPolicy requires at least one PriorityGroup to be set",
+        )
+    }
+    /// JSConsumerEmptyGroupName.
+    pub fn empty_group_name() -> Self {
+        e(400, 10161, "Group name cannot be an empty string")
+    }
+    /// JSConsumerInvalidGroupNameErr.
+    pub fn invalid_group_name() -> Self {
+        e(
+            400,
+            10162,
+            "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
+        )
+    }
+    /// JSConsumerPriorityGroupWithPolicyNone.
+    pub fn priority_group_with_policy_none() -> Self {
+        e(
+            400,
+            10196,
+            "consumer can not have priority groups when policy is none",
+        )
+    }
+    /// JSConsumerPinnedTTLWithoutPriorityPolicyNone.
+    pub fn pinned_ttl_without_priority_policy() -> Self {
+        e(
+            400,
+            10197,
+            "PinnedTTL cannot be set when PriorityPolicy is none",
+        )
+    }
+    /// JSConsumerInvalidPriorityGroupErr.
+    pub fn invalid_priority_group() -> Self {
+        e(
+            400,
+            10160,
+            "Provided priority group does not exist for this consumer",
+        )
+    }
 }

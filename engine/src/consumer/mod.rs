@@ -39,6 +39,7 @@
 //!   still [`Consumer::needs_ack`]; on [`Output::StateChanged`] write
 //!   [`Consumer::state`] (writes may be coalesced: `state` is always the
 //!   whole current state); on [`Output::Inactive`] delete the consumer;
+//! - `$JS.API.CONSUMER.UNPIN` → [`Consumer::unpin`];
 //! - `$JS.API.CONSUMER.PAUSE` → [`Consumer::pause`]; after a `CONSUMER.CREATE`
 //!   request → [`Consumer::created_request`] (a paused consumer repeats its
 //!   pause advisory, as nats-server does).
@@ -62,19 +63,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use config::{
-    go_duration, parse_rfc3339_ns, subjects_collide, AckPolicy, ConsumerConfig, DeliverPolicy,
-    ReplayPolicy, Retention, ServerLimits, StreamFacts, ACK_WAIT_DEFAULT,
-    EPHEMERAL_INACTIVE_DEFAULT, MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT,
+    go_duration, parse_rfc3339_ns, subjects_collide, valid_group_name, AckPolicy, ConsumerConfig,
+    DeliverPolicy, PriorityPolicy, ReplayPolicy, Retention, ServerLimits, StreamFacts,
+    ACK_WAIT_DEFAULT, EPHEMERAL_INACTIVE_DEFAULT, MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT,
+    PINNED_TTL_DEFAULT,
 };
 pub use error::ApiError;
 pub use source::StoreSource;
 pub use state::{
     ns_rfc3339, system_time_ns, Advisory, AdvisoryKind, ConsumerInfo, ConsumerState, Pending,
-    SequenceInfo, SequencePair, GO_ZERO_TIME,
+    PriorityGroupState, SequenceInfo, SequencePair, GO_ZERO_TIME,
 };
 pub use wire::{
     ack_reply, parse_ack, parse_ack_reply, parse_go_duration, parse_pull_request, AckKind,
-    AckReply, PullRequest,
+    AckReply, PriorityRequest, PullRequest,
 };
 
 /// Push flow control window limit (nats-server `JsFlowControlMaxPending`).
@@ -270,6 +272,29 @@ struct Waiting {
     hb: Duration,
     hb_next_ns: Option<i64>,
     no_wait: bool,
+    /// The priority group fields of a JSON request (the pin id once pinned).
+    priority: Option<PriorityRequest>,
+}
+
+impl Waiting {
+    /// Its place in a `prioritized` queue: lower first; a request without
+    /// priority fields last (nats-server uses `math.MaxInt32`).
+    fn rank(&self) -> i64 {
+        self.priority
+            .as_ref()
+            .map_or(i64::from(i32::MAX), |p| p.priority)
+    }
+
+    fn pin_id(&self) -> &str {
+        self.priority.as_ref().map_or("", |p| p.id.as_str())
+    }
+}
+
+/// The client a `pinned_client` consumer delivers to.
+#[derive(Debug, Clone)]
+struct Pin {
+    id: String,
+    ts_ns: i64,
 }
 
 /// Where a candidate message came from.
@@ -351,6 +376,14 @@ pub struct Consumer {
     pause_ns: Option<i64>,
     /// When the pause ends, while it is ahead (nats-server's unpause timer).
     unpause_ns: Option<i64>,
+    /// `pinned_client`: the current pin and when it lapses without a request.
+    pin: Option<Pin>,
+    pin_timer_ns: Option<i64>,
+    /// Pin ids are this prefix and a counter (see [`Consumer::set_ids`]).
+    pin_prefix: String,
+    pins: u64,
+    /// The account advisories name.
+    account: String,
     out: VecDeque<Output>,
     dirty: bool,
     closed: bool,
@@ -426,6 +459,11 @@ impl Consumer {
             lat_ns: None,
             pause_ns: None,
             unpause_ns: None,
+            pin: None,
+            pin_timer_ns: None,
+            pin_prefix: String::new(),
+            pins: 0,
+            account: String::new(),
             out: VecDeque::new(),
             dirty: false,
             closed: false,
@@ -450,6 +488,15 @@ impl Consumer {
     /// The JetStream domain advisories carry.
     pub fn set_domain(&mut self, domain: &str) {
         self.domain = domain.to_string();
+    }
+
+    /// The account the pin advisories name, and a unique prefix for the
+    /// `Nats-Pin-Id`s this consumer hands out (nats-server draws a nuid per
+    /// pin; a prefix the caller draws once and a counter keep the machine
+    /// deterministic).
+    pub fn set_ids(&mut self, account: &str, pin_prefix: &str) {
+        self.account = account.to_string();
+        self.pin_prefix = pin_prefix.to_string();
     }
 
     /// The creation time reported by info (ns since the Unix epoch), for a
@@ -639,6 +686,20 @@ impl Consumer {
             paused: remaining > 0,
             pause_remaining: remaining,
             ts: ns_rfc3339(now_ns),
+            priority_groups: self
+                .cfg
+                .priority_groups
+                .first()
+                .map(|g| PriorityGroupState {
+                    group: g.clone(),
+                    pinned_client_id: self.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+                    pinned_ts: self
+                        .pin
+                        .as_ref()
+                        .map_or_else(|| GO_ZERO_TIME.to_string(), |p| ns_rfc3339(p.ts_ns)),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -714,6 +775,30 @@ impl Consumer {
         if !self.closed && self.pause_remaining_ns(now_ns) > 0 {
             self.pause_advisory(now_ns);
         }
+    }
+
+    /// `$JS.API.CONSUMER.UNPIN`: release the pin (the caller has checked that
+    /// `group` is one of the consumer's). The unpinned advisory goes out even
+    /// when nobody was pinned, as nats-server sends it; waiting requests that
+    /// still carry the old pin get `423`, the next one without a pin is pinned.
+    pub fn unpin(&mut self, now: Instant, group: &str, src: &dyn MsgSource) {
+        if self.closed {
+            return;
+        }
+        let now_ns = self.now_ns(now);
+        self.pin = None;
+        self.pin_timer_ns = None;
+        self.pin_advisory(now_ns, AdvisoryKind::Unpinned, group, "admin");
+        self.pump(now_ns, src);
+        self.flush_dirty();
+    }
+
+    fn pin_advisory(&mut self, now_ns: i64, kind: AdvisoryKind, group: &str, reason: &str) {
+        let mut a = self.new_advisory(now_ns, kind);
+        a.group = group.to_string();
+        a.reason = reason.to_string();
+        a.pin_id = self.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        self.out.push_back(Output::Advisory(a));
     }
 
     /// What is left of the pause at `now` (zero: not paused).
@@ -816,6 +901,18 @@ impl Consumer {
                 self.hb_next_ns = Some(now_ns + dur_ns(self.cfg.idle_heartbeat));
             }
         }
+        if self.pin_timer_ns.is_some_and(|t| now_ns >= t) {
+            // No request carried the pin for priority_timeout.
+            self.pin_timer_ns = None;
+            self.pin = None;
+            let group = self
+                .cfg
+                .priority_groups
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            self.pin_advisory(now_ns, AdvisoryKind::Unpinned, &group, "timeout");
+        }
         if self.unpause_ns.is_some_and(|t| now_ns >= t) {
             // nats-server's unpause timer: the advisory, then delivery.
             self.unpause_ns = None;
@@ -861,6 +958,7 @@ impl Consumer {
         }
         at(self.replay_hold_ns);
         at(self.unpause_ns);
+        at(self.pin_timer_ns);
         if self.rate_next_ns > 0 && self.has_work() {
             at(Some(self.rate_next_ns));
         }
@@ -967,6 +1065,9 @@ impl Consumer {
             time_ns: now_ns,
             paused: false,
             pause_until: None,
+            group: String::new(),
+            pin_id: String::new(),
+            account: self.account.clone(),
         }
     }
 
@@ -1414,6 +1515,12 @@ impl Consumer {
             self.status(reply, wire::status(409, &text));
             return;
         }
+        if let Some(p) = &req.priority {
+            if let Err((code, text)) = self.check_priority(now_ns, p) {
+                self.status(reply, wire::status(code, text));
+                return;
+            }
+        }
         if self.waiting.len() >= self.max_waiting {
             self.process_waiting(now_ns, false);
         }
@@ -1438,7 +1545,7 @@ impl Consumer {
             return;
         }
         let hb = req.idle_heartbeat;
-        self.waiting.push_back(Waiting {
+        let w = Waiting {
             reply,
             n: req.batch.max(1),
             d: 0,
@@ -1447,9 +1554,64 @@ impl Consumer {
             hb,
             hb_next_ns: (!hb.is_zero()).then(|| now_ns + dur_ns(hb)),
             no_wait: req.no_wait,
-        });
+            priority: req.priority,
+        };
+        self.enqueue(w);
         self.waiting_last_ns = now_ns;
         self.inactive_sent = false;
+    }
+
+    /// A request's priority fields against the config (nats-server
+    /// `processNextMsgRequest`): `Err` is the status to answer with. A request
+    /// carrying the current pin keeps it for another `priority_timeout`.
+    fn check_priority(
+        &mut self,
+        now_ns: i64,
+        p: &PriorityRequest,
+    ) -> Result<(), (u16, &'static str)> {
+        let policy = self.cfg.priority_policy;
+        if (p.min_pending != 0 || p.min_ack_pending != 0) && policy != PriorityPolicy::Overflow {
+            return Err((400, "Bad Request - Not a Overflow Priority consumer"));
+        }
+        if !p.id.is_empty() && policy != PriorityPolicy::PinnedClient {
+            return Err((400, "Bad Request - Not a Pinned Client Priority consumer"));
+        }
+        if !(0..=9).contains(&p.priority) {
+            return Err((400, "Bad Request - Priority must be between 0 and 9"));
+        }
+        if policy == PriorityPolicy::None {
+            return Ok(());
+        }
+        if p.group.is_empty() {
+            return Err((400, "Bad Request - Priority Group missing"));
+        }
+        if !self.cfg.priority_groups.contains(&p.group) {
+            return Err((400, "Bad Request - Invalid Priority Group"));
+        }
+        if let Some(pin) = &self.pin {
+            if p.id == pin.id {
+                self.pin_timer_ns = Some(now_ns + dur_ns(self.cfg.priority_timeout));
+            } else if !p.id.is_empty() {
+                return Err((423, "Nats-Pin-Id mismatch"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue a pull request: at the back, or for `prioritized` behind every
+    /// request of the same or a better rank.
+    fn enqueue(&mut self, w: Waiting) {
+        if self.cfg.priority_policy == PriorityPolicy::Prioritized {
+            let rank = w.rank();
+            let at = self
+                .waiting
+                .iter()
+                .position(|x| x.rank() > rank)
+                .unwrap_or(self.waiting.len());
+            self.waiting.insert(at, w);
+        } else {
+            self.waiting.push_back(w);
+        }
     }
 
     /// nats-server's `processWaiting`: expire requests (and, at the end of
@@ -1500,9 +1662,70 @@ impl Consumer {
     /// The request the next message of `size` bytes goes to (nats-server's
     /// `nextWaiting` then `pop`): requests whose byte budget it exceeds end
     /// with `409 Message Size Exceeds MaxBytes`; the chosen one moves to the
-    /// back of the queue while it wants more (round robin).
-    fn next_waiting(&mut self, now_ns: i64, size: i64) -> Option<(String, i64, i64)> {
-        while let Some(w) = self.waiting.front_mut() {
+    /// back of the queue while it wants more (round robin; `prioritized`:
+    /// behind its rank). Priority groups: `pinned_client` pins the first
+    /// request without a pin id, serves only the pin, answers requests with
+    /// an old pin `423` and skips the others; `overflow` skips requests whose
+    /// `min_pending`/`min_ack_pending` are not reached (`pending`: messages
+    /// pending counting this one). Returns the reply, what the request still
+    /// wants and the pin to put on the delivery.
+    fn next_waiting(
+        &mut self,
+        now_ns: i64,
+        size: i64,
+        pending: i64,
+    ) -> Option<(String, i64, i64, Option<String>)> {
+        let policy = self.cfg.priority_policy;
+        let mut cycled = 0;
+        while !self.waiting.is_empty() {
+            if self.waiting[0].expires_ns.is_some_and(|e| now_ns >= e) {
+                let w = self.waiting.pop_front()?;
+                let hdr = wire::status_pending(408, "Request Timeout", w.n, w.b);
+                self.status(w.reply, hdr);
+                continue;
+            }
+            let mut assigned_pin = false;
+            if policy == PriorityPolicy::PinnedClient {
+                let id = self.waiting[0].pin_id().to_string();
+                match &self.pin {
+                    None if id.is_empty() => {
+                        assigned_pin = self.assign_pin(now_ns);
+                    }
+                    Some(pin) if id == pin.id => {}
+                    Some(_) if id.is_empty() => {
+                        self.waiting.rotate_left(1);
+                        cycled += 1;
+                        if cycled >= self.waiting.len() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        // An old pin: tell the client and drop the request.
+                        let w = self.waiting.pop_front()?;
+                        let hdr = wire::status_pending(423, "Nats-Wrong-Pin-Id", w.n, w.b);
+                        self.status(w.reply, hdr);
+                        continue;
+                    }
+                }
+            }
+            if policy == PriorityPolicy::Overflow {
+                let (mp, map) = self.waiting[0]
+                    .priority
+                    .as_ref()
+                    .map_or((0, 0), |p| (p.min_pending, p.min_ack_pending));
+                let over =
+                    (mp > 0 && mp <= pending) || (map > 0 && map <= self.pending.len() as i64);
+                if (mp > 0 || map > 0) && !over {
+                    self.waiting.rotate_left(1);
+                    cycled += 1;
+                    if cycled >= self.waiting.len() {
+                        return None;
+                    }
+                    continue;
+                }
+            }
+            let w = &mut self.waiting[0];
             if w.b > 0 {
                 if size <= w.b {
                     w.b -= size;
@@ -1513,28 +1736,45 @@ impl Consumer {
                     let w = self.waiting.pop_front()?;
                     let hdr = wire::status_pending(409, "Message Size Exceeds MaxBytes", w.n, w.b);
                     self.status(w.reply, hdr);
+                    if assigned_pin {
+                        self.pin = None;
+                        self.pin_timer_ns = None;
+                    }
                     continue;
                 }
-            }
-            if w.expires_ns.is_some_and(|e| now_ns >= e) {
-                let w = self.waiting.pop_front()?;
-                let hdr = wire::status_pending(408, "Request Timeout", w.n, w.b);
-                self.status(w.reply, hdr);
-                continue;
             }
             let mut w = self.waiting.pop_front()?;
             w.d += 1;
             w.n -= 1;
-            let picked = (w.reply.clone(), w.n, w.b);
+            let pin = (policy == PriorityPolicy::PinnedClient)
+                .then(|| self.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default());
+            let picked = (w.reply.clone(), w.n, w.b, pin);
             if w.n > 0 {
                 if !w.hb.is_zero() {
                     w.hb_next_ns = Some(now_ns + dur_ns(w.hb));
                 }
-                self.waiting.push_back(w);
+                self.enqueue(w);
             }
             return Some(picked);
         }
         None
+    }
+
+    /// Pin the request at the front of the queue (nats-server
+    /// `assignNewPinId`): a request without priority fields gets no pin.
+    fn assign_pin(&mut self, now_ns: i64) -> bool {
+        let Some(group) = self.waiting[0].priority.as_ref().map(|p| p.group.clone()) else {
+            return false;
+        };
+        self.pins += 1;
+        let id = format!("{}{}", self.pin_prefix, base62_4(self.pins));
+        if let Some(p) = self.waiting[0].priority.as_mut() {
+            p.id.clone_from(&id);
+        }
+        self.pin = Some(Pin { id, ts_ns: now_ns });
+        self.pin_timer_ns = Some(now_ns + dur_ns(self.cfg.priority_timeout));
+        self.pin_advisory(now_ns, AdvisoryKind::Pinned, &group, "");
+        true
     }
 
     // ------------------------------------------------------------------
@@ -1746,13 +1986,19 @@ impl Consumer {
         };
         let size = (msg.subject.len() + reply.len() + hdr.len() + payload.len()) as i64;
         let mut batch_done_bytes = None;
+        let mut hdr = hdr;
         let to = if self.cfg.is_push() {
             self.cfg.deliver_subject.clone()
         } else {
-            match self.next_waiting(now_ns, size) {
-                Some((to, n, b)) => {
+            // Overflow thresholds count this message as still pending.
+            let pending = if dc == 1 { self.npc } else { self.npc + 1 };
+            match self.next_waiting(now_ns, size, pending) {
+                Some((to, n, b, pin)) => {
                     if n <= 0 && b > 0 {
                         batch_done_bytes = Some((n, b));
+                    }
+                    if let Some(pin) = pin {
+                        hdr = Bytes::from(wire::add_header(&hdr, wire::HDR_PIN_ID, &pin));
                     }
                     to
                 }

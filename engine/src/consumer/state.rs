@@ -93,6 +93,21 @@ pub struct ConsumerInfo {
     pub pause_remaining: i64,
     /// When this was gathered, RFC 3339.
     pub ts: String,
+    /// The first priority group with its pin (nats-server reports one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<PriorityGroupState>,
+}
+
+/// nats-server's `PriorityGroupState`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorityGroupState {
+    /// Group name.
+    pub group: String,
+    /// The pinned client's `Nats-Pin-Id`, omitted when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pinned_client_id: String,
+    /// When it was pinned, RFC 3339 (Go's zero time when none).
+    pub pinned_ts: String,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -137,6 +152,12 @@ pub struct Advisory {
     pub paused: bool,
     /// Pause advisory: the configured `pause_until` (`None`: no pause).
     pub pause_until: Option<String>,
+    /// Pinned and unpinned advisories: the priority group.
+    pub group: String,
+    /// Pinned advisory: the new `Nats-Pin-Id`.
+    pub pin_id: String,
+    /// Pinned and unpinned advisories: the account, omitted when empty.
+    pub account: String,
 }
 
 /// The kinds of delivery advisories.
@@ -152,6 +173,11 @@ pub enum AdvisoryKind {
     AckMetric,
     /// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`: paused or resumed [2.11].
     Pause,
+    /// `$JS.EVENT.ADVISORY.CONSUMER.PINNED.<stream>.<consumer>`: a client was pinned [2.11].
+    Pinned,
+    /// `$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.<stream>.<consumer>`: a pin ended
+    /// (`reason` `admin` or `timeout`) [2.11].
+    Unpinned,
 }
 
 #[derive(Serialize)]
@@ -190,6 +216,26 @@ struct PauseJson<'a> {
     domain: &'a str,
 }
 
+/// nats-server's `JSConsumerGroupPinnedAdvisory` and `JSConsumerGroupUnpinnedAdvisory`.
+#[derive(Serialize)]
+struct PinJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    timestamp: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    account: &'a str,
+    stream: &'a str,
+    consumer: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    domain: &'a str,
+    group: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
 /// Go's zero `time.Time` as its JSON carries it.
 pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -202,6 +248,8 @@ impl Advisory {
             AdvisoryKind::Terminated => "ADVISORY.CONSUMER.MSG_TERMINATED",
             AdvisoryKind::AckMetric => "METRIC.CONSUMER.ACK",
             AdvisoryKind::Pause => "ADVISORY.CONSUMER.PAUSE",
+            AdvisoryKind::Pinned => "ADVISORY.CONSUMER.PINNED",
+            AdvisoryKind::Unpinned => "ADVISORY.CONSUMER.UNPINNED",
         };
         format!("$JS.EVENT.{pre}.{}.{}", self.stream, self.consumer)
     }
@@ -221,6 +269,26 @@ impl Advisory {
                     paused: self.paused,
                     pause_until: self.pause_until.as_deref().unwrap_or(GO_ZERO_TIME),
                     domain: &self.domain,
+                };
+                return serde_json::to_string(&j).unwrap_or_default();
+            }
+            AdvisoryKind::Pinned | AdvisoryKind::Unpinned => {
+                let pinned = self.kind == AdvisoryKind::Pinned;
+                let j = PinJson {
+                    kind: if pinned {
+                        "io.nats.jetstream.advisory.v1.consumer_group_pinned"
+                    } else {
+                        "io.nats.jetstream.advisory.v1.consumer_group_unpinned"
+                    },
+                    id,
+                    timestamp: ns_rfc3339(self.time_ns),
+                    account: &self.account,
+                    stream: &self.stream,
+                    consumer: &self.consumer,
+                    domain: &self.domain,
+                    group: &self.group,
+                    pinned_id: pinned.then_some(self.pin_id.as_str()),
+                    reason: (!pinned).then_some(self.reason.as_str()),
                 };
                 return serde_json::to_string(&j).unwrap_or_default();
             }

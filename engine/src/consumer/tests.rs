@@ -1810,3 +1810,254 @@ fn go_zero_time_parses_saturated() {
     assert_eq!(seqs(&h.next("1")), vec![1]);
     assert!(!h.info().paused);
 }
+
+// ----------------------------------------------------------------------
+// Priority groups (nats-server 2.11 overflow and pinned_client, 2.12 prioritized).
+
+fn grouped(policy: PriorityPolicy) -> ConsumerConfig {
+    ConsumerConfig {
+        priority_policy: policy,
+        priority_groups: vec!["A".into()],
+        ..pull(AckPolicy::Explicit)
+    }
+}
+
+impl H {
+    fn next_to(&mut self, reply: &str, body: &str) -> Vec<Output> {
+        self.input(Input::Next {
+            reply: reply.into(),
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        })
+    }
+}
+
+fn delivered_to(out: &[Output]) -> Vec<(String, u64)> {
+    deliveries(out)
+        .into_iter()
+        .map(|d| (d.to, d.stream_seq))
+        .collect()
+}
+
+fn header_value(hdr: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(hdr)
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+#[test]
+fn priority_config_validation_as_check_consumer_cfg() {
+    let f = facts();
+    let mut cfg = grouped(PriorityPolicy::Overflow);
+    cfg.deliver_subject = "d".into();
+    assert_eq!(invalid(cfg, &f).0, 10178);
+    let mut cfg = grouped(PriorityPolicy::PinnedClient);
+    cfg.priority_groups.clear();
+    assert_eq!(invalid(cfg, &f).0, 10159);
+    let mut cfg = grouped(PriorityPolicy::Overflow);
+    cfg.priority_groups = vec!["A".into(), String::new()];
+    assert_eq!(invalid(cfg, &f).0, 10161);
+    for bad in ["a.b", "seventeen-chars-x", "a b"] {
+        let mut cfg = grouped(PriorityPolicy::Overflow);
+        cfg.priority_groups = vec![bad.into()];
+        assert_eq!(invalid(cfg, &f).0, 10162, "{bad}");
+    }
+    let mut cfg = grouped(PriorityPolicy::None);
+    assert_eq!(invalid(cfg.clone(), &f).0, 10196);
+    cfg.priority_groups.clear();
+    cfg.priority_timeout = Duration::from_secs(1);
+    assert_eq!(invalid(cfg, &f).0, 10197);
+    // pinned_client defaults priority_timeout to 2 minutes; the JSON uses
+    // nats-server's names.
+    let h = H::with(grouped(PriorityPolicy::PinnedClient), 0);
+    assert_eq!(h.c.config().priority_timeout, Duration::from_secs(120));
+    let j = serde_json::to_value(h.c.config()).unwrap();
+    assert_eq!(j["priority_policy"], "pinned_client");
+    assert_eq!(j["priority_groups"], serde_json::json!(["A"]));
+    assert_eq!(j["priority_timeout"], 120_000_000_000i64);
+    let j = serde_json::to_value(pull(AckPolicy::Explicit)).unwrap();
+    assert!(j.get("priority_policy").is_none());
+}
+
+#[test]
+fn pull_request_priority_fields_checked_as_process_next_msg_request() {
+    let bad = |cfg: ConsumerConfig, body: &str| {
+        let mut h = H::with(cfg, 1);
+        statuses(&h.next(body))
+    };
+    let plain = pull(AckPolicy::Explicit);
+    assert_eq!(
+        bad(plain.clone(), r#"{"batch":1,"min_pending":1}"#),
+        vec!["NATS/1.0 400 Bad Request - Not a Overflow Priority consumer\r\n\r\n"]
+    );
+    assert_eq!(
+        bad(plain.clone(), r#"{"batch":1,"id":"x"}"#),
+        vec!["NATS/1.0 400 Bad Request - Not a Pinned Client Priority consumer\r\n\r\n"]
+    );
+    assert_eq!(
+        bad(plain, r#"{"batch":1,"priority":10}"#),
+        vec!["NATS/1.0 400 Bad Request - Priority must be between 0 and 9\r\n\r\n"]
+    );
+    assert_eq!(
+        bad(grouped(PriorityPolicy::Overflow), r#"{"batch":1}"#),
+        vec!["NATS/1.0 400 Bad Request - Priority Group missing\r\n\r\n"]
+    );
+    assert_eq!(
+        bad(
+            grouped(PriorityPolicy::Overflow),
+            r#"{"batch":1,"group":"B"}"#
+        ),
+        vec!["NATS/1.0 400 Bad Request - Invalid Priority Group\r\n\r\n"]
+    );
+    // async-nats sends null for the fields it does not set.
+    let mut h = H::with(grouped(PriorityPolicy::Overflow), 1);
+    let out = h.next(
+        r#"{"batch":1,"group":"A","min_pending":null,"min_ack_pending":null,"id":null,"priority":null}"#,
+    );
+    assert_eq!(seqs(&out), vec![1]);
+}
+
+#[test]
+fn overflow_serves_a_threshold_request_only_past_it() {
+    let mut h = H::with(grouped(PriorityPolicy::Overflow), 2);
+    let out = h.next_to(
+        "over",
+        r#"{"batch":5,"expires":30000000000,"group":"A","min_pending":3}"#,
+    );
+    assert!(seqs(&out).is_empty());
+    // The third message makes 3 pending: one goes out, then 2 are pending again.
+    let out = h.publish("orders.x");
+    assert_eq!(delivered_to(&out), vec![("over".to_string(), 1)]);
+    // A request without thresholds takes the rest; the overflow one is skipped.
+    let out = h.next_to("main", r#"{"batch":5,"expires":30000000000,"group":"A"}"#);
+    assert_eq!(
+        delivered_to(&out),
+        vec![("main".to_string(), 2), ("main".to_string(), 3)]
+    );
+    // min_ack_pending: served once that many deliveries await acks.
+    let mut h = H::with(grouped(PriorityPolicy::Overflow), 3);
+    let out = h.next_to(
+        "ack",
+        r#"{"batch":5,"expires":30000000000,"group":"A","min_ack_pending":1}"#,
+    );
+    assert!(seqs(&out).is_empty());
+    let out = h.next_to("main", r#"{"batch":1,"expires":30000000000,"group":"A"}"#);
+    assert_eq!(
+        delivered_to(&out),
+        vec![
+            ("main".to_string(), 1),
+            ("ack".to_string(), 2),
+            ("ack".to_string(), 3)
+        ]
+    );
+}
+
+#[test]
+fn pinned_client_serves_one_client_until_unpinned_or_timed_out() {
+    let mut cfg = grouped(PriorityPolicy::PinnedClient);
+    cfg.priority_timeout = Duration::from_secs(10);
+    let mut h = H::with(cfg, 2);
+    h.c.set_ids("ACC", "pfx");
+    let req = r#"{"batch":1,"expires":60000000000,"group":"A"}"#;
+    let out = h.next_to("first", req);
+    let d = deliveries(&out);
+    assert_eq!(delivered_to(&out), vec![("first".to_string(), 1)]);
+    let pin = header_value(&d[0].hdr, "Nats-Pin-Id").expect("pin header");
+    assert_eq!(pin, "pfx1000");
+    let adv = advisories(&out);
+    assert_eq!(adv[0].kind, AdvisoryKind::Pinned);
+    assert_eq!(adv[0].subject(), "$JS.EVENT.ADVISORY.CONSUMER.PINNED.S.C");
+    let j: serde_json::Value = serde_json::from_str(&adv[0].to_json("ID")).unwrap();
+    assert_eq!(
+        j["type"],
+        "io.nats.jetstream.advisory.v1.consumer_group_pinned"
+    );
+    assert_eq!(
+        (&j["account"], &j["group"], &j["pinned_id"]),
+        (&"ACC".into(), &"A".into(), &pin.as_str().into())
+    );
+    let info = h.info();
+    assert_eq!(info.priority_groups.len(), 1);
+    assert_eq!(info.priority_groups[0].pinned_client_id, pin);
+    assert_eq!(info.priority_groups[0].pinned_ts, ns_rfc3339(h.ns()));
+    // Another client waits on standby; a wrong pin is refused at once.
+    assert!(seqs(&h.next_to("second", req)).is_empty());
+    assert_eq!(
+        statuses(&h.next_to(
+            "wrong",
+            r#"{"batch":1,"group":"A","id":"nope","expires":60000000000}"#
+        )),
+        vec!["NATS/1.0 423 Nats-Pin-Id mismatch\r\n\r\n"]
+    );
+    // The pinned client pulls again with its pin.
+    let out = h.next_to(
+        "first",
+        &format!(r#"{{"batch":1,"expires":60000000000,"group":"A","id":"{pin}"}}"#),
+    );
+    assert_eq!(delivered_to(&out), vec![("first".to_string(), 2)]);
+    // One more request with the pin waits; unpin: it gets 423, the standby is pinned.
+    h.next_to(
+        "first",
+        &format!(r#"{{"batch":1,"expires":60000000000,"group":"A","id":"{pin}"}}"#),
+    );
+    h.c.unpin(h.now, "A", &h.src);
+    let out = h.drain();
+    let adv = advisories(&out);
+    assert_eq!(adv[0].kind, AdvisoryKind::Unpinned);
+    assert!(adv[0]
+        .to_json("ID")
+        .contains(r#""group":"A","reason":"admin""#));
+    assert!(h.info().priority_groups[0].pinned_client_id.is_empty());
+    assert_eq!(h.info().priority_groups[0].pinned_ts, GO_ZERO_TIME);
+    let out = h.publish("orders.x");
+    assert_eq!(delivered_to(&out), vec![("second".to_string(), 3)]);
+    let pin2 = header_value(&deliveries(&out)[0].hdr, "Nats-Pin-Id").unwrap();
+    assert_ne!(pin2, pin);
+    let out = h.publish("orders.x");
+    assert!(seqs(&out).is_empty());
+    assert_eq!(
+        statuses(&out),
+        vec!["NATS/1.0 423 Nats-Wrong-Pin-Id\r\nNats-Pending-Messages: 1\r\nNats-Pending-Bytes: 0\r\n\r\n"]
+    );
+    // Without a request carrying the pin for priority_timeout, it lapses.
+    let out = h.advance(Duration::from_secs(10));
+    let adv = advisories(&out);
+    assert_eq!(adv.len(), 1);
+    assert!(adv[0].to_json("ID").contains(r#""reason":"timeout""#));
+    // A request carrying the pin renews it.
+    let mut cfg = grouped(PriorityPolicy::PinnedClient);
+    cfg.priority_timeout = Duration::from_secs(10);
+    let mut h = H::with(cfg, 1);
+    let out = h.next_to("c", req);
+    let pin = header_value(&deliveries(&out)[0].hdr, "Nats-Pin-Id").unwrap();
+    h.advance(Duration::from_secs(6));
+    h.next_to(
+        "c",
+        &format!(r#"{{"batch":1,"expires":60000000000,"group":"A","id":"{pin}"}}"#),
+    );
+    assert!(advisories(&h.advance(Duration::from_secs(6))).is_empty());
+    assert_eq!(advisories(&h.advance(Duration::from_secs(4))).len(), 1);
+}
+
+#[test]
+fn prioritized_serves_the_lowest_priority_first() {
+    let mut h = H::with(grouped(PriorityPolicy::Prioritized), 0);
+    h.next_to(
+        "low",
+        r#"{"batch":2,"expires":60000000000,"group":"A","priority":5}"#,
+    );
+    h.next_to(
+        "high",
+        r#"{"batch":1,"expires":60000000000,"group":"A","priority":1}"#,
+    );
+    h.next_to(
+        "mid",
+        r#"{"batch":1,"expires":60000000000,"group":"A","priority":5}"#,
+    );
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.extend(delivered_to(&h.publish("orders.x")));
+    }
+    let to: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    // low stays ahead of mid within priority 5 and is requeued behind it.
+    assert_eq!(to, vec!["high", "low", "mid", "low"]);
+}

@@ -17,6 +17,8 @@ pub const HDR_LAST_STREAM: &str = "Nats-Last-Stream";
 pub const HDR_CONSUMER_STALLED: &str = "Nats-Consumer-Stalled";
 /// Payload size of a `headers_only` delivery.
 pub const HDR_MSG_SIZE: &str = "Nats-Msg-Size";
+/// The pin of a `pinned_client` consumer, on its deliveries.
+pub const HDR_PIN_ID: &str = "Nats-Pin-Id";
 
 /// What an ack reply subject says about the delivery it acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,6 +229,24 @@ pub struct PullRequest {
     pub no_wait: bool,
     /// Heartbeat interval to the requester; zero: none.
     pub idle_heartbeat: Duration,
+    /// The priority group fields; every JSON request has them (nats-server
+    /// embeds its `PriorityGroup` in the request), a plain batch has none.
+    pub priority: Option<PriorityRequest>,
+}
+
+/// The priority group part of a pull request [2.11].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PriorityRequest {
+    /// `group`.
+    pub group: String,
+    /// `min_pending`: overflow only past this many pending messages.
+    pub min_pending: i64,
+    /// `min_ack_pending`: overflow only past this many unacknowledged.
+    pub min_ack_pending: i64,
+    /// `id`: the `Nats-Pin-Id` the client holds.
+    pub id: String,
+    /// `priority` (0..=9) for `prioritized`.
+    pub priority: i64,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +261,17 @@ struct NextJson {
     no_wait: bool,
     #[serde(default)]
     idle_heartbeat: i64,
+    // Clients send `null` for the priority fields they do not set.
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    min_pending: Option<i64>,
+    #[serde(default)]
+    min_ack_pending: Option<i64>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    priority: Option<i64>,
 }
 
 /// Parse a pull request body as nats-server's `nextReqFromMsg`: empty is a
@@ -254,6 +285,7 @@ pub fn parse_pull_request(body: &[u8]) -> Result<PullRequest, String> {
         max_bytes: 0,
         no_wait: false,
         idle_heartbeat: Duration::ZERO,
+        priority: None,
     };
     if req.first() == Some(&b'{') {
         let j: NextJson = serde_json::from_slice(req).map_err(|e| e.to_string())?;
@@ -267,6 +299,13 @@ pub fn parse_pull_request(body: &[u8]) -> Result<PullRequest, String> {
         if j.expires > 0 {
             pr.expires = Some(Duration::from_nanos(j.expires as u64));
         }
+        pr.priority = Some(PriorityRequest {
+            group: j.group.unwrap_or_default(),
+            min_pending: j.min_pending.unwrap_or(0),
+            min_ack_pending: j.min_ack_pending.unwrap_or(0),
+            id: j.id.unwrap_or_default(),
+            priority: j.priority.unwrap_or(0),
+        });
     } else if let Some(n) = std::str::from_utf8(req)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
@@ -300,6 +339,18 @@ pub fn idle_heartbeat(last_consumer: u64, last_stream: u64, stalled: Option<&str
     }
     s.push_str("\r\n");
     s.into_bytes()
+}
+
+/// `hdr` (or a bare `NATS/1.0` block) with one more header line.
+pub fn add_header(hdr: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hdr.len() + name.len() + value.len() + 16);
+    if hdr.len() >= 4 && hdr.ends_with(b"\r\n\r\n") {
+        out.extend_from_slice(&hdr[..hdr.len() - 2]);
+    } else {
+        out.extend_from_slice(b"NATS/1.0\r\n");
+    }
+    out.extend_from_slice(format!("{name}: {value}\r\n\r\n").as_bytes());
+    out
 }
 
 /// The header block of a `headers_only` delivery: the message's headers (or a

@@ -281,6 +281,8 @@ pub mod kind {
     pub const CONSUMER_LIST: &str = "io.nats.jetstream.api.v1.consumer_list_response";
     /// `CONSUMER.PAUSE`.
     pub const CONSUMER_PAUSE: &str = "io.nats.jetstream.api.v1.consumer_pause_response";
+    /// `CONSUMER.UNPIN`.
+    pub const CONSUMER_UNPIN: &str = "io.nats.jetstream.api.v1.consumer_unpin_response";
     /// `CONSUMER.LEADER.STEPDOWN`.
     pub const CONSUMER_LEADER_STEPDOWN: &str =
         "io.nats.jetstream.api.v1.consumer_leader_stepdown_response";
@@ -385,6 +387,14 @@ pub struct ConsumerPauseRequest {
     /// `pause_until`, RFC 3339.
     #[serde(default)]
     pub pause_until: Option<String>,
+}
+
+/// `CONSUMER.UNPIN` request.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsumerUnpinRequest {
+    /// `group`.
+    #[serde(default)]
+    pub group: String,
 }
 
 /// `STREAM.MSG.DELETE` request.

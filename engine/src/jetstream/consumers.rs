@@ -21,8 +21,8 @@ use super::config::{Retention, Storage};
 use super::stream::Stream;
 use super::{JetStream, Reply, LIST_LIMIT, NAMES_LIMIT};
 use crate::consumer::{
-    parse_ack_reply, parse_rfc3339_ns, subjects_collide, Consumer, ConsumerConfig, ConsumerState,
-    Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
+    parse_ack_reply, parse_rfc3339_ns, subjects_collide, valid_group_name, Consumer,
+    ConsumerConfig, ConsumerState, Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
 };
 use crate::internal::{Delivery, Internal};
 
@@ -94,6 +94,23 @@ fn write_state(stream: &Stream, name: &str, slot: &Slot) -> Result<(), String> {
     write_atomic(&dir.join("o.dat"), &body).map_err(|e| e.to_string())
 }
 
+/// 18 letters and digits drawn from the server's nonces: with the
+/// consumer's 4-digit counter a pin id is 22 characters, as nats-server's
+/// nuids.
+fn pin_prefix(server: &crate::server::Server) -> String {
+    let mut p = String::with_capacity(18);
+    while p.len() < 18 {
+        p.extend(
+            server
+                .new_nonce()
+                .chars()
+                .filter(char::is_ascii_alphanumeric),
+        );
+    }
+    p.truncate(18);
+    p
+}
+
 /// Do the filters of a new workqueue consumer stay clear of every other
 /// consumer's (nats-server `partitionUnique`)?
 fn partition_unique(stream: &Stream, name: &str, filters: &[String]) -> bool {
@@ -160,6 +177,7 @@ impl JetStream {
             ["CONSUMER", "NAMES", _] => kind::CONSUMER_NAMES,
             ["CONSUMER", "LIST", _] => kind::CONSUMER_LIST,
             ["CONSUMER", "PAUSE", _, _] => kind::CONSUMER_PAUSE,
+            ["CONSUMER", "UNPIN", _, _] => kind::CONSUMER_UNPIN,
             ["CONSUMER", "LEADER", "STEPDOWN", _, _] => {
                 // nats-server without a cluster refuses before any other check.
                 return Reply::error(
@@ -182,6 +200,9 @@ impl JetStream {
             ["CONSUMER", "NAMES", s] => self.consumer_names(now, acc, s, body, false),
             ["CONSUMER", "LIST", s] => self.consumer_names(now, acc, s, body, true),
             ["CONSUMER", "PAUSE", s, c] => self.consumer_pause(now, net, acc, s, c, body),
+            ["CONSUMER", "UNPIN", s, c] => self
+                .consumer_unpin(now, net, acc, s, c, body)
+                .map(|()| serde_json::json!({})),
             _ => self.consumer_create(now, net, acc, tokens, body),
         };
         match result {
@@ -239,6 +260,41 @@ impl JetStream {
                 .into();
         }
         Ok(v)
+    }
+
+    /// `CONSUMER.UNPIN.<stream>.<consumer>` `{"group": ...}`, with
+    /// nats-server's checks in its order.
+    fn consumer_unpin(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        stream: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let req: api::ConsumerUnpinRequest = api::parse_body(body)?;
+        if req.group.is_empty() {
+            return Err(ApiError::invalid_json_text("consumer group not specified"));
+        }
+        if !valid_group_name(&req.group) {
+            return Err(ApiError::invalid_group_name());
+        }
+        let s = self.accounts[acc]
+            .streams
+            .get(stream)
+            .ok_or_else(ApiError::stream_not_found)?;
+        let slot = s
+            .consumers
+            .get(name)
+            .ok_or_else(ApiError::consumer_not_found)?;
+        if !slot.c.config().priority_groups.contains(&req.group) {
+            return Err(ApiError::invalid_priority_group());
+        }
+        self.drive(now, net, acc, stream, name, |c, src| {
+            c.unpin(now, &req.group, src);
+        });
+        Ok(())
     }
 
     /// `CONSUMER.INFO` JSON: `Ok(None)` when the stream has no such consumer.
@@ -365,6 +421,7 @@ impl JetStream {
         let limits = self.server_limits();
         let now_ns = self.now_ns(now);
         let domain = self.opts.domain.clone().unwrap_or_default();
+        let account_name = self.accounts[acc].account.name.clone();
         let stream = self.accounts[acc]
             .streams
             .get_mut(stream_name)
@@ -453,6 +510,7 @@ impl JetStream {
                 &stream.source(),
             )?;
             c.set_domain(&domain);
+            c.set_ids(&account_name, &pin_prefix(&self.server));
             let persist = stream.cfg.storage == Storage::File
                 && c.config().is_durable()
                 && !c.config().mem_storage;
@@ -1016,6 +1074,7 @@ impl JetStream {
                 Ok(mut c) => {
                     c.set_created(meta.created);
                     c.set_domain(&domain);
+                    c.set_ids(&account, &pin_prefix(&self.server));
                     while c.poll_output().is_some() {}
                     if c.config().is_push() {
                         self.interest_due.get_or_insert(now);
