@@ -1,8 +1,10 @@
 //! The in-memory index shared by both backends: sequence → entry, per-subject sequence sets,
 //! counts and bounds, and the limit and purge decisions that depend only on them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use crate::seqmap::{SeqList, SeqMap};
 
 use crate::subject::{has_wildcard, is_all, subject_matches};
 use crate::{Discard, Error, Result, StoreLimits, StreamState, SubjectState};
@@ -40,9 +42,19 @@ pub(crate) enum PurgePlan {
     Remove(Vec<u64>),
 }
 
+/// Whether two interned subjects are the same.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// Whether `seq` is stored on `subject`.
+fn holds<E: Entry>(msgs: &SeqMap<E>, subject: &Arc<str>, seq: u64) -> bool {
+    msgs.get(&seq).is_some_and(|e| same(e.subject(), subject))
+}
+
 pub(crate) struct Index<E> {
-    pub(crate) msgs: BTreeMap<u64, E>,
-    pub(crate) subjects: HashMap<Arc<str>, BTreeSet<u64>>,
+    pub(crate) msgs: SeqMap<E>,
+    pub(crate) subjects: HashMap<Arc<str>, SeqList>,
     pub(crate) bytes: u64,
     pub(crate) first_seq: u64,
     pub(crate) first_ts: i64,
@@ -54,7 +66,7 @@ pub(crate) struct Index<E> {
 impl<E: Entry> Index<E> {
     pub(crate) fn new(rule: SizeRule) -> Self {
         Index {
-            msgs: BTreeMap::new(),
+            msgs: SeqMap::new(),
             subjects: HashMap::new(),
             bytes: 0,
             first_seq: 0,
@@ -75,14 +87,25 @@ impl<E: Entry> Index<E> {
 
     pub(crate) fn insert(&mut self, seq: u64, e: E) {
         let ts = e.ts();
+        let subject = e.subject().clone();
         self.bytes += e.size();
-        self.subjects
-            .entry(e.subject().clone())
-            .or_default()
-            .insert(seq);
-        if let Some(old) = self.msgs.insert(seq, e) {
-            // Replaying a record twice must not double count.
-            self.bytes -= old.size();
+        let listed = match self.msgs.insert(seq, e) {
+            Some(old) => {
+                // Replaying a record twice must not double count.
+                self.bytes -= old.size();
+                let same_subject = same(old.subject(), &subject);
+                if !same_subject {
+                    self.unlink_subject(old.subject());
+                }
+                same_subject
+            }
+            None => false,
+        };
+        if !listed {
+            self.subjects
+                .entry(subject)
+                .or_insert_with(SeqList::new)
+                .insert(seq);
         }
         if self.msgs.len() == 1 || seq < self.first_seq {
             self.first_seq = seq;
@@ -94,19 +117,25 @@ impl<E: Entry> Index<E> {
         }
     }
 
-    fn unlink(&mut self, seq: u64, e: &E) {
-        self.bytes -= e.size();
-        if let Some(set) = self.subjects.get_mut(e.subject()) {
-            set.remove(&seq);
-            if set.is_empty() {
-                self.subjects.remove(e.subject());
+    /// A message on `subject` is no longer stored (already gone from `msgs`).
+    fn unlink_subject(&mut self, subject: &Arc<str>) {
+        let msgs = &self.msgs;
+        if let Some(list) = self.subjects.get_mut(subject) {
+            list.remove(|s| holds(msgs, subject, s));
+            if list.is_empty() {
+                self.subjects.remove(subject);
             }
         }
     }
 
+    fn unlink(&mut self, e: &E) {
+        self.bytes -= e.size();
+        self.unlink_subject(e.subject());
+    }
+
     fn fix_first(&mut self) {
         match self.msgs.first_key_value() {
-            Some((&s, e)) => {
+            Some((s, e)) => {
                 self.first_seq = s;
                 self.first_ts = e.ts();
             }
@@ -119,7 +148,7 @@ impl<E: Entry> Index<E> {
 
     pub(crate) fn remove(&mut self, seq: u64) -> Option<E> {
         let e = self.msgs.remove(&seq)?;
-        self.unlink(seq, &e);
+        self.unlink(&e);
         if seq <= self.first_seq {
             self.fix_first();
         }
@@ -128,12 +157,9 @@ impl<E: Entry> Index<E> {
 
     /// Remove everything below `seq`; past the end the stream restarts at `seq`.
     pub(crate) fn compact_floor(&mut self, seq: u64, last_ts: i64) -> Vec<(u64, E)> {
-        let keep = self.msgs.split_off(&seq);
-        let removed = std::mem::replace(&mut self.msgs, keep);
-        let mut out = Vec::with_capacity(removed.len());
-        for (s, e) in removed {
-            self.unlink(s, &e);
-            out.push((s, e));
+        let out = self.msgs.drain_below(seq);
+        for (_, e) in &out {
+            self.unlink(e);
         }
         if seq > self.last_seq + 1 {
             self.last_seq = seq - 1;
@@ -145,11 +171,9 @@ impl<E: Entry> Index<E> {
 
     /// Remove everything after `seq`; `seq == 0` resets to a new stream.
     pub(crate) fn truncate(&mut self, seq: u64, last_ts: i64) -> Vec<(u64, E)> {
-        let removed = self.msgs.split_off(&(seq + 1));
-        let mut out = Vec::with_capacity(removed.len());
-        for (s, e) in removed {
-            self.unlink(s, &e);
-            out.push((s, e));
+        let out = self.msgs.drain_above(seq);
+        for (_, e) in &out {
+            self.unlink(e);
         }
         if seq == 0 {
             self.first_seq = 0;
@@ -191,7 +215,7 @@ impl<E: Entry> Index<E> {
         let deleted = with_deleted.then(|| {
             let mut d = Vec::with_capacity(num_deleted as usize);
             let mut next = self.first_seq;
-            for &s in self.msgs.keys() {
+            for s in self.msgs.keys_from(0) {
                 d.extend(next..s);
                 next = s + 1;
             }
@@ -216,7 +240,7 @@ impl<E: Entry> Index<E> {
     fn matching<'a>(
         &'a self,
         filter: &'a str,
-    ) -> Box<dyn Iterator<Item = (&'a Arc<str>, &'a BTreeSet<u64>)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a Arc<str>, &'a SeqList)> + 'a> {
         if !has_wildcard(filter) && !filter.is_empty() {
             Box::new(self.subjects.get_key_value(filter).into_iter())
         } else {
@@ -235,8 +259,8 @@ impl<E: Entry> Index<E> {
                     s.to_string(),
                     SubjectState {
                         msgs: set.len() as u64,
-                        first: *set.first()?,
-                        last: *set.last()?,
+                        first: set.first()?,
+                        last: set.last()?,
                     },
                 ))
             })
@@ -245,19 +269,19 @@ impl<E: Entry> Index<E> {
 
     pub(crate) fn last_for(&self, filter: &str) -> Option<u64> {
         if is_all(filter) {
-            return self.msgs.last_key_value().map(|(&s, _)| s);
+            return self.msgs.last_key_value().map(|(s, _)| s);
         }
         self.matching(filter)
-            .filter_map(|(_, set)| set.last().copied())
+            .filter_map(|(_, set)| set.last())
             .max()
     }
 
     pub(crate) fn next_for(&self, filter: &str, start: u64) -> Option<u64> {
         if is_all(filter) {
-            return self.msgs.range(start..).next().map(|(&s, _)| s);
+            return self.msgs.keys_from(start).next();
         }
         self.matching(filter)
-            .filter_map(|(_, set)| set.range(start..).next().copied())
+            .filter_map(|(subject, set)| set.from(start).find(|&s| holds(&self.msgs, subject, s)))
             .min()
     }
 
@@ -266,14 +290,18 @@ impl<E: Entry> Index<E> {
             if start <= self.first_seq {
                 return self.msgs.len() as u64;
             }
-            return self.msgs.range(start..).count() as u64;
+            return self.msgs.keys_from(start).count() as u64;
         }
         self.matching(filter)
-            .map(|(_, set)| {
+            .map(|(subject, set)| {
                 if last_per_subject {
-                    u64::from(set.last().is_some_and(|&l| l >= start))
+                    u64::from(set.last().is_some_and(|l| l >= start))
+                } else if start <= set.first().unwrap_or(0) {
+                    set.len() as u64
                 } else {
-                    set.range(start..).count() as u64
+                    set.from(start)
+                        .filter(|&s| holds(&self.msgs, subject, s))
+                        .count() as u64
                 }
             })
             .sum()
@@ -298,9 +326,9 @@ impl<E: Entry> Index<E> {
         }
         let mut seqs: Vec<u64> = self
             .matching(filter)
-            .flat_map(|(_, set)| {
+            .flat_map(|(subject, set)| {
                 let hi = if seq > 1 { seq } else { u64::MAX };
-                set.range(..hi).copied()
+                set.below(hi).filter(|&s| holds(&self.msgs, subject, s))
             })
             .collect();
         seqs.sort_unstable();
@@ -338,8 +366,8 @@ impl<E: Entry> Index<E> {
             let freed = if at_subject_limit {
                 self.subjects
                     .get(subject)
-                    .and_then(|s| s.first())
-                    .and_then(|f| self.msgs.get(f))
+                    .and_then(SeqList::first)
+                    .and_then(|f| self.msgs.get(&f))
                     .map_or(0, |e| e.size())
             } else {
                 0
@@ -357,14 +385,14 @@ impl<E: Entry> Index<E> {
             if let Some(subject) = subject {
                 if let Some(set) = self.subjects.get(subject) {
                     if set.len() as u64 > l.max_msgs_per_subject {
-                        return set.first().copied();
+                        return set.first();
                     }
                 }
             } else if let Some(first) = self
                 .subjects
                 .values()
                 .filter(|s| s.len() as u64 > l.max_msgs_per_subject)
-                .filter_map(|s| s.first().copied())
+                .filter_map(SeqList::first)
                 .min()
             {
                 return Some(first);
@@ -373,7 +401,7 @@ impl<E: Entry> Index<E> {
         let over_msgs = l.max_msgs > 0 && self.msgs.len() as u64 > l.max_msgs;
         let over_bytes = l.max_bytes > 0 && self.bytes > l.max_bytes;
         if over_msgs || over_bytes {
-            return self.msgs.first_key_value().map(|(&s, _)| s);
+            return self.msgs.first_key_value().map(|(s, _)| s);
         }
         None
     }
@@ -387,7 +415,7 @@ impl<E: Entry> Index<E> {
         self.msgs
             .first_key_value()
             .filter(|(_, e)| e.ts() <= min)
-            .map(|(&s, _)| s)
+            .map(|(s, _)| s)
     }
 
     /// When the oldest message reaches `max_age`.

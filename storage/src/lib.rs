@@ -37,6 +37,7 @@ mod memstore;
 mod mmap;
 #[cfg(test)]
 mod model_tests;
+mod seqmap;
 #[cfg(test)]
 mod store_tests;
 mod subject;
