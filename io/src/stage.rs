@@ -25,6 +25,8 @@ pub(crate) struct Stage {
 
 /// Deliveries handled per round before the stage checks its inbox again.
 const ROUND: usize = 4096;
+/// How long an idle stage polls its inbox before it parks.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// Deliveries kept allocated between batches.
 const BATCH_KEEP: usize = 4096;
 
@@ -62,8 +64,15 @@ impl Stage {
         let mut remote: Vec<Vec<Arc<Outbound>>> = (0..peers.len()).map(|_| Vec::new()).collect();
         loop {
             self.pump(&peers, &mut remote);
-            let cmd = match self.service.poll_timeout() {
-                Some(at) => {
+            let spin_until = Instant::now() + SPIN;
+            let mut spun = None;
+            while spun.is_none() && Instant::now() < spin_until {
+                spun = self.rx.try_recv().ok();
+                std::hint::spin_loop();
+            }
+            let cmd = match (spun, self.service.poll_timeout()) {
+                (Some(cmd), _) => Some(cmd),
+                (None, Some(at)) => {
                     let wait = at.saturating_duration_since(Instant::now());
                     match self.rx.recv_timeout(wait) {
                         Ok(cmd) => Some(cmd),
@@ -71,7 +80,7 @@ impl Stage {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
-                None => match self.rx.recv() {
+                (None, None) => match self.rx.recv() {
                     Ok(cmd) => Some(cmd),
                     Err(_) => return,
                 },
