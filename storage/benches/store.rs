@@ -1,5 +1,6 @@
 //! Store micro-benchmarks: append (16 B, 1 KiB), load by sequence and load last by subject
-//! with 1M messages, for both backends. File stores append without fsync per message.
+//! with 1M messages, for both backends. File stores append without fsync, one write per 256
+//! messages (a stage batch).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ fn open_file(tag: &str) -> (FileStore, PathBuf) {
     let p = tmp(tag);
     (FileStore::open(&p, FileStoreConfig::default()).unwrap(), p)
 }
+
+/// Messages written per flush, as a JetStream stage batch under load.
+const BATCH: u64 = 256;
 
 fn append(c: &mut Criterion) {
     for size in [16usize, 1024] {
@@ -51,7 +55,11 @@ fn append(c: &mut Criterion) {
                         s.store_msg("bench.append", b"", &payload, i as i64)
                             .unwrap(),
                     );
+                    if i % BATCH == BATCH - 1 {
+                        s.flush().unwrap();
+                    }
                 }
+                s.flush().unwrap();
                 let d = t.elapsed();
                 drop(s);
                 let _ = std::fs::remove_dir_all(p);
