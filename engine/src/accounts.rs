@@ -125,6 +125,8 @@ pub struct AccountConfig {
     pub imports: Vec<ImportConfig>,
     /// `jetstream: enabled` (or a limits map).
     pub jetstream: bool,
+    /// The limits of `jetstream { ... }` (none limited otherwise).
+    pub jetstream_limits: crate::options::JsAccountLimits,
 }
 
 // ---------------------------------------------------------------------------
@@ -920,7 +922,7 @@ mod tests {
             nkey: None,
             exports,
             imports,
-            jetstream: false,
+            ..AccountConfig::default()
         }
     }
 

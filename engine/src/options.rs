@@ -805,7 +805,10 @@ impl Options {
                 },
                 "imports" => parse_imports(e, errors).map(|i| acc.imports = i),
                 "exports" => parse_exports(e, errors).map(|x| acc.exports = x),
-                "jetstream" => account_jetstream(e).map(|on| acc.jetstream = on),
+                "jetstream" => account_jetstream(e).map(|(on, limits)| {
+                    acc.jetstream = on;
+                    acc.jetstream_limits = limits;
+                }),
                 "users" => parse_users(e).map(|(u, n)| users = Some((u, n, e.key_at.clone()))),
                 "default_permissions" => {
                     parse_permissions(e).map(|p| default_permissions = Some(p))
@@ -1807,22 +1810,114 @@ fn storage_size(entry: &Entry, what: &str) -> Result<i64, ConfError> {
     }
 }
 
-/// An account's `jetstream`: `enabled`/`disabled`, a bool, or a limits map
-/// (which enables it; the limits themselves are not enforced yet).
-fn account_jetstream(entry: &Entry) -> Result<bool, ConfError> {
-    match &entry.value.value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => match s.to_ascii_lowercase().as_str() {
-            "enabled" | "enable" => Ok(true),
-            "disabled" | "disable" => Ok(false),
-            _ => Err(invalid(
-                &entry.value.at,
-                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
-            )),
-        },
-        Value::Map(_) => Ok(true),
-        _ => Err(wrong_type(entry, "map[string]interface {}")),
+/// An account's JetStream limits (nats-server's `JetStreamAccountLimits`):
+/// -1 (or, for the byte sizes of one stream, 0 or less) means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsAccountLimits {
+    /// `max_memory`/`max_mem`: bytes of memory streams.
+    pub max_memory: i64,
+    /// `max_store`/`max_file`: bytes of file streams.
+    pub max_store: i64,
+    /// `max_streams`.
+    pub max_streams: i64,
+    /// `max_consumers`: consumers per stream.
+    pub max_consumers: i64,
+    /// `max_ack_pending`: the default and ceiling of consumers.
+    pub max_ack_pending: i64,
+    /// `mem_max_stream_bytes`: the largest `max_bytes` of a memory stream.
+    pub memory_max_stream_bytes: i64,
+    /// `disk_max_stream_bytes`: the largest `max_bytes` of a file stream.
+    pub store_max_stream_bytes: i64,
+    /// `max_bytes_required`: every stream must set `max_bytes`.
+    pub max_bytes_required: bool,
+}
+
+impl Default for JsAccountLimits {
+    /// nats-server's dynamic limits: nothing limited.
+    fn default() -> Self {
+        JsAccountLimits {
+            max_memory: -1,
+            max_store: -1,
+            max_streams: -1,
+            max_consumers: -1,
+            max_ack_pending: -1,
+            memory_max_stream_bytes: -1,
+            store_max_stream_bytes: -1,
+            max_bytes_required: false,
+        }
     }
+}
+
+/// An account's `jetstream`: `enabled`/`disabled`, a bool, or a limits map
+/// (which enables it), with nats-server's keys (`parseJetStreamForAccount`).
+fn account_jetstream(entry: &Entry) -> Result<(bool, JsAccountLimits), ConfError> {
+    let mut limits = JsAccountLimits::default();
+    let on = match &entry.value.value {
+        Value::Bool(b) => *b,
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" => true,
+            "disabled" | "disable" => false,
+            _ => {
+                return Err(invalid(
+                    &entry.value.at,
+                    format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+                ))
+            }
+        },
+        Value::Map(map) => {
+            for e in map.entries() {
+                let size = || match e.value.value {
+                    Value::Int(n) => Ok(n),
+                    _ => Err(invalid(
+                        &e.value.at,
+                        format!(
+                            "Expected a parseable size for {}, got {}",
+                            conf::go_quote(&e.key),
+                            e.value.value.type_name()
+                        ),
+                    )),
+                };
+                match e.key.to_ascii_lowercase().as_str() {
+                    "max_memory" | "max_mem" | "mem" | "memory" => limits.max_memory = size()?,
+                    "max_store" | "max_file" | "max_disk" | "store" | "disk" => {
+                        limits.max_store = size()?
+                    }
+                    "max_streams" | "streams" => limits.max_streams = size()?,
+                    "max_consumers" | "consumers" => limits.max_consumers = size()?,
+                    "max_ack_pending" => limits.max_ack_pending = size()?,
+                    "mem_max_stream_bytes" | "memory_max_stream_bytes" => {
+                        limits.memory_max_stream_bytes = size()?
+                    }
+                    "disk_max_stream_bytes" | "store_max_stream_bytes" => {
+                        limits.store_max_stream_bytes = size()?
+                    }
+                    "max_bytes_required" | "max_stream_bytes" | "max_bytes" => {
+                        let Value::Bool(b) = e.value.value else {
+                            return Err(invalid(
+                                &e.value.at,
+                                format!(
+                                    "Expected a parseable bool for {}, got {}",
+                                    conf::go_quote(&e.key),
+                                    e.value.value.type_name()
+                                ),
+                            ));
+                        };
+                        limits.max_bytes_required = b;
+                    }
+                    _ if e.used_as_variable => {}
+                    _ => {
+                        return Err(ConfError::new(
+                            &e.key_at,
+                            ErrorKind::UnknownField(e.key.clone()),
+                        ))
+                    }
+                }
+            }
+            true
+        }
+        _ => return Err(wrong_type(entry, "map[string]interface {}")),
+    };
+    Ok((on, limits))
 }
 
 #[cfg(test)]
@@ -1898,6 +1993,54 @@ mod tests {
             ok("accounts { A: { jetstream: enabled }, B: { jetstream: { max_mem: 1M } }, C: {} }");
         let on: Vec<bool> = o.accounts.iter().map(|a| a.jetstream).collect();
         assert_eq!(on, [true, true, false]);
+        assert_eq!(o.accounts[0].jetstream_limits, JsAccountLimits::default());
+        assert_eq!(o.accounts[1].jetstream_limits.max_memory, 1_000_000);
+    }
+
+    /// nats-server's `parseJetStreamForAccount` keys and aliases; a key
+    /// left out stays unlimited.
+    #[test]
+    fn account_jetstream_limits() {
+        let o = ok(
+            "accounts { A: { jetstream: { max_mem: 1K, max_file: 2KB, max_streams: 3, \
+                    max_consumers: 4, max_ack_pending: 5, mem_max_stream_bytes: 6, \
+                    disk_max_stream_bytes: 7, max_bytes_required: true } } }",
+        );
+        let l = o.accounts[0].jetstream_limits;
+        assert_eq!(
+            (
+                l.max_memory,
+                l.max_store,
+                l.max_streams,
+                l.max_consumers,
+                l.max_ack_pending
+            ),
+            (1000, 2048, 3, 4, 5)
+        );
+        assert_eq!(
+            (l.memory_max_stream_bytes, l.store_max_stream_bytes),
+            (6, 7)
+        );
+        assert!(l.max_bytes_required);
+        let l =
+            ok("accounts { A: { jetstream: { memory: 1, store: 2, streams: 3, consumers: 4 } } }")
+                .accounts[0]
+                .jetstream_limits;
+        assert_eq!(
+            (l.max_memory, l.max_store, l.max_streams, l.max_consumers),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(l.max_ack_pending, -1);
+        assert!(!l.max_bytes_required);
+        assert_eq!(
+            err("accounts { A: { jetstream: { max_mem: \"lots\" } } }"),
+            "t.conf:1:39: Expected a parseable size for \"max_mem\", got string"
+        );
+        assert_eq!(
+            err("accounts { A: { jetstream: { max_bytes: 1 } } }"),
+            "t.conf:1:41: Expected a parseable bool for \"max_bytes\", got int64"
+        );
+        assert!(err("accounts { A: { jetstream: { bogus: 1 } } }").contains("unknown field"));
     }
 
     #[test]

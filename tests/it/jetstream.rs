@@ -952,3 +952,215 @@ async fn jsz_and_varz_report_jetstream() {
     let accountz = crate::monitor::get_json(port, "/accountz?acc=$SYS");
     assert_eq!(accountz["account_detail"]["jetstream_enabled"], false);
 }
+
+/// natsd with `conf` (its `STORE` replaced by a store directory of its own),
+/// then nats-server with the same file when it is installed.
+fn natsd_and_reference_js(conf: &str) -> Vec<(Server, TempDir)> {
+    let mut all = Vec::new();
+    let store = TempDir::new();
+    let with_store = |store: &TempDir| conf.replace("STORE", &format!("{:?}", store.path()));
+    all.push((Server::natsd_with_config(&with_store(&store), &[]), store));
+    let store = TempDir::new();
+    if let Some(reference) = Server::reference_with_config(&[], Some(&with_store(&store))) {
+        all.push((reference, store));
+    }
+    all
+}
+
+async fn login(server: &Server, user: &str) -> async_nats::Client {
+    tokio::time::timeout(
+        WAIT,
+        ConnectOptions::with_user_and_password(user.into(), user.into()).connect(server.url()),
+    )
+    .await
+    .expect("connect timed out")
+    .expect("connect")
+}
+
+/// Server and account limits, as nats-server 2.9.10 enforces them (the
+/// expected values were observed on it): stream creates and updates that
+/// do not fit the reservations, `max_streams`, `max_consumers`,
+/// `max_bytes_required` and the per-stream byte limits, publishes past the
+/// account's limit (10002) and past the server's (10023), and the limits in
+/// `$JS.API.INFO`.
+#[tokio::test]
+async fn account_and_server_limits_as_nats_server() {
+    const CONF: &str = "jetstream { store_dir: STORE, max_memory_store: 1MB, max_file_store: 10MB }
+accounts {
+  A: { users: [{user: a, password: a}], jetstream: { max_mem: 100K, max_file: 1M, max_streams: 2, max_consumers: 1 } }
+  B: { users: [{user: b, password: b}], jetstream: enabled }
+  C: { users: [{user: c, password: c}], jetstream: { max_bytes_required: true, mem_max_stream_bytes: 1000, disk_max_stream_bytes: 2000, max_ack_pending: 7 } }
+}
+";
+    let mut outcomes = Vec::new();
+    for (server, _store) in natsd_and_reference_js(CONF) {
+        let (a, b, c) = (
+            login(&server, "a").await,
+            login(&server, "b").await,
+            login(&server, "c").await,
+        );
+        let mut seen = Vec::new();
+        for client in [&a, &b, &c] {
+            seen.push(request(client, "$JS.API.INFO", "").await["limits"].clone());
+        }
+        let error = |v: Value| v.get("error").cloned().unwrap_or(Value::Null);
+        let create = |client: &async_nats::Client, name: &str, extra: &str| {
+            let (client, name) = (client.clone(), name.to_string());
+            let body = format!(r#"{{"name":"{name}","storage":"memory"{extra}}}"#);
+            async move { request(&client, &format!("$JS.API.STREAM.CREATE.{name}"), &body).await }
+        };
+        for (client, name, extra) in [
+            (&a, "S1", r#","max_bytes":200000"#),
+            (&a, "S1", r#","max_bytes":50000"#),
+            (&a, "S2", r#","max_bytes":60000"#),
+            (&a, "S2", ""),
+            (&a, "S3", r#","storage":"file""#),
+            (&a, "S1", r#","max_bytes":50000"#),
+            (&b, "T1", r#","max_bytes":2000000"#),
+            (&b, "T1", r#","max_bytes":800000"#),
+            (&b, "T2", r#","max_bytes":300000"#),
+            (&b, "T3", ""),
+            (&b, "T4", r#","storage":"file","max_bytes":11000000"#),
+            (&c, "U1", r#","max_age":5"#),
+            (&c, "U1", ""),
+            (&c, "U1", r#","max_bytes":2000"#),
+            (&c, "U1", r#","max_bytes":1000"#),
+            (&c, "U2", r#","storage":"file","max_bytes":3000"#),
+        ] {
+            seen.push(error(create(client, name, extra).await));
+        }
+        for (client, body) in [
+            (&a, r#"{"name":"S1","storage":"memory","max_bytes":200000}"#),
+            (&a, r#"{"name":"S1","storage":"memory","max_bytes":40000}"#),
+            (
+                &b,
+                r#"{"name":"T1","storage":"memory","max_bytes":1100000}"#,
+            ),
+            (&c, r#"{"name":"U1","storage":"memory"}"#),
+        ] {
+            let name = serde_json::from_str::<Value>(body).unwrap()["name"].clone();
+            let subject = format!("$JS.API.STREAM.UPDATE.{}", name.as_str().unwrap());
+            seen.push(error(request(client, &subject, body).await));
+        }
+        let consumer = r#"{"stream_name":"S1","config":{"ack_policy":"explicit"}}"#;
+        for _ in 0..2 {
+            seen.push(error(
+                request(&a, "$JS.API.CONSUMER.CREATE.S1", consumer).await,
+            ));
+        }
+        seen.push(error(request(&a, "$JS.API.STREAM.DELETE.S2", "").await));
+        seen.push(error(create(&a, "S5", r#","max_consumers":5"#).await));
+        seen.push(error(create(&a, "S5", r#","max_consumers":1"#).await));
+        seen.push(error(create(&a, "S6", "").await));
+        seen.push(error(request(&a, "$JS.API.STREAM.DELETE.S5", "").await));
+        seen.push(error(create(&a, "S2", "").await));
+        // A: 30018 bytes a message (subject + payload + 16); the fourth
+        // passes the account's 100000.
+        let publish = |client: &async_nats::Client, subject: &str, size: usize| {
+            let (client, subject) = (client.clone(), subject.to_string());
+            async move {
+                let msg = tokio::time::timeout(
+                    WAIT,
+                    client.request(subject, Bytes::from(vec![b'x'; size])),
+                )
+                .await
+                .expect("publish timed out")
+                .expect("publish");
+                serde_json::from_slice::<Value>(&msg.payload).expect("JSON ack")
+            }
+        };
+        for _ in 0..4 {
+            seen.push(publish(&a, "S2", 30_000).await);
+        }
+        seen.push(publish(&a, "S1", 30_000).await);
+        // B: the server's 1 MiB of memory, A's 90054 bytes included.
+        for _ in 0..10 {
+            seen.push(publish(&b, "T3", 100_000).await);
+        }
+        seen.push(publish(&c, "U1", 400).await);
+        for client in [&a, &b] {
+            let info = request(client, "$JS.API.INFO", "").await;
+            seen.push(json!([info["memory"], info["streams"], info["consumers"]]));
+        }
+        outcomes.push(seen);
+    }
+    let limits = |mem: i64, store: i64, streams: i64, consumers: i64| {
+        json!({"max_memory": mem, "max_storage": store, "max_streams": streams,
+            "max_consumers": consumers, "max_ack_pending": -1, "memory_max_stream_bytes": -1,
+            "storage_max_stream_bytes": -1, "max_bytes_required": false})
+    };
+    let err = |code: u16, err_code: u16, description: &str| json!({"code": code, "err_code": err_code, "description": description});
+    let memory = err(500, 10028, "insufficient memory resources available");
+    let streams = err(400, 10027, "maximum number of streams reached");
+    let consumers = err(400, 10026, "maximum consumers limit reached");
+    let account = err(400, 10002, "resource limits exceeded for account");
+    let ack = |stream: &str, seq: u64| json!({"stream": stream, "seq": seq});
+    let nack = |stream: &str, e: &Value| json!({"error": e, "stream": stream, "seq": 0});
+    let mut expected = vec![
+        limits(100_000, 1_000_000, 2, 1),
+        limits(-1, -1, -1, -1),
+        json!({"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
+            "max_ack_pending": 7, "memory_max_stream_bytes": 1000,
+            "storage_max_stream_bytes": 2000, "max_bytes_required": true}),
+        // creates
+        memory.clone(),
+        Value::Null,
+        memory.clone(),
+        Value::Null,
+        streams.clone(),
+        streams.clone(),
+        memory.clone(),
+        Value::Null,
+        memory.clone(),
+        Value::Null,
+        err(500, 10047, "insufficient storage resources available"),
+        err(500, 10052, "max age needs to be >= 100ms"),
+        err(
+            400,
+            10113,
+            "account requires a stream config to have max bytes set",
+        ),
+        err(
+            400,
+            10122,
+            "stream max bytes exceeds account limit max stream bytes",
+        ),
+        Value::Null,
+        err(
+            400,
+            10122,
+            "stream max bytes exceeds account limit max stream bytes",
+        ),
+        // updates
+        memory.clone(),
+        Value::Null,
+        memory.clone(),
+        err(
+            400,
+            10113,
+            "account requires a stream config to have max bytes set",
+        ),
+        // consumers, delete, max_consumers
+        Value::Null,
+        consumers.clone(),
+        Value::Null,
+        consumers,
+        Value::Null,
+        streams,
+        Value::Null,
+        Value::Null,
+    ];
+    expected.extend((1..=3).map(|seq| ack("S2", seq)));
+    expected.push(nack("S2", &account));
+    expected.push(nack("S1", &account));
+    expected.extend((1..=10).map(|seq| ack("T3", seq)));
+    expected.push(nack("U1", &err(503, 10023, "insufficient resources")));
+    expected.push(json!([3 * 30_018, 2, 1]));
+    expected.push(json!([10 * 100_018, 2, 0]));
+    for (i, seen) in outcomes.iter().enumerate() {
+        for (n, (got, want)) in seen.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "server {i}, step {n}");
+        }
+        assert_eq!(seen.len(), expected.len());
+    }
+}

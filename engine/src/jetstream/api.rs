@@ -171,6 +171,51 @@ impl ApiError {
         Self::new(503, 10010, "JetStream clustering support required")
     }
 
+    /// 10027 `JSMaximumStreamsLimitErr`.
+    pub fn max_streams() -> Self {
+        Self::new(400, 10027, "maximum number of streams reached")
+    }
+
+    /// 10028 `JSMemoryResourcesExceededErr`.
+    pub fn memory_resources_exceeded() -> Self {
+        Self::new(500, 10028, "insufficient memory resources available")
+    }
+
+    /// 10047 `JSStorageResourcesExceededErr`.
+    pub fn storage_resources_exceeded() -> Self {
+        Self::new(500, 10047, "insufficient storage resources available")
+    }
+
+    /// 10023 `JSInsufficientResourcesErr`: a publish while the server holds
+    /// more than its limit.
+    pub fn insufficient_resources() -> Self {
+        Self::new(503, 10023, "insufficient resources")
+    }
+
+    /// 10002 `JSAccountResourcesExceededErr`: a publish past the account's
+    /// limit.
+    pub fn account_resources_exceeded() -> Self {
+        Self::new(400, 10002, "resource limits exceeded for account")
+    }
+
+    /// 10113 `JSStreamMaxBytesRequired`.
+    pub fn max_bytes_required() -> Self {
+        Self::new(
+            400,
+            10113,
+            "account requires a stream config to have max bytes set",
+        )
+    }
+
+    /// 10122 `JSStreamMaxStreamBytesExceeded`.
+    pub fn max_stream_bytes_exceeded() -> Self {
+        Self::new(
+            400,
+            10122,
+            "stream max bytes exceeds account limit max stream bytes",
+        )
+    }
+
     /// 10054 `JSStreamMessageExceedsMaximumErr`.
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")

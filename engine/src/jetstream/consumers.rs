@@ -419,6 +419,7 @@ impl JetStream {
             return Err(ApiError::filter_subject_mismatch());
         }
         let limits = self.server_limits();
+        let account_max_consumers = self.accounts[acc].limits.max_consumers;
         let now_ns = self.now_ns(now);
         let domain = self.opts.domain.clone().unwrap_or_default();
         let account_name = self.accounts[acc].account.name.clone();
@@ -484,9 +485,8 @@ impl JetStream {
                 return Err(ApiError::consumer_does_not_exist());
             }
             cfg.validate(&facts, &limits)?;
-            if stream.cfg.max_consumers > 0
-                && stream.consumers.len() as i64 >= stream.cfg.max_consumers
-            {
+            let max_consumers = stream.max_consumers(account_max_consumers);
+            if max_consumers > 0 && stream.consumers.len() as i64 >= max_consumers {
                 return Err(ApiError::max_consumers());
             }
             if workqueue && !cfg.direct && !stream.consumers.is_empty() {

@@ -14,6 +14,7 @@
 mod api;
 mod config;
 mod consumers;
+mod limits;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,10 +28,11 @@ use data_encoding::BASE64;
 use serde::Serialize;
 
 use crate::internal::{Delivery, Internal, Service};
-use crate::options::{JetStreamOptions, Options};
+use crate::options::{JetStreamOptions, JsAccountLimits, Options};
 use crate::server::{Account, Server};
 use api::{kind, parse_request, ApiError};
 use config::{Storage, StreamConfig};
+use limits::{Quota, Reserved};
 use stream::{StoreParams, Stream};
 
 /// How soon after a change the monitoring totals are refreshed.
@@ -43,6 +45,16 @@ pub fn store_root(opts: &Options) -> PathBuf {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("nats"))
         .join("jetstream")
+}
+
+/// Account `name`'s JetStream limits: those of its `jetstream { ... }`
+/// block, none for `jetstream: enabled` and for `$G`.
+fn limits_for(opts: &Options, name: &str) -> JsAccountLimits {
+    opts.accounts
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.jetstream_limits)
+        .unwrap_or_default()
 }
 
 /// Whether account `name` has JetStream: the accounts configured with
@@ -86,6 +98,7 @@ enum Target {
 struct JsAccount {
     account: Arc<Account>,
     enabled: bool,
+    limits: JsAccountLimits,
     streams: BTreeMap<String, Stream>,
     api_total: u64,
     api_errors: u64,
@@ -203,6 +216,7 @@ impl JetStream {
             .filter(|a| !Arc::ptr_eq(a, &system))
             .map(|account| JsAccount {
                 enabled: enabled_for(&all, &account.name),
+                limits: limits_for(&all, &account.name),
                 account,
                 streams: BTreeMap::new(),
                 api_total: 0,
@@ -364,29 +378,23 @@ impl JetStream {
 
     fn account_info(&self, acc: usize) -> serde_json::Value {
         let a = &self.accounts[acc];
-        let (mut memory, mut storage) = (0u64, 0u64);
-        for s in a.streams.values() {
-            match s.cfg.storage {
-                Storage::Memory => memory += s.bytes(),
-                Storage::File => storage += s.bytes(),
-            }
-        }
+        let l = &a.limits;
         let mut info = serde_json::json!({
-            "memory": memory,
-            "storage": storage,
-            "reserved_memory": 0,
-            "reserved_storage": 0,
+            "memory": self.usage(Some(acc), Storage::Memory),
+            "storage": self.usage(Some(acc), Storage::File),
+            "reserved_memory": self.reserved(Some(acc), Storage::Memory, ""),
+            "reserved_storage": self.reserved(Some(acc), Storage::File, ""),
             "streams": a.streams.len(),
             "consumers": a.streams.values().map(|s| s.consumers.len()).sum::<usize>(),
             "limits": {
-                "max_memory": -1,
-                "max_storage": -1,
-                "max_streams": -1,
-                "max_consumers": -1,
-                "max_ack_pending": -1,
-                "memory_max_stream_bytes": -1,
-                "storage_max_stream_bytes": -1,
-                "max_bytes_required": false,
+                "max_memory": l.max_memory,
+                "max_storage": l.max_store,
+                "max_streams": l.max_streams,
+                "max_consumers": l.max_consumers,
+                "max_ack_pending": l.max_ack_pending,
+                "memory_max_stream_bytes": l.memory_max_stream_bytes,
+                "storage_max_stream_bytes": l.store_max_stream_bytes,
+                "max_bytes_required": l.max_bytes_required,
             },
             "api": {"total": a.api_total, "errors": a.api_errors},
         });
@@ -394,6 +402,77 @@ impl JetStream {
             info["domain"] = d.into();
         }
         info
+    }
+
+    /// Bytes held by the streams of `storage` in account `acc`, or in the
+    /// whole server.
+    fn usage(&self, acc: Option<usize>, storage: Storage) -> u64 {
+        let accounts = match acc {
+            Some(i) => std::slice::from_ref(&self.accounts[i]),
+            None => &self.accounts[..],
+        };
+        accounts
+            .iter()
+            .flat_map(|a| a.streams.values())
+            .filter(|s| s.cfg.storage == storage)
+            .map(Stream::bytes)
+            .sum()
+    }
+
+    /// The `max_bytes` reserved by the streams of `storage` (those that set
+    /// it) in account `acc` or in the whole server, leaving out stream
+    /// `except`.
+    fn reserved(&self, acc: Option<usize>, storage: Storage, except: &str) -> i64 {
+        let accounts = match acc {
+            Some(i) => std::slice::from_ref(&self.accounts[i]),
+            None => &self.accounts[..],
+        };
+        accounts
+            .iter()
+            .flat_map(|a| a.streams.values())
+            .filter(|s| s.cfg.storage == storage && s.cfg.max_bytes > 0 && s.cfg.name != except)
+            .map(|s| s.cfg.max_bytes)
+            .sum()
+    }
+
+    /// Whether a stream of `cfg` may reserve `add` more bytes (its
+    /// `max_bytes` on create, the growth on update); `old_max_bytes` is
+    /// the stream's reservation before an update.
+    fn check_reservation(
+        &self,
+        acc: usize,
+        cfg: &StreamConfig,
+        add: i64,
+        old_max_bytes: Option<i64>,
+    ) -> Result<(), ApiError> {
+        let reserved = Reserved {
+            account: self.reserved(Some(acc), cfg.storage, &cfg.name) + old_max_bytes.unwrap_or(0),
+            server: self.reserved(None, cfg.storage, ""),
+        };
+        let server_max = limits::server_max(cfg.storage, self.opts.max_memory, self.opts.max_store);
+        limits::check_reservation(&self.accounts[acc].limits, server_max, cfg, add, reserved)
+    }
+
+    /// What a publish to a stream of `storage` in account `acc` may use.
+    /// Costs a pass over the streams only when a limit is set.
+    fn quota(&self, acc: usize, storage: Storage, stream: &str, max_payload: usize) -> Quota {
+        let server_max = limits::server_max(storage, self.opts.max_memory, self.opts.max_store);
+        let server_full =
+            u64::try_from(server_max).is_ok_and(|max| self.usage(None, storage) > max);
+        let account = limits::account_max(&self.accounts[acc].limits, storage).map(|max| {
+            let others = self.accounts[acc]
+                .streams
+                .values()
+                .filter(|s| s.cfg.storage == storage && s.cfg.name != stream)
+                .map(Stream::bytes)
+                .sum();
+            limits::AccountRoom { max, others }
+        });
+        Quota {
+            max_payload,
+            server_full,
+            account,
+        }
     }
 
     fn stream_info(&self, acc: usize, name: &str, now: Instant) -> Option<serde_json::Value> {
@@ -449,7 +528,13 @@ impl JetStream {
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
+        // nats-server checks the limits on the request as sent, before
+        // its defaults and validation, and again after.
+        let limits = &self.accounts[acc].limits;
+        limits::check_streams(limits, self.accounts[acc].streams.len())?;
+        self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
         let cfg = cfg.normalize()?;
+        limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         if let Some(existing) = self.accounts[acc].streams.get(name) {
             if existing.cfg == cfg {
                 return self
@@ -462,6 +547,7 @@ impl JetStream {
                 "stream name already in use with a different configuration",
             ));
         }
+        self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
         if self.accounts[acc]
             .streams
             .values()
@@ -502,9 +588,18 @@ impl JetStream {
             return Err(ApiError::stream_mismatch());
         }
         let cfg = cfg.normalize()?;
+        limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
+        let old = self.accounts[acc]
+            .streams
+            .get(name)
+            .ok_or_else(ApiError::stream_not_found)?;
+        cfg.check_update(&old.cfg)?;
+        // Only growth reserves more; the stream's old reservation counts
+        // as the account's (as nats-server adds it, -1 included).
+        let growth = (cfg.max_bytes - old.cfg.max_bytes).max(0);
+        self.check_reservation(acc, &cfg, growth, Some(old.cfg.max_bytes))?;
         let streams = &mut self.accounts[acc].streams;
         let old = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
-        cfg.check_update(&old.cfg)?;
         if streams
             .values()
             .any(|s| s.cfg.name != name && s.cfg.overlaps(&cfg))
@@ -753,6 +848,10 @@ impl JetStream {
     ) {
         let max_payload = self.server.options().max_payload;
         let now_ns = self.now_ns(now);
+        let Some(storage) = self.accounts[acc].streams.get(name).map(|s| s.cfg.storage) else {
+            return;
+        };
+        let quota = self.quota(acc, storage, name, max_payload);
         let domain = self.opts.domain.as_deref();
         let Some(stream) = self.accounts[acc].streams.get_mut(name) else {
             return;
@@ -765,8 +864,8 @@ impl JetStream {
             msg.headers.as_deref(),
             &msg.payload,
             now_ns,
-            max_payload,
             domain,
+            &quota,
         );
         let no_ack = stream.cfg.no_ack;
         let stored_in = published.stored.map(|_| {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{time_json, ApiError};
 use super::config::{Compression, Retention, Storage, StreamConfig};
 use super::consumers::Slot;
+use super::limits::Quota;
 use crate::consumer::{self, StoreSource, StreamFacts};
 
 /// What a stream needs from the server to open its store.
@@ -386,17 +387,32 @@ impl Stream {
         info
     }
 
+    /// How many consumers the stream may have (0 or less: any number): its
+    /// `max_consumers`, or the account's when that is smaller or the
+    /// stream sets none (nats-server applies a lowered account limit to
+    /// existing streams too).
+    pub fn max_consumers(&self, account_max: i64) -> i64 {
+        let own = self.cfg.max_consumers;
+        if own <= 0 || (account_max > 0 && account_max < own) {
+            account_max
+        } else {
+            own
+        }
+    }
+
     /// Store a published message, or say why not: returns the pub ack (or
-    /// error) JSON for the reply subject. `max_payload` is the server's limit.
+    /// error) JSON for the reply subject. `quota` holds the server's
+    /// `max_payload` and what the server and the account still allow.
     pub fn publish(
         &mut self,
         subject: &str,
         hdr: Option<&[u8]>,
         msg: &[u8],
         now_ns: i64,
-        max_payload: usize,
         domain: Option<&str>,
+        quota: &Quota,
     ) -> Published {
+        let max_payload = quota.max_payload;
         if self.cfg.sealed {
             return nack(&self.cfg.name, ApiError::sealed());
         }
@@ -481,6 +497,9 @@ impl Stream {
                 return nack(&self.cfg.name, ApiError::message_too_big());
             }
         }
+        if quota.server_full {
+            return nack(&self.cfg.name, ApiError::insufficient_resources());
+        }
         let seq = match self.store.store_msg(subject, hdr, msg, now_ns) {
             Ok((seq, _)) => seq,
             Err(e) => {
@@ -491,6 +510,14 @@ impl Stream {
                 return nack(&self.cfg.name, store_error(&e));
             }
         };
+        if let Some(room) = quota.account {
+            // Stored, then taken back: the sequence stays used, as in
+            // nats-server.
+            if room.others.saturating_add(self.store.state().bytes) > room.max {
+                self.remove_retained(seq);
+                return nack(&self.cfg.name, ApiError::account_resources_exceeded());
+            }
+        }
         match rollup.as_deref() {
             Some("sub") => {
                 let _ = self.store.purge_ex(subject, 0, 1);
@@ -633,6 +660,13 @@ fn nack(name: &str, e: ApiError) -> Published {
 mod tests {
     use super::*;
 
+    /// A 1 MiB `max_payload`, nothing else limited.
+    const QUOTA: Quota = Quota {
+        max_payload: 1 << 20,
+        server_full: false,
+        account: None,
+    };
+
     fn mem(json: &str) -> Stream {
         let cfg: StreamConfig = serde_json::from_str(json).unwrap();
         let cfg = cfg.normalize().unwrap();
@@ -644,7 +678,7 @@ mod tests {
     }
 
     fn ack(s: &mut Stream, subj: &str, hdr: Option<&str>, now: i64) -> serde_json::Value {
-        let p = s.publish(subj, hdr.map(str::as_bytes), b"x", now, 1 << 20, None);
+        let p = s.publish(subj, hdr.map(str::as_bytes), b"x", now, None, &QUOTA);
         serde_json::from_slice(&p.ack).unwrap()
     }
 
@@ -703,6 +737,39 @@ mod tests {
         assert_eq!(e["error"]["err_code"], 10111);
     }
 
+    /// As nats-server 2.9.10: a full server refuses before storing (10023);
+    /// an account past its limit gets the message stored and taken back
+    /// (10002), its sequence used.
+    #[test]
+    fn quota_refusals() {
+        use super::super::limits::AccountRoom;
+        let mut s = mem(r#"{"name":"S","storage":"memory"}"#);
+        let full = Quota {
+            server_full: true,
+            ..QUOTA
+        };
+        let p = s.publish("S", None, b"x", 1, None, &full);
+        let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error":{"code":503,"err_code":10023,"description":"insufficient resources"},"stream":"S","seq":0})
+        );
+        assert_eq!(s.state().last_seq, 0);
+        let room = |others| Quota {
+            account: Some(AccountRoom { max: 100, others }),
+            ..QUOTA
+        };
+        let p = s.publish("S", None, &[b'x'; 40], 1, None, &room(0));
+        assert_eq!(p.stored.map(|(seq, _)| seq), Some(1));
+        let p = s.publish("S", None, &[b'x'; 40], 1, None, &room(50));
+        let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
+        assert_eq!(v["error"]["err_code"], 10002);
+        assert_eq!(v["error"]["code"], 400);
+        assert!(p.stored.is_none());
+        let st = s.state();
+        assert_eq!((st.msgs, st.last_seq), (1, 2));
+    }
+
     #[test]
     fn rollup_and_limits() {
         let mut s = mem(
@@ -744,7 +811,7 @@ mod tests {
         assert_eq!(ack(&mut s, "S", None, 1)["seq"], 100);
         assert_eq!(s.state().first_seq, 100);
         let mut s = mem(r#"{"name":"S","storage":"memory","max_msg_size":4}"#);
-        let p = s.publish("S", None, b"12345", 1, 1 << 20, None);
+        let p = s.publish("S", None, b"12345", 1, None, &QUOTA);
         assert!(p.stored.is_none());
         let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
         assert_eq!(v["error"]["err_code"], 10054);
