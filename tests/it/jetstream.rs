@@ -10,7 +10,7 @@ use async_nats::jetstream::{
 };
 use async_nats::{ConnectOptions, HeaderMap};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use natsd_tests::{RawConn, Server, TempDir};
 use serde_json::{json, Value};
 
@@ -1162,5 +1162,112 @@ accounts {
             assert_eq!(got, want, "server {i}, step {n}");
         }
         assert_eq!(seen.len(), expected.len());
+    }
+}
+
+/// The stream advisories and the API audit, compared with nats-server
+/// 2.9.10 by subject and key set (ids and times differ; the order of
+/// different subjects is not kept by nats-server): created once (not for
+/// the same create again), updated on each successful update, deleted; an
+/// audit for every API answer, with the request when there was one. natsd
+/// leaves the client's `rtt` out.
+#[tokio::test]
+async fn stream_advisories_and_api_audit_as_nats_server() {
+    const CONF: &str = "jetstream { store_dir: STORE }\n";
+    let mut all = Vec::new();
+    for (server, _store) in natsd_and_reference_js(CONF) {
+        let client = connect(&server.url()).await;
+        let mut events = client.subscribe("$JS.EVENT.>").await.expect("subscribe");
+        crate::round_trip(&client).await;
+        let cfg = r#"{"name":"EV","storage":"memory","subjects":["ev.>"]}"#;
+        let updated = r#"{"name":"EV","storage":"memory","subjects":["ev.>"],"max_msgs":5}"#;
+        let bad = r#"{"name":"EV","storage":"file","subjects":["ev.>"]}"#;
+        for (subject, body) in [
+            ("$JS.API.STREAM.CREATE.EV", cfg),
+            ("$JS.API.STREAM.CREATE.EV", cfg),
+            ("$JS.API.STREAM.UPDATE.EV", updated),
+            ("$JS.API.STREAM.UPDATE.EV", bad),
+            ("$JS.API.STREAM.DELETE.EV", ""),
+        ] {
+            request(&client, subject, body).await;
+        }
+        let mut seen = Vec::new();
+        while let Ok(Some(msg)) =
+            tokio::time::timeout(Duration::from_millis(500), events.next()).await
+        {
+            let v: Value = serde_json::from_slice(&msg.payload).expect("JSON advisory");
+            let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            keys.sort_unstable();
+            let mut client_keys: Vec<&str> = v["client"]
+                .as_object()
+                .map(|c| {
+                    c.keys()
+                        .map(|k| k.as_str())
+                        .filter(|k| *k != "rtt")
+                        .collect()
+                })
+                .unwrap_or_default();
+            client_keys.sort_unstable();
+            let response: Value =
+                serde_json::from_str(v["response"].as_str().unwrap_or("null")).unwrap();
+            seen.push(json!([
+                msg.subject.as_str(),
+                v["type"],
+                keys,
+                client_keys,
+                v["client"]["acc"],
+                v["action"],
+                v["subject"],
+                response["type"],
+                response["error"]["err_code"],
+            ]));
+        }
+        seen.sort_by_key(|v| v.to_string());
+        all.push(seen);
+    }
+    let action = |what: &str, action: &str| {
+        json!([
+            format!("$JS.EVENT.ADVISORY.STREAM.{what}.EV"),
+            "io.nats.jetstream.advisory.v1.stream_action",
+            ["action", "id", "stream", "timestamp", "type"],
+            [],
+            null,
+            action,
+            null,
+            null,
+            null
+        ])
+    };
+    let audit = |op: &str, with_request: bool, kind: &str, err: Option<u16>| {
+        let mut keys = vec!["client", "id"];
+        if with_request {
+            keys.push("request");
+        }
+        keys.extend(["response", "server", "subject", "timestamp", "type"]);
+        json!([
+            "$JS.EVENT.ADVISORY.API",
+            "io.nats.jetstream.advisory.v1.api_audit",
+            keys,
+            ["acc", "server"],
+            "$G",
+            null,
+            format!("$JS.API.STREAM.{op}.EV"),
+            format!("io.nats.jetstream.api.v1.stream_{kind}_response"),
+            err
+        ])
+    };
+    let mut expected = vec![
+        action("CREATED", "create"),
+        action("UPDATED", "modify"),
+        action("DELETED", "delete"),
+        audit("CREATE", true, "create", None),
+        audit("CREATE", true, "create", None),
+        audit("UPDATE", true, "update", None),
+        audit("UPDATE", true, "update", Some(10052)),
+        audit("DELETE", false, "delete", None),
+    ];
+    expected.sort_by_key(|v| v.to_string());
+    for (i, seen) in all.iter().enumerate() {
+        assert_eq!(seen, &expected, "server {i}");
     }
 }

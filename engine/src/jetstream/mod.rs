@@ -130,6 +130,14 @@ pub struct JetStream {
     outs: Vec<crate::consumer::Output>,
 }
 
+/// What a stream advisory reports.
+#[derive(Debug, Clone, Copy)]
+enum StreamAction {
+    Create,
+    Modify,
+    Delete,
+}
+
 /// A pub ack waiting for its stream's write.
 struct HeldAck {
     acc: usize,
@@ -475,6 +483,114 @@ impl JetStream {
         }
     }
 
+    /// nats-server's `stream_action` advisory on
+    /// `$JS.EVENT.ADVISORY.STREAM.<CREATED|UPDATED|DELETED>.<stream>`, in
+    /// the stream's account.
+    fn stream_advisory(
+        &self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        stream: &str,
+        action: StreamAction,
+    ) {
+        #[derive(Serialize)]
+        struct Advisory<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            id: String,
+            timestamp: String,
+            stream: &'a str,
+            action: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            domain: Option<&'a str>,
+        }
+        let (what, action) = match action {
+            StreamAction::Create => ("CREATED", "create"),
+            StreamAction::Modify => ("UPDATED", "modify"),
+            StreamAction::Delete => ("DELETED", "delete"),
+        };
+        let adv = Advisory {
+            kind: "io.nats.jetstream.advisory.v1.stream_action",
+            id: self.server.new_nonce(),
+            timestamp: api::time_json(self.now_ns(now)),
+            stream,
+            action,
+            domain: self.domain(),
+        };
+        let subject = format!("$JS.EVENT.ADVISORY.STREAM.{what}.{stream}");
+        let account = &self.accounts[acc].account;
+        net.publish(
+            now,
+            account,
+            subject.as_bytes(),
+            None,
+            None,
+            &api::to_json(&adv),
+        );
+    }
+
+    /// nats-server's `api_audit` advisory on `$JS.EVENT.ADVISORY.API` after
+    /// an API answer, in the requester's account (built only when someone
+    /// listens). The client is named by its account only: natsd does not
+    /// measure the `rtt` nats-server adds.
+    fn api_audit(
+        &self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        msg: &Delivery,
+        response: &[u8],
+    ) {
+        const SUBJECT: &str = "$JS.EVENT.ADVISORY.API";
+        let account = &self.accounts[acc].account;
+        if account.sublist.matches(SUBJECT.as_bytes()).is_empty() {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Client<'a> {
+            acc: &'a str,
+            server: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Audit<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            id: String,
+            timestamp: String,
+            server: &'a str,
+            client: Client<'a>,
+            subject: std::borrow::Cow<'a, str>,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            request: std::borrow::Cow<'a, str>,
+            response: std::borrow::Cow<'a, str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            domain: Option<&'a str>,
+        }
+        let audit = Audit {
+            kind: "io.nats.jetstream.advisory.v1.api_audit",
+            id: self.server.new_nonce(),
+            timestamp: api::time_json(self.now_ns(now)),
+            server: self.server.name(),
+            client: Client {
+                acc: &account.name,
+                server: self.server.name(),
+            },
+            subject: String::from_utf8_lossy(&msg.subject),
+            request: String::from_utf8_lossy(&msg.payload),
+            response: String::from_utf8_lossy(response),
+            domain: self.domain(),
+        };
+        net.publish(
+            now,
+            account,
+            SUBJECT.as_bytes(),
+            None,
+            None,
+            &api::to_json(&audit),
+        );
+    }
+
     fn stream_info(&self, acc: usize, name: &str, now: Instant) -> Option<serde_json::Value> {
         let s = self.accounts[acc].streams.get(name)?;
         Some(s.info(self.server.name(), self.now_ns(now), false, "", 0))
@@ -568,6 +684,7 @@ impl JetStream {
             .map_err(|e| ApiError::new(500, 10049, &e))?;
         self.accounts[acc].streams.insert(name.to_string(), stream);
         self.subscribe_stream(now, net, acc, name);
+        self.stream_advisory(now, net, acc, name, StreamAction::Create);
         let mut info = self
             .stream_info(acc, name, now)
             .ok_or_else(ApiError::stream_not_found)?;
@@ -618,6 +735,7 @@ impl JetStream {
         if resubscribe {
             self.subscribe_stream(now, net, acc, name);
         }
+        self.stream_advisory(now, net, acc, name, StreamAction::Modify);
         self.stream_info(acc, name, now)
             .ok_or_else(ApiError::stream_not_found)
     }
@@ -648,6 +766,7 @@ impl JetStream {
                     self.subs.remove(sid);
                 }
                 stream.delete().map_err(|e| ApiError::new(500, 10050, &e))?;
+                self.stream_advisory(now, net, acc, name, StreamAction::Delete);
                 Ok(serde_json::json!({"success": true}))
             }
             ["STREAM", "INFO", _] => {
@@ -960,6 +1079,10 @@ impl Service for JetStream {
                 }
                 let account = a.account.clone();
                 net.publish(now, &account, &reply, None, r.headers.as_deref(), &r.body);
+                // Status replies and direct gets are not API responses.
+                if r.headers.is_none() && !op.starts_with("DIRECT.") {
+                    self.api_audit(now, net, acc, &msg, &r.body);
+                }
             }
             Some(Target::Stream(acc, name)) => self.handle_publish(now, net, acc, &name, msg),
             Some(Target::Ack(acc)) => self.handle_ack(now, net, acc, msg),
