@@ -412,16 +412,19 @@ impl JetStream {
         info
     }
 
-    /// Bytes held by the streams of `storage` in account `acc`, or in the
-    /// whole server.
-    fn usage(&self, acc: Option<usize>, storage: Storage) -> u64 {
+    /// The streams of account `acc`, or of every account.
+    fn streams_of(&self, acc: Option<usize>) -> impl Iterator<Item = &Stream> {
         let accounts = match acc {
             Some(i) => std::slice::from_ref(&self.accounts[i]),
             None => &self.accounts[..],
         };
-        accounts
-            .iter()
-            .flat_map(|a| a.streams.values())
+        accounts.iter().flat_map(|a| a.streams.values())
+    }
+
+    /// Bytes held by the streams of `storage` in account `acc`, or in the
+    /// whole server.
+    fn usage(&self, acc: Option<usize>, storage: Storage) -> u64 {
+        self.streams_of(acc)
             .filter(|s| s.cfg.storage == storage)
             .map(Stream::bytes)
             .sum()
@@ -431,13 +434,7 @@ impl JetStream {
     /// it) in account `acc` or in the whole server, leaving out stream
     /// `except`.
     fn reserved(&self, acc: Option<usize>, storage: Storage, except: &str) -> i64 {
-        let accounts = match acc {
-            Some(i) => std::slice::from_ref(&self.accounts[i]),
-            None => &self.accounts[..],
-        };
-        accounts
-            .iter()
-            .flat_map(|a| a.streams.values())
+        self.streams_of(acc)
             .filter(|s| s.cfg.storage == storage && s.cfg.max_bytes > 0 && s.cfg.name != except)
             .map(|s| s.cfg.max_bytes)
             .sum()
