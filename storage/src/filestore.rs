@@ -1143,6 +1143,7 @@ impl FileStore {
     fn enforce(&mut self, subject: Option<&str>, limits: &StoreLimits) -> Result<()> {
         let mut touched = false;
         while let Some(v) = self.idx.victim(limits, subject) {
+            self.idx.note_evicted(v);
             self.remove_one(v)?;
             touched = true;
         }
@@ -1506,6 +1507,7 @@ impl Store for FileStore {
         let limits = self.cfg.limits;
         let mut n = 0;
         while let Some(s) = self.idx.expired(&limits, now_ns) {
+            self.idx.note_evicted(s);
             self.remove_one(s)?;
             n += 1;
         }
@@ -1514,6 +1516,10 @@ impl Store for FileStore {
             self.flush_active()?;
         }
         Ok(n)
+    }
+
+    fn take_evicted(&mut self) -> Vec<(u64, Arc<str>)> {
+        std::mem::take(&mut self.idx.evicted)
     }
 
     fn next_expiry(&self) -> Option<i64> {

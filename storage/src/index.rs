@@ -61,6 +61,8 @@ pub(crate) struct Index<E> {
     pub(crate) last_seq: u64,
     pub(crate) last_ts: i64,
     pub(crate) rule: SizeRule,
+    /// Messages removed by limits or age since the owner last took them.
+    pub(crate) evicted: Vec<(u64, Arc<str>)>,
 }
 
 impl<E: Entry> Index<E> {
@@ -74,6 +76,14 @@ impl<E: Entry> Index<E> {
             last_seq: 0,
             last_ts: 0,
             rule,
+            evicted: Vec::new(),
+        }
+    }
+
+    /// Record that `seq` is about to be removed by a limit or its age.
+    pub(crate) fn note_evicted(&mut self, seq: u64) {
+        if let Some(e) = self.msgs.get(&seq) {
+            self.evicted.push((seq, e.subject().clone()));
         }
     }
 

@@ -50,6 +50,7 @@ pub use memstore::MemStore;
 pub use subject::subject_matches;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +192,9 @@ pub trait Store {
     fn update_config(&mut self, limits: StoreLimits) -> Result<()>;
     /// Remove messages older than `max_age` at `now_ns`. Returns the number removed.
     fn expire(&mut self, now_ns: i64) -> Result<u64>;
+    /// The messages (sequence, subject) that limits or age removed since the last call, in
+    /// order: consumers are told about them. The store keeps them until taken.
+    fn take_evicted(&mut self) -> Vec<(u64, Arc<str>)>;
     /// When the oldest message will be older than `max_age` (ns since the epoch), so the caller
     /// knows when to call [`Store::expire`]; `None` without `max_age` or messages.
     fn next_expiry(&self) -> Option<i64>;

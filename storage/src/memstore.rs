@@ -82,6 +82,7 @@ impl MemStore {
 
     fn enforce(&mut self, subject: Option<&str>) {
         while let Some(v) = self.idx.victim(&self.limits, subject) {
+            self.idx.note_evicted(v);
             self.idx.remove(v);
         }
     }
@@ -216,10 +217,15 @@ impl Store for MemStore {
         self.open()?;
         let mut n = 0;
         while let Some(s) = self.idx.expired(&self.limits, now_ns) {
+            self.idx.note_evicted(s);
             self.idx.remove(s);
             n += 1;
         }
         Ok(n)
+    }
+
+    fn take_evicted(&mut self) -> Vec<(u64, Arc<str>)> {
+        std::mem::take(&mut self.idx.evicted)
     }
 
     fn next_expiry(&self) -> Option<i64> {

@@ -973,3 +973,63 @@ async fn priority_groups_overflow_and_pinned_client() {
     let r = api(&client, "$JS.API.CONSUMER.UNPIN.G.nope", r#"{"group":"A"}"#).await;
     assert_eq!(r["error"]["err_code"], 10014, "{r}");
 }
+
+/// Messages removed by stream limits reach the consumers, as in nats-server: `num_pending`
+/// drops, a pending delivery of an evicted message is not redelivered, and a per-subject
+/// limit (a KV history of 1) leaves the consumer counting only what is still stored.
+#[tokio::test]
+async fn limit_evictions_reach_consumers_as_nats_server() {
+    let mut servers = vec![(TempDir::new(), None)];
+    servers.push((TempDir::new(), Some(())));
+    let mut seen = Vec::new();
+    for (store, reference) in servers {
+        let dir = store.path().display().to_string();
+        let server = match reference {
+            None => Server::natsd(&["-js", "-sd", &dir]),
+            Some(()) => match Server::reference(&["-js", "-sd", &dir]) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        let js = jetstream::new(connect(&server.url()).await);
+        let stream = js
+            .create_stream(Config {
+                max_messages: 5,
+                max_messages_per_subject: 2,
+                ..stream_config("EV", &["ev.*"], StorageType::File)
+            })
+            .await
+            .expect("stream");
+        let mut c = pull_durable(
+            &stream,
+            "D",
+            pull::Config {
+                ack_wait: Duration::from_millis(300),
+                ..Default::default()
+            },
+        )
+        .await;
+        for i in 1..=3 {
+            publish(&js, &format!("ev.{i}"), "a").await;
+        }
+        // Delivered (3 pending acks), never acked.
+        let first = fetch(&c, 3, Duration::from_secs(1)).await;
+        assert_eq!(first.iter().map(stream_seq).collect::<Vec<_>>(), [1, 2, 3]);
+        // 4..=9: the stream keeps 5, so 1..=4 are evicted; ev.1 twice more evicts by subject.
+        for subject in ["ev.4", "ev.5", "ev.1", "ev.1", "ev.6", "ev.7"] {
+            publish(&js, subject, "b").await;
+        }
+        let info = c.info().await.expect("info").clone();
+        let after = fetch(&c, 10, Duration::from_millis(900)).await;
+        seen.push((
+            info.num_pending,
+            info.num_ack_pending,
+            after.iter().map(stream_seq).collect::<Vec<_>>(),
+        ));
+        drop(server);
+    }
+    assert_eq!(seen[0], (5, 0, vec![5, 6, 7, 8, 9]), "natsd");
+    if let Some(reference) = seen.get(1) {
+        assert_eq!(&seen[0], reference, "natsd vs nats-server 2.9.10");
+    }
+}

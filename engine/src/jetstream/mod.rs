@@ -421,6 +421,21 @@ impl JetStream {
         accounts.iter().flat_map(|a| a.streams.values())
     }
 
+    /// Tell stream `name`'s consumers about the messages its limits or
+    /// `max_age` removed (before anything stored after them).
+    fn feed_evicted(&mut self, now: Instant, net: &mut Internal, acc: usize, name: &str) {
+        let Some(s) = self.accounts[acc].streams.get_mut(name) else {
+            return;
+        };
+        let evicted = s.take_evicted();
+        if s.consumers.is_empty() {
+            return;
+        }
+        for (seq, subject) in evicted {
+            self.stream_removed(now, net, acc, name, seq, subject.to_string());
+        }
+    }
+
     /// Bytes held by the streams of `storage` in account `acc`, or in the
     /// whole server.
     fn usage(&self, acc: Option<usize>, storage: Storage) -> u64 {
@@ -729,6 +744,7 @@ impl JetStream {
             .get_mut(name)
             .ok_or_else(ApiError::stream_not_found)?;
         stream.update(cfg)?;
+        self.feed_evicted(now, net, acc, name);
         if resubscribe {
             self.subscribe_stream(now, net, acc, name);
         }
@@ -1005,6 +1021,7 @@ impl JetStream {
                 ack: published.ack,
             });
         }
+        self.feed_evicted(now, net, acc, name);
         if let Some(stored) = published.stored {
             self.stream_stored(now, net, acc, name, stored, subject);
         }
@@ -1115,13 +1132,21 @@ impl Service for JetStream {
         let now_ns = self.now_ns(now);
         let sync = self.next_sync.is_some_and(|at| at <= now);
         let mut expired = 0;
-        for a in &mut self.accounts {
-            for s in a.streams.values_mut() {
-                expired += s.expire(now_ns);
+        let mut evicted = Vec::new();
+        for (acc, a) in self.accounts.iter_mut().enumerate() {
+            for (name, s) in &mut a.streams {
+                let n = s.expire(now_ns);
+                if n > 0 {
+                    evicted.push((acc, name.clone()));
+                }
+                expired += n;
                 if sync {
                     s.sync();
                 }
             }
+        }
+        for (acc, name) in evicted {
+            self.feed_evicted(now, net, acc, &name);
         }
         if expired > 0 && self.stats_due.is_none() {
             self.stats_due = Some(now + STATS_DELAY);

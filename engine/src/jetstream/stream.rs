@@ -213,6 +213,11 @@ impl Stream {
     }
 
     /// fsync a file stream.
+    /// The messages limits or `max_age` removed since the last call.
+    pub fn take_evicted(&mut self) -> Vec<(u64, std::sync::Arc<str>)> {
+        self.store.take_evicted()
+    }
+
     /// Write the messages stored since the last flush. On failure returns
     /// the refusal their pub acks become (they stay held in memory and are
     /// written again later, but the publishers are told they failed).
