@@ -13,7 +13,8 @@
 # medians. JetStream scenarios (-k js or all) run against servers started with
 # -js and a fresh store directory each round: sync publish (file stream),
 # async publish with 256 acks in flight (file and memory streams), reading
-# back through a durable pull consumer with and without acks; both
+# back through a durable pull consumer with and without acks and through an
+# ordered push consumer (js-consume --push); both
 # servers keep their default sync policy (fsync on an interval).
 # Environment: ROUNDS, SCALE (multiplies message counts; default 1),
 # NATS_SERVER (path of the Go server).
@@ -163,9 +164,13 @@ for round in $(seq "$ROUNDS"); do
         for s in "${order[@]}"; do
             store="$OUT/store.$s.$round"
             start_server "$s" -js -sd "$store"
-            for run in js-sync:file js-async:file js-async:memory js-consume:file js-consume:file:--no-ack; do
+            for run in js-sync:file js-async:file js-async:memory js-consume:file js-consume:file:--no-ack js-consume:file:--push; do
                 IFS=: read -r sc storage flag <<<"$run"
-                label=$sc-$storage${flag:+-noack}
+                case $flag in
+                    --no-ack) label=$sc-$storage-noack ;;
+                    --push) label=$sc-$storage-push ;;
+                    *) label=$sc-$storage ;;
+                esac
                 "$BENCH" "$sc" --server "nats://127.0.0.1:$PORT" --size 16 --storage "$storage" \
                     --msgs "$(msgs_for "$sc")" --duration 20 --server-pid "$PID" --json --quiet $flag \
                     >"$OUT/$s.$label.16.$round.json" || {
@@ -269,7 +274,7 @@ def js():
     print()
     print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack"]:
+    for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack", "js-consume-file-push"]:
         ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
         ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
         p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))

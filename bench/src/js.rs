@@ -257,6 +257,9 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
             errors.join("; ")
         ));
     }
+    if ctx.push {
+        return consume_push(ctx, setup, stored.acked, errors);
+    }
     let consumer = "BENCH";
     let config = serde_json::json!({
         "stream_name": setup.stream,
@@ -361,6 +364,105 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
     })
 }
 
+/// `js-consume --push`: read the stored messages through an ordered push
+/// consumer as the clients create one (ephemeral, `ack_policy` none, memory
+/// state, flow control, idle heartbeats), answering flow control requests.
+fn consume_push(
+    ctx: &Ctx,
+    mut setup: Setup,
+    stored: u64,
+    mut errors: Vec<String>,
+) -> Result<Report, String> {
+    // Nobody listens on the deliver subject until the consumer exists, so
+    // no delivery arrives while the create request waits for its answer.
+    let deliver = format!("_PUSH.{}", setup.stream);
+    let config = serde_json::json!({
+        "stream_name": setup.stream,
+        "config": {
+            "deliver_subject": deliver,
+            "deliver_policy": "all",
+            "ack_policy": "none",
+            "replay_policy": "instant",
+            "flow_control": true,
+            "idle_heartbeat": 5_000_000_000u64,
+            "mem_storage": true,
+            "num_replicas": 1,
+            "inactive_threshold": 5_000_000_000u64,
+        },
+    });
+    let usage = Usage::start(ctx.server_pid);
+    let start = Instant::now();
+    setup
+        .api(
+            &format!("$JS.API.CONSUMER.CREATE.{}", setup.stream),
+            config.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("creating push consumer: {e}"))?;
+    let mut out = BytesMut::new();
+    encode::sub(&mut out, deliver.as_bytes(), None, b"2");
+    setup
+        .conn
+        .writer
+        .write_all(&out)
+        .map_err(|e| e.to_string())?;
+    let deadline = start + ctx.duration;
+    let mut progress = Progress::new(ctx.progress, "js-consume", start);
+    let (mut received, mut last) = (0u64, start);
+    while received < stored && Instant::now() < deadline {
+        out.clear();
+        let got = read_deliveries(&mut setup.conn, &mut out, true);
+        if !out.is_empty() {
+            if let Err(e) = setup.conn.writer.write_all(&out) {
+                errors.push(format!("write: {e}"));
+                break;
+            }
+        }
+        match got {
+            Ok(Pulled { msgs: 0, .. }) => {
+                if Instant::now() > last + ACK_TIMEOUT {
+                    errors.push(format!("{} messages not delivered", stored - received));
+                    break;
+                }
+            }
+            Ok(Pulled { msgs, .. }) => {
+                received += msgs;
+                last = Instant::now();
+            }
+            Err(e) => {
+                errors.push(e);
+                break;
+            }
+        }
+        progress.tick(Instant::now(), stored, received);
+    }
+    let elapsed = last.saturating_duration_since(start);
+    let server_usage = usage.finish(received, &mut errors);
+    let version = setup.version.clone();
+    setup.finish(&mut errors);
+    Ok(Report {
+        scenario: "js-consume-push",
+        server: ctx.url.to_string(),
+        server_version: version,
+        size: ctx.size,
+        pubs: 0,
+        subs: 1,
+        sent: stored,
+        expected: stored,
+        received,
+        lost: stored - received.min(stored),
+        delivered: received,
+        publish: None,
+        subscribe: Some(Rate::new(received, ctx.size, elapsed)),
+        publish_spread: None,
+        subscribe_spread: None,
+        latency_us: None,
+        server_usage,
+        idle: None,
+        stored_rss_per_msg: None,
+        errors,
+    })
+}
+
 /// What one read of a pull consumer's deliveries brought.
 struct Pulled {
     /// Messages delivered.
@@ -381,6 +483,14 @@ fn read_deliveries(conn: &mut Conn, acks: &mut BytesMut, no_ack: bool) -> Result
             match op {
                 ServerOp::HMsg { headers, .. } if headers.starts_with(b"NATS/1.0 4") => {
                     got.expired += 1;
+                }
+                // Flow control asks for an empty reply; heartbeats carry none.
+                ServerOp::HMsg {
+                    headers,
+                    reply: Some(reply),
+                    ..
+                } if headers.starts_with(b"NATS/1.0 1") => {
+                    encode::pub_msg(acks, &reply, None, b"");
                 }
                 ServerOp::HMsg { headers, .. } if headers.starts_with(b"NATS/1.0 1") => {}
                 ServerOp::Msg { reply, .. } | ServerOp::HMsg { reply, .. } => {

@@ -91,6 +91,7 @@ fn run(opts: &Opts) -> Result<Report, String> {
         storage: opts.storage,
         window: opts.window,
         no_ack: opts.no_ack,
+        push: opts.push,
     };
     scenarios::run(&ctx)
 }

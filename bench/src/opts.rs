@@ -32,7 +32,7 @@ pub enum Scenario {
     JsAsync,
     /// JetStream: store `--msgs` messages, then read them back through a
     /// durable pull consumer (`--window` per request), acking each unless
-    /// `--no-ack`.
+    /// `--no-ack`; or, with `--push`, through an ordered push consumer.
     JsConsume,
 }
 
@@ -113,6 +113,10 @@ pub struct Opts {
     /// js-consume: the consumer does not ask for acks (`ack_policy` none).
     #[arg(long)]
     pub no_ack: bool,
+    /// js-consume: read through an ordered push consumer (ephemeral, no acks, flow control
+    /// and idle heartbeats, as the clients' ordered consumers) instead of pulling.
+    #[arg(long)]
+    pub push: bool,
     /// User name.
     #[arg(long)]
     pub user: Option<String>,

@@ -64,6 +64,8 @@ pub struct Ctx {
     pub window: usize,
     /// `js-consume`: a consumer with `ack_policy` none.
     pub no_ack: bool,
+    /// `js-consume`: an ordered push consumer instead of a pull consumer.
+    pub push: bool,
 }
 
 /// Runs the scenario.
