@@ -1674,6 +1674,20 @@ pub struct JetStreamOptions {
     pub sync_interval: Duration,
     /// `sync_interval: always`: fsync after every message.
     pub sync_always: bool,
+    /// `limits { ... }`.
+    pub limits: JsServerLimits,
+}
+
+/// `jetstream { limits { ... } }`: server-wide bounds on consumers and
+/// streams (nats-server's `JSLimitOpts`); 0 means none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JsServerLimits {
+    /// `max_ack_pending`: the default and ceiling of a consumer's `max_ack_pending`.
+    pub max_ack_pending: i64,
+    /// `max_request_batch`: the default and ceiling of a pull consumer's `max_batch`.
+    pub max_request_batch: i64,
+    /// `duplicate_window` in ns: the default and ceiling of a stream's duplicate window.
+    pub duplicate_window: i64,
 }
 
 impl Default for JetStreamOptions {
@@ -1685,6 +1699,7 @@ impl Default for JetStreamOptions {
             domain: None,
             sync_interval: Duration::from_secs(120),
             sync_always: false,
+            limits: JsServerLimits::default(),
         }
     }
 }
@@ -1742,6 +1757,7 @@ impl Options {
                         "strict" => {
                             boolean(e)?;
                         }
+                        "limits" => self.jetstream.limits = jetstream_limits(e)?,
                         // nats-server's other keys: refused, not ignored, as
                         // the server would not do what the file says.
                         k @ ("key"
@@ -1752,7 +1768,6 @@ impl Options {
                         | "prev_encryption_key"
                         | "cipher"
                         | "extension_hint"
-                        | "limits"
                         | "tpm"
                         | "unique_tag"
                         | "max_outstanding_catchup"
@@ -1784,6 +1799,51 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// `jetstream { limits { ... } }` with nats-server's keys
+/// (`parseJetStreamLimits`); the block replaces earlier limits as a whole.
+fn jetstream_limits(entry: &Entry) -> Result<JsServerLimits, ConfError> {
+    let Value::Map(map) = &entry.value.value else {
+        return Err(invalid(
+            &entry.value.at,
+            format!(
+                "Expected a map to define JetStreamLimits, got {}",
+                entry.value.value.type_name()
+            ),
+        ));
+    };
+    let mut limits = JsServerLimits::default();
+    for e in map.entries() {
+        match e.key.to_ascii_lowercase().as_str() {
+            "max_ack_pending" => limits.max_ack_pending = int(e)?,
+            "max_request_batch" => limits.max_request_batch = int(e)?,
+            "duplicate_window" => {
+                limits.duplicate_window =
+                    conf::parse_duration(&string(e)?).map_err(|err| invalid(&e.value.at, err))?;
+            }
+            // nats-server counts replicated streams and consumers against it;
+            // a server without a cluster has none.
+            "max_ha_assets" => {
+                int(e)?;
+            }
+            // Newer nats-server's atomic batch publish limits.
+            "batch" => {
+                return Err(invalid(
+                    &e.key_at,
+                    "jetstream limits \"batch\" is not supported yet".into(),
+                ))
+            }
+            _ if e.used_as_variable => {}
+            _ => {
+                return Err(ConfError::new(
+                    &e.key_at,
+                    ErrorKind::UnknownField(e.key.clone()),
+                ))
+            }
+        }
+    }
+    Ok(limits)
 }
 
 /// nats-server's `getStorageSize`: an integer (the conf parser already
@@ -2041,6 +2101,35 @@ mod tests {
             "t.conf:1:41: Expected a parseable bool for \"max_bytes\", got int64"
         );
         assert!(err("accounts { A: { jetstream: { bogus: 1 } } }").contains("unknown field"));
+    }
+
+    /// nats-server's `parseJetStreamLimits` keys (2.9.10's four; newer
+    /// servers' `batch` is refused).
+    #[test]
+    fn jetstream_server_limits() {
+        let o = ok(concat!(
+            "jetstream { limits { max_ack_pending: 100, max_request_batch: 10, ",
+            "duplicate_window: \"30s\", max_ha_assets: 2 } }",
+        ));
+        let l = o.jetstream.limits;
+        assert_eq!((l.max_ack_pending, l.max_request_batch), (100, 10));
+        assert_eq!(l.duplicate_window, 30_000_000_000);
+        assert_eq!(
+            ok("jetstream {}").jetstream.limits,
+            JsServerLimits::default()
+        );
+        assert_eq!(
+            err("jetstream { limits: 1 }"),
+            "t.conf:1:21: Expected a map to define JetStreamLimits, got int64"
+        );
+        assert_eq!(
+            err("jetstream { limits { duplicate_window: \"soon\" } }"),
+            "t.conf:1:40: time: invalid duration \"soon\""
+        );
+        assert!(err("jetstream { limits { max_request_batch: \"x\" } }")
+            .contains("interface conversion"));
+        assert!(err("jetstream { limits { batch { max_msgs: 1 } } }").contains("not supported"));
+        assert!(err("jetstream { limits { bogus: 1 } }").contains("unknown field"));
     }
 
     #[test]

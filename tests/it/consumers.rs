@@ -619,6 +619,145 @@ async fn consumer_api_errors() {
     assert_eq!(ephemeral["name"].as_str().map(str::len), Some(8));
 }
 
+/// `jetstream { limits { max_ack_pending, max_request_batch, duplicate_window } }` and an
+/// account's `max_ack_pending`, as nats-server 2.9.10 applies them (compared with it when it
+/// is installed): consumer defaults and their ceilings (10121, 10125), the pull request past
+/// `max_batch`, the streams' default duplicate window and its ceiling.
+#[tokio::test]
+async fn server_limits_bound_consumers_and_streams() {
+    const CONF: &str = "jetstream { store_dir: STORE, limits { max_ack_pending: 50, max_request_batch: 10, duplicate_window: \"30s\" } }
+accounts {
+  A: { users: [{user: a, password: a}], jetstream: { max_ack_pending: 20 } }
+  B: { users: [{user: b, password: b}], jetstream: enabled }
+}
+";
+    let mut outcomes = Vec::new();
+    let mut servers = Vec::new();
+    for reference in [false, true] {
+        let store = TempDir::new();
+        let conf = CONF.replace("STORE", &format!("{:?}", store.path()));
+        let server = if reference {
+            match Server::reference_with_config(&[], Some(&conf)) {
+                Some(s) => s,
+                None => continue,
+            }
+        } else {
+            Server::natsd_with_config(&conf, &[])
+        };
+        servers.push((server, store));
+    }
+    for (server, _store) in &servers {
+        let mut seen = Vec::new();
+        for user in ["a", "b"] {
+            let client = tokio::time::timeout(
+                WAIT,
+                async_nats::ConnectOptions::with_user_and_password(user.into(), user.into())
+                    .connect(server.url()),
+            )
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+            let r = api(
+                &client,
+                "$JS.API.STREAM.CREATE.L",
+                r#"{"name":"L","subjects":["l"]}"#,
+            )
+            .await;
+            seen.push(r["config"]["duplicate_window"].clone());
+            let r = api(
+                &client,
+                "$JS.API.STREAM.CREATE.M",
+                r#"{"name":"M","subjects":["m"],"duplicate_window":60000000000}"#,
+            )
+            .await;
+            seen.push(r["error"].clone());
+            let create = |name: &str, extra: &str| {
+                (
+                    format!("$JS.API.CONSUMER.CREATE.L.{name}"),
+                    format!(
+                        r#"{{"stream_name":"L","config":{{"durable_name":"{name}","ack_policy":"explicit"{extra}}}}}"#
+                    ),
+                )
+            };
+            let (subject, body) = create("D", "");
+            let r = api(&client, &subject, &body).await;
+            seen.push(r["config"]["max_ack_pending"].clone());
+            seen.push(r["config"]["max_batch"].clone());
+            for (name, extra) in [
+                ("E", r#","max_ack_pending":30"#),
+                ("F", r#","max_ack_pending":60"#),
+                ("G", r#","max_batch":11"#),
+                ("H", r#","max_batch":5"#),
+            ] {
+                let (subject, body) = create(name, extra);
+                let r = api(&client, &subject, &body).await;
+                seen.push(
+                    r.get("error")
+                        .cloned()
+                        .unwrap_or(r["config"]["max_batch"].clone()),
+                );
+            }
+            let mut inbox = client.subscribe("limits.inbox").await.expect("subscribe");
+            client
+                .publish_with_reply(
+                    "$JS.API.CONSUMER.MSG.NEXT.L.D",
+                    "limits.inbox",
+                    r#"{"batch":11}"#.into(),
+                )
+                .await
+                .expect("pull");
+            let status = crate::next_msg(&mut inbox).await;
+            seen.push(serde_json::json!([
+                status.status.map(|s| s.as_u16()),
+                status.description
+            ]));
+        }
+        outcomes.push(seen);
+    }
+    let natsd: Vec<String> = outcomes[0].iter().map(|v| v.to_string()).collect();
+    let limit_error = |code: u64, err_code: u64, description: &str| {
+        serde_json::json!({"code": code, "err_code": err_code, "description": description})
+            .to_string()
+    };
+    let dup = limit_error(
+        500,
+        10052,
+        "duplicates window can not be larger then server limit of 30s",
+    );
+    let status = r#"[409,"Exceeded MaxRequestBatch of 10"]"#.to_string();
+    let batch = limit_error(
+        400,
+        10125,
+        "consumer max request batch exceeds server limit of 10",
+    );
+    let ack_pending = |n: u64| {
+        limit_error(
+            400,
+            10121,
+            &format!("consumer max ack pending exceeds system limit of {n}"),
+        )
+    };
+    let expect = |account_limit: u64, e: String| {
+        vec![
+            "30000000000".to_string(),
+            dup.clone(),
+            account_limit.to_string(),
+            "10".into(),
+            e,
+            ack_pending(50),
+            batch.clone(),
+            "5".into(),
+            status.clone(),
+        ]
+    };
+    // Account A: its max_ack_pending (20) is below the server's (50); B has the server's.
+    assert_eq!(natsd[..9], expect(20, ack_pending(20)), "account A");
+    assert_eq!(natsd[9..], expect(50, "10".into()), "account B");
+    if let Some(reference) = outcomes.get(1) {
+        assert_eq!(&outcomes[0], reference, "natsd vs nats-server 2.9.10");
+    }
+}
+
 /// A request to a `$JS.API` subject, answered as JSON.
 async fn api(client: &async_nats::Client, subject: &str, body: &str) -> serde_json::Value {
     let m = tokio::time::timeout(

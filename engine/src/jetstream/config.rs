@@ -1,11 +1,13 @@
 //! Stream configuration as nats-server reads and writes it (`StreamConfig`),
 //! with its defaults and validation (`checkStreamCfg`, `configUpdateCheck`).
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::api::ApiError;
 use crate::accounts::subjects_collide;
+use crate::consumer::go_duration;
 use crate::subject::is_valid_subject;
 
 /// nats-server's `StreamDefaultDuplicatesWindow`: 2 minutes.
@@ -177,10 +179,18 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// nats-server's `checkStreamCfg` for a standalone server: fills the
-    /// defaults (unlimited is -1, one replica, the duplicate window) and
-    /// refuses what is invalid, with nats-server's messages.
-    pub fn normalize(mut self) -> Result<StreamConfig, ApiError> {
+    /// [`normalize_within`](Self::normalize_within) without a server limit.
+    #[cfg(test)]
+    pub fn normalize(self) -> Result<StreamConfig, ApiError> {
+        self.normalize_within(0)
+    }
+
+    /// nats-server's `checkStreamCfg` for a standalone server under the
+    /// server's `jetstream.limits.duplicate_window` (ns, 0 for none): fills
+    /// the defaults (unlimited is -1, one replica, the duplicate window, which
+    /// the server limit lowers) and refuses what is invalid, with
+    /// nats-server's messages.
+    pub fn normalize_within(mut self, duplicate_window_max: i64) -> Result<StreamConfig, ApiError> {
         let invalid = ApiError::invalid_config;
         if self.name.is_empty()
             || self
@@ -238,10 +248,14 @@ impl StreamConfig {
             return Err(invalid("max age needs to be >= 100ms"));
         }
         if self.duplicate_window == 0 {
-            self.duplicate_window = if self.max_age > 0 && self.max_age < DEFAULT_DUPLICATE_WINDOW {
+            let mut window = DEFAULT_DUPLICATE_WINDOW;
+            if duplicate_window_max > 0 {
+                window = window.min(duplicate_window_max);
+            }
+            self.duplicate_window = if self.max_age > 0 && self.max_age < window {
                 self.max_age
             } else {
-                DEFAULT_DUPLICATE_WINDOW
+                window
             };
         }
         if self.duplicate_window < 0 {
@@ -249,6 +263,13 @@ impl StreamConfig {
         }
         if self.max_age != 0 && self.duplicate_window > self.max_age {
             return Err(invalid("duplicates window can not be larger then max age"));
+        }
+        if duplicate_window_max > 0 && self.duplicate_window > duplicate_window_max {
+            let max = Duration::from_nanos(duplicate_window_max.unsigned_abs());
+            return Err(invalid(&format!(
+                "duplicates window can not be larger then server limit of {}",
+                go_duration(max)
+            )));
         }
         if self.duplicate_window < 100_000_000 {
             return Err(invalid("duplicates window needs to be >= 100ms"));
@@ -399,6 +420,26 @@ mod tests {
         serde_json::from_str::<StreamConfig>(json)
             .expect("json")
             .normalize()
+    }
+
+    /// nats-server `checkStreamCfg` under `jetstream.limits.duplicate_window`.
+    #[test]
+    fn server_duplicate_window_limit() {
+        let within = |json: &str| {
+            serde_json::from_str::<StreamConfig>(json)
+                .expect("json")
+                .normalize_within(30_000_000_000)
+        };
+        let c = within(r#"{"name":"S"}"#).unwrap();
+        assert_eq!(c.duplicate_window, 30_000_000_000);
+        let c = within(r#"{"name":"S","max_age":10000000000}"#).unwrap();
+        assert_eq!(c.duplicate_window, 10_000_000_000);
+        let e = within(r#"{"name":"S","duplicate_window":60000000000}"#).unwrap_err();
+        assert_eq!(
+            e.description,
+            "duplicates window can not be larger then server limit of 30s"
+        );
+        assert_eq!((e.code, e.err_code), (500, 10052));
     }
 
     #[test]

@@ -150,8 +150,13 @@ fn drop_unneeded(stream: &mut Stream, first: u64, last: u64) {
 }
 
 impl JetStream {
-    fn server_limits(&self) -> ServerLimits {
-        ServerLimits::default()
+    /// The server's `jetstream.limits` and account `acc`'s `max_ack_pending`.
+    fn server_limits(&self, acc: usize) -> ServerLimits {
+        ServerLimits {
+            max_ack_pending: self.opts.limits.max_ack_pending,
+            max_request_batch: self.opts.limits.max_request_batch,
+            account_max_ack_pending: self.accounts[acc].limits.max_ack_pending,
+        }
     }
 
     /// A fresh id for an event (advisories).
@@ -418,7 +423,7 @@ impl JetStream {
         if !filter.is_empty() && req.config.filter_subject != filter {
             return Err(ApiError::filter_subject_mismatch());
         }
-        let limits = self.server_limits();
+        let limits = self.server_limits(acc);
         let account_max_consumers = self.accounts[acc].limits.max_consumers;
         let now_ns = self.now_ns(now);
         let domain = self.opts.domain.clone().unwrap_or_default();
@@ -1026,7 +1031,7 @@ impl JetStream {
 
     /// Bring back the durable consumers of a restored file stream.
     pub(super) fn restore_consumers(&mut self, now: Instant, acc: usize, stream: &str) {
-        let limits = self.server_limits();
+        let limits = self.server_limits(acc);
         let now_ns = self.now_ns(now);
         let domain = self.opts.domain.clone().unwrap_or_default();
         let account = self.accounts[acc].account.name.clone();

@@ -661,7 +661,7 @@ impl JetStream {
         let limits = &self.accounts[acc].limits;
         limits::check_streams(limits, self.accounts[acc].streams.len())?;
         self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
-        let cfg = cfg.normalize()?;
+        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
         limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         if let Some(existing) = self.accounts[acc].streams.get(name) {
             if existing.cfg == cfg {
@@ -716,7 +716,7 @@ impl JetStream {
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
-        let cfg = cfg.normalize()?;
+        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
         limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         let old = self.accounts[acc]
             .streams
