@@ -758,6 +758,79 @@ accounts {
     }
 }
 
+/// nats-server drops a waiting pull request once nobody subscribes to its reply: info no
+/// longer counts it and a message stored afterwards is not delivered into the void (it stays
+/// pending, undelivered, for the next request). Compared with nats-server 2.9.10.
+#[tokio::test]
+async fn pull_request_of_a_gone_requester_is_dropped() {
+    let mut outcomes = Vec::new();
+    for reference in [false, true] {
+        let store = TempDir::new();
+        let dir = store.path().display().to_string();
+        let args = ["-js", "-sd", dir.as_str()];
+        let server = if reference {
+            match Server::reference(&args) {
+                Some(s) => s,
+                None => continue,
+            }
+        } else {
+            Server::natsd(&args)
+        };
+        let client = connect(&server.url()).await;
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .create_stream(stream_config("W", &["w"], StorageType::Memory))
+            .await
+            .expect("stream");
+        let mut c = pull_durable(&stream, "D", pull::Config::default()).await;
+        let requester = connect(&server.url()).await;
+        let mut inbox = requester.subscribe("gone.inbox").await.expect("subscribe");
+        requester
+            .publish_with_reply(
+                "$JS.API.CONSUMER.MSG.NEXT.W.D",
+                "gone.inbox",
+                r#"{"batch":1,"expires":30000000000}"#.into(),
+            )
+            .await
+            .expect("pull");
+        requester.flush().await.expect("flush");
+        // Both servers take the request and the unsubscribe asynchronously.
+        let waiting = waiting_becomes(&mut c, 1).await;
+        inbox.unsubscribe().await.expect("unsubscribe");
+        requester.flush().await.expect("flush");
+        let after_unsubscribe = waiting_becomes(&mut c, 0).await;
+        publish(&js, "w", "one").await;
+        let info = c.info().await.expect("info").clone();
+        let next = fetch(&c, 1, Duration::from_secs(1)).await;
+        outcomes.push((
+            waiting,
+            after_unsubscribe,
+            info.num_waiting,
+            info.num_pending,
+            info.num_ack_pending,
+            info.delivered.stream_sequence,
+            next.iter()
+                .map(|m| m.info().expect("ack reply").delivered)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    assert_eq!(outcomes[0], (true, true, 0, 1, 0, 0, vec![1]), "natsd");
+    if let Some(reference) = outcomes.get(1) {
+        assert_eq!(&outcomes[0], reference, "natsd vs nats-server 2.9.10");
+    }
+}
+
+/// Whether the consumer's `num_waiting` reaches `n` within two seconds.
+async fn waiting_becomes(c: &mut consumer::Consumer<pull::Config>, n: usize) -> bool {
+    for _ in 0..100 {
+        if c.info().await.expect("info").num_waiting == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// A request to a `$JS.API` subject, answered as JSON.
 async fn api(client: &async_nats::Client, subject: &str, body: &str) -> serde_json::Value {
     let m = tokio::time::timeout(

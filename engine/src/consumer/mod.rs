@@ -31,6 +31,9 @@
 //!   purge: [`Input::Purged`];
 //! - messages on [`Consumer::ack_subject`] → [`Input::Ack`]; on
 //!   `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>` → [`Input::Next`];
+//!   a reply in [`Consumer::waiting_replies`] nobody subscribes to any more →
+//!   [`Input::NextInterestGone`] (nats-server checks before it serves a
+//!   request);
 //!   on the `$JS.FC.<stream>.<consumer>.*` replies → [`Input::FlowControlReply`];
 //!   subscribers appearing on / leaving the deliver subject → [`Input::Interest`];
 //! - outputs: publish [`Output::Deliver`], [`Output::Status`],
@@ -352,6 +355,8 @@ pub struct Consumer {
     lss: VecDeque<u64>,
     lss_resume: u64,
     waiting: VecDeque<Waiting>,
+    /// Pull requests ever queued (see [`Consumer::requests_queued`]).
+    requests_queued: u64,
     max_waiting: usize,
     /// Last pull activity, for the inactive threshold.
     waiting_last_ns: i64,
@@ -442,6 +447,7 @@ impl Consumer {
             lss: VecDeque::new(),
             lss_resume: 0,
             waiting: VecDeque::new(),
+            requests_queued: 0,
             waiting_last_ns: now_wall_ns,
             active: false,
             inactive_since_ns: Some(now_wall_ns),
@@ -525,6 +531,20 @@ impl Consumer {
     /// recounts from the stream.
     pub fn cached_num_pending(&self) -> u64 {
         self.npc.max(0) as u64
+    }
+
+    /// The reply subjects of the queued pull requests, for the stream side
+    /// to check that someone still listens on them (see
+    /// [`Input::NextInterestGone`]).
+    pub fn waiting_replies(&self) -> impl Iterator<Item = &str> {
+        self.waiting.iter().map(|w| w.reply.as_str())
+    }
+
+    /// How many pull requests were ever queued: while it stays the same,
+    /// [`Consumer::waiting_replies`] holds no request the stream side has
+    /// not seen.
+    pub fn requests_queued(&self) -> u64 {
+        self.requests_queued
     }
 
     /// Has [`Consumer::stop`] been called?
@@ -1601,6 +1621,7 @@ impl Consumer {
     /// Queue a pull request: at the back, or for `prioritized` behind every
     /// request of the same or a better rank.
     fn enqueue(&mut self, w: Waiting) {
+        self.requests_queued += 1;
         if self.cfg.priority_policy == PriorityPolicy::Prioritized {
             let rank = w.rank();
             let at = self

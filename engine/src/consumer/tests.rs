@@ -612,6 +612,34 @@ fn pull_batch_delivers_with_nats_server_ack_replies() {
     assert!(i.ack_floor.last_active.is_none());
 }
 
+/// nats-server `nextWaiting`/`processWaiting`: a request whose reply lost
+/// its subscribers is dropped without a status, and the next message goes
+/// to the request behind it.
+#[test]
+fn request_without_interest_is_dropped() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 0);
+    assert_eq!(h.c.requests_queued(), 0);
+    h.next(r#"{"batch":2,"expires":60000000000}"#);
+    h.input(Input::Next {
+        reply: "_INBOX.other".into(),
+        body: Bytes::from_static(b"1"),
+    });
+    assert_eq!(h.c.requests_queued(), 2);
+    let replies: Vec<&str> = h.c.waiting_replies().collect();
+    assert_eq!(replies, ["_INBOX.r", "_INBOX.other"]);
+    let out = h.input(Input::NextInterestGone {
+        reply: "_INBOX.r".into(),
+    });
+    assert!(statuses(&out).is_empty(), "{out:?}");
+    assert_eq!(h.info().num_waiting, 1);
+    let out = h.publish("orders.1");
+    let d = deliveries(&out);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].to, "_INBOX.other");
+    assert_eq!(h.c.waiting_replies().count(), 0);
+    assert_eq!(h.c.requests_queued(), 2);
+}
+
 #[test]
 fn explicit_acks_move_the_floor_only_from_the_bottom() {
     let mut h = H::with(pull(AckPolicy::Explicit), 4);

@@ -4,9 +4,10 @@
 //! A stream owns its consumers ([`Slot`]s). The service feeds them what
 //! happens to the stream (stored, removed, purged), the acks arriving on
 //! `$JS.ACK.>` and flow control replies on `$JS.FC.>` (one subscription of
-//! each per account), pull requests on `CONSUMER.MSG.NEXT`, and the interest
+//! each per account), pull requests on `CONSUMER.MSG.NEXT`, the interest
 //! on push deliver subjects (checked in the account's sublist every
-//! [`INTEREST_CHECK`]). Their outputs become internal publishes; acks on
+//! [`INTEREST_CHECK`]) and the loss of interest on waiting pull requests'
+//! replies (checked before each input and every [`INTEREST_CHECK`]). Their outputs become internal publishes; acks on
 //! interest and workqueue streams remove the messages no consumer still
 //! needs. Durable consumers of file streams keep `obs/<name>/meta.inf`
 //! (config, creation time) and `obs/<name>/o.dat` (state, written at most
@@ -20,13 +21,16 @@ use super::api::{self, kind, parse_request, ApiError};
 use super::config::{Retention, Storage};
 use super::stream::Stream;
 use super::{JetStream, Reply, LIST_LIMIT, NAMES_LIMIT};
+use crate::accounts::SERVICE_REPLY_PREFIX;
 use crate::consumer::{
     parse_ack_reply, parse_rfc3339_ns, subjects_collide, valid_group_name, Consumer,
     ConsumerConfig, ConsumerState, Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
 };
 use crate::internal::{Delivery, Internal};
+use crate::server::Account;
 
-/// How often push consumers' deliver subjects are checked for interest.
+/// How often push consumers' deliver subjects, and the replies of waiting
+/// pull requests, are checked for interest.
 pub const INTEREST_CHECK: Duration = Duration::from_millis(200);
 /// How often changed consumer state is written.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,6 +49,10 @@ pub struct Slot {
     dirty: bool,
     /// Push: the interest last told to the machine.
     interest: bool,
+    /// Pull: the account's sublist generation and the machine's
+    /// [`Consumer::requests_queued`] when the waiting requests' replies were
+    /// last checked for interest.
+    requests_checked: Option<(u64, u64)>,
 }
 
 /// `obs/<name>/meta.inf`.
@@ -52,6 +60,37 @@ pub struct Slot {
 struct Meta {
     config: ConsumerConfig,
     created: i64,
+}
+
+/// Drop the pull requests of `slot` whose requester went away: nats-server
+/// checks that a request's reply still has a subscriber before it serves
+/// the request or sends its heartbeat, and forgets it (without a status)
+/// when none is left. Checked again only once the account's subscriptions
+/// or the queued requests changed. A reply through a service import
+/// (`_R_.`) has no subscriber in this account and is not followed.
+fn forget_gone_requests(account: &Account, slot: &mut Slot, now: Instant, src: &dyn MsgSource) {
+    if slot.c.config().is_push() {
+        return;
+    }
+    let mark = (account.sublist.generation(), slot.c.requests_queued());
+    if slot.requests_checked == Some(mark) {
+        return;
+    }
+    slot.requests_checked = Some(mark);
+    let mut gone: Vec<String> = slot
+        .c
+        .waiting_replies()
+        .filter(|r| {
+            !r.as_bytes().starts_with(SERVICE_REPLY_PREFIX)
+                && account.sublist.matches(r.as_bytes()).is_empty()
+        })
+        .map(str::to_string)
+        .collect();
+    gone.dedup();
+    for reply in gone {
+        slot.c
+            .handle_input(now, Input::NextInterestGone { reply }, src);
+    }
 }
 
 /// How a `CONSUMER.CREATE` subject names the consumer.
@@ -197,13 +236,13 @@ impl JetStream {
         }
         let result = match tokens {
             ["CONSUMER", "INFO", s, c] => self
-                .consumer_info(now, acc, s, c)
+                .consumer_info(now, net, acc, s, c)
                 .and_then(|v| v.ok_or_else(ApiError::consumer_not_found)),
             ["CONSUMER", "DELETE", s, c] => self
                 .consumer_delete(now, net, acc, s, c)
                 .map(|()| serde_json::json!({"success": true})),
-            ["CONSUMER", "NAMES", s] => self.consumer_names(now, acc, s, body, false),
-            ["CONSUMER", "LIST", s] => self.consumer_names(now, acc, s, body, true),
+            ["CONSUMER", "NAMES", s] => self.consumer_names(now, net, acc, s, body, false),
+            ["CONSUMER", "LIST", s] => self.consumer_names(now, net, acc, s, body, true),
             ["CONSUMER", "PAUSE", s, c] => self.consumer_pause(now, net, acc, s, c, body),
             ["CONSUMER", "UNPIN", s, c] => self
                 .consumer_unpin(now, net, acc, s, c, body)
@@ -306,10 +345,13 @@ impl JetStream {
     fn consumer_info(
         &mut self,
         now: Instant,
+        net: &mut Internal,
         acc: usize,
         stream: &str,
         name: &str,
     ) -> Result<Option<serde_json::Value>, ApiError> {
+        // num_waiting counts only requests someone still waits for.
+        self.drive(now, net, acc, stream, name, |_, _| {});
         let leader = self.server.name().to_string();
         let s = self.accounts[acc]
             .streams
@@ -327,6 +369,7 @@ impl JetStream {
     fn consumer_names(
         &mut self,
         now: Instant,
+        net: &mut Internal,
         acc: usize,
         stream: &str,
         body: &[u8],
@@ -349,7 +392,7 @@ impl JetStream {
         let items: Vec<serde_json::Value> = if list {
             let mut v = Vec::with_capacity(names.len());
             for n in &names {
-                if let Some(info) = self.consumer_info(now, acc, stream, n)? {
+                if let Some(info) = self.consumer_info(now, net, acc, stream, n)? {
                     v.push(info);
                 }
             }
@@ -526,6 +569,7 @@ impl JetStream {
                 persist,
                 dirty: false,
                 interest: false,
+                requests_checked: None,
             };
             write_meta(stream, &name, &slot).map_err(|e| ApiError::consumer_store_failed(&e))?;
             stream.consumers.insert(name.clone(), slot);
@@ -537,7 +581,7 @@ impl JetStream {
         }
         self.drive(now, net, acc, stream_name, &name, |_, _| {});
         let info = self
-            .consumer_info(now, acc, stream_name, &name)?
+            .consumer_info(now, net, acc, stream_name, &name)?
             .ok_or_else(ApiError::consumer_not_found)?;
         // After the answer, as nats-server: a paused consumer's advisory.
         self.drive(now, net, acc, stream_name, &name, |c, _| {
@@ -634,13 +678,15 @@ impl JetStream {
         name: &str,
         f: impl FnOnce(&mut Consumer, &dyn MsgSource),
     ) {
-        let Some(s) = self.accounts[acc].streams.get_mut(stream) else {
+        let a = &mut self.accounts[acc];
+        let Some(s) = a.streams.get_mut(stream) else {
             return;
         };
         let (consumers, src) = s.consumers_and_source();
         let Some(slot) = consumers.get_mut(name) else {
             return;
         };
+        forget_gone_requests(&a.account, slot, now, &src);
         f(&mut slot.c, &src);
         // One buffer for every drive: a pull batch's outputs are large, and
         // freeing them each time makes glibc consolidate its heap.
@@ -895,6 +941,7 @@ impl JetStream {
             reply,
             body: msg.payload.clone(),
         };
+        self.interest_due.get_or_insert(now + INTEREST_CHECK);
         self.drive(now, net, acc, stream, name, |c, src| {
             c.handle_input(now, input, src);
         });
@@ -965,19 +1012,26 @@ impl JetStream {
         }
         if self.interest_due.is_some_and(|t| t <= now) {
             self.interest_due = None;
-            let mut push = false;
+            let mut again = false;
             for (acc, s, c) in self.all_consumers() {
-                let is_push = self.accounts[acc]
+                let Some(slot) = self.accounts[acc]
                     .streams
                     .get(&s)
                     .and_then(|st| st.consumers.get(&c))
-                    .is_some_and(|slot| slot.c.config().is_push());
-                if is_push {
-                    push = true;
+                else {
+                    continue;
+                };
+                if slot.c.config().is_push() {
+                    again = true;
                     self.check_interest(now, net, acc, &s, &c);
+                } else if slot.c.waiting_replies().next().is_some() {
+                    // Pull requests whose requester left go (see
+                    // forget_gone_requests) even while nothing else happens.
+                    again = true;
+                    self.drive(now, net, acc, &s, &c, |_, _| {});
                 }
             }
-            if push {
+            if again {
                 self.interest_due = Some(now + INTEREST_CHECK);
             }
         }
@@ -1092,6 +1146,7 @@ impl JetStream {
                             persist: true,
                             dirty: false,
                             interest: false,
+                            requests_checked: None,
                         },
                     );
                     log::info!("  Restored consumer '{account} > {stream} > {name}'");
