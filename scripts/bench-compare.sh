@@ -13,11 +13,12 @@
 # medians. JetStream scenarios (-k js or all) run against servers started with
 # -js and a fresh store directory each round: sync publish (file stream),
 # async publish with 256 acks in flight (file and memory streams), reading
-# back through a durable pull consumer with and without acks and through an
-# ordered push consumer (js-consume --push); both
+# back through a durable pull consumer with and without acks, through an
+# ordered push consumer (js-consume --push) and through a durable push
+# consumer acking each message (js-consume --push-ack); both
 # servers keep their default sync policy (fsync on an interval).
 # Environment: ROUNDS, SCALE (multiplies message counts; default 1),
-# NATS_SERVER (path of the Go server).
+# NATS_SERVER (path of the Go server), CARGO_TARGET_DIR (where cargo builds).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -36,8 +37,9 @@ done
 
 cd "$(dirname "$0")/.."
 cargo build --release --bin natsd --bin natsd-bench
-NATSD=$PWD/target/release/natsd
-BENCH=$PWD/target/release/natsd-bench
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+NATSD=$TARGET/release/natsd
+BENCH=$TARGET/release/natsd-bench
 
 NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || true)}
 if [[ -z $NATS_SERVER && -x /usr/sbin/nats-server ]]; then
@@ -164,11 +166,12 @@ for round in $(seq "$ROUNDS"); do
         for s in "${order[@]}"; do
             store="$OUT/store.$s.$round"
             start_server "$s" -js -sd "$store"
-            for run in js-sync:file js-async:file js-async:memory js-consume:file js-consume:file:--no-ack js-consume:file:--push; do
+            for run in js-sync:file js-async:file js-async:memory js-consume:file js-consume:file:--no-ack js-consume:file:--push js-consume:file:--push-ack; do
                 IFS=: read -r sc storage flag <<<"$run"
                 case $flag in
                     --no-ack) label=$sc-$storage-noack ;;
                     --push) label=$sc-$storage-push ;;
+                    --push-ack) label=$sc-$storage-push-ack ;;
                     *) label=$sc-$storage ;;
                 esac
                 "$BENCH" "$sc" --server "nats://127.0.0.1:$PORT" --size 16 --storage "$storage" \
@@ -274,7 +277,7 @@ def js():
     print()
     print("| scenario | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | natsd p99 µs | nats-server p99 µs | natsd B/msg RSS | nats-server B/msg RSS | errors natsd / nats-server |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack", "js-consume-file-push"]:
+    for sc in ["js-sync-file", "js-async-file", "js-async-memory", "js-consume-file", "js-consume-file-noack", "js-consume-file-push", "js-consume-file-push-ack"]:
         ra, rb = stat(A, sc, 16, rate), stat(B, sc, 16, rate)
         ca, cb = stat(A, sc, 16, cpu), stat(B, sc, 16, cpu)
         p99 = lambda s: stat(s, sc, 16, lambda r: (r.get("latency_us") or {}).get("p99"))

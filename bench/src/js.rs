@@ -257,7 +257,7 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
             errors.join("; ")
         ));
     }
-    if ctx.push {
+    if ctx.push || ctx.push_ack {
         return consume_push(ctx, setup, stored.acked, errors);
     }
     let consumer = "BENCH";
@@ -366,7 +366,9 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
 
 /// `js-consume --push`: read the stored messages through an ordered push
 /// consumer as the clients create one (ephemeral, `ack_policy` none, memory
-/// state, flow control, idle heartbeats), answering flow control requests.
+/// state, flow control, idle heartbeats); `--push-ack`: through a durable
+/// push consumer with explicit acks, flow control and idle heartbeats,
+/// acking each message. Flow control requests are answered.
 fn consume_push(
     ctx: &Ctx,
     mut setup: Setup,
@@ -376,27 +378,46 @@ fn consume_push(
     // Nobody listens on the deliver subject until the consumer exists, so
     // no delivery arrives while the create request waits for its answer.
     let deliver = format!("_PUSH.{}", setup.stream);
-    let config = serde_json::json!({
-        "stream_name": setup.stream,
-        "config": {
-            "deliver_subject": deliver,
-            "deliver_policy": "all",
-            "ack_policy": "none",
-            "replay_policy": "instant",
-            "flow_control": true,
-            "idle_heartbeat": 5_000_000_000u64,
-            "mem_storage": true,
-            "num_replicas": 1,
-            "inactive_threshold": 5_000_000_000u64,
-        },
-    });
+    let (create, config) = if ctx.push_ack {
+        let durable = "BENCHPUSH";
+        (
+            format!("$JS.API.CONSUMER.DURABLE.CREATE.{}.{durable}", setup.stream),
+            serde_json::json!({
+                "stream_name": setup.stream,
+                "config": {
+                    "durable_name": durable,
+                    "deliver_subject": deliver,
+                    "deliver_policy": "all",
+                    "ack_policy": "explicit",
+                    "max_ack_pending": 20000,
+                    "flow_control": true,
+                    "idle_heartbeat": 5_000_000_000u64,
+                },
+            }),
+        )
+    } else {
+        (
+            format!("$JS.API.CONSUMER.CREATE.{}", setup.stream),
+            serde_json::json!({
+                "stream_name": setup.stream,
+                "config": {
+                    "deliver_subject": deliver,
+                    "deliver_policy": "all",
+                    "ack_policy": "none",
+                    "replay_policy": "instant",
+                    "flow_control": true,
+                    "idle_heartbeat": 5_000_000_000u64,
+                    "mem_storage": true,
+                    "num_replicas": 1,
+                    "inactive_threshold": 5_000_000_000u64,
+                },
+            }),
+        )
+    };
     let usage = Usage::start(ctx.server_pid);
     let start = Instant::now();
     setup
-        .api(
-            &format!("$JS.API.CONSUMER.CREATE.{}", setup.stream),
-            config.to_string().as_bytes(),
-        )
+        .api(&create, config.to_string().as_bytes())
         .map_err(|e| format!("creating push consumer: {e}"))?;
     let mut out = BytesMut::new();
     encode::sub(&mut out, deliver.as_bytes(), None, b"2");
@@ -410,7 +431,7 @@ fn consume_push(
     let (mut received, mut last) = (0u64, start);
     while received < stored && Instant::now() < deadline {
         out.clear();
-        let got = read_deliveries(&mut setup.conn, &mut out, true);
+        let got = read_deliveries(&mut setup.conn, &mut out, !ctx.push_ack);
         if !out.is_empty() {
             if let Err(e) = setup.conn.writer.write_all(&out) {
                 errors.push(format!("write: {e}"));
@@ -440,7 +461,11 @@ fn consume_push(
     let version = setup.version.clone();
     setup.finish(&mut errors);
     Ok(Report {
-        scenario: "js-consume-push",
+        scenario: if ctx.push_ack {
+            "js-consume-push-ack"
+        } else {
+            "js-consume-push"
+        },
         server: ctx.url.to_string(),
         server_version: version,
         size: ctx.size,

@@ -92,6 +92,7 @@ fn run(opts: &Opts) -> Result<Report, String> {
         window: opts.window,
         no_ack: opts.no_ack,
         push: opts.push,
+        push_ack: opts.push_ack,
     };
     scenarios::run(&ctx)
 }

@@ -32,7 +32,8 @@ pub enum Scenario {
     JsAsync,
     /// JetStream: store `--msgs` messages, then read them back through a
     /// durable pull consumer (`--window` per request), acking each unless
-    /// `--no-ack`; or, with `--push`, through an ordered push consumer.
+    /// `--no-ack`; or, with `--push`, through an ordered push consumer; or,
+    /// with `--push-ack`, through a durable push consumer acking each.
     JsConsume,
 }
 
@@ -117,6 +118,10 @@ pub struct Opts {
     /// and idle heartbeats, as the clients' ordered consumers) instead of pulling.
     #[arg(long)]
     pub push: bool,
+    /// js-consume: read through a durable push consumer with explicit acks, flow control and
+    /// idle heartbeats (as a client's `Subscribe` with those options), acking each message.
+    #[arg(long, conflicts_with = "push")]
+    pub push_ack: bool,
     /// User name.
     #[arg(long)]
     pub user: Option<String>,

@@ -66,6 +66,8 @@ pub struct Ctx {
     pub no_ack: bool,
     /// `js-consume`: an ordered push consumer instead of a pull consumer.
     pub push: bool,
+    /// `js-consume`: a durable push consumer with explicit acks instead of a pull consumer.
+    pub push_ack: bool,
 }
 
 /// Runs the scenario.
