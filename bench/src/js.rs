@@ -332,25 +332,54 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
         }
         progress.tick(Instant::now(), requested.min(ctx.msgs), received);
     }
-    let elapsed = last.saturating_duration_since(start);
+    let scenario = if ctx.no_ack {
+        "js-consume-noack"
+    } else {
+        "js-consume"
+    };
+    let read = Consumed {
+        stored: stored.acked,
+        received,
+        elapsed: last.saturating_duration_since(start),
+    };
+    Ok(consume_report(ctx, scenario, setup, read, usage, errors))
+}
+
+/// What a consume run read.
+struct Consumed {
+    stored: u64,
+    received: u64,
+    elapsed: Duration,
+}
+
+/// A consume run's report; deletes the run's stream.
+fn consume_report(
+    ctx: &Ctx,
+    scenario: &'static str,
+    setup: Setup,
+    read: Consumed,
+    usage: Usage,
+    mut errors: Vec<String>,
+) -> Report {
+    let Consumed {
+        stored,
+        received,
+        elapsed,
+    } = read;
     let server_usage = usage.finish(received, &mut errors);
     let version = setup.version.clone();
     setup.finish(&mut errors);
-    Ok(Report {
-        scenario: if ctx.no_ack {
-            "js-consume-noack"
-        } else {
-            "js-consume"
-        },
+    Report {
+        scenario,
         server: ctx.url.to_string(),
         server_version: version,
         size: ctx.size,
         pubs: 0,
         subs: 1,
-        sent: stored.acked,
-        expected: stored.acked,
+        sent: stored,
+        expected: stored,
         received,
-        lost: stored.acked - received.min(stored.acked),
+        lost: stored - received.min(stored),
         delivered: received,
         publish: None,
         subscribe: Some(Rate::new(received, ctx.size, elapsed)),
@@ -361,7 +390,7 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
         idle: None,
         stored_rss_per_msg: None,
         errors,
-    })
+    }
 }
 
 /// `js-consume --push`: read the stored messages through an ordered push
@@ -456,36 +485,17 @@ fn consume_push(
         }
         progress.tick(Instant::now(), stored, received);
     }
-    let elapsed = last.saturating_duration_since(start);
-    let server_usage = usage.finish(received, &mut errors);
-    let version = setup.version.clone();
-    setup.finish(&mut errors);
-    Ok(Report {
-        scenario: if ctx.push_ack {
-            "js-consume-push-ack"
-        } else {
-            "js-consume-push"
-        },
-        server: ctx.url.to_string(),
-        server_version: version,
-        size: ctx.size,
-        pubs: 0,
-        subs: 1,
-        sent: stored,
-        expected: stored,
+    let scenario = if ctx.push_ack {
+        "js-consume-push-ack"
+    } else {
+        "js-consume-push"
+    };
+    let read = Consumed {
+        stored,
         received,
-        lost: stored - received.min(stored),
-        delivered: received,
-        publish: None,
-        subscribe: Some(Rate::new(received, ctx.size, elapsed)),
-        publish_spread: None,
-        subscribe_spread: None,
-        latency_us: None,
-        server_usage,
-        idle: None,
-        stored_rss_per_msg: None,
-        errors,
-    })
+        elapsed: last.saturating_duration_since(start),
+    };
+    Ok(consume_report(ctx, scenario, setup, read, usage, errors))
 }
 
 /// What one read of a pull consumer's deliveries brought.

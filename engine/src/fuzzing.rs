@@ -215,8 +215,8 @@ pub fn consumer(now: Instant, data: &[u8]) {
     use bytes::Bytes;
 
     use crate::consumer::{
-        AckPolicy, Consumer, ConsumerConfig, Input, PriorityPolicy, Retention, ServerLimits,
-        SourceMsg, StreamFacts,
+        parse_ack_reply, AckPolicy, Consumer, ConsumerConfig, Input, PriorityPolicy, Retention,
+        ServerLimits, SourceMsg, StreamFacts,
     };
 
     let Some((&flags, rest)) = data.split_first() else {
@@ -324,7 +324,7 @@ pub fn consumer(now: Instant, data: &[u8]) {
                         _ => b"?",
                     };
                     Input::Ack {
-                        subject: reply.clone(),
+                        info: parse_ack_reply(reply).map(|(_, _, r)| r),
                         reply: (a & 1 == 1).then(|| "ackr".to_string()),
                         body: Bytes::from_static(body),
                     }
@@ -340,7 +340,8 @@ pub fn consumer(now: Instant, data: &[u8]) {
                 })
             }
             4 => Some(Input::Ack {
-                subject: format!("$JS.ACK.S.C.1.{}.{}.0.0", a % 32, b % 32),
+                info: parse_ack_reply(&format!("$JS.ACK.S.C.1.{}.{}.0.0", a % 32, b % 32))
+                    .map(|(_, _, r)| r),
                 reply: None,
                 body: Bytes::from_static(if b & 1 == 0 { b"+ACK" } else { b"-NAK" }),
             }),

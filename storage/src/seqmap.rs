@@ -233,24 +233,17 @@ impl SeqList {
 
     /// Add `seq` (not present); appending in order is the common case.
     pub(crate) fn insert(&mut self, seq: u64) {
-        match self.seqs.back() {
-            Some(&b) if b > seq => {
-                let i = self.seqs.partition_point(|&s| s < seq);
-                if self.seqs.get(i) != Some(&seq) {
-                    self.seqs.insert(i, seq);
-                } else {
-                    // A dead copy of the same sequence is still listed: it holds again.
-                    self.live += 1;
-                    return;
-                }
-            }
-            Some(&b) if b == seq => {
-                self.live += 1;
-                return;
-            }
-            _ => self.seqs.push_back(seq),
-        }
         self.live += 1;
+        if self.seqs.back().is_none_or(|&b| b < seq) {
+            self.seqs.push_back(seq);
+            return;
+        }
+        // Out of order (replay): keep the list sorted; a dead copy of the same sequence still
+        // listed simply holds again.
+        let i = self.seqs.partition_point(|&s| s < seq);
+        if self.seqs.get(i) != Some(&seq) {
+            self.seqs.insert(i, seq);
+        }
     }
 
     /// `seq` was removed; `live` tells which listed sequences still hold.

@@ -58,6 +58,11 @@ async fn fetch(
         .messages()
         .await
         .expect("fetch");
+    collect(batch).await
+}
+
+/// Every message of a fetched batch (it ends at its expiry or when full).
+async fn collect(batch: pull::Batch) -> Vec<jetstream::Message> {
     tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
         .await
         .expect("fetch timed out")
@@ -1047,10 +1052,7 @@ async fn priority_groups_overflow_and_pinned_client() {
         .messages()
         .await
         .expect("fetch");
-    let held: Vec<_> = tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
-        .await
-        .expect("fetch timed out")
-        .expect("messages");
+    let held = collect(batch).await;
     assert!(held.is_empty(), "4 pending is below min_pending 10");
     let batch = ov
         .fetch()
@@ -1061,10 +1063,7 @@ async fn priority_groups_overflow_and_pinned_client() {
         .messages()
         .await
         .expect("fetch");
-    let got: Vec<_> = tokio::time::timeout(WAIT, batch.try_collect::<Vec<_>>())
-        .await
-        .expect("fetch timed out")
-        .expect("messages");
+    let got = collect(batch).await;
     assert_eq!(got.iter().map(stream_seq).collect::<Vec<_>>(), vec![1]);
 
     let mut pin = pull_durable(
@@ -1191,17 +1190,18 @@ async fn priority_groups_overflow_and_pinned_client() {
 /// limit (a KV history of 1) leaves the consumer counting only what is still stored.
 #[tokio::test]
 async fn limit_evictions_reach_consumers_as_nats_server() {
-    let mut servers = vec![(TempDir::new(), None)];
-    servers.push((TempDir::new(), Some(())));
     let mut seen = Vec::new();
-    for (store, reference) in servers {
+    for reference in [false, true] {
+        let store = TempDir::new();
         let dir = store.path().display().to_string();
-        let server = match reference {
-            None => Server::natsd(&["-js", "-sd", &dir]),
-            Some(()) => match Server::reference(&["-js", "-sd", &dir]) {
+        let args = ["-js", "-sd", &dir];
+        let server = if reference {
+            match Server::reference(&args) {
                 Some(s) => s,
                 None => continue,
-            },
+            }
+        } else {
+            Server::natsd(&args)
         };
         let js = jetstream::new(connect(&server.url()).await);
         let stream = js

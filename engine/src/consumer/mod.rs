@@ -180,8 +180,11 @@ pub enum Input {
     },
     /// A message arrived on the consumer's ack subject.
     Ack {
-        /// The `$JS.ACK...` subject it was published to.
-        subject: String,
+        /// The numbers of the `$JS.ACK...` subject it was published to, as
+        /// [`parse_ack_reply`] reads them (the caller parsed the subject to
+        /// find the consumer); `None` for a subject that is no ack reply
+        /// (nats-server then acks sequence 0: nothing).
+        info: Option<AckReply>,
         /// Its reply subject (a double ack wants an empty answer there).
         reply: Option<String>,
         /// The payload (headers already stripped).
@@ -885,11 +888,7 @@ impl Consumer {
             }
             Input::Removed { seq, subject } => self.removed(now_ns, seq, &subject, src),
             Input::Purged { seq, wider } => self.purged(seq, wider, src),
-            Input::Ack {
-                subject,
-                reply,
-                body,
-            } => self.ack(now_ns, &subject, reply, &body),
+            Input::Ack { info, reply, body } => self.ack(now_ns, info, reply, &body),
             Input::Next { reply, body } => self.next_request(now_ns, reply, &body),
             Input::NextInterestGone { reply } => self.waiting.retain(|w| w.reply != reply),
             Input::FlowControlReply { subject } => self.flow_control_reply(&subject),
@@ -1281,8 +1280,7 @@ impl Consumer {
     // ------------------------------------------------------------------
     // Acks.
 
-    fn ack(&mut self, now_ns: i64, subject: &str, reply: Option<String>, body: &[u8]) {
-        let info = parse_ack_reply(subject).map(|(_, _, r)| r);
+    fn ack(&mut self, now_ns: i64, info: Option<AckReply>, reply: Option<String>, body: &[u8]) {
         let r = info.unwrap_or_default();
         let mut send_reply = info.is_some();
         match parse_ack(body) {

@@ -214,7 +214,7 @@ impl H {
 
     fn ack_with_reply(&mut self, d: &Delivery, body: &str, reply: Option<&str>) -> Vec<Output> {
         self.input(Input::Ack {
-            subject: d.reply.clone(),
+            info: parse_ack_reply(&d.reply).map(|(_, _, r)| r),
             reply: reply.map(str::to_string),
             body: Bytes::copy_from_slice(body.as_bytes()),
         })
@@ -674,7 +674,7 @@ fn double_ack_gets_an_empty_reply() {
     assert!(out.contains(&Output::AckReply("_INBOX.ack2".into())));
     // A bad ack subject gets no answer.
     let out = h.input(Input::Ack {
-        subject: "$JS.ACK.S.C.x".into(),
+        info: parse_ack_reply("$JS.ACK.S.C.x").map(|(_, _, r)| r),
         reply: Some("_INBOX.bad".into()),
         body: Bytes::new(),
     });

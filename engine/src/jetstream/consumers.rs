@@ -13,6 +13,7 @@
 //! (config, creation time) and `obs/<name>/o.dat` (state, written at most
 //! every [`PERSIST_INTERVAL`] and at shutdown) in the stream's directory.
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ fn partition_unique(stream: &Stream, name: &str, filters: &[String]) -> bool {
     stream
         .consumers
         .iter()
-        .filter(|(n, _)| n.as_str() != name)
+        .filter(|(n, _)| ***n != *name)
         .all(|(_, slot)| {
             let theirs = slot.c.config().filters();
             !theirs.is_empty()
@@ -382,7 +383,7 @@ impl JetStream {
             .ok_or_else(ApiError::stream_not_found)?;
         let total = s.consumers.len();
         let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
-        let names: Vec<String> = s
+        let names: Vec<Arc<str>> = s
             .consumers
             .keys()
             .skip(req.offset)
@@ -398,7 +399,10 @@ impl JetStream {
             }
             v
         } else {
-            names.into_iter().map(Into::into).collect()
+            names
+                .iter()
+                .map(|n| serde_json::Value::from(&**n))
+                .collect()
         };
         Ok(serde_json::json!({
             "total": total,
@@ -484,7 +488,7 @@ impl JetStream {
             cfg.name.clone()
         } else {
             let mut n = String::new();
-            while n.len() < 8 || stream.consumers.contains_key(&n) {
+            while n.len() < 8 || stream.consumers.contains_key(n.as_str()) {
                 if n.len() >= 8 {
                     n.clear();
                 }
@@ -500,16 +504,16 @@ impl JetStream {
             n
         };
         let workqueue = stream.cfg.retention == Retention::Workqueue;
-        if let Some(slot) = stream.consumers.get(&name) {
+        if let Some(slot) = stream.consumers.get(name.as_str()) {
             // nats-server: a create or update request never changes the pause
             // of an existing consumer (that is `CONSUMER.PAUSE`'s job).
             let pause = slot.c.config().pause_until.clone();
             cfg.pause_until.clone_from(&pause);
             req.config.pause_until = pause;
         }
-        if stream.consumers.contains_key(&name) {
+        if stream.consumers.contains_key(name.as_str()) {
             if req.action == "create"
-                && stream.consumers.get(&name).map(|s| s.c.config()) != Some(&cfg)
+                && stream.consumers.get(name.as_str()).map(|s| s.c.config()) != Some(&cfg)
             {
                 return Err(ApiError::consumer_already_exists());
             }
@@ -518,12 +522,12 @@ impl JetStream {
             }
             let (consumers, src) = stream.consumers_and_source();
             let slot = consumers
-                .get_mut(&name)
+                .get_mut(name.as_str())
                 .ok_or_else(ApiError::consumer_not_found)?;
             let bound = slot.c.config().is_push() && slot.interest;
             slot.c
                 .update_config(now, req.config, &facts, &limits, bound, &src)?;
-            if let Some(slot) = stream.consumers.get(&name) {
+            if let Some(slot) = stream.consumers.get(name.as_str()) {
                 if let Err(e) = write_meta(stream, &name, slot) {
                     log::error!("JetStream consumer '{stream_name} > {name}' write: {e}");
                 }
@@ -572,7 +576,7 @@ impl JetStream {
                 requests_checked: None,
             };
             write_meta(stream, &name, &slot).map_err(|e| ApiError::consumer_store_failed(&e))?;
-            stream.consumers.insert(name.clone(), slot);
+            stream.consumers.insert(name.as_str().into(), slot);
             self.advisory_action(now, net, acc, stream_name, &name, "create");
             if push {
                 self.interest_due.get_or_insert(now);
@@ -710,15 +714,18 @@ impl JetStream {
         stream: &str,
         input: &Input,
     ) {
-        let names: Vec<String> = match self.accounts[acc].streams.get(stream) {
-            Some(s) if !s.consumers.is_empty() => s.consumers.keys().cloned().collect(),
-            _ => return,
-        };
-        for name in names {
+        // The names go into a reused buffer: this runs for every stored message.
+        let mut names = std::mem::take(&mut self.names);
+        match self.accounts[acc].streams.get(stream) {
+            Some(s) => names.extend(s.consumers.keys().cloned()),
+            None => return,
+        }
+        for name in names.drain(..) {
             self.drive(now, net, acc, stream, &name, |c, src| {
                 c.handle_input(now, input.clone(), src);
             });
         }
+        self.names = names;
     }
 
     /// Carry out a consumer's outputs.
@@ -864,11 +871,11 @@ impl JetStream {
         let Ok(subject) = std::str::from_utf8(&msg.subject) else {
             return;
         };
-        let Some((stream, name, _)) = parse_ack_reply(subject) else {
+        let Some((stream, name, info)) = parse_ack_reply(subject) else {
             return;
         };
         let input = Input::Ack {
-            subject: subject.to_string(),
+            info: Some(info),
             reply: msg
                 .reply
                 .as_deref()
@@ -985,7 +992,7 @@ impl JetStream {
         for (acc, a) in self.accounts.iter().enumerate() {
             for (sname, s) in &a.streams {
                 for cname in s.consumers.keys() {
-                    v.push((acc, sname.clone(), cname.clone()));
+                    v.push((acc, sname.clone(), cname.to_string()));
                 }
             }
         }
@@ -1002,7 +1009,7 @@ impl JetStream {
                 self.accounts[*acc]
                     .streams
                     .get(s)
-                    .and_then(|st| st.consumers.get(c))
+                    .and_then(|st| st.consumers.get(c.as_str()))
                     .and_then(|slot| slot.c.poll_timeout())
                     .is_some_and(|t| t <= now)
             })
@@ -1017,7 +1024,7 @@ impl JetStream {
                 let Some(slot) = self.accounts[acc]
                     .streams
                     .get(&s)
-                    .and_then(|st| st.consumers.get(&c))
+                    .and_then(|st| st.consumers.get(c.as_str()))
                 else {
                     continue;
                 };
@@ -1060,7 +1067,7 @@ impl JetStream {
     pub(super) fn persist_consumers(&mut self) {
         for a in &mut self.accounts {
             for s in a.streams.values_mut() {
-                let names: Vec<String> = s
+                let names: Vec<Arc<str>> = s
                     .consumers
                     .iter()
                     .filter(|(_, slot)| slot.dirty)
@@ -1139,7 +1146,7 @@ impl JetStream {
                         self.interest_due.get_or_insert(now);
                     }
                     s.consumers.insert(
-                        name.clone(),
+                        name.as_str().into(),
                         Slot {
                             c,
                             created: meta.created,

@@ -128,6 +128,8 @@ pub struct JetStream {
     dirty: Vec<(usize, Arc<str>)>,
     /// A consumer's outputs, between the machine and the fabric (reused).
     outs: Vec<crate::consumer::Output>,
+    /// Names of the consumers an input goes to (reused).
+    names: Vec<Arc<str>>,
 }
 
 /// What a stream advisory reports.
@@ -246,6 +248,7 @@ impl JetStream {
             held: Vec::new(),
             dirty: Vec::new(),
             outs: Vec::new(),
+            names: Vec::new(),
         })
     }
 

@@ -3,6 +3,7 @@
 //! nats-server's pub acks and errors.
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use natsd_proto::headers;
 use natsd_storage::{FileStore, FileStoreConfig, MemStore, Store, StoredMsg};
@@ -47,7 +48,7 @@ pub struct Stream {
     /// The last stored message's `Nats-Msg-Id`.
     last_msg_id: String,
     /// Its consumers by name.
-    pub consumers: BTreeMap<String, Slot>,
+    pub consumers: BTreeMap<Arc<str>, Slot>,
 }
 
 /// The stream's store as its consumers read it.
@@ -214,7 +215,7 @@ impl Stream {
 
     /// fsync a file stream.
     /// The messages limits or `max_age` removed since the last call.
-    pub fn take_evicted(&mut self) -> Vec<(u64, std::sync::Arc<str>)> {
+    pub fn take_evicted(&mut self) -> Vec<(u64, Arc<str>)> {
         self.store.take_evicted()
     }
 
@@ -283,7 +284,7 @@ impl Stream {
 
     /// The consumers and the store together (a consumer reads the store
     /// while it is driven).
-    pub fn consumers_and_source(&mut self) -> (&mut BTreeMap<String, Slot>, Source<'_>) {
+    pub fn consumers_and_source(&mut self) -> (&mut BTreeMap<Arc<str>, Slot>, Source<'_>) {
         (&mut self.consumers, StoreSource(&*self.store))
     }
 
