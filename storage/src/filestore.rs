@@ -71,7 +71,8 @@
 //!
 //! Marker records never point forward: a tombstone refers to a message in its own block or an
 //! earlier one, so a compaction keeps a marker only while an earlier block still holds a
-//! message record it affects.
+//! message record it affects, and always keeps the newest floor or truncate marker (it alone
+//! records where an emptied stream starts and the last timestamp after a truncate).
 //!
 //! The checksum is xxh3-64, not the keyed HighwayHash of nats-server's filestore: a natsd store
 //! directory cannot be read by nats-server, nor the reverse.
@@ -735,6 +736,10 @@ pub struct FileStore {
     cipher: Option<Aes256Gcm>,
     /// The last write of pending records failed: nothing more is taken until one succeeds.
     flush_failed: bool,
+    /// (block, offset) of the newest floor or truncate marker. Compaction keeps it even when
+    /// no earlier message needs it: it alone says where an emptied stream starts and when its
+    /// last message was, which block headers cannot.
+    bounds_marker: Option<(u32, usize)>,
 }
 
 impl FileStore {
@@ -766,6 +771,7 @@ impl FileStore {
             unpacked: RefCell::new(VecDeque::new()),
             cipher: None,
             flush_failed: false,
+            bounds_marker: None,
         };
         if let Some(k) = &fs_.cfg.encryption_key {
             fs_.cipher = Some(Aes256Gcm::new(&k.0.into()));
@@ -909,10 +915,12 @@ impl FileStore {
                 }
                 let removed = self.idx.compact_floor(r.seq, r.ts);
                 self.dead_all(&removed);
+                self.bounds_marker = Some((n, off));
             }
             _ => {
                 let removed = self.idx.truncate(r.seq, r.ts);
                 self.dead_all(&removed);
+                self.bounds_marker = Some((n, off));
             }
         }
     }
@@ -1092,7 +1100,11 @@ impl FileStore {
     }
 
     fn write_marker(&mut self, kind: u8, seq: u64, ts: i64) -> Result<()> {
-        self.append(kind, seq, ts, (b"", b"", b"")).map(|_| ())
+        let (n, off, _) = self.append(kind, seq, ts, (b"", b"", b""))?;
+        if kind != KIND_TOMBSTONE {
+            self.bounds_marker = Some((n, off as usize));
+        }
+        Ok(())
     }
 
     fn read_msg(&self, seq: u64) -> Result<StoredMsg> {
@@ -1201,6 +1213,7 @@ impl FileStore {
         out.extend_from_slice(&[0; BLOCK_HDR]);
         let mut hdr_first = b.hdr_first;
         let mut moved: Vec<(u64, u32, u32)> = Vec::new();
+        let mut bounds_moved = None;
         let mut kept = Block {
             path: b.path.clone(),
             hdr_first: 0,
@@ -1227,6 +1240,10 @@ impl FileStore {
                     .get(&r.seq)
                     .is_some_and(|e| e.block == n && e.offset as usize == *off),
                 // A floor kept earlier in this block may claim more than the truncate allows.
+                _ if self.bounds_marker == Some((n, *off)) => {
+                    bounds_moved = Some(out.len());
+                    true
+                }
                 KIND_TRUNCATE => kept.max_floor > r.seq + 1 || self.marker_needed(n, r.kind, r.seq),
                 _ => self.marker_needed(n, r.kind, r.seq),
             };
@@ -1302,6 +1319,9 @@ impl FileStore {
                 e.offset = off;
                 e.len = len;
             }
+        }
+        if let Some(off) = bounds_moved {
+            self.bounds_marker = Some((n, off));
         }
         self.blocks.insert(n, kept);
         Ok(())

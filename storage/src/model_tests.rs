@@ -240,3 +240,23 @@ fn truncate_marker_outlives_earlier_floor_marker() {
     ops.extend([Op::Truncate(5), lim(0, 1), s(0, false, 0), s(0, false, 0)]);
     run(ops, 300);
 }
+/// An encrypted store rewrites its last block at every open, dropping markers no earlier
+/// message needs; the newest floor must survive, or a purged empty stream starts at 0 again.
+#[test]
+fn purged_empty_encrypted_store_keeps_its_first_sequence_across_reopens() {
+    let dir = TempDir::new("purge-reopen");
+    let cfg = FileStoreConfig {
+        encryption_key: Some(crate::EncryptionKey([7; 32])),
+        ..FileStoreConfig::default()
+    };
+    let mut f = FileStore::open(dir.path(), cfg.clone()).unwrap();
+    f.compact(0).unwrap();
+    let want = f.state();
+    assert_eq!((want.first_seq, want.last_seq), (1, 0));
+    for _ in 0..3 {
+        f.stop().unwrap();
+        drop(f);
+        f = FileStore::open(dir.path(), cfg.clone()).unwrap();
+        assert_eq!(f.state(), want);
+    }
+}
