@@ -33,3 +33,4 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod sys;
+pub mod transform;

@@ -101,7 +101,7 @@ async fn info_reports_jetstream_and_account() {
     );
     assert_eq!(raw["limits"]["max_memory"], -1);
     // create, query_account and this request; none failed.
-    assert_eq!(raw["api"], json!({"total": 3, "errors": 0}));
+    assert_eq!(raw["api"], json!({"level": 1, "total": 3, "errors": 0}));
 }
 
 #[tokio::test]

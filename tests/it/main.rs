@@ -16,6 +16,7 @@ mod pubsub;
 mod reconnect;
 mod reload_accounts;
 mod signals;
+mod stream_features;
 mod sys;
 mod tls;
 

@@ -9,6 +9,7 @@ use super::api::ApiError;
 use crate::accounts::subjects_collide;
 use crate::consumer::go_duration;
 use crate::subject::is_valid_subject;
+use crate::transform::SubjectTransform;
 
 /// nats-server's `StreamDefaultDuplicatesWindow`: 2 minutes.
 pub const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
@@ -80,6 +81,31 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
+/// `subject_transform`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformConfig {
+    /// `src`: the subjects it applies to (empty: all).
+    #[serde(default, rename = "src")]
+    pub source: String,
+    /// `dest`: the template.
+    #[serde(default, rename = "dest")]
+    pub destination: String,
+}
+
+/// `republish`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepublishConfig {
+    /// `src`: the stored subjects republished (empty: all).
+    #[serde(default, rename = "src")]
+    pub source: String,
+    /// `dest`: where to, a transform template.
+    #[serde(default, rename = "dest")]
+    pub destination: String,
+    /// `headers_only`: the payload is left out (its size is a header).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+}
+
 /// A stream's configuration, field for field as nats-server marshals it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
@@ -143,12 +169,20 @@ pub struct StreamConfig {
     /// `first_seq`: the first sequence of a new stream.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub first_seq: u64,
-    /// `subject_transform`: refused (not supported yet).
+    /// `subject_transform`: applied to a published subject before it is
+    /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_transform: Option<serde_json::Value>,
-    /// `republish`: refused (not supported yet).
+    pub subject_transform: Option<TransformConfig>,
+    /// `republish`: stored messages are published again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub republish: Option<serde_json::Value>,
+    pub republish: Option<RepublishConfig>,
+    /// `allow_msg_ttl`: `Nats-TTL` headers honoured.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_ttl: bool,
+    /// `subject_delete_marker_ttl` in ns: a message that `max_age` or its
+    /// TTL removes, last of its subject, leaves a marker living this long.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
     /// `allow_direct`: answer `$JS.API.DIRECT.GET`.
     #[serde(default)]
     pub allow_direct: bool,
@@ -274,6 +308,20 @@ impl StreamConfig {
         if self.duplicate_window < 100_000_000 {
             return Err(invalid("duplicates window needs to be >= 100ms"));
         }
+        if self.subject_delete_marker_ttl < 0 {
+            return Err(invalid("subject delete marker TTL must not be negative"));
+        }
+        if self.subject_delete_marker_ttl > 0 {
+            if self.subject_delete_marker_ttl < 1_000_000_000 {
+                return Err(invalid(
+                    "subject delete marker TTL must be at least 1 second",
+                ));
+            }
+            // Markers need TTLs and roll-ups; nats-server turns them on.
+            self.allow_msg_ttl = true;
+            self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
+        }
         if self.deny_purge && self.allow_rollup_hdrs {
             return Err(invalid("roll-ups require the purge permission"));
         }
@@ -294,12 +342,6 @@ impl StreamConfig {
         }
         if self.sources.as_ref().is_some_and(|s| !s.is_empty()) {
             return Err(invalid("stream sources are not supported yet"));
-        }
-        if self.subject_transform.is_some() {
-            return Err(invalid("stream subject transforms are not supported yet"));
-        }
-        if self.republish.is_some() {
-            return Err(invalid("stream republish is not supported yet"));
         }
         if self.subjects.is_empty() {
             self.subjects.push(self.name.clone());
@@ -341,7 +383,80 @@ impl StreamConfig {
                 )));
             }
         }
+        self.check_transforms()?;
         Ok(self)
+    }
+
+    /// `subject_transform` and `republish` as nats-server checks them (a
+    /// republish source that is empty becomes `>`; `>` to `>` with an input
+    /// transform from the stream's only subject republishes the
+    /// transformed subjects).
+    fn check_transforms(&mut self) -> Result<(), ApiError> {
+        let invalid = ApiError::invalid_config;
+        if let Some(t) = &self.subject_transform {
+            if !t.source.is_empty() && !is_valid_subject(t.source.as_bytes()) {
+                return Err(ApiError::new(
+                    400,
+                    10155,
+                    &format!("stream transform source: invalid subject {}", t.source),
+                ));
+            }
+            if !t.destination.is_empty() {
+                SubjectTransform::new(&t.source, &t.destination)
+                    .map_err(|e| ApiError::new(400, 10156, &format!("stream transform: {e}")))?;
+            }
+        }
+        let Some(r) = &mut self.republish else {
+            return Ok(());
+        };
+        if r.source.is_empty() {
+            r.source = ">".into();
+        }
+        match &self.subject_transform {
+            Some(t)
+                if r.source == ">"
+                    && r.destination == ">"
+                    && self.subjects.len() == 1
+                    && t.source == self.subjects[0] =>
+            {
+                r.source.clone_from(&t.destination);
+                r.destination.clone_from(&t.destination);
+            }
+            // Stored subjects are transformed ones: nats-server checks the
+            // source against the stream's subjects only without a transform.
+            None if !self.subjects.iter().any(|s| subjects_collide(&r.source, s)) => {
+                return Err(invalid(
+                    "stream configuration for republish source is not valid subset of subjects",
+                ));
+            }
+            _ => {}
+        }
+        if self
+            .subjects
+            .iter()
+            .any(|s| subjects_collide(&r.destination, s))
+        {
+            return Err(invalid(
+                "stream configuration for republish destination forms a cycle",
+            ));
+        }
+        if SubjectTransform::new(&r.source, &r.destination).is_err() {
+            return Err(invalid("stream configuration for republish not valid"));
+        }
+        Ok(())
+    }
+
+    /// The compiled input transform, if any.
+    pub fn input_transform(&self) -> Option<SubjectTransform> {
+        let t = self.subject_transform.as_ref()?;
+        SubjectTransform::new(&t.source, &t.destination).ok()
+    }
+
+    /// The compiled republish transform and `headers_only`, if any.
+    pub fn republish_transform(&self) -> Option<(SubjectTransform, bool)> {
+        let r = self.republish.as_ref()?;
+        let t = SubjectTransform::new(&r.source, &r.destination).ok()?;
+        Some((t, r.headers_only))
     }
 
     /// nats-server's `configUpdateCheck`: what an update may not change.
@@ -378,6 +493,9 @@ impl StreamConfig {
                 "stream configuration update can not cancel deny purge",
             ));
         }
+        if old.allow_msg_ttl && !self.allow_msg_ttl {
+            return Err(invalid("message TTL status can not be disabled"));
+        }
         if self.first_seq != old.first_seq && self.first_seq != 0 {
             return Err(invalid(
                 "stream configuration update can not change first sequence",
@@ -399,7 +517,13 @@ impl StreamConfig {
         natsd_storage::StoreLimits {
             max_msgs: pos(self.max_msgs),
             max_bytes: pos(self.max_bytes),
-            max_age_ns: pos(self.max_age),
+            // With per-message TTLs the stream ages its messages itself
+            // (a `Nats-TTL: never` message outlives `max_age`).
+            max_age_ns: if self.allow_msg_ttl {
+                0
+            } else {
+                pos(self.max_age)
+            },
             max_msgs_per_subject: pos(self.max_msgs_per_subject),
             // Checked before the store, with nats-server's error.
             max_msg_size: 0,

@@ -16,6 +16,7 @@ mod config;
 mod consumers;
 mod limits;
 mod stream;
+mod ttl;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -76,6 +77,10 @@ pub fn enabled_for(opts: &Options, name: &str) -> bool {
     }
 }
 
+/// The JetStream API level `$JS.API.INFO` reports: 1, nats-server 2.11's
+/// (per-message TTLs, consumer pause, priority groups; clients check it
+/// before using them).
+const API_LEVEL: u32 = 1;
 /// nats-server's `JSApiNamesLimit`.
 const NAMES_LIMIT: usize = 1024;
 /// nats-server's `JSApiListLimit`.
@@ -407,7 +412,7 @@ impl JetStream {
                 "storage_max_stream_bytes": l.store_max_stream_bytes,
                 "max_bytes_required": l.max_bytes_required,
             },
-            "api": {"total": a.api_total, "errors": a.api_errors},
+            "api": {"level": API_LEVEL, "total": a.api_total, "errors": a.api_errors},
         });
         if let Some(d) = self.domain() {
             info["domain"] = d.into();
@@ -994,7 +999,7 @@ impl JetStream {
         let Ok(subject) = std::str::from_utf8(&msg.subject) else {
             return;
         };
-        let published = stream.publish(
+        let mut published = stream.publish(
             subject,
             msg.headers.as_deref(),
             &msg.payload,
@@ -1021,11 +1026,37 @@ impl JetStream {
                 acc,
                 stored_in,
                 reply,
-                ack: published.ack,
+                ack: std::mem::take(&mut published.ack),
             });
         }
         self.feed_evicted(now, net, acc, name);
+        self.after_store(now, net, acc, name, subject, published);
+    }
+
+    /// A stored message's republish (sent before its pub ack, as
+    /// nats-server does) and its delivery to the consumers.
+    fn after_store(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        name: &str,
+        subject: &str,
+        published: stream::Published,
+    ) {
+        if let Some(r) = &published.republish {
+            let account = &self.accounts[acc].account;
+            net.publish(
+                now,
+                account,
+                r.subject.as_bytes(),
+                None,
+                Some(&r.hdr),
+                &r.payload,
+            );
+        }
         if let Some(stored) = published.stored {
+            let subject = published.transformed.as_deref().unwrap_or(subject);
             self.stream_stored(now, net, acc, name, stored, subject);
         }
     }
@@ -1136,12 +1167,14 @@ impl Service for JetStream {
         let sync = self.next_sync.is_some_and(|at| at <= now);
         let mut expired = 0;
         let mut evicted = Vec::new();
+        let mut markers = Vec::new();
         for (acc, a) in self.accounts.iter_mut().enumerate() {
             for (name, s) in &mut a.streams {
-                let n = s.expire(now_ns);
+                let (n, m) = s.expire(now_ns);
                 if n > 0 {
                     evicted.push((acc, name.clone()));
                 }
+                markers.extend(m.into_iter().map(|m| (acc, name.clone(), m)));
                 expired += n;
                 if sync {
                     s.sync();
@@ -1150,6 +1183,9 @@ impl Service for JetStream {
         }
         for (acc, name) in evicted {
             self.feed_evicted(now, net, acc, &name);
+        }
+        for (acc, name, m) in markers {
+            self.after_store(now, net, acc, &name, &m.subject, m.published);
         }
         if expired > 0 && self.stats_due.is_none() {
             self.stats_due = Some(now + STATS_DELAY);

@@ -13,7 +13,9 @@ use super::api::{time_json, ApiError};
 use super::config::{Compression, Retention, Storage, StreamConfig};
 use super::consumers::Slot;
 use super::limits::Quota;
+use super::ttl::{self, Ttls};
 use crate::consumer::{self, StoreSource, StreamFacts};
+use crate::transform::SubjectTransform;
 
 /// What a stream needs from the server to open its store.
 pub struct StoreParams<'a> {
@@ -49,6 +51,14 @@ pub struct Stream {
     last_msg_id: String,
     /// Its consumers by name.
     pub consumers: BTreeMap<Arc<str>, Slot>,
+    /// `subject_transform`, compiled.
+    input: Option<SubjectTransform>,
+    /// `republish`, compiled, with `headers_only`.
+    republish: Option<(SubjectTransform, bool)>,
+    /// Per-message TTLs (streams with `allow_msg_ttl`).
+    ttls: Option<Ttls>,
+    /// Messages the stream's own ageing removed, for the consumers.
+    evicted: Vec<(u64, Arc<str>)>,
 }
 
 /// The stream's store as its consumers read it.
@@ -61,6 +71,28 @@ pub struct Published {
     pub ack: Vec<u8>,
     /// `(sequence, rolled up)` when the message was stored.
     pub stored: Option<(u64, bool)>,
+    /// The subject it was stored under when `subject_transform` changed it.
+    pub transformed: Option<String>,
+    /// The message to publish again (`republish`).
+    pub republish: Option<Republish>,
+}
+
+/// A stored message going out again (`republish`).
+pub struct Republish {
+    /// The destination subject.
+    pub subject: String,
+    /// The message's headers with the stream's added.
+    pub hdr: Vec<u8>,
+    /// The payload (empty with `headers_only`).
+    pub payload: Vec<u8>,
+}
+
+/// A subject delete marker the stream stored while ageing messages.
+pub struct Marker {
+    /// Its subject.
+    pub subject: String,
+    /// What storing it did.
+    pub published: Published,
 }
 
 /// Map a store error to nats-server's publish error.
@@ -124,6 +156,7 @@ impl Stream {
         let store = new_store(&meta.config, &params)?;
         let mut s = Stream::with_store(meta.config, meta.created, store, Some(dir.to_path_buf()));
         s.rebuild_dedup(now_ns);
+        s.rebuild_ttls();
         Ok(s)
     }
 
@@ -134,6 +167,9 @@ impl Stream {
         dir: Option<PathBuf>,
     ) -> Self {
         Stream {
+            input: cfg.input_transform(),
+            republish: cfg.republish_transform(),
+            ttls: cfg.allow_msg_ttl.then(Ttls::default),
             cfg,
             created,
             store,
@@ -143,7 +179,23 @@ impl Stream {
             dedup_order: VecDeque::new(),
             last_msg_id: String::new(),
             consumers: BTreeMap::new(),
+            evicted: Vec::new(),
         }
+    }
+
+    /// Re-learn the TTLs of the stored messages (after a restart): one
+    /// pass over the stream, for streams with `allow_msg_ttl` only.
+    fn rebuild_ttls(&mut self) {
+        let Some(ttls) = &mut self.ttls else {
+            return;
+        };
+        let mut seq = self.store.state().first_seq;
+        while let Ok(m) = self.store.load_next_msg(">", seq) {
+            ttls.note(m.seq, m.ts, ttl::stored_ttl(&m.hdr));
+            seq = m.seq + 1;
+        }
+        // Check the ages at once; the pass sets the real time.
+        ttls.age_due = (self.cfg.max_age > 0).then_some(i64::MIN);
     }
 
     fn write_meta(&self) -> Result<(), String> {
@@ -193,6 +245,15 @@ impl Stream {
         self.store
             .update_config(cfg.store_limits())
             .map_err(|e| ApiError::new(500, 10069, &e.to_string()))?;
+        self.input = cfg.input_transform();
+        self.republish = cfg.republish_transform();
+        if cfg.allow_msg_ttl && self.ttls.is_none() {
+            self.ttls = Some(Ttls::default());
+        }
+        if let Some(t) = &mut self.ttls {
+            // A new max_age: look again at once.
+            t.age_due = (cfg.max_age > 0).then_some(i64::MIN);
+        }
         self.cfg = cfg;
         self.write_meta().map_err(|e| ApiError::new(500, 10069, &e))
     }
@@ -216,7 +277,9 @@ impl Stream {
     /// fsync a file stream.
     /// The messages limits or `max_age` removed since the last call.
     pub fn take_evicted(&mut self) -> Vec<(u64, Arc<str>)> {
-        self.store.take_evicted()
+        let mut v = self.store.take_evicted();
+        v.append(&mut self.evicted);
+        v
     }
 
     /// Write the messages stored since the last flush. On failure returns
@@ -237,11 +300,15 @@ impl Stream {
         }
     }
 
-    /// Remove messages past `max_age` (returns how many); forget message
+    /// Remove messages past `max_age` or their TTL (returns how many, and
+    /// the subject delete markers stored in their place); forget message
     /// ids past the duplicate window.
-    pub fn expire(&mut self, now_ns: i64) -> u64 {
+    pub fn expire(&mut self, now_ns: i64) -> (u64, Vec<Marker>) {
         let mut removed = 0;
-        if self.cfg.max_age > 0 {
+        let mut markers = Vec::new();
+        if self.ttls.is_some() {
+            removed = self.expire_ttls(now_ns, &mut markers);
+        } else if self.cfg.max_age > 0 {
             match self.store.expire(now_ns) {
                 Ok(n) => removed = n,
                 Err(e) => log::error!("JetStream stream '{}' expire: {e}", self.cfg.name),
@@ -256,12 +323,95 @@ impl Stream {
                 self.dedup.remove(&id);
             }
         }
+        (removed, markers)
+    }
+
+    /// The stream's own ageing (with `allow_msg_ttl`): messages past their
+    /// TTL, then messages past `max_age` that may expire.
+    fn expire_ttls(&mut self, now_ns: i64, markers: &mut Vec<Marker>) -> u64 {
+        let mut removed = 0;
+        let due = self
+            .ttls
+            .as_mut()
+            .map(|t| t.take_due(now_ns))
+            .unwrap_or_default();
+        for seq in due {
+            if let Ok(m) = self.store.load_msg(seq) {
+                removed += self.age_out(m, now_ns, markers);
+            }
+        }
+        let age_due = self.ttls.as_ref().and_then(|t| t.age_due);
+        if self.cfg.max_age > 0 && age_due.is_some_and(|at| at <= now_ns) {
+            let cutoff = now_ns - self.cfg.max_age;
+            let mut next = None;
+            let mut seq = self.store.state().first_seq;
+            while let Ok(m) = self.store.load_next_msg(">", seq) {
+                seq = m.seq + 1;
+                if self.ttls.as_ref().is_some_and(|t| t.is_never(m.seq)) {
+                    continue;
+                }
+                if m.ts > cutoff {
+                    next = Some(m.ts + self.cfg.max_age);
+                    break;
+                }
+                removed += self.age_out(m, now_ns, markers);
+            }
+            if let Some(t) = &mut self.ttls {
+                t.age_due = next;
+            }
+        }
+        if !markers.is_empty() {
+            if let Err(e) = self.store.flush() {
+                log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
+            }
+        }
         removed
+    }
+
+    /// Remove an aged message; with `subject_delete_marker_ttl`, the last
+    /// message of its subject (not itself a marker) is replaced by a
+    /// marker that rolls the subject up.
+    fn age_out(&mut self, m: StoredMsg, now_ns: i64, markers: &mut Vec<Marker>) -> u64 {
+        if let Some(t) = &mut self.ttls {
+            t.forget(m.seq);
+        }
+        let last = || {
+            self.store
+                .subjects_state(&m.subject)
+                .get(&m.subject)
+                .is_some_and(|s| s.msgs == 1)
+        };
+        if self.cfg.subject_delete_marker_ttl > 0 && !ttl::is_marker(&m.hdr) && last() {
+            let hdr = ttl::marker_header(self.cfg.subject_delete_marker_ttl);
+            let quota = Quota {
+                max_payload: usize::MAX,
+                server_full: false,
+                account: None,
+            };
+            let published = self.store_publish(&m.subject, &hdr, b"", now_ns, None, &quota);
+            if published.stored.is_some() {
+                markers.push(Marker {
+                    subject: m.subject,
+                    published,
+                });
+                return 1;
+            }
+        }
+        match self.store.remove_msg(m.seq) {
+            Ok(()) => {
+                self.evicted.push((m.seq, Arc::from(m.subject.as_str())));
+                1
+            }
+            Err(_) => 0,
+        }
     }
 
     /// When [`expire`](Self::expire) has work next (ns since the epoch).
     pub fn next_expiry(&self) -> Option<i64> {
-        let age = self.store.next_expiry();
+        let age = match &self.ttls {
+            Some(t) => t.next(),
+            None => self.store.next_expiry(),
+        };
         let dedup = self
             .dedup_order
             .front()
@@ -418,11 +568,39 @@ impl Stream {
         domain: Option<&str>,
         quota: &Quota,
     ) -> Published {
+        let transformed = self
+            .input
+            .as_ref()
+            .and_then(|t| t.apply(subject))
+            .filter(|t| t != subject);
+        let mut published = self.store_publish(
+            transformed.as_deref().unwrap_or(subject),
+            hdr.unwrap_or_default(),
+            msg,
+            now_ns,
+            domain,
+            quota,
+        );
+        if published.stored.is_some() {
+            published.transformed = transformed;
+        }
+        published
+    }
+
+    /// [`publish`](Self::publish) under the subject to store.
+    fn store_publish(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        msg: &[u8],
+        now_ns: i64,
+        domain: Option<&str>,
+        quota: &Quota,
+    ) -> Published {
         let max_payload = quota.max_payload;
         if self.cfg.sealed {
             return nack(&self.cfg.name, ApiError::sealed());
         }
-        let hdr = hdr.unwrap_or_default();
         let parsed = if hdr.is_empty() {
             None
         } else {
@@ -442,6 +620,13 @@ impl Stream {
                     ApiError::new(400, 10060, "expected stream does not match"),
                 );
             }
+        }
+        let ttl = get(ttl::TTL_HEADER).map(|v| ttl::parse_ttl(&v));
+        if !self.cfg.allow_msg_ttl && ttl.is_some_and(|t| t.is_ok_and(|t| t != 0)) {
+            return nack(
+                &self.cfg.name,
+                ApiError::new(400, 10166, "per-message TTL is disabled"),
+            );
         }
         if let Some(expected) = get("Nats-Expected-Last-Subject-Sequence") {
             let subj = get("Nats-Expected-Last-Subject-Sequence-Subject")
@@ -464,6 +649,8 @@ impl Stream {
                 return Published {
                     ack: ack(&self.cfg.name, domain, *seq, true),
                     stored: None,
+                    transformed: None,
+                    republish: None,
                 };
             }
         }
@@ -506,6 +693,36 @@ impl Stream {
         if quota.server_full {
             return nack(&self.cfg.name, ApiError::insufficient_resources());
         }
+        let mut ttl = match ttl {
+            Some(Err(())) => {
+                return nack(
+                    &self.cfg.name,
+                    ApiError::new(400, 10165, "invalid per-message TTL"),
+                )
+            }
+            Some(Ok(t)) if self.cfg.allow_msg_ttl => t,
+            _ => 0,
+        };
+        // A TTL shorter than the markers' could outlive its marker: raised
+        // to it (one message per subject needs no marker of its own).
+        let marker_secs = self.cfg.subject_delete_marker_ttl / 1_000_000_000;
+        let raised;
+        let hdr = if ttl > 0 && ttl < marker_secs && self.cfg.max_msgs_per_subject != 1 {
+            ttl = marker_secs;
+            raised = ttl::with_ttl(hdr, ttl);
+            &raised[..]
+        } else {
+            hdr
+        };
+        let republish = self.republish.as_ref().and_then(|(t, headers_only)| {
+            let dest = t.apply(subject)?;
+            let last = self
+                .store
+                .subjects_state(subject)
+                .get(subject)
+                .map_or(0, |s| s.last);
+            Some((dest, *headers_only, last))
+        });
         let seq = match self.store.store_msg(subject, hdr, msg, now_ns) {
             Ok((seq, _)) => seq,
             Err(e) => {
@@ -538,9 +755,36 @@ impl Stream {
             self.dedup.insert(id.clone(), seq);
             self.dedup_order.push_back((now_ns, id));
         }
+        if let Some(t) = &mut self.ttls {
+            t.note(seq, now_ns, ttl);
+            if t.age_due.is_none() && self.cfg.max_age > 0 && ttl >= 0 {
+                t.age_due = Some(now_ns.saturating_add(self.cfg.max_age));
+            }
+        }
+        let republish = republish.map(|(dest, headers_only, last)| {
+            let facts = RepublishFacts {
+                stream: &self.cfg.name,
+                subject,
+                seq,
+                ts: now_ns,
+                last,
+                size: headers_only.then_some(msg.len()),
+            };
+            Republish {
+                subject: dest,
+                hdr: facts.header(hdr),
+                payload: if headers_only {
+                    Vec::new()
+                } else {
+                    msg.to_vec()
+                },
+            }
+        });
         Published {
             ack: ack(&self.cfg.name, domain, seq, false),
             stored: Some((seq, rollup.is_some())),
+            transformed: None,
+            republish,
         }
     }
 
@@ -611,6 +855,47 @@ impl Stream {
     }
 }
 
+/// What the headers of a republished message say.
+struct RepublishFacts<'a> {
+    stream: &'a str,
+    subject: &'a str,
+    seq: u64,
+    ts: i64,
+    /// The subject's previous sequence (0 for its first message).
+    last: u64,
+    /// The payload size, with `headers_only`.
+    size: Option<usize>,
+}
+
+impl RepublishFacts<'_> {
+    /// The message's own header block (if any) with `Nats-Stream`,
+    /// `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`,
+    /// `Nats-Last-Sequence` and, with `headers_only`, `Nats-Msg-Size`
+    /// appended, in nats-server's order.
+    fn header(&self, hdr: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = if hdr.is_empty() {
+            b"NATS/1.0\r\n".to_vec()
+        } else {
+            hdr.strip_suffix(b"\r\n").unwrap_or(hdr).to_vec()
+        };
+        let _ = write!(
+            out,
+            "Nats-Stream: {}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {}\r\n",
+            self.stream,
+            self.subject,
+            self.seq,
+            time_json(self.ts),
+            self.last
+        );
+        if let Some(size) = self.size {
+            let _ = write!(out, "Nats-Msg-Size: {size}\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
 /// nats-server's `JSMaxSubjectDetails`.
 const MAX_SUBJECT_DETAILS: usize = 100_000;
 
@@ -659,6 +944,8 @@ fn nack(name: &str, e: ApiError) -> Published {
             "seq": 0,
         })),
         stored: None,
+        transformed: None,
+        republish: None,
     }
 }
 
@@ -675,7 +962,7 @@ mod tests {
 
     fn mem(json: &str) -> Stream {
         let cfg: StreamConfig = serde_json::from_str(json).unwrap();
-        let cfg = cfg.normalize().unwrap();
+        let cfg = cfg.normalize().map_err(|e| e.description).unwrap();
         let params = StoreParams {
             dir: Path::new("/nonexistent"),
             sync_always: false,
@@ -821,5 +1108,176 @@ mod tests {
         assert!(p.stored.is_none());
         let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
         assert_eq!(v["error"]["err_code"], 10054);
+    }
+
+    #[test]
+    fn subject_transform_and_republish() {
+        let mut s = mem(
+            r#"{"name":"S","subjects":["in.*.*"],"storage":"memory","subject_transform":{"src":"in.*.*","dest":"st.$2.$1"},"republish":{"src":"st.>","dest":"out.>"}}"#,
+        );
+        let p = s.publish("in.a.b", None, b"one", 7, None, &QUOTA);
+        assert_eq!(p.transformed.as_deref(), Some("st.b.a"));
+        let r = p.republish.unwrap();
+        assert_eq!(r.subject, "out.b.a");
+        assert_eq!(r.payload, b"one");
+        assert_eq!(
+            String::from_utf8(r.hdr).unwrap(),
+            format!(
+                "NATS/1.0\r\nNats-Stream: S\r\nNats-Subject: st.b.a\r\nNats-Sequence: 1\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: 0\r\n\r\n",
+                time_json(7)
+            )
+        );
+        let p = s.publish(
+            "in.a.b",
+            Some(b"NATS/1.0\r\nX: y\r\n\r\n"),
+            b"two",
+            8,
+            None,
+            &QUOTA,
+        );
+        let hdr = String::from_utf8(p.republish.unwrap().hdr).unwrap();
+        assert!(
+            hdr.starts_with("NATS/1.0\r\nX: y\r\nNats-Stream: S\r\n"),
+            "{hdr}"
+        );
+        assert!(hdr.ends_with("Nats-Last-Sequence: 1\r\n\r\n"), "{hdr}");
+        assert_eq!(s.get(0, "st.b.a", "").unwrap().msg, b"two");
+        // headers_only: no payload, its size in a header.
+        let mut s = mem(
+            r#"{"name":"S","subjects":["a"],"storage":"memory","republish":{"src":"a","dest":"b","headers_only":true}}"#,
+        );
+        let r = s
+            .publish("a", None, b"12345", 1, None, &QUOTA)
+            .republish
+            .unwrap();
+        assert!(r.payload.is_empty());
+        assert!(String::from_utf8(r.hdr)
+            .unwrap()
+            .ends_with("Nats-Msg-Size: 5\r\n\r\n"));
+    }
+
+    #[test]
+    fn transform_and_republish_refusals() {
+        let e = |json: &str| {
+            serde_json::from_str::<StreamConfig>(json)
+                .unwrap()
+                .normalize()
+                .unwrap_err()
+        };
+        let err =
+            e(r#"{"name":"S","subjects":["a.*"],"subject_transform":{"src":"a.*","dest":"b.$2"}}"#);
+        assert_eq!((err.code, err.err_code), (400, 10156));
+        assert_eq!(
+            err.description,
+            "stream transform: invalid mapping destination: wildcard index out of range in $2"
+        );
+        let err =
+            e(r#"{"name":"S","subjects":["a.*"],"subject_transform":{"src":"a..b","dest":"b"}}"#);
+        assert_eq!(err.err_code, 10155);
+        let err = e(r#"{"name":"S","subjects":["a.*"],"republish":{"src":"a.*","dest":"a.>"}}"#);
+        assert_eq!(
+            err.description,
+            "stream configuration for republish destination forms a cycle"
+        );
+        let err = e(r#"{"name":"S","subjects":["a.*"],"republish":{"src":"b.*","dest":"c.>"}}"#);
+        assert_eq!(
+            err.description,
+            "stream configuration for republish source is not valid subset of subjects"
+        );
+    }
+
+    fn stored_seqs(s: &Stream) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut seq = 0;
+        while let Ok(m) = s.store.load_next_msg(">", seq) {
+            out.push(m.seq);
+            seq = m.seq + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn message_ttls_expire_and_never_outlives_max_age() {
+        const S: i64 = 1_000_000_000;
+        let ttl = |v: &str| format!("NATS/1.0\r\nNats-TTL: {v}\r\n\r\n");
+        let mut s = mem(r#"{"name":"S","subjects":["a.*"],"storage":"memory"}"#);
+        let p = s.publish("a.1", Some(ttl("5").as_bytes()), b"x", 0, None, &QUOTA);
+        let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
+        assert_eq!(v["error"]["err_code"], 10166);
+        let mut s = mem(
+            r#"{"name":"S","subjects":["a.*"],"storage":"memory","allow_msg_ttl":true,"max_age":10000000000}"#,
+        );
+        for (subject, value) in [("a.1", "2s"), ("a.2", "never"), ("a.3", "20"), ("a.4", "")] {
+            let hdr = (!value.is_empty()).then(|| ttl(value));
+            let p = s.publish(
+                subject,
+                hdr.as_deref().map(str::as_bytes),
+                b"x",
+                0,
+                None,
+                &QUOTA,
+            );
+            assert!(p.stored.is_some());
+        }
+        let p = s.publish("a.5", Some(ttl("100ms").as_bytes()), b"x", 0, None, &QUOTA);
+        let v: serde_json::Value = serde_json::from_slice(&p.ack).unwrap();
+        assert_eq!(v["error"]["err_code"], 10165);
+        assert_eq!(s.next_expiry(), Some(2 * S));
+        assert_eq!(s.expire(2 * S).0, 1);
+        assert_eq!(stored_seqs(&s), [2, 3, 4]);
+        // max_age takes a.3 and a.4 (a TTL longer than max_age does not
+        // keep a message), never a.2.
+        assert_eq!(s.next_expiry(), Some(10 * S));
+        assert_eq!(s.expire(10 * S).0, 2);
+        assert_eq!(stored_seqs(&s), [2]);
+        let evicted: Vec<u64> = s.take_evicted().into_iter().map(|(q, _)| q).collect();
+        assert_eq!(evicted, [1, 3, 4]);
+        assert_eq!(s.next_expiry(), Some(20 * S), "a.3's stale deadline");
+        assert_eq!(s.expire(20 * S).0, 0);
+        assert_eq!(s.next_expiry(), None);
+    }
+
+    #[test]
+    fn subject_delete_markers_replace_the_last_message() {
+        const S: i64 = 1_000_000_000;
+        let mut s = mem(
+            r#"{"name":"S","subjects":["k.*"],"storage":"memory","max_age":5000000000,"subject_delete_marker_ttl":60000000000}"#,
+        );
+        assert!(s.cfg.allow_msg_ttl && s.cfg.allow_rollup_hdrs);
+        s.publish("k.a", None, b"1", 0, None, &QUOTA);
+        s.publish("k.a", None, b"2", S, None, &QUOTA);
+        s.publish("k.b", None, b"3", S, None, &QUOTA);
+        // k.a's first message is not its last: removed plainly.
+        let (n, markers) = s.expire(5 * S);
+        assert_eq!((n, markers.len()), (1, 0));
+        let (n, markers) = s.expire(6 * S);
+        assert_eq!(n, 2);
+        let subjects: Vec<&str> = markers.iter().map(|m| m.subject.as_str()).collect();
+        assert_eq!(subjects, ["k.a", "k.b"]);
+        assert_eq!(stored_seqs(&s), [4, 5]);
+        let m = s.get(0, "k.a", "").unwrap();
+        assert!(m.msg.is_empty());
+        assert_eq!(
+            m.hdr,
+            b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 1m0s\r\nNats-Rollup: sub\r\n\r\n"
+        );
+        // The markers live a minute and leave no marker behind.
+        let (n, markers) = s.expire(6 * S + 60 * S);
+        assert_eq!((n, markers.len()), (2, 0));
+        assert_eq!(s.state().msgs, 0);
+        // Short TTLs are raised to the markers'.
+        let p = s.publish(
+            "k.c",
+            Some(b"NATS/1.0\r\nNats-TTL: 2\r\n\r\n"),
+            b"x",
+            100 * S,
+            None,
+            &QUOTA,
+        );
+        let seq = p.stored.unwrap().0;
+        assert_eq!(
+            s.store.load_msg(seq).unwrap().hdr,
+            b"NATS/1.0\r\nNats-TTL: 60\r\n\r\n"
+        );
     }
 }
