@@ -6,6 +6,7 @@ mod flags;
 mod logger;
 mod pidfile;
 mod signal;
+mod sysres;
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let run = match flags::parse(args.clone()) {
+    let mut run = match flags::parse(args.clone()) {
         Ok(Action::Run(run)) => *run,
         Ok(Action::Help) => {
             print!("{}", flags::usage());
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     for block in &run.opts.conf_blocks {
         log::warn!("{} is not supported yet, ignoring it", block.key);
     }
+    sysres::fill_jetstream_limits(&mut run.opts);
     let _pid_file = match run.opts.pid_file.as_deref() {
         Some(path) => match pidfile::PidFile::create(path) {
             Ok(pid_file) => Some(pid_file),
@@ -74,7 +76,10 @@ fn main() -> ExitCode {
     // on top, exactly as at start (nats-server: flags override the file).
     let hooks = natsd_io::Hooks {
         reload: Box::new(move || match flags::parse(args.clone()) {
-            Ok(Action::Run(run)) => Ok(run.opts),
+            Ok(Action::Run(mut run)) => {
+                sysres::fill_jetstream_limits(&mut run.opts);
+                Ok(run.opts)
+            }
             Ok(_) => Err("the command line no longer starts a server".to_string()),
             Err(e) => Err(e.to_string()),
         }),

@@ -946,7 +946,18 @@ async fn jsz_and_varz_report_jetstream() {
     assert_eq!(jsz["config"]["sync_interval"], 120_000_000_000u64);
     let varz = crate::monitor::get_json(port, "/varz");
     assert_eq!(varz["jetstream"]["stats"]["memory"], 3 * (1 + 5 + 16));
-    assert_eq!(varz["jetstream"]["config"]["max_memory"], -1);
+    // Unset, the server limit is 75% of the machine's memory, as nats-server sets it.
+    let mem_total: i64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    assert_eq!(
+        varz["jetstream"]["config"]["max_memory"],
+        mem_total * 1024 / 4 * 3
+    );
+    assert!(varz["jetstream"]["config"]["max_storage"].as_i64().unwrap() > 0);
     let accountz = crate::monitor::get_json(port, "/accountz?acc=$G");
     assert_eq!(accountz["account_detail"]["jetstream_enabled"], true);
     let accountz = crate::monitor::get_json(port, "/accountz?acc=$SYS");
