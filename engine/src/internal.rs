@@ -68,6 +68,8 @@ pub trait Service: Send {
     fn end_batch(&mut self, _now: Instant, _net: &mut Internal) {}
     /// A server event (only the stage that receives events gets these).
     fn handle_event(&mut self, _now: Instant, _event: Event, _net: &mut Internal) {}
+    /// The configuration was reloaded (`Server::options` holds the new one).
+    fn reloaded(&mut self, _now: Instant, _net: &mut Internal) {}
     /// The instant [`poll_timeout`](Self::poll_timeout) named has passed.
     fn handle_timeout(&mut self, _now: Instant, _net: &mut Internal) {}
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next.

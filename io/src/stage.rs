@@ -104,7 +104,8 @@ impl Stage {
                     Cmd::Snapshot(reply) => {
                         let _ = reply.send(Vec::new());
                     }
-                    Cmd::Flush(_) | Cmd::Reload(_) | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
+                    Cmd::Reload(_) => self.service.reloaded(now, &mut self.net),
+                    Cmd::Flush(_) | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
                 }
             }
             let now = Instant::now();

@@ -338,3 +338,52 @@ async fn natsd_refuses_to_change_which_accounts_have_jetstream() {
     let info: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
     assert_eq!(info["error"]["err_code"], 10039, "{info}");
 }
+
+/// An account's `jetstream { ... }` limits follow a reload: raised `max_streams` lets a second
+/// stream in.
+#[tokio::test]
+async fn account_jetstream_limits_follow_a_reload() {
+    let store = TempDir::new();
+    let conf = |max: u32| {
+        format!(
+            "jetstream {{ store_dir: {:?} }}\naccounts: {{\n  A: {{ jetstream: {{ max_streams: {max} }}, users: [{{user: a, password: a}}] }}\n}}\n",
+            store.path().display().to_string()
+        )
+    };
+    for server in Server::natsd_and_reference(&conf(1)) {
+        let name = server.bin().to_owned();
+        let a = login(&server, "a").await;
+        let request = |subject: String, body: String| {
+            let a = a.clone();
+            async move {
+                let msg = tokio::time::timeout(WAIT, a.request(subject, body.into()))
+                    .await
+                    .expect("request timed out")
+                    .expect("request");
+                serde_json::from_slice::<serde_json::Value>(&msg.payload).expect("JSON")
+            }
+        };
+        let create = |n: &str| {
+            let body = serde_json::json!({"name": n, "subjects": [n], "storage": "memory"});
+            request(format!("$JS.API.STREAM.CREATE.{n}"), body.to_string())
+        };
+        assert_eq!(create("S1").await["config"]["name"], "S1");
+        let refused = create("S2").await;
+        assert_eq!(refused["error"]["err_code"], 10027, "{name:?}: {refused}");
+        reload(&server, &conf(2));
+        // The stage applies the reload after the reactors: poll, bounded.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let info = request("$JS.API.INFO".into(), String::new()).await;
+            if info["limits"]["max_streams"] == 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name:?}: limits not reloaded: {info}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(create("S2").await["config"]["name"], "S2", "{name:?}");
+    }
+}

@@ -1161,6 +1161,20 @@ impl Service for JetStream {
         }
     }
 
+    /// Accounts' `jetstream { ... }` limits apply from the reload on (as
+    /// for a new stream or publish; nothing stored is removed). Which
+    /// accounts have JetStream cannot change by reload.
+    fn reloaded(&mut self, _now: Instant, _net: &mut Internal) {
+        let opts = self.server.options();
+        for a in &mut self.accounts {
+            let limits = limits_for(&opts, &a.account.name);
+            if limits != a.limits {
+                log::info!("JetStream limits of account {:?} reloaded", a.account.name);
+                a.limits = limits;
+            }
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant, net: &mut Internal) {
         self.consumers_timeout(now, net);
         let now_ns = self.now_ns(now);
