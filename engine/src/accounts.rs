@@ -127,6 +127,8 @@ pub struct AccountConfig {
     pub jetstream: bool,
     /// The limits of `jetstream { ... }` (none limited otherwise).
     pub jetstream_limits: crate::options::JsAccountLimits,
+    /// `mappings`: subject mappings of the account's publishes.
+    pub mappings: Vec<crate::mapping::MappingConfig>,
 }
 
 // ---------------------------------------------------------------------------

@@ -870,6 +870,14 @@ impl ClientConn {
     ) {
         self.in_msgs += 1;
         self.in_bytes += (payload.len() + headers.map_or(0, <[u8]>::len)) as u64;
+        // Account mappings apply to clients' publishes before anything else,
+        // permissions included (nats-server maps as the message is parsed).
+        let mapped = if self.internal {
+            None
+        } else {
+            self.account.map_subject(subject)
+        };
+        let subject = mapped.as_deref().map_or(subject, str::as_bytes);
         if let Some(perms) = &self.perms {
             let as_response = || {
                 self.responses

@@ -25,6 +25,7 @@ pub mod consumer;
 pub mod fuzzing;
 pub mod internal;
 pub mod jetstream;
+pub mod mapping;
 pub mod monitor;
 pub mod nkey;
 pub mod options;

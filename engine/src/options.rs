@@ -14,6 +14,7 @@ use crate::accounts::{
 };
 use crate::auth::{self, NkeyUser, Permissions, ResponsePermission, SubjectPermission, User};
 use crate::conf::{self, ConfError, Entry, ErrorKind, Item, Map, Value};
+use crate::mapping::{MapDest, MappingConfig, Mappings};
 use crate::subject;
 
 /// Default client port.
@@ -97,6 +98,8 @@ pub struct Options {
     /// `accounts {}`: the configured accounts (their users are in
     /// [`Options::users`]/[`Options::nkeys`] with `account` set).
     pub accounts: Vec<AccountConfig>,
+    /// Top-level `mappings {}`: the global account's subject mappings.
+    pub mappings: Vec<crate::mapping::MappingConfig>,
     /// `http`/`https` host part: kept for monitoring.
     pub http_host: Option<String>,
     /// `http_port`/`monitor_port`/`http` port part; 0 = off, -1 = random. Kept for monitoring.
@@ -177,6 +180,7 @@ impl Default for Options {
             no_auth_user: None,
             system_account: None,
             accounts: Vec::new(),
+            mappings: Vec::new(),
             http_host: None,
             http_port: 0,
             https_port: 0,
@@ -268,8 +272,6 @@ const KEPT_KEYS: &[&str] = &[
     "ws",
     "mqtt",
     "server_tags",
-    "mappings",
-    "maps",
 ];
 
 impl Options {
@@ -421,6 +423,7 @@ impl Options {
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
             "tls" => self.apply_tls(entry, warnings)?,
             "jetstream" => self.apply_jetstream(entry, warnings)?,
+            "mappings" | "maps" => self.mappings = parse_mappings(entry)?,
             k if KEPT_KEYS.contains(&k) => {
                 self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
                 self.conf_blocks.push(entry.clone());
@@ -813,9 +816,10 @@ impl Options {
                 "default_permissions" => {
                     parse_permissions(e).map(|p| default_permissions = Some(p))
                 }
+                "mappings" | "maps" => parse_mappings(e).map(|m| acc.mappings = m),
                 // Refused, not ignored: a server running without them would
-                // route or limit differently from what the file says.
-                k @ ("mappings" | "maps" | "limits" | "msg_trace") => Err(invalid(
+                // limit differently from what the file says.
+                k @ ("limits" | "msg_trace") => Err(invalid(
                     &e.key_at,
                     format!("account {} is not supported yet", conf::go_quote(k)),
                 )),
@@ -916,6 +920,135 @@ impl Options {
 
 /// An account's `exports: [{stream: s} | {service: s, response_type,
 /// response_threshold}, accounts: [...]]`.
+/// `mappings { <src>: <dest> | {dest, weight, cluster} | [ ... ] }` with
+/// nats-server 2.9.10's checks and texts.
+fn parse_mappings(entry: &Entry) -> Result<Vec<MappingConfig>, ConfError> {
+    let Value::Map(map) = &entry.value.value else {
+        return Err(invalid(
+            &entry.key_at,
+            format!(
+                "Expected a map of subject mappings, got {}",
+                entry.value.value.type_name()
+            ),
+        ));
+    };
+    let mut out = Vec::new();
+    for e in map.entries() {
+        if !crate::subject::is_valid_subject(e.key.as_bytes()) {
+            return Err(invalid(
+                &e.key_at,
+                format!("Subject {} is not a valid subject", conf::go_quote(&e.key)),
+            ));
+        }
+        let dests = match &e.value.value {
+            Value::String(d) => vec![MapDest {
+                subject: d.clone(),
+                weight: 100,
+                cluster: None,
+            }],
+            Value::Map(m) => vec![parse_map_dest(m, &e.value.at)?],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match &item.value {
+                    Value::Map(m) => parse_map_dest(m, &item.at),
+                    _ => Err(invalid(
+                        &item.at,
+                        "Expected an entry for the mapping destination".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            v => {
+                return Err(invalid(
+                    &e.value.at,
+                    format!("Unknown type {} for mapping destination", v.type_name()),
+                ))
+            }
+        };
+        let cfg = MappingConfig {
+            source: e.key.clone(),
+            dests,
+        };
+        if let Err(err) = Mappings::new(std::slice::from_ref(&cfg)) {
+            let first = cfg.dests.first().map_or("", |d| d.subject.as_str());
+            return Err(invalid(
+                &e.value.at,
+                format!(
+                    "Error adding mapping for {} to {} : {err}",
+                    conf::go_quote(&e.key),
+                    conf::go_quote(first)
+                ),
+            ));
+        }
+        out.push(cfg);
+    }
+    Ok(out)
+}
+
+/// One `{dest, weight, cluster}` of a mapping.
+fn parse_map_dest(map: &Map, at: &conf::Loc) -> Result<MapDest, ConfError> {
+    let mut dest = MapDest {
+        subject: String::new(),
+        weight: 0,
+        cluster: None,
+    };
+    let mut weighted = false;
+    for e in map.entries() {
+        match e.key.to_ascii_lowercase().as_str() {
+            "dest" | "destination" => dest.subject = string(e)?,
+            "cluster" => dest.cluster = Some(string(e)?),
+            "weight" => {
+                let w = match &e.value.value {
+                    Value::String(w) => {
+                        let w = w.strip_suffix('%').unwrap_or(w);
+                        w.parse::<i64>().map_err(|_| {
+                            invalid(
+                                &e.value.at,
+                                format!(
+                                    "Invalid weight {} for mapping destination",
+                                    conf::go_quote(w)
+                                ),
+                            )
+                        })?
+                    }
+                    Value::Int(w) => *w,
+                    v => {
+                        return Err(invalid(
+                            &e.value.at,
+                            format!("Unknown entry type for weight of {}", v.type_name()),
+                        ))
+                    }
+                };
+                dest.weight = u8::try_from(w).ok().filter(|w| *w <= 100).ok_or_else(|| {
+                    invalid(
+                        &e.value.at,
+                        format!("Invalid weight {w} for mapping destination"),
+                    )
+                })?;
+                weighted = true;
+            }
+            _ => {
+                return Err(invalid(
+                    &e.key_at,
+                    format!(
+                        "Unknown field {} for mapping destination",
+                        conf::go_quote(&e.key)
+                    ),
+                ))
+            }
+        }
+    }
+    if !weighted {
+        return Err(invalid(
+            at,
+            format!(
+                "Missing weight for mapping destination {}",
+                conf::go_quote(&dest.subject)
+            ),
+        ));
+    }
+    Ok(dest)
+}
+
 fn parse_exports(
     entry: &Entry,
     errors: &mut Vec<ConfError>,
@@ -2032,6 +2165,34 @@ mod tests {
     }
 
     #[test]
+    fn mappings_top_level_and_per_account() {
+        let o = ok(concat!(
+            "mappings { foo: bar, \"o.*.*\": \"x.$2.$1\",\n",
+            " w: [{destination: w.a, weight: \"40%\"}, {dest: w.b, weight: 60, cluster: c}] }\n",
+            "accounts { A: { mappings: { s: {dest: t, weight: 100} } } }\n",
+        ));
+        let sources: Vec<&str> = o.mappings.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(sources, ["foo", "o.*.*", "w"]);
+        assert_eq!(o.mappings[2].dests[0].weight, 40);
+        assert_eq!(o.mappings[2].dests[1].cluster.as_deref(), Some("c"));
+        assert_eq!(o.accounts[0].mappings[0].dests[0].subject, "t");
+        assert!(err("mappings { \"a..b\": c }").contains("Subject \"a..b\" is not a valid subject"));
+        assert!(err("mappings { a: [{dest: b}] }")
+            .contains("Missing weight for mapping destination \"b\""));
+        assert!(err("mappings { a: [{dest: b, weight: 101}] }")
+            .contains("Invalid weight 101 for mapping destination"));
+        assert!(err("mappings { a: [{dest: b, weight: 10, x: 1}] }")
+            .contains("Unknown field \"x\" for mapping destination"));
+        let e = err("mappings { \"a.*\": \"b.$2\" }");
+        assert!(
+            e.contains("Error adding mapping for \"a.*\" to \"b.$2\" : invalid mapping destination: wildcard index out of range in $2"),
+            "{e}"
+        );
+        let e = err("mappings { a: [{dest: b, weight: 60}, {dest: c, weight: 50}] }");
+        assert!(e.contains("total weight needs to be <= 100"), "{e}");
+    }
+
+    #[test]
     fn jetstream_block() {
         let o = ok(concat!(
             "jetstream {\n store_dir: /data\n max_memory_store: 1GB\n max_file_store: \"2G\"\n",
@@ -2487,7 +2648,7 @@ mod tests {
         assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
         assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
         assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
-        assert_eq!(o.conf_blocks.len(), 7);
+        assert_eq!(o.conf_blocks.len(), 6, "mappings are applied, not kept");
         assert!(o.jetstream.enabled);
     }
 

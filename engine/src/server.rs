@@ -10,6 +10,7 @@ use crate::accounts::{self, Responses, Routing, GLOBAL_ACCOUNT};
 use crate::auth::Authenticator;
 use crate::client::{ConnSnapshot, SubRef};
 use crate::internal::Event;
+use crate::mapping::Mappings;
 use crate::options::Options;
 use crate::sublist::Sublist;
 
@@ -38,6 +39,11 @@ pub struct Account {
     routed: AtomicBool,
     /// Rewritten replies of requests that reached this account's services.
     responses: Responses,
+    /// Its subject mappings, replaced as a whole by a config reload.
+    mappings: ArcSwap<Mappings>,
+    /// Whether it has any: the publish path of an account without reads
+    /// only this flag.
+    mapped: AtomicBool,
 }
 
 impl std::fmt::Debug for Account {
@@ -61,7 +67,26 @@ impl Account {
             routing: ArcSwap::from_pointee(Routing::default()),
             routed: AtomicBool::new(false),
             responses: Responses::new(key),
+            mappings: ArcSwap::from_pointee(Mappings::default()),
+            mapped: AtomicBool::new(false),
         }
+    }
+
+    /// The subject a client's publish to `subject` goes to when one of the
+    /// account's mappings applies.
+    pub fn map_subject(&self, subject: &[u8]) -> Option<String> {
+        if !self.mapped.load(Ordering::Acquire) {
+            return None;
+        }
+        self.mappings
+            .load()
+            .select(std::str::from_utf8(subject).ok()?)
+    }
+
+    /// Replace its mappings.
+    fn set_mappings(&self, mappings: Mappings) {
+        self.mapped.store(!mappings.is_empty(), Ordering::Release);
+        self.mappings.store(Arc::new(mappings));
     }
 
     /// A process-unique id.
@@ -296,7 +321,7 @@ impl Server {
                 "config reload not supported for JETSTREAM: account {name:?} would change whether it has JetStream"
             ));
         }
-        let candidates: [(&'static str, bool); 16] = [
+        let candidates: [(&'static str, bool); 17] = [
             (
                 "authorization",
                 old.user != new.user
@@ -331,6 +356,7 @@ impl Server {
             ("write_deadline", old.write_deadline != new.write_deadline),
             ("pid_file", old.pid_file != new.pid_file),
             ("accounts", old.accounts != new.accounts),
+            ("mappings", old.mappings != new.mappings),
             (
                 "tls",
                 old.tls_cert != new.tls_cert
@@ -464,6 +490,18 @@ fn build_accounts(
             (n.to_string(), acc)
         })
         .collect();
+    for (name, acc) in &map {
+        let configs = if name == GLOBAL_ACCOUNT {
+            &opts.mappings[..]
+        } else {
+            opts.accounts
+                .iter()
+                .find(|a| &a.name == name)
+                .map_or(&[][..], |a| &a.mappings[..])
+        };
+        // Checked when the file was read; a failure here leaves none.
+        acc.set_mappings(Mappings::new(configs).unwrap_or_default());
+    }
     let mut routing = accounts::build_routing(&opts.accounts, &|n| map.get(n).cloned());
     for (name, acc) in &map {
         acc.set_routing(routing.remove(name));

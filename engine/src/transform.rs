@@ -338,7 +338,7 @@ impl SubjectTransform {
                     };
                     push_num(&mut out, bucket(fnv1a(key.as_bytes()), *n));
                 }
-                Part::Random(n) => push_num(&mut out, bucket(random(), *n)),
+                Part::Random(n) => push_num(&mut out, random_below(*n)),
                 Part::Split(i, delim) => {
                     let pieces: Vec<&str> = token(*i)
                         .split(delim.as_str())
@@ -440,8 +440,12 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// A random 31-bit number (no need for a good generator: it spreads
-/// messages over partitions).
+/// A random number below `n` (0 when `n` is 0). No need for a good
+/// generator: it spreads messages over partitions and destinations.
+pub fn random_below(n: u32) -> u32 {
+    bucket(random(), n)
+}
+
 fn random() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod harness;
 mod jetstream;
 mod limits;
+mod mappings;
 mod monitor;
 mod pubsub;
 mod reconnect;
