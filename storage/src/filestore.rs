@@ -1397,6 +1397,14 @@ impl Store for FileStore {
         self.read_msg(self.idx.next_for(filter, start_seq).ok_or(Error::Eof)?)
     }
 
+    fn seq_from_time(&self, ts_ns: i64) -> u64 {
+        self.idx.seq_from_time(ts_ns)
+    }
+
+    fn multi_last_seqs(&self, filters: &[String], max_seq: u64, limit: usize) -> Option<Vec<u64>> {
+        self.idx.multi_last_seqs(filters, max_seq, limit)
+    }
+
     fn remove_msg(&mut self, seq: u64) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);

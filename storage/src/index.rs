@@ -295,6 +295,66 @@ impl<E: Entry> Index<E> {
             .min()
     }
 
+    /// The first live sequence whose timestamp is at or after `ts`, or `last_seq + 1`.
+    /// Timestamps grow with sequences, so this is a binary search over the sequence range;
+    /// each probe steps to the next live sequence to cross interior deletes.
+    pub(crate) fn seq_from_time(&self, ts: i64) -> u64 {
+        let past_end = self.last_seq + 1;
+        if self.msgs.is_empty() {
+            return past_end;
+        }
+        let live_at_or_after = |probe: u64| self.msgs.keys_from(probe).next();
+        let reached = |probe: u64| {
+            live_at_or_after(probe)
+                .and_then(|s| self.msgs.get(&s))
+                .is_none_or(|e| e.ts() >= ts)
+        };
+        let (mut lo, mut hi) = (self.first_seq, past_end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if reached(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        live_at_or_after(lo).unwrap_or(past_end)
+    }
+
+    /// For each subject matching any of `filters`, its last sequence at or below `max_seq`;
+    /// ascending, without duplicates. `None` as soon as there are more than `limit`.
+    pub(crate) fn multi_last_seqs(
+        &self,
+        filters: &[String],
+        max_seq: u64,
+        limit: usize,
+    ) -> Option<Vec<u64>> {
+        let mut seen: HashMap<&Arc<str>, u64> = HashMap::new();
+        for filter in filters {
+            for (subject, set) in self.matching(filter) {
+                if seen.contains_key(subject) {
+                    continue;
+                }
+                let last = match set.last() {
+                    Some(l) if l <= max_seq => Some(l),
+                    _ => set
+                        .below(max_seq.saturating_add(1))
+                        .rev()
+                        .find(|&s| holds(&self.msgs, subject, s)),
+                };
+                if let Some(seq) = last {
+                    seen.insert(subject, seq);
+                    if seen.len() > limit {
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut seqs: Vec<u64> = seen.into_values().collect();
+        seqs.sort_unstable();
+        Some(seqs)
+    }
+
     pub(crate) fn num_pending(&self, start: u64, filter: &str, last_per_subject: bool) -> u64 {
         if is_all(filter) && !last_per_subject {
             if start <= self.first_seq {

@@ -162,6 +162,13 @@ pub trait Store {
     fn load_last_msg(&self, filter: &str) -> Result<StoredMsg>;
     /// Load the first message at or after `start_seq` whose subject matches `filter`.
     fn load_next_msg(&self, filter: &str, start_seq: u64) -> Result<StoredMsg>;
+    /// The sequence of the first message stored at or after `ts_ns` (ns since the epoch), or
+    /// `last_seq + 1` when there is none (nats-server `GetSeqFromTime`).
+    fn seq_from_time(&self, ts_ns: i64) -> u64;
+    /// For each subject matching any of `filters`, the sequence of its last message at or below
+    /// `max_seq`: ascending, each once. `None` when more than `limit` subjects have one
+    /// (nats-server `MultiLastSeqs` and its `ErrTooManyResults`).
+    fn multi_last_seqs(&self, filters: &[String], max_seq: u64, limit: usize) -> Option<Vec<u64>>;
     /// Remove the message at `seq`. `Eof` past the last sequence, `NotFound` if absent.
     fn remove_msg(&mut self, seq: u64) -> Result<()>;
     /// Remove the message at `seq` and make its bytes unrecoverable from the store's files.

@@ -277,7 +277,7 @@ impl SeqList {
     }
 
     /// Listed sequences below `end` (filter with `live`).
-    pub(crate) fn below(&self, end: u64) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn below(&self, end: u64) -> impl DoubleEndedIterator<Item = u64> + '_ {
         let i = self.seqs.partition_point(|&s| s < end);
         self.seqs.range(..i).copied()
     }

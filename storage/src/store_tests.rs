@@ -118,6 +118,59 @@ fn last_by_subject_with_wildcards() {
     });
 }
 
+/// nats-server `GetSeqFromTime`: the first message at or after the time, stepping over interior
+/// deletes; `last_seq + 1` past the newest message and for an empty store.
+#[test]
+fn seq_from_time_finds_first_at_or_after() {
+    both(StoreLimits::default(), |s, _| {
+        assert_eq!(s.seq_from_time(5), 1);
+        for ts in [10, 20, 30, 40, 50, 60] {
+            s.store_msg("t", b"", b"x", ts).unwrap();
+        }
+        s.remove_msg(3).unwrap();
+        s.remove_msg(4).unwrap();
+        assert_eq!(s.seq_from_time(i64::MIN), 1);
+        assert_eq!(s.seq_from_time(10), 1);
+        assert_eq!(s.seq_from_time(11), 2);
+        assert_eq!(s.seq_from_time(20), 2);
+        assert_eq!(s.seq_from_time(21), 5);
+        assert_eq!(s.seq_from_time(45), 5);
+        assert_eq!(s.seq_from_time(60), 6);
+        assert_eq!(s.seq_from_time(61), 7);
+        s.remove_msg(1).unwrap();
+        assert_eq!(s.seq_from_time(0), 2);
+        s.purge().unwrap();
+        assert_eq!(s.seq_from_time(0), 7);
+    });
+}
+
+/// nats-server `MultiLastSeqs`: per matching subject its last sequence at or below the ceiling,
+/// ascending and once even when filters overlap; over the limit it is refused.
+#[test]
+fn multi_last_seqs_up_to_a_ceiling() {
+    both(StoreLimits::default(), |s, _| {
+        let f = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for (i, subj) in ["a.1", "a.2", "b.1", "a.1", "a.2", "a.1", "c"]
+            .iter()
+            .enumerate()
+        {
+            s.store_msg(subj, b"", b"", i as i64).unwrap();
+        }
+        assert_eq!(s.multi_last_seqs(&f(&["a.*"]), 7, 10), Some(vec![5, 6]));
+        assert_eq!(
+            s.multi_last_seqs(&f(&["a.1", "a.>", ">"]), 7, 10),
+            Some(vec![3, 5, 6, 7])
+        );
+        assert_eq!(s.multi_last_seqs(&f(&["a.*"]), 4, 10), Some(vec![2, 4]));
+        assert_eq!(s.multi_last_seqs(&f(&["a.*", "c"]), 1, 10), Some(vec![1]));
+        s.remove_msg(4).unwrap();
+        assert_eq!(s.multi_last_seqs(&f(&["a.1"]), 5, 10), Some(vec![1]));
+        assert_eq!(s.multi_last_seqs(&f(&["x.>"]), 7, 10), Some(vec![]));
+        assert_eq!(s.multi_last_seqs(&f(&[">"]), 7, 3), None);
+        assert_eq!(s.multi_last_seqs(&f(&[">"]), 7, 4), Some(vec![3, 5, 6, 7]));
+    });
+}
+
 /// nats-server: deleting past the end is "stream store EOF" (10057); deleting a deleted
 /// sequence is "sequence N not found" (10043).
 #[test]
