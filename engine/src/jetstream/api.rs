@@ -375,10 +375,11 @@ pub struct PurgeRequest {
     pub keep: u64,
 }
 
-/// `STREAM.MSG.GET` / `DIRECT.GET` request.
+/// `STREAM.MSG.GET` / `DIRECT.GET` request (nats-server `JSApiMsgGetRequest`;
+/// the batch and multi-last fields are ADR-31's, answered by direct gets only).
 #[derive(Debug, Default, Deserialize)]
 pub struct MsgGetRequest {
-    /// `seq`.
+    /// `seq`: the message, or where a batch or `next_by_subj` starts.
     #[serde(default)]
     pub seq: u64,
     /// `last_by_subj`.
@@ -387,21 +388,37 @@ pub struct MsgGetRequest {
     /// `next_by_subj`.
     #[serde(default)]
     pub next_by_subj: String,
-    /// `batch`: not supported here (nats-server refuses it on `MSG.GET`).
+    /// `batch`: how many messages (a batch answer when not 0).
     #[serde(default)]
     pub batch: i64,
-    /// `max_bytes`: as `batch`.
+    /// `max_bytes`: stop a batch once this much was sent (0: `max_pending`).
     #[serde(default)]
     pub max_bytes: i64,
-    /// `multi_last`: not supported yet.
+    /// `start_time` (RFC 3339, read as ns since the epoch): start at the
+    /// first message at or after it.
+    #[serde(default, deserialize_with = "rfc3339_ns")]
+    pub start_time: Option<i64>,
+    /// `multi_last`: subject filters whose last messages are wanted.
     #[serde(default)]
     pub multi_last: Vec<String>,
-    /// `start_time`: not supported yet.
+    /// `up_to_seq`: the ceiling of a `multi_last` get.
     #[serde(default)]
-    pub start_time: Option<String>,
-    /// `no_hdr` (direct get): leave the headers out.
+    pub up_to_seq: u64,
+    /// `up_to_time` (as `start_time`): the ceiling of a `multi_last` get.
+    #[serde(default, deserialize_with = "rfc3339_ns")]
+    pub up_to_time: Option<i64>,
+    /// `no_hdr`: leave the message's own headers out.
     #[serde(default)]
     pub no_hdr: bool,
+}
+
+/// A JSON string holding an RFC 3339 time, as ns since the epoch (Go's
+/// `*time.Time` field; [`parse_body`] has already dropped a `null`).
+fn rfc3339_ns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::consumer::parse_rfc3339_ns(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("parsing time {text:?} as RFC 3339")))
 }
 
 /// `CONSUMER.CREATE` request.

@@ -14,6 +14,7 @@
 mod api;
 mod config;
 mod consumers;
+mod direct;
 mod limits;
 mod stream;
 mod ttl;
@@ -353,17 +354,6 @@ impl JetStream {
             ["STREAM", "PURGE", s] => (kind::STREAM_PURGE, Some(*s)),
             ["STREAM", "MSG", "GET", s] => (kind::MSG_GET, Some(*s)),
             ["STREAM", "MSG", "DELETE", s] => (kind::MSG_DELETE, Some(*s)),
-            ["DIRECT", "GET", s, ..] => {
-                if !enabled {
-                    return Reply::no_responders();
-                }
-                let key = if tokens.len() > 3 {
-                    Some(tokens[3..].join("."))
-                } else {
-                    None
-                };
-                return self.direct_get(acc, s, key.as_deref(), body);
-            }
             ["CONSUMER", ..] => return self.consumer_api(now, net, acc, &tokens, body),
             ["STREAM", "LEADER", "STEPDOWN", _] => {
                 // nats-server without a cluster refuses before any other check.
@@ -825,18 +815,31 @@ impl JetStream {
             }
             ["STREAM", "MSG", "GET", _] => {
                 let req: api::MsgGetRequest = api::parse_body(body)?;
+                // nats-server's checks: no batch here; `seq`, `last_by_subj`
+                // and `start_time` exclude each other, `next_by_subj` starts
+                // at `seq` or `start_time`; the multi-last fields are ignored.
+                let (seq, last, next) = (
+                    req.seq > 0,
+                    !req.last_by_subj.is_empty(),
+                    !req.next_by_subj.is_empty(),
+                );
+                let start = req.start_time.is_some();
                 if req.batch > 0
                     || req.max_bytes > 0
-                    || !req.multi_last.is_empty()
-                    || req.start_time.is_some()
-                    || (req.seq > 0 && !req.last_by_subj.is_empty())
-                    || (!req.last_by_subj.is_empty() && !req.next_by_subj.is_empty())
-                    || (req.seq == 0 && req.last_by_subj.is_empty() && req.next_by_subj.is_empty())
+                    || (seq && (last || start))
+                    || (last && (start || next))
+                    || (!seq && !last && !next && !start)
                 {
                     return Err(ApiError::bad_request());
                 }
                 let s = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
-                let m = s.get(req.seq, &req.last_by_subj, &req.next_by_subj)?;
+                let seq = req
+                    .start_time
+                    .map_or(req.seq, |t| s.source().0.seq_from_time(t));
+                let mut m = s.get(seq, &req.last_by_subj, &req.next_by_subj)?;
+                if req.no_hdr {
+                    m.hdr.clear();
+                }
                 #[derive(Serialize)]
                 struct Msg {
                     subject: String,
@@ -858,86 +861,6 @@ impl JetStream {
                 Ok(serde_json::json!({ "message": msg }))
             }
             _ => Err(ApiError::bad_request()),
-        }
-    }
-
-    /// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the message itself, with
-    /// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`
-    /// headers, or a status.
-    fn direct_get(&self, acc: usize, name: &str, key: Option<&str>, body: &[u8]) -> Reply {
-        let Some(s) = self.accounts[acc].streams.get(name) else {
-            return Reply::no_responders();
-        };
-        if !s.cfg.allow_direct {
-            return Reply::no_responders();
-        }
-        let empty = body.iter().all(u8::is_ascii_whitespace);
-        let req = if empty {
-            if key.is_none() {
-                return Reply::status("408 Empty Request");
-            }
-            api::MsgGetRequest::default()
-        } else {
-            match api::parse_body::<api::MsgGetRequest>(body) {
-                Ok(r) => r,
-                Err(_) => return Reply::status("408 Malformed Request"),
-            }
-        };
-        let (seq, last_by, next_by) = match key {
-            Some(key) => {
-                if req.seq != 0
-                    || !req.last_by_subj.is_empty()
-                    || !req.next_by_subj.is_empty()
-                    || req.batch != 0
-                    || !req.multi_last.is_empty()
-                    || req.start_time.is_some()
-                {
-                    return Reply::status("408 Bad Request");
-                }
-                (0, key.to_string(), String::new())
-            }
-            None => {
-                if req.seq == 0 && req.last_by_subj.is_empty() && req.next_by_subj.is_empty() {
-                    return Reply::status("408 Empty Request");
-                }
-                if (req.seq > 0 && !req.last_by_subj.is_empty())
-                    || (!req.last_by_subj.is_empty() && !req.next_by_subj.is_empty())
-                    || req.batch > 1
-                    || !req.multi_last.is_empty()
-                    || req.start_time.is_some()
-                {
-                    return Reply::status("408 Bad Request");
-                }
-                (req.seq, req.last_by_subj, req.next_by_subj)
-            }
-        };
-        let Ok(m) = s.get(seq, &last_by, &next_by) else {
-            return Reply::status("404 Message Not Found");
-        };
-        let headers = if req.no_hdr {
-            None
-        } else {
-            let mut h = if m.hdr.is_empty() {
-                b"NATS/1.0\r\n".to_vec()
-            } else {
-                // Drop the block's closing empty line, append, close again.
-                m.hdr.strip_suffix(b"\r\n").unwrap_or(&m.hdr).to_vec()
-            };
-            for (k, v) in [
-                ("Nats-Stream", s.cfg.name.clone()),
-                ("Nats-Subject", m.subject.clone()),
-                ("Nats-Sequence", m.seq.to_string()),
-                ("Nats-Time-Stamp", api::time_json(m.ts)),
-            ] {
-                h.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-            }
-            h.extend_from_slice(b"\r\n");
-            Some(h)
-        };
-        Reply {
-            headers,
-            body: m.msg,
-            error: false,
         }
     }
 
@@ -1120,6 +1043,14 @@ impl Service for JetStream {
                 }
                 // Counted before handling, so `$JS.API.INFO` includes itself.
                 self.accounts[acc].api_total += 1;
+                // Direct gets publish their replies themselves (a batch is
+                // several messages) and are not API responses.
+                if let Some(rest) = op.strip_prefix("DIRECT.GET.") {
+                    if self.direct_get(now, net, acc, rest, &msg.payload, &reply) {
+                        self.accounts[acc].api_errors += 1;
+                    }
+                    return;
+                }
                 let r = self.handle_api(now, net, acc, &op, &msg);
                 let a = &mut self.accounts[acc];
                 if r.error {
@@ -1127,8 +1058,8 @@ impl Service for JetStream {
                 }
                 let account = a.account.clone();
                 net.publish(now, &account, &reply, None, r.headers.as_deref(), &r.body);
-                // Status replies and direct gets are not API responses.
-                if r.headers.is_none() && !op.starts_with("DIRECT.") {
+                // Status replies are not API responses.
+                if r.headers.is_none() {
                     self.api_audit(now, net, acc, &msg, &r.body);
                 }
             }
