@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod consumers;
 mod differential;
+mod direct_get;
 mod fuzz_corpus;
 mod harness;
 mod jetstream;
