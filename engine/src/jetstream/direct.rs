@@ -29,14 +29,14 @@ use crate::internal::Internal;
 const MULTI_LAST_MAX: usize = 1024;
 
 /// Where the messages of an answer go: (headers, payload).
-type Send<'a> = dyn FnMut(Option<&[u8]>, &[u8]) + 'a;
+type Sink<'a> = dyn FnMut(Option<&[u8]>, &[u8]) + 'a;
 
 fn status(line: &str) -> Vec<u8> {
     format!("NATS/1.0 {line}\r\n\r\n").into_bytes()
 }
 
 /// Answers with a status only; it is always a failure.
-fn fail(send: &mut Send<'_>, line: &str) -> bool {
+fn fail(send: &mut Sink<'_>, line: &str) -> bool {
     send(Some(&status(line)), b"");
     true
 }
@@ -163,7 +163,7 @@ fn answer(
     stream: &str,
     req: &MsgGetRequest,
     max_pending: i64,
-    send: &mut Send<'_>,
+    send: &mut Sink<'_>,
 ) -> bool {
     let max_bytes = if req.max_bytes == 0 {
         max_pending
@@ -237,7 +237,7 @@ fn multi_last(
     stream: &str,
     req: &MsgGetRequest,
     max_bytes: i64,
-    send: &mut Send<'_>,
+    send: &mut Sink<'_>,
 ) -> bool {
     let state = store.state();
     let mut up_to = req.up_to_seq;

@@ -818,17 +818,15 @@ impl JetStream {
                 // nats-server's checks: no batch here; `seq`, `last_by_subj`
                 // and `start_time` exclude each other, `next_by_subj` starts
                 // at `seq` or `start_time`; the multi-last fields are ignored.
-                let (seq, last, next) = (
-                    req.seq > 0,
-                    !req.last_by_subj.is_empty(),
-                    !req.next_by_subj.is_empty(),
-                );
-                let start = req.start_time.is_some();
+                let by_seq = req.seq > 0;
+                let by_last = !req.last_by_subj.is_empty();
+                let by_next = !req.next_by_subj.is_empty();
+                let by_time = req.start_time.is_some();
                 if req.batch > 0
                     || req.max_bytes > 0
-                    || (seq && (last || start))
-                    || (last && (start || next))
-                    || (!seq && !last && !next && !start)
+                    || (by_seq && (by_last || by_time))
+                    || (by_last && (by_time || by_next))
+                    || !(by_seq || by_last || by_next || by_time)
                 {
                     return Err(ApiError::bad_request());
                 }
