@@ -84,6 +84,8 @@ pub use wire::{
 
 /// Push flow control window limit (nats-server `JsFlowControlMaxPending`).
 pub const FLOW_CONTROL_MAX_PENDING_BYTES: i64 = 32 * 1024 * 1024;
+/// Messages a push consumer sends per call before it yields to the stage.
+const PUSH_CHUNK: usize = 1024;
 /// nats-server adds this to every ack-wait timer so bursts share one check.
 const ACK_WAIT_DELAY: Duration = Duration::from_millis(1);
 /// After a restart, pending deliveries are checked this soon (nats-server picks 0.5–1.5 s).
@@ -376,6 +378,9 @@ pub struct Consumer {
     replay_lts: i64,
     replay_hold_ns: Option<i64>,
     rate_next_ns: i64,
+    /// A push pump stopped at [`PUSH_CHUNK`] with more to send: carry on
+    /// at this time (the next turn of the stage).
+    push_more_ns: Option<i64>,
     /// Running share for `sample_freq`.
     sample_acc: i64,
     ldt_ns: Option<i64>,
@@ -463,6 +468,7 @@ impl Consumer {
             replay_lts: 0,
             replay_hold_ns: None,
             rate_next_ns: 0,
+            push_more_ns: None,
             sample_acc: 0,
             ldt_ns: None,
             lat_ns: None,
@@ -976,6 +982,7 @@ impl Consumer {
             at(self.hb_next_ns);
         }
         at(self.replay_hold_ns);
+        at(self.push_more_ns);
         at(self.unpause_ns);
         at(self.pin_timer_ns);
         if self.rate_next_ns > 0 && self.has_work() {
@@ -1913,6 +1920,8 @@ impl Consumer {
         if !self.cfg.is_push() {
             self.process_waiting(now_ns, false);
         }
+        self.push_more_ns = None;
+        let mut pushed = 0;
         loop {
             if self.closed {
                 return;
@@ -1921,6 +1930,14 @@ impl Consumer {
                 if !self.active {
                     break;
                 }
+                if pushed == PUSH_CHUNK {
+                    // The rest on the stage's next turn: the outputs of one
+                    // call stay small, and acks and flow control replies get
+                    // in between.
+                    self.push_more_ns = Some(now_ns);
+                    break;
+                }
+                pushed += 1;
                 if self.fc.as_ref().is_some_and(|f| f.pbytes > f.maxpb) {
                     break;
                 }
