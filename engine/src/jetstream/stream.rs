@@ -1241,7 +1241,7 @@ mod tests {
     fn subject_delete_markers_replace_the_last_message() {
         const S: i64 = 1_000_000_000;
         let mut s = mem(
-            r#"{"name":"S","subjects":["k.*"],"storage":"memory","max_age":5000000000,"subject_delete_marker_ttl":60000000000}"#,
+            r#"{"name":"S","subjects":["k.*"],"storage":"memory","max_age":5000000000,"subject_delete_marker_ttl":60000000000,"republish":{"src":"k.*","dest":"rp.$1"}}"#,
         );
         assert!(s.cfg.allow_msg_ttl && s.cfg.allow_rollup_hdrs);
         s.publish("k.a", None, b"1", 0, None, &QUOTA);
@@ -1254,6 +1254,10 @@ mod tests {
         assert_eq!(n, 2);
         let subjects: Vec<&str> = markers.iter().map(|m| m.subject.as_str()).collect();
         assert_eq!(subjects, ["k.a", "k.b"]);
+        // Markers are republished like any stored message.
+        let r = markers[0].published.republish.as_ref().unwrap();
+        assert_eq!(r.subject, "rp.a");
+        assert!(String::from_utf8_lossy(&r.hdr).contains("Nats-Marker-Reason: MaxAge"));
         assert_eq!(stored_seqs(&s), [4, 5]);
         let m = s.get(0, "k.a", "").unwrap();
         assert!(m.msg.is_empty());
