@@ -527,3 +527,60 @@ fn consumer_outputs(
         }
     }
 }
+
+/// Subject transforms and mappings on arbitrary source, destination and
+/// subject (the input split at NUL bytes, lossy UTF-8). Checked: building
+/// never panics; a built transform applies without panicking and, without
+/// `{{random}}`, gives the same answer twice; a subject that does not match
+/// the source is left alone; a plain `$N` destination only uses the
+/// subject's own tokens; the same source and destination as a mapping
+/// builds exactly when the transform does.
+pub fn subject_transform(data: &[u8]) {
+    use crate::mapping::{MapDest, MappingConfig, Mappings};
+    use crate::transform::SubjectTransform;
+    let mut parts = data.splitn(3, |&b| b == 0);
+    let mut next = || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let (src, dest, subject) = (next(), next(), next());
+    let built = SubjectTransform::new(&src, &dest);
+    let mapping = Mappings::new(&[MappingConfig {
+        source: src.clone(),
+        dests: vec![MapDest {
+            subject: dest.clone(),
+            weight: 100,
+            cluster: None,
+        }],
+    }]);
+    let src_ok = !src.is_empty() && crate::subject::is_valid_subject(src.as_bytes());
+    if src_ok {
+        assert_eq!(built.is_ok(), mapping.is_ok(), "{src:?} -> {dest:?}");
+    }
+    let Ok(t) = built else {
+        return;
+    };
+    let out = t.apply(&subject);
+    if !dest.to_ascii_lowercase().contains("random") {
+        assert_eq!(out, t.apply(&subject), "deterministic");
+    }
+    let literal = crate::subject::is_valid_literal_subject(subject.as_bytes());
+    let src = if src.is_empty() { ">" } else { src.as_str() };
+    if !literal || !crate::subject::subject_matches(src.as_bytes(), subject.as_bytes()) {
+        assert!(
+            out.is_none() || (src == ">" && dest == ">"),
+            "{subject:?} !~ {src:?}"
+        );
+    }
+    if let (Some(out), Ok(m)) = (&out, &mapping) {
+        if !dest.contains("{{") {
+            assert_eq!(
+                m.select(&subject).as_ref(),
+                Some(out),
+                "mapping = transform"
+            );
+            for token in out.split('.') {
+                let from_dest = dest.split('.').any(|d| d == token);
+                let from_subject = subject.split('.').any(|s| s == token);
+                assert!(from_dest || from_subject, "{token:?} from nowhere");
+            }
+        }
+    }
+}

@@ -51,3 +51,11 @@ fn consumer_corpus() {
         natsd_engine::fuzzing::consumer(now, data)
     });
 }
+
+#[test]
+fn subject_transform_corpus() {
+    replay(
+        "subject_transform",
+        natsd_engine::fuzzing::subject_transform,
+    );
+}
