@@ -930,10 +930,11 @@ impl JetStream {
         );
         let no_ack = stream.cfg.no_ack;
         let stored_in = published.stored.map(|_| {
+            // Mostly the stream of the previous publish: looked at first.
             match self
                 .dirty
                 .iter()
-                .position(|(a, n)| *a == acc && **n == *name)
+                .rposition(|(a, n)| *a == acc && **n == *name)
             {
                 Some(i) => i,
                 None => {

@@ -910,10 +910,10 @@ fn ack(stream: &str, domain: Option<&str>, seq: u64, duplicate: bool) -> Vec<u8>
     // One buffer per ack: the quoted names are written straight into it.
     let mut ack = Vec::with_capacity(48 + stream.len());
     ack.extend_from_slice(b"{\"stream\":");
-    let _ = serde_json::to_writer(&mut ack, stream);
+    json_str(&mut ack, stream);
     if let Some(d) = domain {
         ack.extend_from_slice(b",\"domain\":");
-        let _ = serde_json::to_writer(&mut ack, d);
+        json_str(&mut ack, d);
     }
     // nats-server writes the duplicate ack by hand, space included.
     let _ = if duplicate {
@@ -922,6 +922,18 @@ fn ack(stream: &str, domain: Option<&str>, seq: u64, duplicate: bool) -> Vec<u8>
         write!(ack, ",\"seq\":{seq}}}")
     };
     ack
+}
+
+/// `s` as a JSON string: copied between quotes when nothing in it needs
+/// escaping (the usual stream name), else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// The `Nats-Msg-Id` of a stored header block.
@@ -973,6 +985,18 @@ mod tests {
     fn ack(s: &mut Stream, subj: &str, hdr: Option<&str>, now: i64) -> serde_json::Value {
         let p = s.publish(subj, hdr.map(str::as_bytes), b"x", now, None, &QUOTA);
         serde_json::from_slice(&p.ack).unwrap()
+    }
+
+    #[test]
+    fn ack_names_are_json_strings() {
+        for name in ["S", "ÆØ-stream", "we\"ird\\", "tab\there"] {
+            let v: serde_json::Value =
+                serde_json::from_slice(&super::ack(name, Some(name), 7, false)).unwrap();
+            assert_eq!(
+                (v["stream"].as_str(), v["domain"].as_str()),
+                (Some(name), Some(name))
+            );
+        }
     }
 
     #[test]
