@@ -68,6 +68,15 @@ pub enum Error {
         /// Byte offset in the block file.
         offset: u64,
     },
+    /// A block is encrypted with another cipher than the configured one.
+    CipherMismatch {
+        /// Block file index.
+        block: u32,
+        /// The block's cipher.
+        stored: crate::Cipher,
+        /// The configured cipher.
+        configured: crate::Cipher,
+    },
     /// The store was stopped; no further operations are accepted.
     Closed,
     /// An I/O error from the file system.
@@ -107,6 +116,14 @@ impl fmt::Display for Error {
             Error::Decrypt { block, offset } => write!(
                 f,
                 "block {block} at offset {offset} does not decrypt with the configured key"
+            ),
+            Error::CipherMismatch {
+                block,
+                stored,
+                configured,
+            } => write!(
+                f,
+                "block {block} is encrypted with {stored}, the configured cipher is {configured}"
             ),
             Error::Closed => f.write_str("store is closed"),
             Error::Io(e) => write!(f, "i/o error: {e}"),

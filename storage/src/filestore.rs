@@ -12,8 +12,9 @@
 //!
 //! The index (sequence → block and offset, per-subject sequence sets) lives in memory and is
 //! rebuilt by replaying every record on open. With `compress` or an `encryption_key`, a sealed
-//! block is packed (snappy-compressed and/or AES-256-GCM encrypted as a whole) and read by
-//! unpacking the whole block (a few are cached) instead of through a map.
+//! block is packed (snappy-compressed and/or encrypted as a whole with ChaCha20-Poly1305 or
+//! AES-256-GCM) and read by unpacking the whole block (a few are cached) instead of through a
+//! map.
 //!
 //! ## Format
 //!
@@ -23,7 +24,7 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `NATSDBLK` |
 //! | 8 | 1 | format version, `1` |
-//! | 9 | 1 | flags: bit 0 snappy body, bit 1 AES-256-GCM, bit 2 packed; other bits zero |
+//! | 9 | 1 | flags: bit 0 snappy body, bit 1 AES-256-GCM, bit 2 packed, bit 3 ChaCha20-Poly1305; other bits zero, bits 1 and 3 never both set |
 //! | 10 | 2 | reserved, zero |
 //! | 12 | 4 | block index (u32, equals the file name) |
 //! | 16 | 8 | first sequence: the stream's last sequence + 1 when the block was created (u64) |
@@ -38,7 +39,7 @@
 //! |---|---|---|
 //! | 0 | 4 | record length `n`, header to checksum inclusive (u32, at least 36) |
 //! | 4 | 1 | kind: 0 message, 1 tombstone, 2 floor, 3 truncate |
-//! | 5 | 1 | flags: bit 0 = body encrypted (message records of an AES block only) |
+//! | 5 | 1 | flags: bit 0 = body encrypted (message records of an encrypted block only) |
 //! | 6 | 2 | subject length `s` (u16) |
 //! | 8 | 8 | sequence (u64) |
 //! | 16 | 8 | timestamp (i64 ns since the Unix epoch) |
@@ -48,17 +49,20 @@
 //! | 28+s+h | n-36-s-h | payload |
 //! | n-8 | 8 | xxh3-64 of bytes 0..n-8 |
 //!
-//! An encrypted record replaces bytes 28..n-8 with AES-256-GCM of subject ‖ headers ‖ payload
-//! (the same lengths) followed by its 16-byte tag; the associated data is bytes 0..28 and the
-//! nonce is the block nonce with its first 8 bytes XORed with the record's offset. The
-//! checksum covers the ciphertext, so damage is found (and skipped) without the key; a record
-//! whose checksum holds but which does not decrypt means a wrong key, and open fails.
+//! Both ciphers are AEADs with a 32-byte key, a 12-byte nonce and a 16-byte tag, used the
+//! same way; the block's flag says which one (the key is the caller's, see
+//! [`EncryptionKey`]). An encrypted record replaces bytes 28..n-8 with the block cipher's
+//! encryption of subject ‖ headers ‖ payload (the same lengths) followed by its 16-byte tag;
+//! the associated data is bytes 0..28 and the nonce is the block nonce with its first 8 bytes
+//! XORed with the record's offset. The checksum covers the ciphertext, so damage is found (and
+//! skipped) without the key; a record whose checksum holds but which does not decrypt means a
+//! wrong key, and open fails.
 //!
 //! A packed block (flag bit 2; only ever sealed, written when [`FileStoreConfig::compress`]
 //! or an encryption key is set) holds after the header a body and then an xxh3-64 of the body
 //! (8 bytes). The body is the plain records, snappy-compressed (raw format) if bit 0 is set,
-//! then AES-256-GCM encrypted under the header nonce with header bytes 0..48 as associated
-//! data if bit 1 is set. Offsets of records in the index are offsets in the unpacked layout
+//! then encrypted under the header nonce with header bytes 0..48 as associated data if bit 1
+//! (AES-256-GCM) or bit 3 (ChaCha20-Poly1305) is set. Offsets of records in the index are offsets in the unpacked layout
 //! (header + records), as for a plain block.
 //!
 //! Record kinds, replayed in order:
@@ -86,8 +90,9 @@
 //! corrupt tail and the file is truncated at the first bad byte. A block whose header is bad,
 //! or a packed block whose body fails its checksum, is renamed to `<index>.blk.corrupt` and
 //! skipped. An encrypted store opened without its key fails with [`Error::KeyRequired`], with
-//! another key with [`Error::Decrypt`], before anything is changed on disk; it never appends
-//! to a block written before the open (a cut tail would otherwise reuse record nonces).
+//! the other cipher with [`Error::CipherMismatch`], with another key with [`Error::Decrypt`],
+//! before anything is changed on disk; it never appends to a block written before the open (a
+//! cut tail would otherwise reuse record nonces).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -98,8 +103,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, Nonce, Payload};
+use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
 use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -124,6 +130,10 @@ const FLAG_SNAPPY: u8 = 1;
 const FLAG_AES: u8 = 2;
 /// Block header flag: the file is a packed block (header, body, checksum; see `pack`).
 const FLAG_PACKED: u8 = 4;
+/// Block header flag: as `FLAG_AES`, with ChaCha20-Poly1305.
+const FLAG_CHACHA: u8 = 8;
+/// The block header flags that name a cipher; at most one is set.
+const FLAGS_CIPHER: u8 = FLAG_AES | FLAG_CHACHA;
 /// Record flag: the record body (subject, headers, payload) is encrypted, followed by a tag.
 const REC_ENCRYPTED: u8 = 1;
 /// Unpacked blocks kept for reads.
@@ -157,38 +167,138 @@ pub struct FileStoreConfig {
     /// Compress sealed blocks with snappy. Reads from a compressed block decompress it whole
     /// (a few recently used blocks are cached); the active block is never compressed.
     pub compress: bool,
-    /// Encrypt with AES-256-GCM: each message record of the active block, and each sealed
-    /// block whole (a fresh random nonce per block, in its header). A store written with a key
-    /// cannot be opened without it ([`Error::KeyRequired`]) or with another ([`Error::Decrypt`]).
+    /// Encrypt with the key's cipher: each message record of the active block, and each
+    /// sealed block whole (a fresh random nonce per block, in its header). A store written with
+    /// a key cannot be opened without it ([`Error::KeyRequired`]), with the other cipher
+    /// ([`Error::CipherMismatch`]) or with another key ([`Error::Decrypt`]).
     pub encryption_key: Option<EncryptionKey>,
 }
 
-/// A 256-bit AES-GCM key. Its `Debug` output does not show the key.
+/// The AEAD cipher of an encrypted store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    /// ChaCha20-Poly1305 (RFC 8439).
+    ChaCha20Poly1305,
+    /// AES-256 in Galois/Counter Mode.
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// The block header flag naming this cipher.
+    fn flag(self) -> u8 {
+        match self {
+            Cipher::ChaCha20Poly1305 => FLAG_CHACHA,
+            Cipher::Aes256Gcm => FLAG_AES,
+        }
+    }
+
+    /// The cipher named by a block header's flags; `None` for a plain block. Call only on
+    /// flags `parse_header` accepted (at most one cipher bit).
+    fn of_flags(flags: u8) -> Option<Cipher> {
+        match flags & FLAGS_CIPHER {
+            FLAG_CHACHA => Some(Cipher::ChaCha20Poly1305),
+            FLAG_AES => Some(Cipher::Aes256Gcm),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cipher::ChaCha20Poly1305 => "ChaCha20-Poly1305",
+            Cipher::Aes256Gcm => "AES-256-GCM",
+        })
+    }
+}
+
+/// A 256-bit key and the cipher it is used with. Its `Debug` output does not show the key.
 #[derive(Clone)]
-pub struct EncryptionKey(pub [u8; 32]);
+pub struct EncryptionKey {
+    /// The cipher.
+    pub cipher: Cipher,
+    /// The key.
+    pub key: [u8; 32],
+}
 
 impl std::fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EncryptionKey(..)")
+        write!(f, "EncryptionKey({}, ..)", self.cipher)
     }
+}
+
+/// A keyed cipher instance.
+enum Sealer {
+    ChaCha(ChaCha20Poly1305),
+    Aes(Box<Aes256Gcm>),
+}
+
+impl Sealer {
+    fn new(k: &EncryptionKey) -> Self {
+        match k.cipher {
+            Cipher::ChaCha20Poly1305 => Sealer::ChaCha(ChaCha20Poly1305::new(&k.key.into())),
+            Cipher::Aes256Gcm => Sealer::Aes(Box::new(Aes256Gcm::new(&k.key.into()))),
+        }
+    }
+
+    fn cipher(&self) -> Cipher {
+        match self {
+            Sealer::ChaCha(_) => Cipher::ChaCha20Poly1305,
+            Sealer::Aes(_) => Cipher::Aes256Gcm,
+        }
+    }
+
+    /// Ciphertext followed by the 16-byte tag; fails only for inputs beyond the cipher's
+    /// length limit.
+    fn encrypt(&self, nonce: [u8; 12], p: Payload<'_, '_>) -> aes_gcm::aead::Result<Vec<u8>> {
+        match self {
+            Sealer::ChaCha(c) => c.encrypt(&nonce.into(), p),
+            Sealer::Aes(c) => c.encrypt(&nonce.into(), p),
+        }
+    }
+
+    /// The plaintext, or `Err` when the tag does not verify (wrong key or altered bytes).
+    fn decrypt(&self, nonce: [u8; 12], p: Payload<'_, '_>) -> aes_gcm::aead::Result<Vec<u8>> {
+        match self {
+            Sealer::ChaCha(c) => c.decrypt(&nonce.into(), p),
+            Sealer::Aes(c) => c.decrypt(&nonce.into(), p),
+        }
+    }
+}
+
+/// The sealer for a block with header `flags`: `None` for a plain block; an error when the
+/// block is encrypted and no key, or a key for the other cipher, is configured.
+fn block_sealer(flags: u8, block: u32, sealer: Option<&Sealer>) -> Result<Option<&Sealer>> {
+    let Some(stored) = Cipher::of_flags(flags) else {
+        return Ok(None);
+    };
+    let s = sealer.ok_or(Error::KeyRequired)?;
+    if s.cipher() != stored {
+        return Err(Error::CipherMismatch {
+            block,
+            stored,
+            configured: s.cipher(),
+        });
+    }
+    Ok(Some(s))
 }
 
 /// The cipher and block nonce that a block's encrypted records use.
 #[derive(Clone, Copy)]
 struct Seal<'a> {
-    cipher: &'a Aes256Gcm,
+    sealer: &'a Sealer,
     nonce: [u8; 12],
 }
 
 /// Per-record nonce: the block's random nonce with its first 8 bytes XORed with the record's
 /// offset, unique within the block because offsets are (a block that lost its tail is never
 /// appended to again while encrypted; see `FileStore::open`).
-fn record_nonce(block_nonce: [u8; 12], offset: u64) -> Nonce<Aes256Gcm> {
+fn record_nonce(block_nonce: [u8; 12], offset: u64) -> [u8; 12] {
     let mut n = block_nonce;
     for (a, b) in n.iter_mut().zip(offset.to_le_bytes()) {
         *a ^= b;
     }
-    Nonce::<Aes256Gcm>::from(n)
+    n
 }
 
 fn fresh_nonce() -> Result<[u8; 12]> {
@@ -450,8 +560,8 @@ fn decode<'a>(b: &'a [u8], block: u32, offset: u64, seal: Option<Seal<'_>>) -> R
             aad: &b[..REC_HDR],
         };
         let plain = seal
-            .cipher
-            .decrypt(&record_nonce(seal.nonce, offset), payload)
+            .sealer
+            .decrypt(record_nonce(seal.nonce, offset), payload)
             .map_err(|_| Error::Decrypt { block, offset })?;
         if plain.len() < slen + hlen {
             return Err(corrupt("decrypted body shorter than its fields"));
@@ -517,8 +627,8 @@ fn encode(
             aad: &out[start..start + REC_HDR],
         };
         let sealed = seal
-            .cipher
-            .encrypt(&record_nonce(seal.nonce, offset), payload)
+            .sealer
+            .encrypt(record_nonce(seal.nonce, offset), payload)
             .map_err(|_| Error::TooLarge { what: "message" })?;
         out.extend_from_slice(&sealed);
     } else {
@@ -582,8 +692,11 @@ fn parse_header(b: &[u8], index: u32) -> Result<Header> {
     if u32_at(b, 12) != index {
         return Err(corrupt("block index differs from file name"));
     }
-    if b[9] & !(FLAG_SNAPPY | FLAG_AES | FLAG_PACKED) != 0 {
+    if b[9] & !(FLAG_SNAPPY | FLAG_AES | FLAG_PACKED | FLAG_CHACHA) != 0 {
         return Err(corrupt("unknown block flags"));
+    }
+    if b[9] & FLAGS_CIPHER == FLAGS_CIPHER {
+        return Err(corrupt("two cipher flags"));
     }
     let mut nonce = [0; 12];
     nonce.copy_from_slice(&b[32..44]);
@@ -596,9 +709,10 @@ fn parse_header(b: &[u8], index: u32) -> Result<Header> {
 }
 
 /// A packed block file: header, body, xxh3-64 of the body. The body is the records,
-/// snappy-compressed (raw format) if the header says so, then AES-GCM encrypted under the
-/// header nonce with the summed header bytes as associated data if the header says so.
-fn pack(header: &[u8; BLOCK_HDR], records: &[u8], cipher: Option<&Aes256Gcm>) -> Result<Vec<u8>> {
+/// snappy-compressed (raw format) if the header says so, then encrypted with the header's
+/// cipher under the header nonce with the summed header bytes as associated data if the
+/// header names one.
+fn pack(header: &[u8; BLOCK_HDR], records: &[u8], sealer: Option<&Sealer>) -> Result<Vec<u8>> {
     let flags = header[9];
     let mut body = if flags & FLAG_SNAPPY != 0 {
         snap::raw::Encoder::new()
@@ -607,16 +721,15 @@ fn pack(header: &[u8; BLOCK_HDR], records: &[u8], cipher: Option<&Aes256Gcm>) ->
     } else {
         records.to_vec()
     };
-    if flags & FLAG_AES != 0 {
-        let cipher = cipher.ok_or(Error::KeyRequired)?;
+    if let Some(sealer) = block_sealer(flags, u32_at(header, 12), sealer)? {
         let mut nonce = [0; 12];
         nonce.copy_from_slice(&header[32..44]);
         let payload = Payload {
             msg: &body,
             aad: &header[..BLOCK_HDR_SUMMED],
         };
-        body = cipher
-            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
+        body = sealer
+            .encrypt(nonce, payload)
             .map_err(|_| Error::TooLarge { what: "block" })?;
     }
     let mut out = Vec::with_capacity(BLOCK_HDR + body.len() + SUM);
@@ -628,7 +741,7 @@ fn pack(header: &[u8; BLOCK_HDR], records: &[u8], cipher: Option<&Aes256Gcm>) ->
 
 /// The raw layout (header + records) of a packed block file, so record offsets are the same
 /// as in an unpacked block.
-fn unpack(file: &[u8], index: u32, cipher: Option<&Aes256Gcm>) -> Result<Vec<u8>> {
+fn unpack(file: &[u8], index: u32, sealer: Option<&Sealer>) -> Result<Vec<u8>> {
     if file.len() < BLOCK_HDR + SUM {
         return Err(Error::Corrupt {
             block: index,
@@ -654,20 +767,17 @@ fn unpack(file: &[u8], index: u32, cipher: Option<&Aes256Gcm>) -> Result<Vec<u8>
     };
     let flags = file[9];
     let decrypted;
-    let body = if flags & FLAG_AES != 0 {
-        let cipher = cipher.ok_or(Error::KeyRequired)?;
+    let body = if let Some(sealer) = block_sealer(flags, index, sealer)? {
         let mut nonce = [0; 12];
         nonce.copy_from_slice(&file[32..44]);
         let payload = Payload {
             msg: body,
             aad: &file[..BLOCK_HDR_SUMMED],
         };
-        decrypted = cipher
-            .decrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
-            .map_err(|_| Error::Decrypt {
-                block: index,
-                offset: BLOCK_HDR as u64,
-            })?;
+        decrypted = sealer.decrypt(nonce, payload).map_err(|_| Error::Decrypt {
+            block: index,
+            offset: BLOCK_HDR as u64,
+        })?;
         &decrypted[..]
     } else {
         body
@@ -703,7 +813,9 @@ fn scan<'a>(b: &'a [u8], index: u32, seal: Option<Seal<'_>>) -> Result<Scan<'a>>
                 off += r.len;
                 recs.push((off - r.len, r));
             }
-            Err(e @ (Error::KeyRequired | Error::Decrypt { .. })) => return Err(e),
+            Err(
+                e @ (Error::KeyRequired | Error::Decrypt { .. } | Error::CipherMismatch { .. }),
+            ) => return Err(e),
             Err(e) => {
                 problems.push(e);
                 let next = (off + 1..b.len().saturating_sub(MIN_REC - 1))
@@ -733,7 +845,7 @@ pub struct FileStore {
     report: Vec<Error>,
     closed: bool,
     unpacked: RefCell<VecDeque<(u32, Arc<[u8]>)>>,
-    cipher: Option<Aes256Gcm>,
+    sealer: Option<Sealer>,
     /// The last write of pending records failed: nothing more is taken until one succeeds.
     flush_failed: bool,
     /// (block, offset) of the newest floor or truncate marker. Compaction keeps it even when
@@ -761,6 +873,7 @@ impl FileStore {
         found.sort_unstable();
         let mut fs_ = FileStore {
             dir,
+            sealer: cfg.encryption_key.as_ref().map(Sealer::new),
             cfg,
             idx: Index::new(SizeRule::File),
             blocks: BTreeMap::new(),
@@ -769,13 +882,9 @@ impl FileStore {
             report: Vec::new(),
             closed: false,
             unpacked: RefCell::new(VecDeque::new()),
-            cipher: None,
             flush_failed: false,
             bounds_marker: None,
         };
-        if let Some(k) = &fs_.cfg.encryption_key {
-            fs_.cipher = Some(Aes256Gcm::new(&k.0.into()));
-        }
         let last = found.last().copied();
         for n in found {
             fs_.replay_block(n, Some(n) == last)?;
@@ -783,7 +892,7 @@ impl FileStore {
         match fs_.blocks.last_key_value() {
             // An encrypted store never appends to a block written before this open: its tail
             // may have been cut, and appending there again would reuse record nonces.
-            Some((&n, b)) if matches!(b.data, Data::Active(_)) && fs_.cipher.is_some() => {
+            Some((&n, b)) if matches!(b.data, Data::Active(_)) && fs_.sealer.is_some() => {
                 fs_.active = n;
                 fs_.roll()?;
             }
@@ -808,19 +917,19 @@ impl FileStore {
     fn replay_block(&mut self, n: u32, is_last: bool) -> Result<()> {
         let path = self.block_path(n);
         let mut bytes = fs::read(&path)?;
-        let cipher = self.cipher.as_ref();
+        let sealer = self.sealer.as_ref();
         let parsed = parse_header(&bytes, n).and_then(|h| {
-            if h.flags & FLAG_AES != 0 && cipher.is_none() {
-                return Err(Error::KeyRequired);
-            }
+            block_sealer(h.flags, n, sealer)?;
             if h.flags & FLAG_PACKED != 0 {
-                bytes = unpack(&bytes, n, cipher)?;
+                bytes = unpack(&bytes, n, sealer)?;
             }
             Ok(h)
         });
         let (hdr_first, hdr_ts, packed, nonce) = match parsed {
             Ok(h) => (h.first, h.ts, h.flags & FLAG_PACKED != 0, h.nonce),
-            Err(e @ (Error::KeyRequired | Error::Decrypt { .. })) => return Err(e),
+            Err(
+                e @ (Error::KeyRequired | Error::Decrypt { .. } | Error::CipherMismatch { .. }),
+            ) => return Err(e),
             Err(e) => {
                 log::warn!("filestore: {e}; renaming {} aside", path.display());
                 self.report.push(e);
@@ -830,7 +939,7 @@ impl FileStore {
                 return Ok(());
             }
         };
-        let seal = cipher.map(|cipher| Seal { cipher, nonce });
+        let seal = sealer.map(|sealer| Seal { sealer, nonce });
         let (recs, problems, keep) = scan(&bytes, n, seal)?;
         for p in problems {
             log::warn!("filestore: {p}");
@@ -941,8 +1050,8 @@ impl FileStore {
         let path = self.block_path(n);
         let hdr_first = self.idx.last_seq + 1;
         let hdr_ts = self.idx.last_ts;
-        let (flags, nonce) = match self.cipher {
-            Some(_) => (FLAG_AES, fresh_nonce()?),
+        let (flags, nonce) = match &self.sealer {
+            Some(s) => (s.cipher().flag(), fresh_nonce()?),
             None => (0, [0; 12]),
         };
         let mut f = OpenOptions::new()
@@ -986,7 +1095,7 @@ impl FileStore {
             }
         }
         self.new_block(n + 1)?;
-        if self.cfg.compress || self.cipher.is_some() {
+        if self.cfg.compress || self.sealer.is_some() {
             self.rewrite(n)?;
         }
         Ok(())
@@ -999,7 +1108,7 @@ impl FileStore {
             return Ok(b.clone());
         }
         let path = self.block_path(n);
-        let b: Arc<[u8]> = unpack(&fs::read(path)?, n, self.cipher.as_ref())?.into();
+        let b: Arc<[u8]> = unpack(&fs::read(path)?, n, self.sealer.as_ref())?.into();
         if cache.len() >= UNPACKED_CACHE {
             cache.pop_front();
         }
@@ -1020,8 +1129,8 @@ impl FileStore {
     }
 
     fn seal(&self, b: &Block) -> Option<Seal<'_>> {
-        self.cipher.as_ref().map(|cipher| Seal {
-            cipher,
+        self.sealer.as_ref().map(|sealer| Seal {
+            sealer,
             nonce: b.nonce,
         })
     }
@@ -1036,7 +1145,7 @@ impl FileStore {
         rec: (&[u8], &[u8], &[u8]),
     ) -> Result<(u32, u64, u32)> {
         let (subject, hdr, msg) = rec;
-        let len = record_len(kind, self.cipher.is_some(), subject, hdr, msg) as u64;
+        let len = record_len(kind, self.sealer.is_some(), subject, hdr, msg) as u64;
         let (blen, has_records) = {
             let b = self.active_block()?;
             (b.len, b.len > BLOCK_HDR as u64)
@@ -1278,13 +1387,13 @@ impl FileStore {
             return Ok(());
         }
         let compress = self.cfg.compress;
-        let packed = compress || self.cipher.is_some();
+        let packed = compress || self.sealer.is_some();
         let mut flags = 0;
         if compress {
             flags |= FLAG_SNAPPY | FLAG_PACKED;
         }
-        if self.cipher.is_some() {
-            flags |= FLAG_AES | FLAG_PACKED;
+        if let Some(s) = &self.sealer {
+            flags |= s.cipher().flag() | FLAG_PACKED;
             kept.nonce = fresh_nonce()?;
         }
         let header = block_header(n, hdr_first, kept.hdr_ts, flags, kept.nonce);
@@ -1295,7 +1404,7 @@ impl FileStore {
         {
             let mut f = File::create(&tmp)?;
             if packed {
-                f.write_all(&pack(&header, &out[BLOCK_HDR..], self.cipher.as_ref())?)?;
+                f.write_all(&pack(&header, &out[BLOCK_HDR..], self.sealer.as_ref())?)?;
             } else {
                 f.write_all(&out)?;
             }
@@ -1888,85 +1997,159 @@ mod tests {
         assert_eq!(present(&s), want);
     }
 
-    fn key(b: u8) -> Option<EncryptionKey> {
-        Some(EncryptionKey([b; 32]))
+    const CIPHERS: [Cipher; 2] = [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm];
+
+    fn key(cipher: Cipher, b: u8) -> FileStoreConfig {
+        FileStoreConfig {
+            encryption_key: Some(EncryptionKey {
+                cipher,
+                key: [b; 32],
+            }),
+            ..cfg()
+        }
+    }
+
+    fn other(cipher: Cipher) -> Cipher {
+        match cipher {
+            Cipher::ChaCha20Poly1305 => Cipher::Aes256Gcm,
+            Cipher::Aes256Gcm => Cipher::ChaCha20Poly1305,
+        }
     }
 
     #[test]
-    fn encrypted_store_hides_payloads_and_needs_its_key() {
-        let dir = TempDir::new("aes");
-        let c = FileStoreConfig {
-            encryption_key: key(1),
-            ..cfg()
-        };
-        let secret = *b"attack at dawn, bring snacks";
-        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
-        for i in 1..=25u8 {
-            s.store_msg("secret.subject", b"", &secret, i64::from(i))
-                .unwrap();
-        }
-        assert_eq!(s.load_msg(25).unwrap().msg, secret);
-        assert_eq!(s.load_msg(2).unwrap().msg, secret);
-        s.stop().unwrap();
-        drop(s);
-        let mut nonces = Vec::new();
-        for ent in fs::read_dir(dir.path().join("msgs")).unwrap() {
-            let b = fs::read(ent.unwrap().path()).unwrap();
-            assert!(!b.windows(secret.len()).any(|w| w == secret));
-            assert!(!b.windows(7).any(|w| w == b"subject"));
-            nonces.push(b[32..44].to_vec());
-        }
-        let n = nonces.len();
-        nonces.sort();
-        nonces.dedup();
-        assert_eq!(nonces.len(), n, "a nonce was reused across blocks");
+    fn encrypted_store_hides_payloads_and_needs_its_key_and_cipher() {
+        for cipher in CIPHERS {
+            let dir = TempDir::new("crypt");
+            let c = key(cipher, 1);
+            let secret = *b"attack at dawn, bring snacks";
+            let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+            for i in 1..=25u8 {
+                s.store_msg("secret.subject", b"", &secret, i64::from(i))
+                    .unwrap();
+            }
+            assert_eq!(s.load_msg(25).unwrap().msg, secret);
+            assert_eq!(s.load_msg(2).unwrap().msg, secret);
+            s.stop().unwrap();
+            drop(s);
+            let mut nonces = Vec::new();
+            for ent in fs::read_dir(dir.path().join("msgs")).unwrap() {
+                let b = fs::read(ent.unwrap().path()).unwrap();
+                assert!(!b.windows(secret.len()).any(|w| w == secret));
+                assert!(!b.windows(7).any(|w| w == b"subject"));
+                // The header names the cipher: AES keeps its original flag bit.
+                assert_eq!(b[9] & FLAGS_CIPHER, cipher.flag(), "{cipher}");
+                nonces.push(b[32..44].to_vec());
+            }
+            assert!(nonces.len() > 2);
+            let n = nonces.len();
+            nonces.sort();
+            nonces.dedup();
+            assert_eq!(nonces.len(), n, "a nonce was reused across blocks");
 
-        assert!(matches!(
-            FileStore::open(dir.path(), cfg()),
-            Err(Error::KeyRequired)
-        ));
-        let wrong = FileStoreConfig {
-            encryption_key: key(2),
-            ..cfg()
-        };
-        assert!(matches!(
-            FileStore::open(dir.path(), wrong),
-            Err(Error::Decrypt { .. })
-        ));
-        let s = FileStore::open(dir.path(), c).unwrap();
-        assert!(s.recovery_report().is_empty());
-        assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
-        assert_eq!(s.load_last_msg("secret.*").unwrap().msg, secret);
+            assert!(matches!(
+                FileStore::open(dir.path(), cfg()),
+                Err(Error::KeyRequired)
+            ));
+            assert!(matches!(
+                FileStore::open(dir.path(), key(cipher, 2)),
+                Err(Error::Decrypt { .. })
+            ));
+            let e = FileStore::open(dir.path(), key(other(cipher), 1))
+                .err()
+                .unwrap();
+            let Error::CipherMismatch {
+                stored, configured, ..
+            } = e
+            else {
+                panic!("{e}");
+            };
+            assert_eq!((stored, configured), (cipher, other(cipher)));
+            assert!(e.to_string().contains(&format!("encrypted with {cipher}")));
+            let s = FileStore::open(dir.path(), c).unwrap();
+            assert!(s.recovery_report().is_empty());
+            assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
+            assert_eq!(s.load_last_msg("secret.*").unwrap().msg, secret);
+        }
+    }
+
+    #[test]
+    fn encrypted_damage_is_skipped_and_a_forged_block_refused() {
+        for cipher in CIPHERS {
+            let dir = TempDir::new("crypt-damage");
+            let c = key(cipher, 4);
+            let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+            for i in 1..=25u8 {
+                s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+            }
+            let last = s.active;
+            let last_first = s.blocks[&last].hdr_first;
+            assert!(matches!(s.blocks[&1].data, Data::Packed));
+            let block1: Vec<u64> = (1..last_first)
+                .filter(|&q| s.idx.msgs.get(&q).is_some_and(|e| e.block == 1))
+                .collect();
+            s.stop().unwrap();
+            drop(s);
+            // Damage inside a record's ciphertext of the active block: its checksum fails,
+            // the record is skipped without decrypting anything.
+            patch(&block(&dir, last), BLOCK_HDR as u64 + 30, |b| *b ^= 1);
+            // Damage inside a packed encrypted block: the body checksum fails and the block
+            // is set aside.
+            patch(&block(&dir, 1), BLOCK_HDR as u64 + 5, |b| *b ^= 1);
+            let s = FileStore::open(dir.path(), c.clone()).unwrap();
+            assert!(matches!(
+                s.recovery_report(),
+                [
+                    Error::ChecksumMismatch { block: 1, .. },
+                    Error::ChecksumMismatch { block, .. }
+                ] if *block == last
+            ));
+            let want: Vec<u64> = (1..=25)
+                .filter(|q| !block1.contains(q) && *q != last_first)
+                .collect();
+            assert_eq!(present(&s), want, "{cipher}");
+            drop(s);
+            // A body altered with a matching checksum passes the checksum, not the tag.
+            let path = block(&dir, 2);
+            let mut b = fs::read(&path).unwrap();
+            let end = b.len() - SUM;
+            b[BLOCK_HDR + 5] ^= 1;
+            let sum = xxh3_64(&b[BLOCK_HDR..end]);
+            b[end..].copy_from_slice(&sum.to_le_bytes());
+            fs::write(&path, b).unwrap();
+            assert!(matches!(
+                FileStore::open(dir.path(), c),
+                Err(Error::Decrypt { block: 2, .. })
+            ));
+        }
     }
 
     #[test]
     fn encrypted_torn_tail_recovers_and_appends_to_a_new_block() {
-        let dir = TempDir::new("aes-torn");
-        let c = FileStoreConfig {
-            encryption_key: key(3),
-            ..cfg()
-        };
-        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
-        for i in 1..=5u8 {
-            s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+        for cipher in CIPHERS {
+            let dir = TempDir::new("crypt-torn");
+            let c = key(cipher, 3);
+            let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+            for i in 1..=5u8 {
+                s.store_msg("t", b"", &[i; 20], i64::from(i)).unwrap();
+            }
+            let active = block(&dir, s.active);
+            drop(s);
+            let len = fs::metadata(&active).unwrap().len();
+            OpenOptions::new()
+                .write(true)
+                .open(&active)
+                .unwrap()
+                .set_len(len - 3)
+                .unwrap();
+            let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+            assert_eq!(s.recovery_report().len(), 1);
+            assert_eq!(present(&s), vec![1, 2, 3, 4]);
+            assert_ne!(block(&dir, s.active), active);
+            s.store_msg("t", b"", &[9; 20], 9).unwrap();
+            drop(s);
+            let s = FileStore::open(dir.path(), c).unwrap();
+            assert_eq!(present(&s), vec![1, 2, 3, 4, 5]);
+            assert_eq!(s.load_msg(5).unwrap().msg, vec![9; 20]);
         }
-        let active = block(&dir, s.active);
-        drop(s);
-        let len = fs::metadata(&active).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&active)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
-        let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
-        assert_eq!(s.recovery_report().len(), 1);
-        assert_eq!(present(&s), vec![1, 2, 3, 4]);
-        assert_ne!(block(&dir, s.active), active);
-        s.store_msg("t", b"", &[9; 20], 9).unwrap();
-        drop(s);
-        let s = FileStore::open(dir.path(), c).unwrap();
-        assert_eq!(present(&s), vec![1, 2, 3, 4, 5]);
-        assert_eq!(s.load_msg(5).unwrap().msg, vec![9; 20]);
     }
 }

@@ -45,7 +45,7 @@ mod subject;
 mod testutil;
 
 pub use error::{Error, Result};
-pub use filestore::{EncryptionKey, FileStore, FileStoreConfig};
+pub use filestore::{Cipher, EncryptionKey, FileStore, FileStoreConfig};
 pub use memstore::MemStore;
 pub use subject::subject_matches;
 

@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 
 use crate::testutil::TempDir;
-use crate::{Discard, FileStore, FileStoreConfig, MemStore, Store, StoreLimits};
+use crate::{
+    Cipher, Discard, EncryptionKey, FileStore, FileStoreConfig, MemStore, Store, StoreLimits,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -88,15 +90,18 @@ fn check_same(m: &MemStore, f: &FileStore) {
 }
 
 fn run(ops: Vec<Op>, block_size: u64) {
-    run_with(ops, block_size, false, false);
+    run_with(ops, block_size, false, None);
 }
 
-fn run_with(ops: Vec<Op>, block_size: u64, compress: bool, encrypt: bool) {
+fn run_with(ops: Vec<Op>, block_size: u64, compress: bool, cipher: Option<Cipher>) {
     let dir = TempDir::new("model");
     let mut cfg = FileStoreConfig {
         block_size,
         compress,
-        encryption_key: encrypt.then_some(crate::EncryptionKey([7; 32])),
+        encryption_key: cipher.map(|cipher| EncryptionKey {
+            cipher,
+            key: [7; 32],
+        }),
         ..FileStoreConfig::default()
     };
     let mut m = MemStore::with_file_accounting(StoreLimits::default());
@@ -176,15 +181,17 @@ proptest! {
 
     #[test]
     fn compressed_filestore_equals_memstore(ops in proptest::collection::vec(op(), 1..80)) {
-        run_with(ops, 300, true, false);
+        run_with(ops, 300, true, None);
     }
 
     #[test]
     fn encrypted_filestore_equals_memstore(
         ops in proptest::collection::vec(op(), 1..80),
         compress in any::<bool>(),
+        aes in any::<bool>(),
     ) {
-        run_with(ops, 300, compress, true);
+        let cipher = if aes { Cipher::Aes256Gcm } else { Cipher::ChaCha20Poly1305 };
+        run_with(ops, 300, compress, Some(cipher));
     }
 
     #[test]
@@ -244,19 +251,24 @@ fn truncate_marker_outlives_earlier_floor_marker() {
 /// message needs; the newest floor must survive, or a purged empty stream starts at 0 again.
 #[test]
 fn purged_empty_encrypted_store_keeps_its_first_sequence_across_reopens() {
-    let dir = TempDir::new("purge-reopen");
-    let cfg = FileStoreConfig {
-        encryption_key: Some(crate::EncryptionKey([7; 32])),
-        ..FileStoreConfig::default()
-    };
-    let mut f = FileStore::open(dir.path(), cfg.clone()).unwrap();
-    f.compact(0).unwrap();
-    let want = f.state();
-    assert_eq!((want.first_seq, want.last_seq), (1, 0));
-    for _ in 0..3 {
-        f.stop().unwrap();
-        drop(f);
-        f = FileStore::open(dir.path(), cfg.clone()).unwrap();
-        assert_eq!(f.state(), want);
+    for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
+        let dir = TempDir::new("purge-reopen");
+        let cfg = FileStoreConfig {
+            encryption_key: Some(EncryptionKey {
+                cipher,
+                key: [7; 32],
+            }),
+            ..FileStoreConfig::default()
+        };
+        let mut f = FileStore::open(dir.path(), cfg.clone()).unwrap();
+        f.compact(0).unwrap();
+        let want = f.state();
+        assert_eq!((want.first_seq, want.last_seq), (1, 0));
+        for _ in 0..3 {
+            f.stop().unwrap();
+            drop(f);
+            f = FileStore::open(dir.path(), cfg.clone()).unwrap();
+            assert_eq!(f.state(), want);
+        }
     }
 }

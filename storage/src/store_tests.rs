@@ -1,17 +1,31 @@
 //! Behaviour tests run against both backends.
 
 use crate::testutil::TempDir;
-use crate::{Discard, Error, FileStore, FileStoreConfig, MemStore, Store, StoreLimits};
+use crate::{
+    Cipher, Discard, EncryptionKey, Error, FileStore, FileStoreConfig, MemStore, Store, StoreLimits,
+};
 
+/// Runs `f` on a memory store, then on file stores: plain and encrypted with each cipher.
 fn both(limits: StoreLimits, f: impl Fn(&mut dyn Store, bool)) {
     f(&mut MemStore::new(limits), false);
-    let dir = TempDir::new("both");
-    let cfg = FileStoreConfig {
-        block_size: 512,
-        limits,
-        ..FileStoreConfig::default()
-    };
-    f(&mut FileStore::open(dir.path(), cfg).unwrap(), true);
+    let keys = [
+        None,
+        Some(Cipher::ChaCha20Poly1305),
+        Some(Cipher::Aes256Gcm),
+    ];
+    for cipher in keys {
+        let dir = TempDir::new("both");
+        let cfg = FileStoreConfig {
+            block_size: 512,
+            limits,
+            encryption_key: cipher.map(|cipher| EncryptionKey {
+                cipher,
+                key: [9; 32],
+            }),
+            ..FileStoreConfig::default()
+        };
+        f(&mut FileStore::open(dir.path(), cfg).unwrap(), true);
+    }
 }
 
 /// FEATURES.md "Observed on nats-server 2.9.10": file 22 + subj + payload + 8 (+ 4 + hdr);
