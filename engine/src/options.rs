@@ -16,6 +16,7 @@ use crate::auth::{self, NkeyUser, Permissions, ResponsePermission, SubjectPermis
 use crate::conf::{self, ConfError, Entry, ErrorKind, Item, Map, Value};
 use crate::mapping::{MapDest, MappingConfig, Mappings};
 use crate::subject;
+use natsd_storage::Cipher;
 
 /// Default client port.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -1809,6 +1810,12 @@ pub struct JetStreamOptions {
     pub sync_always: bool,
     /// `limits { ... }`.
     pub limits: JsServerLimits,
+    /// `key` / `ek` / `encryption_key`: the secret file streams are encrypted
+    /// with at rest; `None` (or an empty string) leaves them plain.
+    pub key: Option<String>,
+    /// `cipher`: the store cipher when `key` is set; ChaCha20-Poly1305 unless
+    /// `aes` is named (nats-server's default is ChaCha).
+    pub cipher: Cipher,
 }
 
 /// `jetstream { limits { ... } }`: server-wide bounds on consumers and
@@ -1833,6 +1840,8 @@ impl Default for JetStreamOptions {
             sync_interval: Duration::from_secs(120),
             sync_always: false,
             limits: JsServerLimits::default(),
+            key: None,
+            cipher: Cipher::ChaCha20Poly1305,
         }
     }
 }
@@ -1891,15 +1900,27 @@ impl Options {
                             boolean(e)?;
                         }
                         "limits" => self.jetstream.limits = jetstream_limits(e)?,
+                        "key" | "ek" | "encryption_key" => {
+                            self.jetstream.key = Some(string(e)?).filter(|k| !k.is_empty());
+                        }
+                        "cipher" => {
+                            let name = string(e)?;
+                            self.jetstream.cipher = match name.to_ascii_lowercase().as_str() {
+                                "chacha" | "chachapoly" => Cipher::ChaCha20Poly1305,
+                                "aes" => Cipher::Aes256Gcm,
+                                _ => {
+                                    return Err(invalid(
+                                        &e.value.at,
+                                        format!("Unknown cipher type: {}", conf::go_quote(&name)),
+                                    ))
+                                }
+                            };
+                        }
                         // nats-server's other keys: refused, not ignored, as
                         // the server would not do what the file says.
-                        k @ ("key"
-                        | "ek"
-                        | "encryption_key"
-                        | "prev_key"
+                        k @ ("prev_key"
                         | "prev_ek"
                         | "prev_encryption_key"
-                        | "cipher"
                         | "extension_hint"
                         | "tpm"
                         | "unique_tag"
@@ -2293,6 +2314,35 @@ mod tests {
         assert!(err("jetstream { limits { bogus: 1 } }").contains("unknown field"));
     }
 
+    /// nats-server 2.9.10 `parseJetStream`: `key`, `ek` and `encryption_key`
+    /// name the secret; `cipher` takes chacha, chachapoly or aes in any case,
+    /// ChaCha when absent.
+    #[test]
+    fn jetstream_encryption_key_and_cipher() {
+        let o = ok("jetstream { key: s3cr3t }");
+        assert_eq!(o.jetstream.key.as_deref(), Some("s3cr3t"));
+        assert_eq!(o.jetstream.cipher, Cipher::ChaCha20Poly1305);
+        for k in ["ek", "encryption_key", "KEY"] {
+            let o = ok(&format!("jetstream {{ {k}: \"x y\" }}"));
+            assert_eq!(o.jetstream.key.as_deref(), Some("x y"));
+        }
+        assert_eq!(ok("jetstream { key: \"\" }").jetstream.key, None);
+        assert_eq!(ok("jetstream {}").jetstream.key, None);
+        for (name, want) in [
+            ("chacha", Cipher::ChaCha20Poly1305),
+            ("ChaChaPoly", Cipher::ChaCha20Poly1305),
+            ("aes", Cipher::Aes256Gcm),
+            ("AES", Cipher::Aes256Gcm),
+        ] {
+            let o = ok(&format!("jetstream {{ key: k, cipher: {name} }}"));
+            assert_eq!(o.jetstream.cipher, want, "{name}");
+        }
+        assert_eq!(
+            err("jetstream { cipher: \"AES-GCM\" }"),
+            "t.conf:1:21: Unknown cipher type: \"AES-GCM\""
+        );
+    }
+
     #[test]
     fn jetstream_block_errors() {
         let (_, r) = apply("jetstream: maybe");
@@ -2308,10 +2358,15 @@ mod tests {
         assert!(r.errors[0]
             .to_string()
             .ends_with("Duplicate 'store_dir' configuration"));
-        let (_, r) = apply("jetstream {\n cipher: aes\n}");
+        let (_, r) = apply("jetstream {\n cipher: des\n}");
         assert_eq!(
             r.errors[0].to_string(),
-            "t.conf:2:2: jetstream \"cipher\" is not supported yet"
+            "t.conf:2:10: Unknown cipher type: \"des\""
+        );
+        let (_, r) = apply("jetstream {\n prev_key: k\n}");
+        assert_eq!(
+            r.errors[0].to_string(),
+            "t.conf:2:2: jetstream \"prev_key\" is not supported yet"
         );
         let (_, r) = apply("jetstream { max_file_store: \"12Q\" }");
         assert_eq!(r.errors.len(), 1);

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use data_encoding::BASE64;
+use natsd_storage::{Cipher, EncryptionKey};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::internal::{Delivery, Internal, Service};
 use crate::options::{JetStreamOptions, JsAccountLimits, Options};
@@ -47,6 +49,24 @@ pub fn store_root(opts: &Options) -> PathBuf {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("nats"))
         .join("jetstream")
+}
+
+/// The store key of file stream `stream` in `account` when `jetstream { key }`
+/// is set: SHA-256 over the configured secret, the account name and the
+/// stream name, each preceded by its length (u64, little-endian) so that no two
+/// triples hash the same input. Every stream gets its own key, and the
+/// configured secret alone opens it again.
+fn stream_key(opts: &JetStreamOptions, account: &str, stream: &str) -> Option<EncryptionKey> {
+    let secret = opts.key.as_deref()?;
+    let mut h = Sha256::new();
+    for part in [secret, account, stream] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    Some(EncryptionKey {
+        cipher: opts.cipher,
+        key: h.finalize().into(),
+    })
 }
 
 /// Account `name`'s JetStream limits: those of its `jetstream { ... }`
@@ -224,6 +244,14 @@ impl JetStream {
         if let Some(domain) = &opts.domain {
             log::info!("  Domain:          {domain}");
         }
+        if opts.key.is_some() {
+            // nats-server's names for its `StoreCipher`s.
+            let cipher = match opts.cipher {
+                Cipher::ChaCha20Poly1305 => "ChaCha20-Poly1305",
+                Cipher::Aes256Gcm => "AES-GCM",
+            };
+            log::info!("  Encryption:      {cipher}");
+        }
         log::info!("-------------------------------------------");
         let system = server.system_account();
         let accounts = server
@@ -314,7 +342,18 @@ impl JetStream {
         dirs.sort();
         let now_ns = self.now_ns(now);
         for path in dirs {
-            match Stream::restore(&path, self.opts.sync_always, now_ns) {
+            // The directory is named after the stream (see `stream_dir`).
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let params = StoreParams {
+                dir: &path,
+                sync_always: self.opts.sync_always,
+                key: stream_key(
+                    &self.opts,
+                    &self.accounts[acc].account.name,
+                    name.as_deref().unwrap_or_default(),
+                ),
+            };
+            match Stream::restore(&params, now_ns) {
                 Ok(stream) => {
                     let name = stream.cfg.name.clone();
                     let st = stream.state();
@@ -689,6 +728,7 @@ impl JetStream {
         let params = StoreParams {
             dir: &dir,
             sync_always: self.opts.sync_always,
+            key: stream_key(&self.opts, &self.accounts[acc].account.name, name),
         };
         let stream = Stream::create(cfg, self.now_ns(now), &params)
             .map_err(|e| ApiError::new(500, 10049, &e))?;
@@ -1202,5 +1242,31 @@ mod tests {
         assert!(enabled_for(&opts, "A"));
         assert!(!enabled_for(&opts, "B"));
         assert!(!enabled_for(&opts, "$G"));
+    }
+
+    /// The derivation documented on `stream_key`, checked against a digest
+    /// computed outside natsd (Python's hashlib over the same bytes).
+    #[test]
+    fn stream_keys_derive_from_secret_account_and_stream() {
+        let mut opts = JetStreamOptions::default();
+        assert!(stream_key(&opts, "$G", "ORDERS").is_none());
+        opts.key = Some("s3cr3t".into());
+        let k = stream_key(&opts, "$G", "ORDERS").unwrap();
+        assert_eq!(k.cipher, Cipher::ChaCha20Poly1305);
+        let hex: String = k.key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "1e2997931a3cd9d3c9c185d892c7817ca691103a2ed85a12d05457ee65ca6ec7"
+        );
+        let others = [
+            stream_key(&opts, "$G", "ORDERS2").unwrap(),
+            stream_key(&opts, "A", "ORDERS").unwrap(),
+            // Lengths keep the parts apart: "$GO" + "RDERS" differs.
+            stream_key(&opts, "$GO", "RDERS").unwrap(),
+        ];
+        assert!(others.iter().all(|o| o.key != k.key));
+        opts.cipher = Cipher::Aes256Gcm;
+        let aes = stream_key(&opts, "$G", "ORDERS").unwrap();
+        assert_eq!((aes.cipher, aes.key), (Cipher::Aes256Gcm, k.key));
     }
 }

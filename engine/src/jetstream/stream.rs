@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use natsd_proto::headers;
-use natsd_storage::{FileStore, FileStoreConfig, MemStore, Store, StoredMsg};
+use natsd_storage::{EncryptionKey, FileStore, FileStoreConfig, MemStore, Store, StoredMsg};
 use serde::{Deserialize, Serialize};
 
 use super::api::{time_json, ApiError};
@@ -23,6 +23,8 @@ pub struct StoreParams<'a> {
     pub dir: &'a Path,
     /// fsync after every write.
     pub sync_always: bool,
+    /// The key file streams are encrypted with (memory streams never are).
+    pub key: Option<EncryptionKey>,
 }
 
 /// `meta.inf`: what a file stream's directory remembers besides messages.
@@ -118,6 +120,7 @@ fn new_store(cfg: &StreamConfig, params: &StoreParams) -> Result<Box<dyn Store +
                     sync_always: params.sync_always,
                     limits,
                     compress: cfg.compression == Compression::S2,
+                    encryption_key: params.key.clone(),
                     ..FileStoreConfig::default()
                 },
             )
@@ -148,12 +151,12 @@ impl Stream {
         Ok(s)
     }
 
-    /// Open a file stream left by an earlier run from its directory.
-    pub fn restore(dir: &Path, sync_always: bool, now_ns: i64) -> Result<Self, String> {
+    /// Open a file stream left by an earlier run from its directory, `params.dir`.
+    pub fn restore(params: &StoreParams, now_ns: i64) -> Result<Self, String> {
+        let dir = params.dir;
         let meta = std::fs::read(dir.join("meta.inf")).map_err(|e| e.to_string())?;
         let meta: Meta = serde_json::from_slice(&meta).map_err(|e| e.to_string())?;
-        let params = StoreParams { dir, sync_always };
-        let store = new_store(&meta.config, &params)?;
+        let store = new_store(&meta.config, params)?;
         let mut s = Stream::with_store(meta.config, meta.created, store, Some(dir.to_path_buf()));
         s.rebuild_dedup(now_ns);
         s.rebuild_ttls();
@@ -978,6 +981,7 @@ mod tests {
         let params = StoreParams {
             dir: Path::new("/nonexistent"),
             sync_always: false,
+            key: None,
         };
         Stream::create(cfg, 1, &params).unwrap()
     }
