@@ -1910,7 +1910,7 @@ impl Options {
                                 "aes" => Cipher::Aes256Gcm,
                                 _ => {
                                     return Err(invalid(
-                                        &e.value.at,
+                                        &e.key_at,
                                         format!("Unknown cipher type: {}", conf::go_quote(&name)),
                                     ))
                                 }
@@ -2316,7 +2316,8 @@ mod tests {
 
     /// nats-server 2.9.10 `parseJetStream`: `key`, `ek` and `encryption_key`
     /// name the secret; `cipher` takes chacha, chachapoly or aes in any case,
-    /// ChaCha when absent.
+    /// ChaCha when absent. An unknown cipher is reported at the key's position
+    /// (observed: `nats-server -t` says `:3:3:` for `  cipher:    rot13`).
     #[test]
     fn jetstream_encryption_key_and_cipher() {
         let o = ok("jetstream { key: s3cr3t }");
@@ -2339,7 +2340,7 @@ mod tests {
         }
         assert_eq!(
             err("jetstream { cipher: \"AES-GCM\" }"),
-            "t.conf:1:21: Unknown cipher type: \"AES-GCM\""
+            "t.conf:1:13: Unknown cipher type: \"AES-GCM\""
         );
     }
 
@@ -2361,7 +2362,7 @@ mod tests {
         let (_, r) = apply("jetstream {\n cipher: des\n}");
         assert_eq!(
             r.errors[0].to_string(),
-            "t.conf:2:10: Unknown cipher type: \"des\""
+            "t.conf:2:2: Unknown cipher type: \"des\""
         );
         let (_, r) = apply("jetstream {\n prev_key: k\n}");
         assert_eq!(

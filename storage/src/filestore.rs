@@ -2123,6 +2123,33 @@ mod tests {
         }
     }
 
+    /// A key configured later: earlier plain blocks stay readable; new ones are encrypted.
+    #[test]
+    fn plain_store_opened_with_a_key_keeps_its_messages_and_encrypts_new_blocks() {
+        for cipher in CIPHERS {
+            let dir = TempDir::new("crypt-later");
+            fill(&dir);
+            let c = key(cipher, 5);
+            let mut s = FileStore::open(dir.path(), c.clone()).unwrap();
+            assert_eq!(present(&s), (1..=25).collect::<Vec<_>>());
+            s.store_msg("t", b"", &[99; 20], 26).unwrap();
+            let active = s.active;
+            drop(s);
+            let flags = |n| fs::read(block(&dir, n)).unwrap()[9] & FLAGS_CIPHER;
+            assert_eq!(flags(1), 0);
+            assert_eq!(flags(active), cipher.flag());
+            let s = FileStore::open(dir.path(), c).unwrap();
+            assert!(s.recovery_report().is_empty());
+            assert_eq!(present(&s), (1..=26).collect::<Vec<_>>());
+            assert_eq!(s.load_msg(26).unwrap().msg, vec![99; 20]);
+            drop(s);
+            assert!(matches!(
+                FileStore::open(dir.path(), cfg()),
+                Err(Error::KeyRequired)
+            ));
+        }
+    }
+
     #[test]
     fn encrypted_torn_tail_recovers_and_appends_to_a_new_block() {
         for cipher in CIPHERS {

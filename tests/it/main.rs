@@ -8,6 +8,7 @@ mod auth;
 mod consumers;
 mod differential;
 mod direct_get;
+mod encryption;
 mod fuzz_corpus;
 mod harness;
 mod jetstream;
