@@ -5,7 +5,7 @@
 //! memory maps, an index rebuilt from the blocks on open). It owns per-stream limits
 //! (`max_msgs`, `max_bytes`, `max_age`, `max_msgs_per_subject`, `max_msg_size`, discard
 //! old/new), byte accounting as nats-server 2.9.10 reports it, crash recovery, and optional
-//! per-block snappy compression and AES-256-GCM encryption of the file store.
+//! per-block snappy compression and ChaCha20-Poly1305 or AES-256-GCM encryption of the file store.
 //!
 //! It never opens sockets, never starts threads and never reads the clock: the caller's stream
 //! stage thread drives a store, passes message timestamps (ns since the Unix epoch) into
