@@ -27,6 +27,9 @@ pub(crate) struct Stage {
 const ROUND: usize = 4096;
 /// How long an idle stage polls its inbox before it parks.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// Deliveries handled before the service ends a batch (writes what it
+/// stored, sends the replies it held).
+const SLICE: usize = 64;
 /// Deliveries kept allocated between batches.
 const BATCH_KEEP: usize = 4096;
 
@@ -115,6 +118,31 @@ impl Stage {
         }
     }
 
+    /// Wake the reactors owning what the service published; true if some
+    /// of it went to this stage's own clients.
+    fn wake_owners(
+        net: &mut Internal,
+        id: usize,
+        peers: &[ReactorHandle],
+        remote: &mut [Vec<Arc<Outbound>>],
+    ) -> bool {
+        let mut own = false;
+        for out in net.take_wakes() {
+            let owner = out.owner().reactor;
+            if owner == id {
+                own = true;
+            } else if let Some(batch) = remote.get_mut(owner) {
+                batch.push(out);
+            }
+        }
+        for (r, batch) in remote.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                peers[r].send(Cmd::Flush(std::mem::take(batch)));
+            }
+        }
+        own
+    }
+
     /// Hand every queued delivery to the service, then wake the owners of
     /// what it published; repeat while its own clients got more.
     fn pump(&mut self, peers: &[ReactorHandle], remote: &mut [Vec<Arc<Outbound>>]) {
@@ -124,31 +152,31 @@ impl Stage {
             // One clock read per batch: a batch's messages share their
             // arrival time.
             let now = Instant::now();
-            for msg in self.batch.drain(..) {
-                self.service.handle_msg(now, msg, &mut self.net);
-                handled += 1;
+            let mut again = false;
+            let mut msgs = self.batch.drain(..).peekable();
+            while msgs.peek().is_some() {
+                // A slice of the batch at a time: its replies go out while
+                // the rest is handled, so the reactors and the clients work
+                // alongside the stage instead of waiting for the whole batch.
+                for msg in msgs.by_ref().take(SLICE) {
+                    self.service.handle_msg(now, msg, &mut self.net);
+                    handled += 1;
+                }
+                self.service.end_batch(now, &mut self.net);
+                again |= Self::wake_owners(&mut self.net, self.id, peers, remote);
+            }
+            drop(msgs);
+            if handled == 0 {
+                // What timers or events published since the last pump.
+                self.service.end_batch(now, &mut self.net);
+                again |= Self::wake_owners(&mut self.net, self.id, peers, remote);
             }
             if self.batch.capacity() > BATCH_KEEP {
                 self.batch = Vec::new();
             }
-            self.service.end_batch(now, &mut self.net);
             self.load
                 .handled
                 .fetch_add(handled as u64, std::sync::atomic::Ordering::Relaxed);
-            let mut again = false;
-            for out in self.net.take_wakes() {
-                let owner = out.owner().reactor;
-                if owner == self.id {
-                    again = true;
-                } else if let Some(batch) = remote.get_mut(owner) {
-                    batch.push(out);
-                }
-            }
-            for (r, batch) in remote.iter_mut().enumerate() {
-                if !batch.is_empty() {
-                    peers[r].send(Cmd::Flush(std::mem::take(batch)));
-                }
-            }
             if !again || handled >= ROUND {
                 if again {
                     // Let the inbox in; come straight back for the rest.
