@@ -435,6 +435,9 @@ struct Block {
     max_seq: u64,
     /// Highest floor marker in the block (0 if none): it claims `last_seq >= max_floor - 1`.
     max_floor: u64,
+    /// Highest truncate marker in the block (0 if none): replayed on an emptier index it
+    /// claims `last_seq >= max_trunc`, so a later truncate below it must stay.
+    max_trunc: u64,
     /// Header nonce (zero when not encrypted).
     nonce: [u8; 12],
 }
@@ -967,6 +970,7 @@ impl FileStore {
                 min_seq: 0,
                 max_seq: 0,
                 max_floor: 0,
+                max_trunc: 0,
                 nonce,
             },
         );
@@ -1027,6 +1031,9 @@ impl FileStore {
                 self.bounds_marker = Some((n, off));
             }
             _ => {
+                if let Some(b) = self.blocks.get_mut(&n) {
+                    b.max_trunc = b.max_trunc.max(r.seq);
+                }
                 let removed = self.idx.truncate(r.seq, r.ts);
                 self.dead_all(&removed);
                 self.bounds_marker = Some((n, off));
@@ -1077,6 +1084,7 @@ impl FileStore {
                 min_seq: 0,
                 max_seq: 0,
                 max_floor: 0,
+                max_trunc: 0,
                 nonce,
             },
         );
@@ -1297,7 +1305,12 @@ impl FileStore {
                 KIND_FLOOR => has && b.min_seq < seq,
                 // A truncate also undoes the claims about the last sequence made by earlier
                 // block headers and floor markers.
-                _ => (has && b.max_seq > seq) || b.hdr_first > seq + 1 || b.max_floor > seq + 1,
+                _ => {
+                    (has && b.max_seq > seq)
+                        || b.hdr_first > seq + 1
+                        || b.max_floor > seq + 1
+                        || b.max_trunc > seq
+                }
             }
         })
     }
@@ -1334,6 +1347,7 @@ impl FileStore {
             min_seq: 0,
             max_seq: 0,
             max_floor: 0,
+            max_trunc: 0,
             nonce: b.nonce,
         };
         for (off, r) in &recs {
@@ -1361,6 +1375,9 @@ impl FileStore {
             }
             if r.kind == KIND_FLOOR {
                 kept.max_floor = kept.max_floor.max(r.seq);
+            }
+            if r.kind == KIND_TRUNCATE {
+                kept.max_trunc = kept.max_trunc.max(r.seq);
             }
             if r.kind == KIND_MSG {
                 hdr_first = hdr_first.min(r.seq);
@@ -1608,6 +1625,10 @@ impl Store for FileStore {
         let removed = self.idx.truncate(seq, ts);
         self.dead_all(&removed);
         self.write_marker(KIND_TRUNCATE, seq, ts)?;
+        let active = self.active;
+        if let Some(b) = self.blocks.get_mut(&active) {
+            b.max_trunc = b.max_trunc.max(seq);
+        }
         self.sweep()?;
         self.flush_active()
     }

@@ -272,3 +272,37 @@ fn purged_empty_encrypted_store_keeps_its_first_sequence_across_reopens() {
         }
     }
 }
+
+/// The shrunk case (encrypted stores: their record sizes put the two truncates in different
+/// blocks) that showed a later, lower truncate dropped by a rewrite while an earlier block
+/// kept a higher one, so a reopen claimed the higher last sequence.
+#[test]
+fn lower_truncate_outlives_a_higher_one_in_an_earlier_block() {
+    let ops = vec![
+        Op::Store {
+            subj: 0,
+            hdr: false,
+            len: 6,
+        },
+        Op::Compact(29),
+        Op::Truncate(16),
+        Op::Store {
+            subj: 0,
+            hdr: true,
+            len: 39,
+        },
+        Op::Truncate(1),
+        Op::PurgeEx {
+            filter: 0,
+            seq: 2,
+            keep: 0,
+        },
+        Op::Store {
+            subj: 0,
+            hdr: false,
+            len: 6,
+        },
+        Op::Reopen,
+    ];
+    run_with(ops, 300, false, Some(Cipher::Aes256Gcm));
+}
