@@ -27,12 +27,10 @@ pub struct MappingConfig {
     pub dests: Vec<MapDest>,
 }
 
-/// A compiled mapping.
+/// A compiled mapping: destinations (all from the same source) with
+/// cumulative weights, ascending.
 #[derive(Debug)]
 struct Mapping {
-    /// The source's tokens, for matching.
-    source: Vec<String>,
-    /// Destinations with cumulative weights, ascending.
     dests: Vec<(SubjectTransform, u32)>,
 }
 
@@ -61,7 +59,11 @@ impl Mappings {
     /// The subject a publish to `subject` goes to, when a mapping matches.
     pub fn select(&self, subject: &str) -> Option<String> {
         let tokens: Vec<&str> = subject.split('.').collect();
-        let m = self.list.iter().find(|m| m.matches(&tokens))?;
+        let m = self.list.iter().find(|m| {
+            m.dests
+                .first()
+                .is_some_and(|(t, _)| t.source_matches(&tokens))
+        })?;
         let (transform, _) = match m.dests.as_slice() {
             [only] => only,
             dests => {
@@ -114,24 +116,7 @@ impl Mapping {
             cum += *w;
             *w = cum;
         }
-        Ok(Mapping {
-            source: src.split('.').map(str::to_string).collect(),
-            dests,
-        })
-    }
-
-    fn matches(&self, tokens: &[&str]) -> bool {
-        let mut it = tokens.iter();
-        for s in &self.source {
-            if s == ">" {
-                return it.next().is_some();
-            }
-            match it.next() {
-                Some(t) if s == "*" || s == t => {}
-                _ => return false,
-            }
-        }
-        it.next().is_none()
+        Ok(Mapping { dests })
     }
 }
 

@@ -302,7 +302,8 @@ impl SubjectTransform {
         Some(self.render(&tokens))
     }
 
-    fn source_matches(&self, tokens: &[&str]) -> bool {
+    /// Whether a literal subject's `tokens` match the source.
+    pub fn source_matches(&self, tokens: &[&str]) -> bool {
         let mut it = tokens.iter();
         for s in &self.src_tokens {
             if s == ">" {

@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use natsd_tests::{RawConn, Server, TempDir};
 use serde_json::{json, Value};
 
-use crate::{connect, WAIT};
+use crate::{connect, login, WAIT};
 
 fn js_server(store: &TempDir) -> Server {
     let dir = store.path().display().to_string();
@@ -43,7 +43,7 @@ async fn request(client: &async_nats::Client, subject: &str, body: &str) -> Valu
 }
 
 /// A raw publish with headers to a stream subject; the pub ack parsed as JSON.
-async fn publish_raw(
+pub(crate) async fn publish_raw(
     client: &async_nats::Client,
     subject: &str,
     headers: &[(&str, &str)],
@@ -976,16 +976,6 @@ fn natsd_and_reference_js(conf: &str) -> Vec<(Server, TempDir)> {
         all.push((reference, store));
     }
     all
-}
-
-async fn login(server: &Server, user: &str) -> async_nats::Client {
-    tokio::time::timeout(
-        WAIT,
-        ConnectOptions::with_user_and_password(user.into(), user.into()).connect(server.url()),
-    )
-    .await
-    .expect("connect timed out")
-    .expect("connect")
 }
 
 /// Server and account limits, as nats-server 2.9.10 enforces them (the

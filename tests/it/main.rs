@@ -40,6 +40,18 @@ pub async fn connect(url: &str) -> async_nats::Client {
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
+/// Connects as `user` with password `user`, bounded by [`WAIT`].
+pub async fn login(server: &natsd_tests::Server, user: &str) -> async_nats::Client {
+    tokio::time::timeout(
+        WAIT,
+        async_nats::ConnectOptions::with_user_and_password(user.into(), user.into())
+            .connect(server.url()),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap_or_else(|e| panic!("{:?}: connect as {user}: {e}", server.bin()))
+}
+
 /// Flushes the client's write buffer, bounded by [`WAIT`]. In async-nats 0.51 this is not a
 /// server round trip; use [`round_trip`] to know the server has processed earlier commands.
 pub async fn flush(client: &async_nats::Client) {

@@ -3,22 +3,11 @@
 
 use std::collections::HashMap;
 
-use async_nats::ConnectOptions;
 use bytes::Bytes;
 use futures::StreamExt;
 use natsd_tests::Server;
 
-use crate::{next_msg, round_trip, WAIT};
-
-async fn login(server: &Server, user: &str) -> async_nats::Client {
-    tokio::time::timeout(
-        WAIT,
-        ConnectOptions::with_user_and_password(user.into(), user.into()).connect(server.url()),
-    )
-    .await
-    .expect("connect timed out")
-    .unwrap_or_else(|e| panic!("{:?}: connect as {user}: {e}", server.bin()))
-}
+use crate::{login, next_msg, round_trip, WAIT};
 
 const CONF: &str = r#"
 accounts {

@@ -8,32 +8,15 @@ use async_nats::jetstream::{
     self, kv,
     stream::{Config, Republish, StorageType, SubjectTransform},
 };
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use natsd_tests::{Server, TempDir};
-use serde_json::Value;
 
-use crate::{connect, next_msg, WAIT};
+use crate::jetstream::publish_raw;
+use crate::{connect, next_msg};
 
 fn js_server(store: &TempDir) -> Server {
     let dir = store.path().display().to_string();
     Server::natsd(&["-js", "-sd", &dir])
-}
-
-/// A publish with headers; the pub ack as JSON.
-async fn publish(client: &async_nats::Client, subject: &str, headers: &[(&str, &str)]) -> Value {
-    let mut h = HeaderMap::new();
-    for (k, v) in headers {
-        h.insert(*k, *v);
-    }
-    let msg = tokio::time::timeout(
-        WAIT,
-        client.request_with_headers(subject.to_string(), h, Bytes::from_static(b"data")),
-    )
-    .await
-    .expect("publish timed out")
-    .expect("publish");
-    serde_json::from_slice(&msg.payload).expect("JSON ack")
 }
 
 fn header<'a>(msg: &'a async_nats::Message, key: &str) -> Option<&'a str> {
@@ -108,10 +91,10 @@ async fn republish_as_nats_server() {
         .await
         .expect("create");
         let mut sub = client.subscribe("repub.>").await.expect("subscribe");
-        publish(&client, "orders.1", &[("X", "y")]).await;
-        publish(&client, "orders.2", &[]).await;
-        publish(&client, "orders.1", &[]).await;
-        publish(&client, "heads", &[]).await;
+        publish_raw(&client, "orders.1", &[("X", "y")]).await;
+        publish_raw(&client, "orders.2", &[]).await;
+        publish_raw(&client, "orders.1", &[]).await;
+        publish_raw(&client, "heads", &[]).await;
         let mut got = Vec::new();
         for _ in 0..4 {
             let m = next_msg(&mut sub).await;
@@ -191,10 +174,10 @@ async fn subject_transform_stores_under_the_new_subject() {
         .await
         .expect("create");
     let mut sub = client.subscribe("out.>").await.expect("subscribe");
-    let ack = publish(&client, "in.a.b", &[]).await;
+    let ack = publish_raw(&client, "in.a.b", &[]).await;
     assert_eq!(ack["seq"], 1, "{ack}");
     // Not matching the transform's source: stored as published.
-    assert_eq!(publish(&client, "in.x", &[]).await["seq"], 2);
+    assert_eq!(publish_raw(&client, "in.x", &[]).await["seq"], 2);
     let m = stream
         .get_last_raw_message_by_subject("st.b.a")
         .await
@@ -224,7 +207,7 @@ async fn message_ttls_and_never() {
     })
     .await
     .expect("create");
-    let refused = publish(&client, "plain", &[("Nats-TTL", "5s")]).await;
+    let refused = publish_raw(&client, "plain", &[("Nats-TTL", "5s")]).await;
     assert_eq!(refused["error"]["err_code"], 10166, "{refused}");
     assert_eq!(
         refused["error"]["description"],
@@ -241,20 +224,20 @@ async fn message_ttls_and_never() {
         .await
         .expect("create");
     assert!(stream.cached_info().config.allow_message_ttl);
-    let invalid = publish(&client, "t.bad", &[("Nats-TTL", "10ms")]).await;
+    let invalid = publish_raw(&client, "t.bad", &[("Nats-TTL", "10ms")]).await;
     assert_eq!(invalid["error"]["err_code"], 10165, "{invalid}");
     assert_eq!(
-        publish(&client, "t.never", &[("Nats-TTL", "never")]).await["seq"],
+        publish_raw(&client, "t.never", &[("Nats-TTL", "never")]).await["seq"],
         1
     );
-    assert_eq!(publish(&client, "t.aged", &[]).await["seq"], 2);
+    assert_eq!(publish_raw(&client, "t.aged", &[]).await["seq"], 2);
     assert_eq!(
-        publish(&client, "t.short", &[("Nats-TTL", "1")]).await["seq"],
+        publish_raw(&client, "t.short", &[("Nats-TTL", "1")]).await["seq"],
         3
     );
     // A TTL longer than max_age does not keep a message.
     assert_eq!(
-        publish(&client, "t.long", &[("Nats-TTL", "1m")]).await["seq"],
+        publish_raw(&client, "t.long", &[("Nats-TTL", "1m")]).await["seq"],
         4
     );
     // `never` survives a restart (file store: rebuilt from the headers).
