@@ -392,7 +392,6 @@ impl ClientConn {
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
         };
-        let first_ping = opts.ping_interval.min(FIRST_PING_MAX);
         ClientConn {
             account,
             cid: out.cid(),
@@ -422,7 +421,9 @@ impl ClientConn {
             ping_sent_at: None,
             rtt: None,
             first_ping_done: false,
-            next_ping: now + first_ping,
+            // As nats-server: a full interval until CONNECT, which brings
+            // the (short) first PING forward.
+            next_ping: now + opts.ping_interval,
             last_in: now,
             auth_deadline: None,
             in_msgs: 0,
@@ -759,6 +760,7 @@ impl ClientConn {
         self.connect = Some(ci);
         self.auth_deadline = None;
         self.last_in = now;
+        self.next_ping = now + self.server.options().ping_interval.min(FIRST_PING_MAX);
         self.ok();
         if self.server.wants_events() {
             self.server.emit(Event::Connected(self.snapshot(None)));
@@ -1166,15 +1168,11 @@ impl ClientConn {
             });
         ctx.stall |= pushed.stall();
         if pushed == Pushed::SlowConsumer {
+            // Logged by the subscriber's driver, which knows its address.
             self.server
                 .stats
                 .slow_consumers
                 .fetch_add(1, Ordering::Relaxed);
-            log::info!(
-                "cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-                sub.client.cid(),
-                self.server.options().max_pending
-            );
         }
         ctx.wake_if(pushed, &sub.client);
         if let (Some(tracker), Some(reply)) = (&sub.responses, msg.reply) {
@@ -1605,6 +1603,24 @@ mod tests {
             c.poll_output(),
             Some(Output::Close(CloseReason::AuthenticationTimeout))
         );
+    }
+
+    #[test]
+    fn no_ping_before_connect() {
+        let s = server(Options::default());
+        let now = Instant::now();
+        let mut ctx = Context::new(1);
+        let mut c = conn(&s, now);
+        drain(&c);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(now + Options::default().ping_interval)
+        );
+        c.handle_timeout(now + FIRST_PING_MAX);
+        assert_eq!(drain(&c), "");
+        let later = now + Duration::from_secs(10);
+        send(&mut c, &mut ctx, later, QUIET);
+        assert_eq!(c.poll_timeout(), Some(later + FIRST_PING_MAX));
     }
 
     #[test]

@@ -711,7 +711,15 @@ impl Reactor {
         }
         if let Taken::Closed(reason) = c.machine.outbound().take(&mut c.wbuf) {
             // Closed by someone else (a slow consumer): what it did not read
-            // is dropped, as nats-server does.
+            // is dropped, as nats-server does. Logged here, where the
+            // client's address is known.
+            if reason == CloseReason::SlowConsumerPendingBytes {
+                log::info!(
+                    "{}Slow Consumer Detected: MaxPending of {} Exceeded",
+                    c.machine.log_prefix(),
+                    self.server.options().max_pending
+                );
+            }
             c.machine.close(reason);
             self.after_input(slot, now);
             return;

@@ -5,8 +5,34 @@ use natsd_storage::{Store, StoredMsg};
 
 use super::{MsgSource, SourceMsg, SourceState};
 
-/// A store read as a consumer's stream: `StoreSource(&store)`.
-pub struct StoreSource<'a, S: ?Sized>(pub &'a S);
+/// A store read as a consumer's stream, up to the last sequence that is
+/// written: `StoreSource::new(&store)` reads all of it,
+/// [`StoreSource::written`] stops where the store's last successful write
+/// did, so a consumer never delivers a message that a failed write could
+/// still take back.
+pub struct StoreSource<'a, S: ?Sized> {
+    store: &'a S,
+    upto: u64,
+}
+
+impl<'a, S: Store + ?Sized> StoreSource<'a, S> {
+    /// All of `store`.
+    pub fn new(store: &'a S) -> Self {
+        StoreSource {
+            store,
+            upto: u64::MAX,
+        }
+    }
+
+    /// `store` up to sequence `upto`.
+    pub fn written(store: &'a S, upto: u64) -> Self {
+        StoreSource { store, upto }
+    }
+
+    fn within(&self, m: StoredMsg) -> Option<SourceMsg> {
+        (m.seq <= self.upto).then(|| msg(m))
+    }
+}
 
 fn msg(m: StoredMsg) -> SourceMsg {
     SourceMsg {
@@ -20,35 +46,39 @@ fn msg(m: StoredMsg) -> SourceMsg {
 
 impl<S: Store + ?Sized> MsgSource for StoreSource<'_, S> {
     fn state(&self) -> SourceState {
-        let st = self.0.state();
+        let st = self.store.state();
         SourceState {
             msgs: st.msgs,
             first_seq: st.first_seq,
-            last_seq: st.last_seq,
+            last_seq: st.last_seq.min(self.upto),
         }
     }
 
     fn load_msg(&self, seq: u64) -> Option<SourceMsg> {
-        self.0.load_msg(seq).ok().map(msg)
+        if seq > self.upto {
+            return None;
+        }
+        self.store.load_msg(seq).ok().map(msg)
     }
 
     fn load_next_msg(&self, filter: &str, start_seq: u64) -> Option<SourceMsg> {
-        self.0.load_next_msg(filter, start_seq).ok().map(msg)
+        self.within(self.store.load_next_msg(filter, start_seq).ok()?)
     }
 
     fn load_last_msg(&self, filter: &str) -> Option<SourceMsg> {
-        self.0.load_last_msg(filter).ok().map(msg)
+        self.within(self.store.load_last_msg(filter).ok()?)
     }
 
     fn num_pending(&self, start_seq: u64, filter: &str, last_per_subject: bool) -> u64 {
-        self.0.num_pending(start_seq, filter, last_per_subject)
+        self.store.num_pending(start_seq, filter, last_per_subject)
     }
 
     fn last_seqs(&self, filter: &str) -> Vec<u64> {
-        self.0
+        self.store
             .subjects_state(filter)
             .into_values()
             .map(|s| s.last)
+            .filter(|&seq| seq <= self.upto)
             .collect()
     }
 }
@@ -88,7 +118,7 @@ mod tests {
             ..StreamFacts::default()
         };
         let now = crate::consumer::tests::origin();
-        let src = StoreSource(&store);
+        let src = StoreSource::new(&store);
         let mut c = Consumer::new(
             "KV",
             "W",

@@ -11,7 +11,8 @@
 //! interest and workqueue streams remove the messages no consumer still
 //! needs. Durable consumers of file streams keep `obs/<name>/meta.inf`
 //! (config, creation time) and `obs/<name>/o.dat` (state, written at most
-//! every [`PERSIST_INTERVAL`] and at shutdown) in the stream's directory.
+//! every [`PERSIST_INTERVAL`], at shutdown, and before the confirmation of
+//! an ack sent with a reply subject goes out) in the stream's directory.
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +55,16 @@ pub struct Slot {
     /// [`Consumer::requests_queued`] when the waiting requests' replies were
     /// last checked for interest.
     requests_checked: Option<(u64, u64)>,
+}
+
+/// The confirmation of an ack that came with a reply subject (a client's
+/// "ack sync"), held until the consumer's state holding the ack is written:
+/// a confirmed ack survives `kill -9`.
+pub struct Confirm {
+    acc: usize,
+    stream: Arc<str>,
+    consumer: Arc<str>,
+    to: String,
 }
 
 /// `obs/<name>/meta.inf`.
@@ -744,6 +755,11 @@ impl JetStream {
         let account = self.accounts[acc].account.clone();
         let (mut dirty, mut inactive) = (false, false);
         let mut acked = Vec::new();
+        let persist = self.accounts[acc]
+            .streams
+            .get(stream)
+            .and_then(|s| s.consumers.get(name))
+            .is_some_and(|slot| slot.persist);
         for o in outs {
             match o {
                 Output::Deliver(d) => net.deliver_as(
@@ -775,6 +791,12 @@ impl JetStream {
                     );
                 }
                 Output::Acked { first, last } => acked.push((first, last)),
+                Output::AckReply(to) if persist => self.confirms.push(Confirm {
+                    acc,
+                    stream: stream.into(),
+                    consumer: name.into(),
+                    to,
+                }),
                 Output::AckReply(to) => net.publish(now, &account, to.as_bytes(), None, None, b""),
                 Output::StateChanged => dirty = true,
                 Output::Inactive => inactive = true,
@@ -1061,6 +1083,53 @@ impl JetStream {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Write the state of the consumers with held ack confirmations, then
+    /// send the confirmations whose consumer is written. One write per
+    /// consumer and batch; a failed write sends none of its confirmations
+    /// (the client's ack times out and it acks again) and is retried by the
+    /// persist timer.
+    pub(super) fn confirm_acks(&mut self, now: Instant, net: &mut Internal) {
+        let confirms = std::mem::take(&mut self.confirms);
+        let mut failed: Vec<(usize, &str, &str)> = Vec::new();
+        let mut written: Vec<(usize, &str, &str)> = Vec::new();
+        for c in &confirms {
+            let key = (c.acc, &*c.stream, &*c.consumer);
+            if written.contains(&key) || failed.contains(&key) {
+                continue;
+            }
+            let Some(s) = self.accounts[c.acc].streams.get_mut(&*c.stream) else {
+                continue;
+            };
+            let Some(slot) = s.consumers.get(&*c.consumer).filter(|slot| slot.dirty) else {
+                written.push(key);
+                continue;
+            };
+            match write_state(s, &c.consumer, slot) {
+                Ok(()) => {
+                    if let Some(slot) = s.consumers.get_mut(&*c.consumer) {
+                        slot.dirty = false;
+                    }
+                    written.push(key);
+                }
+                Err(e) => {
+                    log::error!(
+                        "JetStream consumer '{} > {}' state write: {e}",
+                        c.stream,
+                        c.consumer
+                    );
+                    failed.push(key);
+                }
+            }
+        }
+        for c in &confirms {
+            if failed.contains(&(c.acc, &*c.stream, &*c.consumer)) {
+                continue;
+            }
+            let account = &self.accounts[c.acc].account;
+            net.publish(now, account, c.to.as_bytes(), None, None, b"");
+        }
     }
 
     /// Write the state of every consumer that changed.

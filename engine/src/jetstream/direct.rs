@@ -74,7 +74,7 @@ impl JetStream {
             Err(line) => return fail(&mut send, line),
         };
         let max_pending = i64::try_from(self.server.options().max_pending).unwrap_or(i64::MAX);
-        answer(s.source().0, &s.cfg.name, &req, max_pending, &mut send)
+        answer(s.store(), &s.cfg.name, &req, max_pending, &mut send)
     }
 }
 

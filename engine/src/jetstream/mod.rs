@@ -19,7 +19,7 @@ mod limits;
 mod stream;
 mod ttl;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +41,9 @@ use stream::{StoreParams, Stream};
 
 /// How soon after a change the monitoring totals are refreshed.
 const STATS_DELAY: Duration = Duration::from_millis(100);
+/// Request bytes served per batch (at least one request): the rest wait
+/// for the next batch, after the publishes that came meanwhile.
+const API_SLICE_BYTES: usize = 256 * 1024;
 
 /// `<store_dir>/jetstream` (default `<tmp>/nats/jetstream`), as nats-server
 /// places its JetStream store.
@@ -152,6 +155,16 @@ pub struct JetStream {
     held: Vec<HeldAck>,
     /// Streams (account, name) that stored messages in this batch.
     dirty: Vec<(usize, Arc<str>)>,
+    /// What follows each message stored in this batch (republish, delivery
+    /// to the consumers), done once its stream's write succeeded.
+    stored: Vec<Stored>,
+    /// Confirmations of acks (sent with a reply subject) held until the
+    /// consumer's state with the ack is written.
+    confirms: Vec<consumers::Confirm>,
+    /// API requests waiting their turn: served at the end of a batch, up to
+    /// [`API_SLICE_BYTES`] of requests at a time, so a flood of large
+    /// requests cannot hold up the publishes queued behind them.
+    api_queue: VecDeque<ApiRequest>,
     /// A consumer's outputs, between the machine and the fabric (reused).
     outs: Vec<crate::consumer::Output>,
     /// Names of the consumers an input goes to (reused).
@@ -169,10 +182,32 @@ enum StreamAction {
 /// A pub ack waiting for its stream's write.
 struct HeldAck {
     acc: usize,
-    /// Index into `dirty` of the stream that stored the message, if it did.
-    stored_in: Option<usize>,
+    /// Index into `dirty` of the stream that stored the message (or the one
+    /// it duplicates), and the sequence the ack names.
+    stored_in: Option<(usize, u64)>,
     reply: Bytes,
     ack: Vec<u8>,
+}
+
+/// A `$JS.API` request waiting in [`JetStream::api_queue`].
+struct ApiRequest {
+    acc: usize,
+    /// The subject after the API prefix, e.g. `STREAM.INFO.foo`.
+    op: String,
+    reply: Bytes,
+    msg: Delivery,
+}
+
+/// A message stored in this batch whose republish and delivery wait for
+/// its stream's write: nothing reaches a consumer or a republish subject
+/// that a failed write could take back.
+struct Stored {
+    acc: usize,
+    /// Index into `dirty` of its stream.
+    dirty: usize,
+    /// The subject it was published on.
+    subject: Bytes,
+    published: stream::Published,
 }
 
 /// An API reply: optional header block and body.
@@ -281,6 +316,9 @@ impl JetStream {
             persist_due: None,
             held: Vec::new(),
             dirty: Vec::new(),
+            stored: Vec::new(),
+            confirms: Vec::new(),
+            api_queue: VecDeque::new(),
             outs: Vec::new(),
             names: Vec::new(),
         })
@@ -873,7 +911,7 @@ impl JetStream {
                 let s = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
                 let seq = req
                     .start_time
-                    .map_or(req.seq, |t| s.source().0.seq_from_time(t));
+                    .map_or(req.seq, |t| s.store().seq_from_time(t));
                 let mut m = s.get(seq, &req.last_by_subj, &req.next_by_subj)?;
                 if req.no_hdr {
                     m.hdr.clear();
@@ -969,30 +1007,84 @@ impl JetStream {
             &quota,
         );
         let no_ack = stream.cfg.no_ack;
-        let stored_in = published.stored.map(|_| {
-            // Mostly the stream of the previous publish: looked at first.
-            match self
+        let seq = published
+            .stored
+            .map(|(seq, _)| seq)
+            .or(published.duplicate_of);
+        // A duplicate of a message stored in this batch is acked only if
+        // that one's write succeeds.
+        let dirty = match seq {
+            Some(_) if published.stored.is_some() => Some(self.dirty_index(acc, name)),
+            Some(_) => self
                 .dirty
                 .iter()
-                .rposition(|(a, n)| *a == acc && **n == *name)
-            {
-                Some(i) => i,
-                None => {
-                    self.dirty.push((acc, name.into()));
-                    self.dirty.len() - 1
-                }
-            }
-        });
+                .rposition(|(a, n)| *a == acc && **n == *name),
+            None => None,
+        };
         if let Some(reply) = msg.reply.filter(|r| !r.is_empty() && !no_ack) {
             self.held.push(HeldAck {
                 acc,
-                stored_in,
+                stored_in: dirty.zip(seq),
                 reply,
                 ack: std::mem::take(&mut published.ack),
             });
         }
         self.feed_evicted(now, net, acc, name);
-        self.after_store(now, net, acc, name, subject, published);
+        if let (Some(dirty), Some(_)) = (dirty, published.stored) {
+            self.stored.push(Stored {
+                acc,
+                dirty,
+                subject: msg.subject,
+                published,
+            });
+        }
+    }
+
+    /// Serve queued API requests, up to [`API_SLICE_BYTES`] of them.
+    fn serve_api(&mut self, now: Instant, net: &mut Internal) {
+        let mut budget = API_SLICE_BYTES;
+        while let Some(req) = self.api_queue.pop_front() {
+            let size = req.msg.payload.len() + req.op.len();
+            self.accounts[req.acc].api_total += 1;
+            let r = self.handle_api(now, net, req.acc, &req.op, &req.msg);
+            let a = &mut self.accounts[req.acc];
+            if r.error {
+                a.api_errors += 1;
+            }
+            let account = a.account.clone();
+            net.publish(
+                now,
+                &account,
+                &req.reply,
+                None,
+                r.headers.as_deref(),
+                &r.body,
+            );
+            // Status replies are not API responses.
+            if r.headers.is_none() {
+                self.api_audit(now, net, req.acc, &req.msg, &r.body);
+            }
+            budget = budget.saturating_sub(size);
+            if budget == 0 {
+                break;
+            }
+        }
+    }
+
+    /// The index in `dirty` of a stream that stores in this batch.
+    fn dirty_index(&mut self, acc: usize, name: &str) -> usize {
+        // Mostly the stream of the previous publish: looked at first.
+        match self
+            .dirty
+            .iter()
+            .rposition(|(a, n)| *a == acc && **n == *name)
+        {
+            Some(i) => i,
+            None => {
+                self.dirty.push((acc, name.into()));
+                self.dirty.len() - 1
+            }
+        }
     }
 
     /// A stored message's republish (sent before its pub ack, as
@@ -1021,6 +1113,48 @@ impl JetStream {
             let subject = published.transformed.as_deref().unwrap_or(subject);
             self.stream_stored(now, net, acc, name, stored, subject);
         }
+    }
+
+    /// Write what the batch stored, then carry on from each message that
+    /// is written (republish, consumers) and send the held pub acks, in
+    /// arrival order: an acked message is in its stream's file, and a
+    /// message a failed write took back is refused and seen by no one.
+    fn write_batch(&mut self, now: Instant, net: &mut Internal) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let written: Vec<Result<(), (Vec<u8>, u64)>> = dirty
+            .iter()
+            .map(
+                |(acc, name)| match self.accounts[*acc].streams.get_mut(&**name) {
+                    Some(stream) => stream.flush(),
+                    None => Ok(()),
+                },
+            )
+            .collect();
+        let lost = |i: usize, seq: u64| match written.get(i) {
+            Some(Err((refusal, stored))) if seq > *stored => Some(refusal),
+            _ => None,
+        };
+        let mut stored = std::mem::take(&mut self.stored);
+        for st in stored.drain(..) {
+            let seq = st.published.stored.map_or(0, |(seq, _)| seq);
+            if lost(st.dirty, seq).is_some() {
+                continue;
+            }
+            let name = dirty[st.dirty].1.clone();
+            let subject = String::from_utf8_lossy(&st.subject);
+            self.after_store(now, net, st.acc, &name, &subject, st.published);
+        }
+        self.stored = stored;
+        for h in self.held.drain(..) {
+            let body = h
+                .stored_in
+                .and_then(|(i, seq)| lost(i, seq))
+                .unwrap_or(&h.ack);
+            let account = &self.accounts[h.acc].account;
+            net.publish(now, account, &h.reply, None, None, body);
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 }
 
@@ -1080,27 +1214,21 @@ impl Service for JetStream {
                     }
                     return;
                 }
-                // Counted before handling, so `$JS.API.INFO` includes itself.
-                self.accounts[acc].api_total += 1;
                 // Direct gets publish their replies themselves (a batch is
                 // several messages) and are not API responses.
                 if let Some(rest) = op.strip_prefix("DIRECT.GET.") {
+                    self.accounts[acc].api_total += 1;
                     if self.direct_get(now, net, acc, rest, &msg.payload, &reply) {
                         self.accounts[acc].api_errors += 1;
                     }
                     return;
                 }
-                let r = self.handle_api(now, net, acc, &op, &msg);
-                let a = &mut self.accounts[acc];
-                if r.error {
-                    a.api_errors += 1;
-                }
-                let account = a.account.clone();
-                net.publish(now, &account, &reply, None, r.headers.as_deref(), &r.body);
-                // Status replies are not API responses.
-                if r.headers.is_none() {
-                    self.api_audit(now, net, acc, &msg, &r.body);
-                }
+                self.api_queue.push_back(ApiRequest {
+                    acc,
+                    op,
+                    reply,
+                    msg,
+                });
             }
             Some(Target::Stream(acc, name)) => self.handle_publish(now, net, acc, &name, msg),
             Some(Target::Ack(acc)) => self.handle_ack(now, net, acc, msg),
@@ -1110,24 +1238,14 @@ impl Service for JetStream {
     }
 
     fn end_batch(&mut self, now: Instant, net: &mut Internal) {
-        if self.dirty.is_empty() && self.held.is_empty() {
-            return;
+        if !self.dirty.is_empty() || !self.held.is_empty() {
+            self.write_batch(now, net);
         }
-        let failed: Vec<Option<Vec<u8>>> = self
-            .dirty
-            .drain(..)
-            .map(|(acc, name)| {
-                let stream = self.accounts[acc].streams.get_mut(&*name)?;
-                stream.flush().err()
-            })
-            .collect();
-        for h in self.held.drain(..) {
-            let body = match h.stored_in.and_then(|i| failed.get(i)) {
-                Some(Some(refusal)) => refusal,
-                _ => &h.ack,
-            };
-            let account = &self.accounts[h.acc].account;
-            net.publish(now, account, &h.reply, None, None, body);
+        if !self.api_queue.is_empty() {
+            self.serve_api(now, net);
+        }
+        if !self.confirms.is_empty() {
+            self.confirm_acks(now, net);
         }
     }
 
@@ -1169,7 +1287,17 @@ impl Service for JetStream {
             self.feed_evicted(now, net, acc, &name);
         }
         for (acc, name, m) in markers {
-            self.after_store(now, net, acc, &name, &m.subject, m.published);
+            // Written and handed on at the end of the stage's batch, as a
+            // publish is.
+            if m.published.stored.is_some() {
+                let dirty = self.dirty_index(acc, &name);
+                self.stored.push(Stored {
+                    acc,
+                    dirty,
+                    subject: Bytes::from(m.subject.into_bytes()),
+                    published: m.published,
+                });
+            }
         }
         if expired > 0 && self.stats_due.is_none() {
             self.stats_due = Some(now + STATS_DELAY);
@@ -1191,7 +1319,10 @@ impl Service for JetStream {
             .filter_map(Stream::next_expiry)
             .min()
             .map(|ns| self.instant_of(ns));
+        // Requests left over from a batch are served on the next turn.
+        let api = (!self.api_queue.is_empty()).then_some(self.start);
         [
+            api,
             expiry,
             self.next_sync,
             self.stats_due,

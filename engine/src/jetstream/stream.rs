@@ -51,6 +51,12 @@ pub struct Stream {
     dedup_order: VecDeque<(i64, String)>,
     /// The last stored message's `Nats-Msg-Id`.
     last_msg_id: String,
+    /// `last_msg_id` as of the last successful write: what a failed write
+    /// puts back.
+    written_msg_id: String,
+    /// The last sequence known written: consumers read no further, so they
+    /// never deliver what a failed write takes back.
+    written_seq: u64,
     /// Its consumers by name.
     pub consumers: BTreeMap<Arc<str>, Slot>,
     /// `subject_transform`, compiled.
@@ -73,6 +79,8 @@ pub struct Published {
     pub ack: Vec<u8>,
     /// `(sequence, rolled up)` when the message was stored.
     pub stored: Option<(u64, bool)>,
+    /// The sequence of the message this one duplicates (`Nats-Msg-Id`).
+    pub duplicate_of: Option<u64>,
     /// The subject it was stored under when `subject_transform` changed it.
     pub transformed: Option<String>,
     /// The message to publish again (`republish`).
@@ -169,6 +177,7 @@ impl Stream {
         store: Box<dyn Store + Send>,
         dir: Option<PathBuf>,
     ) -> Self {
+        let written_seq = store.last_seq();
         Stream {
             input: cfg.input_transform(),
             republish: cfg.republish_transform(),
@@ -181,6 +190,8 @@ impl Stream {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             last_msg_id: String::new(),
+            written_msg_id: String::new(),
+            written_seq,
             consumers: BTreeMap::new(),
             evicted: Vec::new(),
         }
@@ -241,6 +252,7 @@ impl Stream {
             self.dedup.insert(id.clone(), seq);
             self.dedup_order.push_back((ts, id));
         }
+        self.written_msg_id.clone_from(&self.last_msg_id);
     }
 
     /// Apply an updated (validated) configuration.
@@ -285,14 +297,41 @@ impl Stream {
         v
     }
 
-    /// Write the messages stored since the last flush. On failure returns
-    /// the refusal their pub acks become (they stay held in memory and are
-    /// written again later, but the publishers are told they failed).
-    pub fn flush(&mut self) -> Result<(), Vec<u8>> {
-        self.store.flush().map_err(|e| {
-            log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
-            nack(&self.cfg.name, store_error(&e)).ack
-        })
+    /// Write the messages stored since the last flush. On failure the store
+    /// rolled back what it could not write and the stream forgets those
+    /// messages too (their ids, TTLs); returns the refusal their pub acks
+    /// become and the last sequence that is stored: the messages above it
+    /// are gone and were never acknowledged.
+    pub fn flush(&mut self) -> Result<(), (Vec<u8>, u64)> {
+        match self.store.flush() {
+            Ok(()) => {
+                self.written_msg_id.clone_from(&self.last_msg_id);
+                self.written_seq = self.store.last_seq();
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
+                let stored = self.store.last_seq();
+                self.written_seq = stored;
+                self.forget_above(stored);
+                Err((nack(&self.cfg.name, store_error(&e)).ack, stored))
+            }
+        }
+    }
+
+    /// Forget what the stream learnt from messages above `seq`, which a
+    /// failed write took back.
+    fn forget_above(&mut self, seq: u64) {
+        let before = self.dedup.len();
+        self.dedup.retain(|_, s| *s <= seq);
+        if self.dedup.len() != before {
+            let dedup = &self.dedup;
+            self.dedup_order.retain(|(_, id)| dedup.contains_key(id));
+        }
+        if let Some(t) = &mut self.ttls {
+            t.forget_above(seq);
+        }
+        self.last_msg_id.clone_from(&self.written_msg_id);
     }
 
     pub fn sync(&mut self) {
@@ -430,15 +469,22 @@ impl Stream {
         self.store.state()
     }
 
+    /// The store, as direct and message gets read it (what it took,
+    /// written or not).
+    pub fn store(&self) -> &(dyn Store + Send) {
+        &*self.store
+    }
+
     /// The store as a consumer reads it.
     pub fn source(&self) -> Source<'_> {
-        StoreSource(&*self.store)
+        StoreSource::written(&*self.store, self.written_seq)
     }
 
     /// The consumers and the store together (a consumer reads the store
     /// while it is driven).
     pub fn consumers_and_source(&mut self) -> (&mut BTreeMap<Arc<str>, Slot>, Source<'_>) {
-        (&mut self.consumers, StoreSource(&*self.store))
+        let src = StoreSource::written(&*self.store, self.written_seq);
+        (&mut self.consumers, src)
     }
 
     /// The directory (file streams).
@@ -652,6 +698,7 @@ impl Stream {
                 return Published {
                     ack: ack(&self.cfg.name, domain, *seq, true),
                     stored: None,
+                    duplicate_of: Some(*seq),
                     transformed: None,
                     republish: None,
                 };
@@ -786,6 +833,7 @@ impl Stream {
         Published {
             ack: ack(&self.cfg.name, domain, seq, false),
             stored: Some((seq, rollup.is_some())),
+            duplicate_of: None,
             transformed: None,
             republish,
         }
@@ -959,6 +1007,7 @@ fn nack(name: &str, e: ApiError) -> Published {
             "seq": 0,
         })),
         stored: None,
+        duplicate_of: None,
         transformed: None,
         republish: None,
     }

@@ -128,6 +128,12 @@ impl Ttls {
         self.never.remove(&seq);
     }
 
+    /// Forget the messages above `seq` (a failed write took them back).
+    pub fn forget_above(&mut self, seq: u64) {
+        self.due.retain(|&(_, s)| s <= seq);
+        self.never.retain(|&s| s <= seq);
+    }
+
     /// The next deadline or age check.
     pub fn next(&self) -> Option<i64> {
         let ttl = self.due.first().map(|(d, _)| *d);
