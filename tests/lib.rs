@@ -13,7 +13,8 @@
 //! Environment:
 //! - `NATSD_BIN`: server binary under test, relative to the workspace root (default: the newest of the workspace's
 //!   `target/release/natsd` and `target/debug/natsd`, also under `CARGO_TARGET_DIR`).
-//! - `NATS_SERVER_BIN`: reference nats-server (default: `nats-server` on `PATH`, then
+//! - `NATS_SERVER_BIN`: reference nats-server (default: the pinned 2.15.1 that `.ci/run` installs
+//!   under `$HOME/.cache/natsd-ref/2.15.1/`, then `nats-server` on `PATH`, then
 //!   `/usr/sbin/nats-server`); differential checks are skipped when none is found.
 
 use std::fs;
@@ -133,7 +134,7 @@ impl Server {
         match reference_bin() {
             Some(bin) => Some(Server::start(bin, args, Kind::Reference, conf)),
             None => {
-                eprintln!("NOTE: nats-server not found on PATH; reference comparison skipped");
+                eprintln!("NOTE: no reference nats-server (NATS_SERVER_BIN, ~/.cache/natsd-ref, PATH); reference comparison skipped");
                 None
             }
         }
@@ -384,14 +385,35 @@ pub fn natsd_bin() -> PathBuf {
     }
 }
 
-fn reference_bin() -> Option<PathBuf> {
+/// The nats-server release the differential tests compare with.
+pub const REFERENCE_VERSION: &str = "2.15.1";
+
+/// Where `.ci/run` installs the reference release (a Python venv holding the
+/// `nats-server-bin` package): `$HOME/.cache/natsd-ref/<version>/bin/nats-server`.
+pub fn pinned_reference_bin() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    Some(
+        PathBuf::from(home)
+            .join(".cache/natsd-ref")
+            .join(REFERENCE_VERSION)
+            .join("bin/nats-server"),
+    )
+}
+
+/// The reference nats-server: `NATS_SERVER_BIN`, else the pinned release `.ci/run` installs
+/// ([`pinned_reference_bin`]), else `nats-server` on `PATH`, `/usr/sbin`, `/usr/local/sbin`.
+pub fn reference_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
         return Some(PathBuf::from(bin));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("nats-server"))
+    pinned_reference_bin()
+        .into_iter()
+        .chain(
+            std::env::split_paths(&path)
+                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+                .map(|d| d.join("nats-server")),
+        )
         .find(|p| p.is_file())
 }
 
