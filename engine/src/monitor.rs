@@ -1500,9 +1500,10 @@ impl Monitor {
         let Some(rest) = path.strip_prefix(self.base_path.as_str()) else {
             return Response::not_found();
         };
+        // Go's mux matches an endpoint exactly: `/varz/` is not `/varz`.
         let endpoint = match rest {
-            "" | "/" => "/",
-            p => p.strip_suffix('/').unwrap_or(p),
+            "" => "/",
+            p => p,
         };
         if endpoint != "/" && !ENDPOINTS.contains(&endpoint) {
             return Response::not_found();

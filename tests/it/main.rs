@@ -11,6 +11,7 @@ mod direct_get;
 mod encryption;
 mod fuzz_corpus;
 mod harness;
+mod http_faults;
 mod jetstream;
 mod limits;
 mod mappings;
