@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod conf;
 pub mod consumer;
+pub mod filters;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
 pub mod internal;

@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod harness;
 mod http_faults;
 mod jetstream;
+mod js_validation;
 mod limits;
 mod mappings;
 mod monitor;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::filters::FilterSet;
 use crate::subject;
 
 /// Default `ack_wait` for ack policies `explicit` and `all`.
@@ -94,6 +95,18 @@ pub fn valid_group_name(g: &str) -> bool {
     (1..=16).contains(&g.len())
         && g.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
+}
+
+/// nats-server's `isValidAssetName`: what a stream or consumer name may not
+/// contain (it names a directory).
+pub fn is_valid_asset_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.bytes().any(|b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'.' | b'*' | b'>' | b'\\' | b'/'
+            )
+        })
 }
 
 /// The stream's retention, which decides whether acks remove messages.
@@ -392,18 +405,21 @@ impl ConsumerConfig {
     /// Validate as nats-server's `checkConsumerCfg` and the workqueue rules of
     /// `addConsumer` do, in the same order (so the same error wins).
     pub fn validate(&self, stream: &StreamFacts, limits: &ServerLimits) -> Result<(), ApiError> {
-        for name in [&self.durable_name, &self.name] {
-            if !name.is_empty() {
-                if name
-                    .bytes()
-                    .any(|b| matches!(b, b'.' | b'*' | b'>') || b.is_ascii_whitespace())
-                {
-                    return Err(ApiError::bad_durable_name());
-                }
-                if name.len() > MAX_NAME_LEN {
-                    return Err(ApiError::name_too_long(MAX_NAME_LEN));
-                }
-            }
+        if !self.name.is_empty() && !is_valid_asset_name(&self.name) {
+            return Err(ApiError::invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if !self.durable_name.is_empty() && !is_valid_asset_name(&self.durable_name) {
+            return Err(ApiError::invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if [&self.durable_name, &self.name]
+            .iter()
+            .any(|name| name.len() > MAX_NAME_LEN)
+        {
+            return Err(ApiError::name_too_long(MAX_NAME_LEN));
         }
         if self.num_replicas > 0 && self.num_replicas > stream.replicas {
             return Err(ApiError::replicas_exceeds_stream());
@@ -508,17 +524,7 @@ impl ConsumerConfig {
         if self.filter_subjects.iter().any(String::is_empty) {
             return Err(ApiError::empty_filter());
         }
-        let filters = self.filters();
-        for (i, a) in filters.iter().enumerate() {
-            if !subject::is_valid_subject(a.as_bytes()) {
-                return Err(ApiError::bad_filter_subject());
-            }
-            for (j, b) in filters.iter().enumerate() {
-                if i != j && subjects_collide(a, b) {
-                    return Err(ApiError::overlapping_filters());
-                }
-            }
-        }
+        check_filters(&self.filters())?;
         self.check_start_policy()?;
         if !self.sample_freq.is_empty() {
             let s = self.sample_freq.trim_end_matches('%');
@@ -689,6 +695,51 @@ impl ConsumerConfig {
     }
 }
 
+/// nats-server's check of a consumer's filters, in its order: filter by
+/// filter, whether it is valid, then whether another filter contains it
+/// (all of its subjects; `a.*` and `*.b` may go together). A [`FilterSet`]
+/// answers without comparing every pair.
+fn check_filters(filters: &[String]) -> Result<(), ApiError> {
+    let mut set = FilterSet::new();
+    for (i, f) in filters.iter().enumerate() {
+        if can_contain(f) {
+            set.insert(f, i);
+        }
+    }
+    for (i, f) in filters.iter().enumerate() {
+        if !subject::is_valid_subject(f.as_bytes()) {
+            return Err(ApiError::bad_filter_subject());
+        }
+        let within = set.containing(f, Some(i)).map_err(|_| {
+            ApiError::invalid_config("subject filters too many or too wildcarded to check")
+        })?;
+        if within.is_some() {
+            return Err(ApiError::overlapping_filters());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a filter can contain a valid one as nats-server's subset check
+/// reads it: token by token up to its first `>`, which takes the rest
+/// however invalid (`a.>.b` contains `a.b`); an empty or blank token before
+/// that matches nothing.
+fn can_contain(filter: &str) -> bool {
+    for tok in subject::tokens(filter.as_bytes()) {
+        if subject::is_fwc(tok) {
+            return true;
+        }
+        if tok.is_empty()
+            || tok
+                .iter()
+                .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c'))
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Could one literal subject match both `a` and `b`? (nats-server `SubjectsCollide`.)
 pub fn subjects_collide(a: &str, b: &str) -> bool {
     let mut x = a.split('.');
@@ -805,4 +856,27 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
     // Go's zero time 0001-01-01T00:00:00Z) saturate: they are still valid
     // times, only always past or always future.
     Some(secs.saturating_mul(1_000_000_000).saturating_add(frac_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nats-server 2.15.1's answers: a filter may not lie within another,
+    /// overlapping is allowed; the first filter at fault decides the error.
+    #[test]
+    fn filters_may_overlap_but_not_contain() {
+        let check = |filters: &[&str]| {
+            let v: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+            check_filters(&v).map_err(|e| e.err_code)
+        };
+        assert_eq!(check(&["s.a.*", "s.*.b"]), Ok(()));
+        assert_eq!(check(&["s.a.*", "s.a.b"]), Err(10138));
+        assert_eq!(check(&["s.a", "s.a"]), Err(10138));
+        assert_eq!(check(&["s.a.>", "s..b"]), Err(10052));
+        assert_eq!(check(&["s.a", "s.>.b"]), Err(10138));
+        assert_eq!(check(&["s.x", "s..b", "s.x"]), Err(10138));
+        let many: Vec<String> = (0..50_000).map(|i| format!("f.{i}.>")).collect();
+        assert_eq!(check_filters(&many), Ok(()));
+    }
 }

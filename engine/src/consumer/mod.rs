@@ -66,10 +66,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use config::{
-    go_duration, parse_rfc3339_ns, subjects_collide, valid_group_name, AckPolicy, ConsumerConfig,
-    DeliverPolicy, PriorityPolicy, ReplayPolicy, Retention, ServerLimits, StreamFacts,
-    ACK_WAIT_DEFAULT, EPHEMERAL_INACTIVE_DEFAULT, MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT,
-    PINNED_TTL_DEFAULT,
+    go_duration, is_valid_asset_name, parse_rfc3339_ns, subjects_collide, valid_group_name,
+    AckPolicy, ConsumerConfig, DeliverPolicy, PriorityPolicy, ReplayPolicy, Retention,
+    ServerLimits, StreamFacts, ACK_WAIT_DEFAULT, EPHEMERAL_INACTIVE_DEFAULT,
+    MAX_ACK_PENDING_DEFAULT, MAX_WAITING_DEFAULT, PINNED_TTL_DEFAULT,
 };
 pub use error::ApiError;
 pub use source::StoreSource;

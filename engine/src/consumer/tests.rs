@@ -414,7 +414,13 @@ fn validation_errors_as_check_consumer_cfg() {
     assert_eq!(invalid(c, &f).0, 10132);
     let mut c = pull(AckPolicy::Explicit);
     c.durable_name = "a.b".into();
-    assert_eq!(invalid(c, &f).0, 10103);
+    assert_eq!(
+        invalid(c, &f),
+        (
+            10052,
+            "consumer durable name can not contain '.', '*', '>', '\\', '/'".into()
+        )
+    );
     let mut c = pull(AckPolicy::Explicit);
     c.num_replicas = 3;
     assert_eq!(invalid(c, &f).0, 10126);

@@ -155,6 +155,15 @@ impl ApiError {
         )
     }
 
+    /// 10137 `JSConsumerMultipleFiltersNotAllowed`.
+    pub fn multiple_filters_not_allowed() -> Self {
+        Self::new(
+            400,
+            10137,
+            "consumer with multiple subject filters cannot use subject based API",
+        )
+    }
+
     /// 10148 `JSConsumerAlreadyExists`.
     pub fn consumer_already_exists() -> Self {
         Self::new(400, 10148, "consumer already exists")
@@ -216,6 +225,33 @@ impl ApiError {
         )
     }
 
+    /// 10074 `JSStreamReplicasNotSupportedErr`: more than one replica
+    /// without a cluster (streams and consumers alike).
+    pub fn replicas_not_supported() -> Self {
+        Self::new(
+            500,
+            10074,
+            "replicas > 1 not supported in non-clustered mode",
+        )
+    }
+
+    /// 10128 `JSStreamNameContainsPathSeparatorsErr`.
+    pub fn stream_path_separators() -> Self {
+        Self::new(400, 10128, "Stream name can not contain path separators")
+    }
+
+    /// 10049 `JSStreamCreateErrF` as nats-server answers any store failure
+    /// at creation (the cause goes to the log, not to the client).
+    pub fn stream_store_create_failed() -> Self {
+        Self::new(500, 10049, "error creating store for stream")
+    }
+
+    /// 10012 `JSConsumerCreateErrF` as nats-server answers any store
+    /// failure at creation (the cause goes to the log).
+    pub fn consumer_store_create_failed() -> Self {
+        Self::new(500, 10012, "error creating store for consumer")
+    }
+
     /// 10054 `JSStreamMessageExceedsMaximumErr`.
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
@@ -229,6 +265,17 @@ pub fn parse_request<T: Default + for<'de> Deserialize<'de>>(body: &[u8]) -> Res
         return Ok(T::default());
     }
     parse_body(body)
+}
+
+/// A request body that counts only when it is a JSON object or array
+/// (nats-server's `isJSONObjectOrArray`); anything else means the defaults.
+pub fn parse_object_request<T: Default + for<'de> Deserialize<'de>>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    match body.trim_ascii_start().first() {
+        Some(b'{' | b'[') => parse_body(body),
+        _ => Ok(T::default()),
+    }
 }
 
 /// A JSON request body read as Go's `json.Unmarshal` reads it: `null`
@@ -336,11 +383,18 @@ pub mod kind {
         "io.nats.jetstream.api.v1.stream_leader_stepdown_response";
 }
 
+/// A paging `offset` as nats-server reads it: a JSON integer, negative
+/// meaning 0.
+fn offset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = i64::deserialize(d)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// `STREAM.INFO` request.
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamInfoRequest {
     /// `offset` into the subjects.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "offset")]
     pub offset: usize,
     /// `deleted_details`.
     #[serde(default)]
@@ -354,7 +408,7 @@ pub struct StreamInfoRequest {
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamListRequest {
     /// `offset`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "offset")]
     pub offset: usize,
     /// `subject` filter.
     #[serde(default)]
@@ -439,7 +493,7 @@ pub struct CreateConsumerRequest {
 #[derive(Debug, Default, Deserialize)]
 pub struct ConsumerListRequest {
     /// `offset`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "offset")]
     pub offset: usize,
 }
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::api::ApiError;
-use crate::accounts::subjects_collide;
-use crate::consumer::go_duration;
+use crate::accounts::is_subset_match;
+use crate::consumer::{go_duration, is_valid_asset_name, subjects_collide};
+use crate::filters::FilterSet;
 use crate::subject::is_valid_subject;
 use crate::transform::SubjectTransform;
 
@@ -63,6 +64,11 @@ pub enum Compression {
     /// nats-server compresses with S2; natsd's file store compresses sealed
     /// blocks with snappy (the on-disk format is natsd's own).
     S2,
+}
+
+/// A subject list whose overlap check passed the [`FilterSet`] work limit.
+fn too_complex() -> ApiError {
+    ApiError::invalid_config("subjects too many or too wildcarded to check for overlaps")
 }
 
 fn is_false(b: &bool) -> bool {
@@ -226,13 +232,9 @@ impl StreamConfig {
     /// nats-server's messages.
     pub fn normalize_within(mut self, duplicate_window_max: i64) -> Result<StreamConfig, ApiError> {
         let invalid = ApiError::invalid_config;
-        if self.name.is_empty()
-            || self
-                .name
-                .contains(|c: char| matches!(c, '.' | '*' | '>' | '\\' | '/') || c.is_whitespace())
-        {
+        if !is_valid_asset_name(&self.name) {
             return Err(invalid(
-                "stream name is required and can not contain '.', '*', '>'",
+                "stream name is required and can not contain '.', '*', '>', '\\', '/'",
             ));
         }
         if self.name.len() > MAX_NAME_LEN {
@@ -261,9 +263,9 @@ impl StreamConfig {
         if self.num_replicas > MAX_REPLICAS {
             return Err(invalid(&format!("maximum replicas is {MAX_REPLICAS}")));
         }
-        // A standalone server runs every stream with one replica
-        // (nats-server logs a warning and does the same).
-        self.num_replicas = 1;
+        if self.num_replicas == 0 {
+            self.num_replicas = 1;
+        }
         for v in [
             &mut self.max_msgs,
             &mut self.max_msgs_per_subject,
@@ -346,45 +348,63 @@ impl StreamConfig {
         if self.subjects.is_empty() {
             self.subjects.push(self.name.clone());
         }
+        self.check_subjects()?;
+        self.check_transforms()?;
+        Ok(self)
+    }
+
+    /// nats-server's checks of the subjects, in its order: subject by
+    /// subject, its own checks, then whether a later subject overlaps it
+    /// (the first such is named). A [`FilterSet`] of the subjects answers
+    /// the overlap question without comparing every pair.
+    fn check_subjects(&self) -> Result<(), ApiError> {
+        let invalid = ApiError::invalid_config;
+        let mut set = FilterSet::new();
+        for (i, subj) in self.subjects.iter().enumerate() {
+            if is_valid_subject(subj.as_bytes()) {
+                set.insert(subj, i);
+            }
+        }
         for (i, subj) in self.subjects.iter().enumerate() {
             if !is_valid_subject(subj.as_bytes()) {
                 return Err(invalid("invalid subject"));
             }
-            if self.subjects[..i].contains(subj) {
-                return Err(invalid("duplicate subjects detected"));
-            }
-            if subj == ">" && !self.no_ack {
-                return Err(invalid("capturing all subjects requires no-ack to be true"));
+            if subj == ">" {
+                if !self.no_ack {
+                    return Err(invalid("capturing all subjects requires no-ack to be true"));
+                }
+                if self.num_replicas != 1 {
+                    return Err(invalid("capturing all subjects requires replicas of 1"));
+                }
             }
             if !self.no_ack {
                 for ns in ["$JS.>", "$JSC.>", "$NRG.>"] {
-                    if subjects_collide(subj, ns)
-                        && !crate::accounts::is_subset_match(subj, "$JS.EVENT.>")
-                    {
+                    if subjects_collide(subj, ns) && !is_subset_match(subj, "$JS.EVENT.>") {
                         return Err(invalid(
                             "subjects that overlap with jetstream api require no-ack to be true",
                         ));
                     }
                 }
-                if subjects_collide(subj, "$SYS.>")
-                    && !crate::accounts::is_subset_match(subj, "$SYS.ACCOUNT.>")
-                {
+                if subjects_collide(subj, "$SYS.>") && !is_subset_match(subj, "$SYS.ACCOUNT.>") {
                     return Err(invalid(
                         "subjects that overlap with system api require no-ack to be true",
                     ));
                 }
             }
-            if let Some(other) = self.subjects[i + 1..]
-                .iter()
-                .find(|t| subjects_collide(t, subj))
-            {
+            // No earlier subject overlaps this one (it would have failed
+            // first), so the member found is a later one; nats-server names
+            // the first.
+            if let Some(j) = set.overlapping(subj, Some(i)).map_err(|_| too_complex())? {
+                let other = self.subjects[i + 1..]
+                    .iter()
+                    .find(|t| is_valid_subject(t.as_bytes()) && subjects_collide(t, subj))
+                    .unwrap_or(&self.subjects[j]);
                 return Err(invalid(&format!(
                     "subject {subj:?} overlaps with {other:?}"
                 )));
             }
         }
-        self.check_transforms()?;
-        Ok(self)
+        Ok(())
     }
 
     /// `subject_transform` and `republish` as nats-server checks them (a
@@ -446,6 +466,34 @@ impl StreamConfig {
         Ok(())
     }
 
+    /// What nats-server refuses in a `STREAM.CREATE` request before it looks
+    /// at limits or fills in defaults, in its order.
+    pub fn check_create_request(&self) -> Result<(), ApiError> {
+        if self.name.contains(['\\', '/']) {
+            return Err(ApiError::stream_path_separators());
+        }
+        if self.sealed {
+            return Err(ApiError::invalid_config(
+                "stream configuration for create can not be sealed",
+            ));
+        }
+        if self.mirror_direct && self.mirror.is_none() {
+            return Err(ApiError::invalid_config(
+                "stream has no mirror but does have mirror direct",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A server without a cluster places one replica only; nats-server
+    /// refuses more (10074) once the configuration is otherwise valid.
+    pub fn check_replicas_standalone(&self) -> Result<(), ApiError> {
+        if self.num_replicas > 1 {
+            return Err(ApiError::replicas_not_supported());
+        }
+        Ok(())
+    }
+
     /// The compiled input transform, if any.
     pub fn input_transform(&self) -> Option<SubjectTransform> {
         let t = self.subject_transform.as_ref()?;
@@ -466,6 +514,7 @@ impl StreamConfig {
         if self.name != old.name {
             return Err(invalid("stream configuration name must match original"));
         }
+        self.check_replicas_standalone()?;
         if self.storage != old.storage {
             return Err(invalid(
                 "stream configuration update can not change storage type",
@@ -504,11 +553,29 @@ impl StreamConfig {
         Ok(())
     }
 
-    /// Whether any of this stream's subjects collides with one of `other`'s.
-    pub fn overlaps(&self, other: &StreamConfig) -> bool {
-        self.subjects
-            .iter()
-            .any(|a| other.subjects.iter().any(|b| subjects_collide(a, b)))
+    /// Whether a subject of one of the `others` overlaps one of this
+    /// (normalized) configuration's subjects, asked of a [`FilterSet`] of
+    /// ours: linear in the others' subjects, not their product with ours.
+    pub fn overlaps_any<'s>(
+        &self,
+        others: impl IntoIterator<Item = &'s StreamConfig>,
+    ) -> Result<bool, ApiError> {
+        let mut set = FilterSet::new();
+        for (i, subj) in self.subjects.iter().enumerate() {
+            set.insert(subj, i);
+        }
+        for other in others {
+            for subj in &other.subjects {
+                if set
+                    .overlapping(subj, None)
+                    .map_err(|_| too_complex())?
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The store limits this configuration asks for.
@@ -612,6 +679,104 @@ mod tests {
         let e = cfg(r#"{"name":"S","deny_purge":true,"allow_rollup_hdrs":true}"#).unwrap_err();
         assert_eq!(e.description, "roll-ups require the purge permission");
         assert!(serde_json::from_str::<StreamConfig>(r#"{"name":"S","storage":"disk"}"#).is_err());
+    }
+
+    /// Subject checks in nats-server 2.15.1's order and words: subject by
+    /// subject, the first later subject that overlaps is named.
+    #[test]
+    fn subject_checks_name_the_pair_nats_server_names() {
+        let desc = |json: &str| cfg(json).unwrap_err().description;
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.a","t.b","t.a"]}"#),
+            r#"subject "t.a" overlaps with "t.a""#
+        );
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.a.>","t.b","t.a.x","t.b"]}"#),
+            r#"subject "t.a.>" overlaps with "t.a.x""#
+        );
+        // An overlap found before an invalid subject wins, even with a
+        // subject after it.
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.a","t.b.>","t..c","t.b.c"]}"#),
+            r#"subject "t.b.>" overlaps with "t.b.c""#
+        );
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.a","t..c","t.a"]}"#),
+            r#"subject "t.a" overlaps with "t.a""#
+        );
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.x","t..c","t.a"]}"#),
+            "invalid subject"
+        );
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":["t.*.b","t.a.*"]}"#),
+            r#"subject "t.*.b" overlaps with "t.a.*""#
+        );
+        assert!(cfg(r#"{"name":"S","subjects":["hello","hello.>","$JS"]}"#).is_ok());
+        assert_eq!(
+            desc(r#"{"name":"S","subjects":[">"],"no_ack":true,"num_replicas":3}"#),
+            "capturing all subjects requires replicas of 1"
+        );
+    }
+
+    #[test]
+    fn sixty_thousand_subjects_are_checked() {
+        let subjects: Vec<String> = (0..60_000).map(|i| format!("big.{i:05}.x")).collect();
+        let mut c = StreamConfig {
+            name: "S".into(),
+            subjects,
+            ..StreamConfig::default()
+        };
+        assert!(c.clone().normalize().is_ok());
+        c.subjects.push("big.*.x".into());
+        assert_eq!(
+            c.normalize().unwrap_err().description,
+            r#"subject "big.00000.x" overlaps with "big.*.x""#
+        );
+    }
+
+    #[test]
+    fn create_request_and_standalone_replicas() {
+        let req = |json: &str| serde_json::from_str::<StreamConfig>(json).expect("json");
+        let e = req(r#"{"name":"a/b"}"#).check_create_request().unwrap_err();
+        assert_eq!((e.code, e.err_code), (400, 10128));
+        let e = req(r#"{"name":"S","mirror_direct":true,"num_replicas":3}"#)
+            .check_create_request()
+            .unwrap_err();
+        assert_eq!(
+            e.description,
+            "stream has no mirror but does have mirror direct"
+        );
+        let e = req(r#"{"name":"S","sealed":true}"#)
+            .check_create_request()
+            .unwrap_err();
+        assert_eq!(
+            e.description,
+            "stream configuration for create can not be sealed"
+        );
+        let c = cfg(r#"{"name":"S","num_replicas":3}"#).unwrap();
+        let e = c.check_replicas_standalone().unwrap_err();
+        assert_eq!((e.code, e.err_code), (500, 10074));
+        assert!(cfg(r#"{"name":"S"}"#)
+            .unwrap()
+            .check_replicas_standalone()
+            .is_ok());
+        let e = cfg(r#"{"name":"a\\b"}"#).unwrap_err();
+        assert_eq!(
+            e.description,
+            r"stream name is required and can not contain '.', '*', '>', '\', '/'"
+        );
+    }
+
+    #[test]
+    fn overlap_with_other_streams() {
+        let a = cfg(r#"{"name":"A","subjects":["a.*","b.>"]}"#).unwrap();
+        let b = cfg(r#"{"name":"B","subjects":["a"]}"#).unwrap();
+        let c = cfg(r#"{"name":"C","subjects":["x","b.c.d"]}"#).unwrap();
+        let d = cfg(r#"{"name":"D","subjects":["b"]}"#).unwrap();
+        assert_eq!(a.overlaps_any([&b, &d]), Ok(false));
+        assert_eq!(a.overlaps_any([&b, &c]), Ok(true));
+        assert_eq!(c.overlaps_any([&a]), Ok(true));
     }
 
     #[test]

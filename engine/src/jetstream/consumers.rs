@@ -444,8 +444,17 @@ impl JetStream {
             _ => return Err(ApiError::bad_request()),
         };
         let mut req: api::CreateConsumerRequest = api::parse_body(body)?;
-        if req.config.flow_control && req.config.idle_heartbeat.is_zero() {
-            return Err(ApiError::flow_control_needs_heartbeats());
+        // nats-server's checks of the request itself, in its order, before
+        // it looks the stream up.
+        if stream_name != req.stream_name {
+            return Err(ApiError::stream_mismatch());
+        }
+        let requested = match rt {
+            CreateKind::LegacyEphemeral => req.config.name.as_str(),
+            CreateKind::LegacyDurable | CreateKind::New => cname,
+        };
+        if requested.contains(['\\', '/']) {
+            return Err(ApiError::consumer_path_separators());
         }
         match rt {
             CreateKind::LegacyEphemeral => {
@@ -460,26 +469,23 @@ impl JetStream {
                 if req.config.durable_name != cname {
                     return Err(ApiError::durable_not_match_subject());
                 }
+                req.config.name = cname.to_string();
             }
             CreateKind::New => {
-                let c = &req.config;
-                if !c.name.is_empty() && c.is_durable() && c.name != c.durable_name {
-                    return Err(ApiError::durable_and_name_mismatch());
-                }
-                if c.is_durable() && c.durable_name != cname {
+                if req.config.is_durable() && req.config.durable_name != cname {
                     return Err(ApiError::durable_not_match_subject());
                 }
                 req.config.name = cname.to_string();
             }
         }
-        if stream_name != req.stream_name {
-            return Err(ApiError::stream_mismatch());
-        }
-        if cname.contains(['\\', '/']) {
-            return Err(ApiError::consumer_path_separators());
+        if !filter.is_empty() && !req.config.filter_subjects.is_empty() {
+            return Err(ApiError::multiple_filters_not_allowed());
         }
         if !filter.is_empty() && req.config.filter_subject != filter {
             return Err(ApiError::filter_subject_mismatch());
+        }
+        if req.config.num_replicas > 1 {
+            return Err(ApiError::replicas_not_supported());
         }
         let limits = self.server_limits(acc);
         let account_max_consumers = self.accounts[acc].limits.max_consumers;
@@ -586,7 +592,18 @@ impl JetStream {
                 interest: false,
                 requests_checked: None,
             };
-            write_meta(stream, &name, &slot).map_err(|e| ApiError::consumer_store_failed(&e))?;
+            // An ephemeral writes nothing, but nats-server creates a file
+            // store for it too, which a NUL in its name fails.
+            let file_backed = stream.cfg.storage == Storage::File && !slot.c.config().mem_storage;
+            let store = if file_backed && name.contains('\0') {
+                Err("name contains a NUL byte".to_string())
+            } else {
+                write_meta(stream, &name, &slot)
+            };
+            if let Err(e) = store {
+                log::warn!("Consumer create failed for '{stream_name} > {name}': {e}");
+                return Err(ApiError::consumer_store_create_failed());
+            }
             stream.consumers.insert(name.as_str().into(), slot);
             self.advisory_action(now, net, acc, stream_name, &name, "create");
             if push {

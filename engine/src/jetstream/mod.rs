@@ -690,7 +690,7 @@ impl JetStream {
         body: &[u8],
         list: bool,
     ) -> Result<serde_json::Value, ApiError> {
-        let req: api::StreamListRequest = parse_request(body)?;
+        let req: api::StreamListRequest = api::parse_object_request(body)?;
         let streams = &self.accounts[acc].streams;
         let matching: Vec<&Stream> = streams
             .values()
@@ -699,11 +699,13 @@ impl JetStream {
                     || s.cfg
                         .subjects
                         .iter()
-                        .any(|subj| crate::accounts::subjects_collide(&req.subject, subj))
+                        .any(|subj| crate::consumer::subjects_collide(&req.subject, subj))
             })
             .collect();
         let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
-        let page = matching.iter().skip(req.offset).take(limit);
+        // nats-server: an offset past the end is the end.
+        let offset = req.offset.min(matching.len());
+        let page = matching.iter().skip(offset).take(limit);
         let items: Vec<serde_json::Value> = if list {
             let now_ns = self.now_ns(now);
             page.map(|s| s.info(self.server.name(), now_ns, false, "", 0))
@@ -711,11 +713,17 @@ impl JetStream {
         } else {
             page.map(|s| s.cfg.name.clone().into()).collect()
         };
+        // nats-server: an empty page of names is `null`, of infos `[]`.
+        let streams = if items.is_empty() && !list {
+            serde_json::Value::Null
+        } else {
+            items.into()
+        };
         Ok(serde_json::json!({
             "total": matching.len(),
-            "offset": req.offset,
+            "offset": offset,
             "limit": limit,
-            "streams": if items.is_empty() { serde_json::Value::Null } else { items.into() },
+            "streams": streams,
         }))
     }
 
@@ -731,6 +739,7 @@ impl JetStream {
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
+        cfg.check_create_request()?;
         // nats-server checks the limits on the request as sent, before
         // its defaults and validation, and again after.
         let limits = &self.accounts[acc].limits;
@@ -738,6 +747,7 @@ impl JetStream {
         self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
         let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
         limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
+        cfg.check_replicas_standalone()?;
         if let Some(existing) = self.accounts[acc].streams.get(name) {
             if existing.cfg == cfg {
                 return self
@@ -751,11 +761,7 @@ impl JetStream {
             ));
         }
         self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
-        if self.accounts[acc]
-            .streams
-            .values()
-            .any(|s| s.cfg.overlaps(&cfg))
-        {
+        if cfg.overlaps_any(self.accounts[acc].streams.values().map(|s| &s.cfg))? {
             return Err(ApiError::new(
                 400,
                 10065,
@@ -768,8 +774,10 @@ impl JetStream {
             sync_always: self.opts.sync_always,
             key: stream_key(&self.opts, &self.accounts[acc].account.name, name),
         };
-        let stream = Stream::create(cfg, self.now_ns(now), &params)
-            .map_err(|e| ApiError::new(500, 10049, &e))?;
+        let stream = Stream::create(cfg, self.now_ns(now), &params).map_err(|e| {
+            log::warn!("Stream create failed for '{name}': {e}");
+            ApiError::stream_store_create_failed()
+        })?;
         self.accounts[acc].streams.insert(name.to_string(), stream);
         self.subscribe_stream(now, net, acc, name);
         self.stream_advisory(now, net, acc, name, StreamAction::Create);
@@ -789,11 +797,12 @@ impl JetStream {
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError> {
         let cfg: StreamConfig = api::parse_body(body)?;
+        // nats-server checks the configuration before the name in the subject.
+        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
+        limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
-        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
-        limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         let old = self.accounts[acc]
             .streams
             .get(name)
@@ -805,10 +814,12 @@ impl JetStream {
         self.check_reservation(acc, &cfg, growth, Some(old.cfg.max_bytes))?;
         let streams = &mut self.accounts[acc].streams;
         let old = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
-        if streams
-            .values()
-            .any(|s| s.cfg.name != name && s.cfg.overlaps(&cfg))
-        {
+        if cfg.overlaps_any(
+            streams
+                .values()
+                .filter(|s| s.cfg.name != name)
+                .map(|s| &s.cfg),
+        )? {
             return Err(ApiError::new(
                 400,
                 10065,
