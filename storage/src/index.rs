@@ -52,6 +52,16 @@ fn holds<E: Entry>(msgs: &SeqMap<E>, subject: &Arc<str>, seq: u64) -> bool {
     msgs.get(&seq).is_some_and(|e| same(e.subject(), subject))
 }
 
+/// The first and last sequences and their timestamps, saved before a change so that undoing
+/// it can put them back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    first_seq: u64,
+    first_ts: i64,
+    last_seq: u64,
+    last_ts: i64,
+}
+
 pub(crate) struct Index<E> {
     pub(crate) msgs: SeqMap<E>,
     pub(crate) subjects: HashMap<Arc<str>, SeqList>,
@@ -77,6 +87,30 @@ impl<E: Entry> Index<E> {
             last_ts: 0,
             rule,
             evicted: Vec::new(),
+        }
+    }
+
+    pub(crate) fn bounds(&self) -> Bounds {
+        Bounds {
+            first_seq: self.first_seq,
+            first_ts: self.first_ts,
+            last_seq: self.last_seq,
+            last_ts: self.last_ts,
+        }
+    }
+
+    /// Put back bounds saved by [`Index::bounds`] (undoing the changes made since).
+    pub(crate) fn set_bounds(&mut self, b: Bounds) {
+        self.first_seq = b.first_seq;
+        self.first_ts = b.first_ts;
+        self.last_seq = b.last_seq;
+        self.last_ts = b.last_ts;
+    }
+
+    /// The eviction of `seq` was undone: forget its newest note if the owner has not taken it.
+    pub(crate) fn unevict(&mut self, seq: u64) {
+        if let Some(i) = self.evicted.iter().rposition(|(s, _)| *s == seq) {
+            self.evicted.remove(i);
         }
     }
 

@@ -30,9 +30,15 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod disk;
 mod error;
+#[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+mod faults;
 mod filestore;
 mod index;
+mod lastseq;
 mod memstore;
 mod mmap;
 #[cfg(test)]
@@ -205,9 +211,30 @@ pub trait Store {
     /// When the oldest message will be older than `max_age` (ns since the epoch), so the caller
     /// knows when to call [`Store::expire`]; `None` without `max_age` or messages.
     fn next_expiry(&self) -> Option<i64>;
-    /// Write the messages stored since the last flush (with `sync_always`, also fsync them).
-    /// On failure they stay in memory (and readable) and the next flush writes them again;
-    /// until one succeeds, storing fails with the same error.
+    /// Raise the last sequence to `seq` (with timestamp `ts_ns`) when it is higher: the
+    /// sequences in between count as deleted (`first_seq` moves to `seq + 1` only when the
+    /// stream is empty, as after a purge) and the next message gets `seq + 1`. The file store
+    /// makes this durable (fsynced) before it returns. For a caller that knows of sequences the
+    /// store may have lost (consumer state that mentions a higher stream sequence), so none is
+    /// assigned twice. A `seq` at or below the last sequence changes nothing.
+    fn skip_to(&mut self, seq: u64, ts_ns: i64) -> Result<()>;
+    /// Write the messages stored since the last successful write (with `sync_always`, also
+    /// fsync them).
+    ///
+    /// On failure nothing of them is kept: every record not yet written is rolled back, from
+    /// the files (cut back to the last good length), the index and the state (`msgs`, `bytes`,
+    /// per-subject counts, `last_seq`/`last_ts`), and the removals their limits caused are
+    /// undone; none of it is written later. After a failure [`Store::last_seq`] is the
+    /// boundary: messages at or below it are stored, those above it were rolled back and their
+    /// sequences will be assigned again. The store keeps working: the next store and flush are
+    /// tried as usual (and succeed once the disk has room again).
+    ///
+    /// The same holds for every other call that writes: `store_msg` may write early (when
+    /// enough records are waiting, a block is full or a mostly deleted block is compacted),
+    /// and a removal, purge, compact, truncate, expire or limits update writes the pending
+    /// records with its own markers. When such a write fails, the call returns the error,
+    /// its own change is not applied, and the pending records are rolled back as above
+    /// (`last_seq()` tells whether they were written before the failure).
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }

@@ -240,6 +240,12 @@ impl Store for MemStore {
         self.idx.next_expiry(&self.limits)
     }
 
+    fn skip_to(&mut self, seq: u64, ts_ns: i64) -> Result<()> {
+        self.open()?;
+        self.idx.advance_last(seq, ts_ns);
+        Ok(())
+    }
+
     fn sync(&mut self) -> Result<()> {
         self.open()
     }

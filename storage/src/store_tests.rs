@@ -257,6 +257,30 @@ fn truncate_and_expire() {
     });
 }
 
+/// `skip_to` raises the last sequence past sequences the caller knows were assigned: the gap
+/// counts as deleted and the next message follows it; a lower sequence changes nothing.
+#[test]
+fn skip_to_raises_last_seq_and_counts_the_gap_deleted() {
+    both(StoreLimits::default(), |s, _| {
+        s.skip_to(5, 50).unwrap();
+        let st = s.state();
+        assert_eq!(
+            (st.msgs, st.first_seq, st.last_seq, st.last_ts),
+            (0, 6, 5, 50)
+        );
+        assert_eq!(s.store_msg("a", b"", b"", 60).unwrap().0, 6);
+        s.skip_to(9, 90).unwrap();
+        s.skip_to(7, 70).unwrap();
+        let st = s.state_with_deleted();
+        assert_eq!(
+            (st.msgs, st.first_seq, st.last_seq, st.last_ts),
+            (1, 6, 9, 90)
+        );
+        assert_eq!((st.num_deleted, st.deleted), (3, Some(vec![7, 8, 9])));
+        assert_eq!(s.store_msg("a", b"", b"", 100).unwrap().0, 10);
+    });
+}
+
 #[test]
 fn stopped_store_refuses() {
     both(StoreLimits::default(), |s, _| {
