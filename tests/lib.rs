@@ -589,10 +589,16 @@ pub const INFO_VOLATILE: &[&str] = &[
     "client_id",
     "client_ip",
     "nonce",
+    "api_lvl",
 ];
 
 /// INFO fields only natsd sends; removed before comparing.
 pub const INFO_NATSD_ONLY: &[&str] = &["natsd"];
+
+/// INFO fields only the reference sends, removed before comparing: `git_commit` is its build's
+/// commit (natsd has none to report) and `xkey` the server's curve key for encrypted auth
+/// callout requests, which natsd does not implement.
+pub const INFO_REFERENCE_ONLY: &[&str] = &["git_commit", "xkey"];
 
 /// Parses `INFO {json} \r\n` (the trailing space and CRLF are optional).
 pub fn parse_info(line: &[u8]) -> Option<Value> {
@@ -601,8 +607,8 @@ pub fn parse_info(line: &[u8]) -> Option<Value> {
     serde_json::from_str(json).ok()
 }
 
-/// Blanks [`INFO_VOLATILE`] values (to `null`) and drops [`INFO_NATSD_ONLY`] keys, keeping the
-/// key set and every other value.
+/// Blanks [`INFO_VOLATILE`] values (to `null`) and drops [`INFO_NATSD_ONLY`] and
+/// [`INFO_REFERENCE_ONLY`] keys, keeping the key set and every other value.
 pub fn normalize_info(mut info: Value) -> Value {
     if let Some(map) = info.as_object_mut() {
         for key in INFO_VOLATILE {
@@ -610,7 +616,7 @@ pub fn normalize_info(mut info: Value) -> Value {
                 *v = Value::Null;
             }
         }
-        for key in INFO_NATSD_ONLY {
+        for key in INFO_NATSD_ONLY.iter().chain(INFO_REFERENCE_ONLY) {
             map.remove(*key);
         }
     }
@@ -698,7 +704,9 @@ pub fn run_transcript(addr: &str, steps: &[Step]) -> Transcript {
 }
 
 /// Normalizes server output for comparison across servers and versions:
-/// - every INFO line becomes `INFO <normalized json>\r\n` (keys sorted by serde_json);
+/// - every INFO line becomes `INFO <normalized json>\r\n` (keys sorted by serde_json), except
+///   the INFO with `connect_info: true` that nats-server 2.12+ sends after a `protocol: 1`
+///   CONNECT, which is dropped (natsd announces 2.11, which does not send it);
 /// - server-initiated `PING\r\n` is dropped (its timing is not part of any transcript);
 /// - in a no-responders status (`NATS/1.0 503`), the `Nats-Subject` header that 2.10+ adds
 ///   is dropped and the HMSG sizes are recomputed, so 2.9.10 and newer servers compare equal.
@@ -717,6 +725,7 @@ pub fn normalize_stream(raw: &[u8]) -> Vec<u8> {
         }
         if line.starts_with(b"INFO ") {
             match parse_info(line) {
+                Some(v) if v["connect_info"] == true => {}
                 Some(v) => {
                     out.extend_from_slice(b"INFO ");
                     out.extend_from_slice(normalize_info(v).to_string().as_bytes());
@@ -817,11 +826,20 @@ mod tests {
     }
 
     #[test]
+    fn connect_info_reply_is_dropped() {
+        let raw = b"PONG\r\nINFO {\"connect_info\":true,\"remote_account\":\"A\"} \r\n+OK\r\n";
+        assert_eq!(show(&normalize_stream(raw)), "PONG\r\n+OK\r\n");
+    }
+
+    #[test]
     fn info_volatile_fields_blanked() {
         let info =
-            parse_info(b"INFO {\"server_id\":\"X\",\"max_payload\":5,\"natsd\":\"0.1\"} \r\n")
+            parse_info(b"INFO {\"server_id\":\"X\",\"max_payload\":5,\"natsd\":\"0.1\",\"xkey\":\"X\",\"api_lvl\":5} \r\n")
                 .expect("valid INFO");
         let n = normalize_info(info);
-        assert_eq!(n.to_string(), r#"{"max_payload":5,"server_id":null}"#);
+        assert_eq!(
+            n.to_string(),
+            r#"{"api_lvl":null,"max_payload":5,"server_id":null}"#
+        );
     }
 }

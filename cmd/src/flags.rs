@@ -194,9 +194,10 @@ where
     Ok(Action::Run(Box::new(Run { opts, warnings })))
 }
 
-/// `-v` output.
+/// `-v` output: first nats-server's own line with the release natsd
+/// announces (harnesses read the server's version from it), then natsd's.
 pub fn version() -> String {
-    format!("natsd: v{NATSD_VERSION} (nats-server v{NATS_SERVER_VERSION} compatible)")
+    format!("nats-server: v{NATS_SERVER_VERSION}\nnatsd: v{NATSD_VERSION}")
 }
 
 /// What `-t -c FILE` prints (to stderr) when the file is valid.
@@ -850,7 +851,7 @@ mod tests {
         assert_eq!(parse(["-v", "-h"]), Ok(Action::Version));
         assert_eq!(
             version(),
-            format!("natsd: v{NATSD_VERSION} (nats-server v{NATS_SERVER_VERSION} compatible)")
+            format!("nats-server: v{NATS_SERVER_VERSION}\nnatsd: v{NATSD_VERSION}")
         );
     }
 

@@ -21,7 +21,7 @@ fn version() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "natsd: v{} (nats-server v2.9.0 compatible)\n",
+            "nats-server: v2.11.0\nnatsd: v{}\n",
             env!("CARGO_PKG_VERSION")
         )
     );

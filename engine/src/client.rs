@@ -33,7 +33,7 @@ use crate::accounts::{self, PendingResponse, Routing};
 use crate::auth::{Permissions, ResponseTracker, TlsPeer, UserAccount};
 use crate::internal::Event;
 use crate::outbound::{Outbound, Owner, Pushed};
-use crate::server::{Account, Server, COMPAT_VERSION, NATSD_VERSION};
+use crate::server::{Account, Server, COMPAT_VERSION, JS_API_LEVEL, NATSD_VERSION};
 use crate::subject;
 use crate::sublist::{MatchCache, MatchResult, SubValue};
 
@@ -457,6 +457,7 @@ impl ClientConn {
             client_ip: self.peer.ip().to_string(),
             natsd: NATSD_VERSION.to_string(),
             ldm,
+            api_lvl: JS_API_LEVEL,
             ..ServerInfo::default()
         };
         // Serializing a struct of strings, numbers and bools cannot fail.

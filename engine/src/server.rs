@@ -16,7 +16,20 @@ use crate::sublist::Sublist;
 
 /// The nats-server release whose client-visible features natsd implements.
 /// Clients gate features on this; natsd's own version travels in INFO `natsd`.
-pub const COMPAT_VERSION: &str = "2.9.0";
+///
+/// 2.11.0, because every feature the official clients gate on a release up to
+/// 2.11 works: the 2.9 consumer create API and direct gets, 2.9.4's
+/// simplified consumers, 2.10's multiple filters, metadata, `first_seq`,
+/// subject transforms, compression and consumer limits, 2.11's batch direct
+/// gets and priority groups. The one exception, 2.10's subject transforms on
+/// stream sources, fails with sources themselves, which natsd lacks whatever
+/// it announces (clients gate them on no release: they date from 2.2). Not
+/// 2.12: its API level 2 (counters, atomic batch publish, message schedules)
+/// is missing, as is 2.14's consumer reset.
+pub const COMPAT_VERSION: &str = "2.11.0";
+/// The JetStream API level of [`COMPAT_VERSION`] (INFO `api_lvl`, `$JS.API.INFO`
+/// `api.level`): 1 is 2.11's (per-message TTLs, consumer pause, priority groups).
+pub const JS_API_LEVEL: u32 = 1;
 /// natsd's own version.
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -1,8 +1,9 @@
 //! `INFO` and `CONNECT` JSON bodies.
 //!
-//! Field names, order and `omitempty` rules follow nats-server 2.9.10's
-//! `Info` and `ClientOpts` structs (`server/server.go`, `server/client.go`),
-//! so `serde_json::to_vec(&info)` gives the same text nats-server sends.
+//! Field names, order and `omitempty` rules follow nats-server's `Info` and
+//! `ClientOpts` structs (`server/server.go`, `server/client.go`): 2.9.10's
+//! fields plus 2.11's `api_lvl`, so `serde_json::to_vec(&info)` gives the
+//! same text nats-server sends.
 use serde::{Deserialize, Deserializer, Serialize};
 
 fn is_false(b: &bool) -> bool {
@@ -10,6 +11,10 @@ fn is_false(b: &bool) -> bool {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -137,6 +142,10 @@ pub struct ServerInfo {
     /// Lame duck mode: the server is about to shut down (ADR-5).
     #[serde(skip_serializing_if = "is_false")]
     pub ldm: bool,
+    /// JetStream API level (nats-server 2.11+): clients check it before using
+    /// features newer releases added to the JetStream API.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub api_lvl: u32,
     /// natsd's own version (not sent by nats-server; clients ignore it).
     #[serde(
         skip_serializing_if = "String::is_empty",
@@ -325,12 +334,13 @@ mod tests {
             connect_urls: vec!["a:1".into()],
             ws_connect_urls: vec!["b:2".into()],
             ldm: true,
+            api_lvl: 1,
             natsd: "0.1.0".into(),
         };
         let json = String::from_utf8(info.to_json()).unwrap();
         assert_eq!(
             json,
-            r#"{"server_id":"ID","server_name":"n","version":"2.9.0","proto":1,"git_commit":"abc","go":"rustc","host":"0.0.0.0","port":4222,"headers":true,"auth_required":true,"tls_required":true,"tls_verify":true,"tls_available":true,"max_payload":1048576,"jetstream":true,"ip":"1.2.3.4","client_id":5,"client_ip":"127.0.0.1","nonce":"N","cluster":"c","cluster_dynamic":true,"domain":"d","connect_urls":["a:1"],"ws_connect_urls":["b:2"],"ldm":true,"natsd":"0.1.0"}"#
+            r#"{"server_id":"ID","server_name":"n","version":"2.9.0","proto":1,"git_commit":"abc","go":"rustc","host":"0.0.0.0","port":4222,"headers":true,"auth_required":true,"tls_required":true,"tls_verify":true,"tls_available":true,"max_payload":1048576,"jetstream":true,"ip":"1.2.3.4","client_id":5,"client_ip":"127.0.0.1","nonce":"N","cluster":"c","cluster_dynamic":true,"domain":"d","connect_urls":["a:1"],"ws_connect_urls":["b:2"],"ldm":true,"api_lvl":1,"natsd":"0.1.0"}"#
         );
         assert_eq!(serde_json::from_str::<ServerInfo>(&json).unwrap(), info);
     }

@@ -1158,8 +1158,14 @@ accounts {
     expected.push(nack("U1", &err(503, 10023, "insufficient resources")));
     expected.push(json!([3 * 30_018, 2, 1]));
     expected.push(json!([10 * 100_018, 2, 0]));
+    // Step 8, an identical re-create of S1 while A is at `max_streams`: 2.9.10 and natsd
+    // answer 10027, nats-server 2.15.1 accepts it. Every other step agrees.
+    const REFERENCE_DIFFERS: &[usize] = &[8];
     for (i, seen) in outcomes.iter().enumerate() {
         for (n, (got, want)) in seen.iter().zip(&expected).enumerate() {
+            if i > 0 && REFERENCE_DIFFERS.contains(&n) {
+                continue;
+            }
             assert_eq!(got, want, "server {i}, step {n}");
         }
         assert_eq!(seen.len(), expected.len());
@@ -1171,7 +1177,10 @@ accounts {
 /// different subjects is not kept by nats-server): created once (not for
 /// the same create again), updated on each successful update, deleted; an
 /// audit for every API answer, with the request when there was one. natsd
-/// leaves the client's `rtt` out.
+/// leaves the client's `rtt` out; of the audit's `client`, only `acc` and
+/// `server` are compared: nats-server 2.15.1 sends the whole client info
+/// there (`client_type`, `host`, `id`, `kind`, `lang`, `start`, `ver` too),
+/// natsd and 2.9.10 only those two.
 #[tokio::test]
 async fn stream_advisories_and_api_audit_as_nats_server() {
     const CONF: &str = "jetstream { store_dir: STORE }\n";
@@ -1204,7 +1213,7 @@ async fn stream_advisories_and_api_audit_as_nats_server() {
                 .map(|c| {
                     c.keys()
                         .map(|k| k.as_str())
-                        .filter(|k| *k != "rtt")
+                        .filter(|k| ["acc", "server"].contains(k))
                         .collect()
                 })
                 .unwrap_or_default();

@@ -11,6 +11,7 @@ mod direct_get;
 mod encryption;
 mod fuzz_corpus;
 mod harness;
+mod harness_details;
 mod http_faults;
 mod jetstream;
 mod js_validation;

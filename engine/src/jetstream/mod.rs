@@ -104,7 +104,7 @@ pub fn enabled_for(opts: &Options, name: &str) -> bool {
 /// The JetStream API level `$JS.API.INFO` reports: 1, nats-server 2.11's
 /// (per-message TTLs, consumer pause, priority groups; clients check it
 /// before using them).
-const API_LEVEL: u32 = 1;
+const API_LEVEL: u32 = crate::server::JS_API_LEVEL;
 /// nats-server's `JSApiNamesLimit`.
 const NAMES_LIMIT: usize = 1024;
 /// nats-server's `JSApiListLimit`.

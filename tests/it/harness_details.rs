@@ -1,0 +1,188 @@
+//! What client libraries and their test harnesses read from a server besides the protocol: the
+//! release it announces (INFO `version`, `api_lvl`, `--version`) and whether the features
+//! clients gate on that release work; the ports file; the dual-stack listener; the log lines
+//! for config errors, fatal start-up errors, signals and the JetStream banner; and the `-V`
+//! protocol trace. Each is checked against natsd, and against the reference nats-server where
+//! it applies.
+
+use bytes::Bytes;
+use natsd_tests::{RawConn, Server, TempDir};
+use serde_json::{json, Value};
+
+use crate::{connect, next_msg, WAIT};
+
+/// The nats-server release natsd announces.
+const ANNOUNCED: &str = "2.11.0";
+
+/// A raw JetStream API request; the reply parsed as JSON.
+async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let msg = tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_string(), Bytes::from(body.to_string())),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{subject}: request timed out"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    serde_json::from_slice(&msg.payload).expect("JSON reply")
+}
+
+/// Panics with the reply when it carries a JetStream API error.
+fn ok(bin: &std::path::Path, what: &str, reply: Value) -> Value {
+    assert!(reply.get("error").is_none(), "{bin:?}: {what}: {reply}");
+    reply
+}
+
+#[test]
+fn info_announces_the_release_and_its_api_level() {
+    let server = Server::natsd(&[]);
+    let info = RawConn::connect_only(&server.addr()).read_info();
+    assert_eq!(info["version"], ANNOUNCED, "{info}");
+    assert_eq!(info["api_lvl"], 1, "{info}");
+    assert_eq!(info["natsd"], env!("CARGO_PKG_VERSION"), "{info}");
+    if let Some(reference) = Server::reference(&[]) {
+        let info = RawConn::connect_only(&reference.addr()).read_info();
+        assert!(info["api_lvl"].as_u64().is_some_and(|l| l >= 1), "{info}");
+    }
+}
+
+#[test]
+fn version_flag_prints_nats_servers_line_first() {
+    let out = std::process::Command::new(natsd_tests::natsd_bin())
+        .arg("--version")
+        .output()
+        .expect("run natsd --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().next(),
+        Some(format!("nats-server: v{ANNOUNCED}").as_str())
+    );
+    if let Some(bin) = natsd_tests::reference_bin() {
+        let out = std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .expect("run nats-server --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("nats-server: v"), "{text}");
+    }
+}
+
+/// The features nats.js gates on 2.10.0 and 2.11.0 (`core/src/semver.ts`), which natsd's
+/// announcement lets clients use: stream metadata, `first_seq`, subject transforms,
+/// compression, consumer limits; consumers with several filters and metadata through the
+/// named create API; batch direct gets; priority groups; consumer pause; per-message TTLs.
+#[tokio::test]
+async fn features_clients_gate_on_the_announced_release_work() {
+    let natsd_store = TempDir::new();
+    let mut servers = vec![Server::natsd(&[
+        "-js",
+        "-sd",
+        &natsd_store.path().display().to_string(),
+    ])];
+    let ref_store = TempDir::new();
+    if let Some(r) = Server::reference(&["-js", "-sd", &ref_store.path().display().to_string()]) {
+        servers.push(r);
+    }
+    for server in &servers {
+        let bin = server.bin();
+        let client = connect(&server.url()).await;
+        let created = ok(
+            bin,
+            "stream create",
+            request(
+                &client,
+                "$JS.API.STREAM.CREATE.S",
+                json!({
+                    "name": "S", "subjects": ["in.>"], "storage": "file",
+                    "metadata": {"owner": "tests"}, "first_seq": 10,
+                    "subject_transform": {"src": "in.>", "dest": "st.>"},
+                    "compression": "s2", "consumer_limits": {"max_ack_pending": 50},
+                    "allow_direct": true, "allow_msg_ttl": true,
+                }),
+            )
+            .await,
+        );
+        assert_eq!(created["config"]["metadata"]["owner"], "tests", "{bin:?}");
+        assert_eq!(created["config"]["compression"], "s2", "{bin:?}");
+        assert_eq!(created["state"]["first_seq"], 10, "{bin:?}");
+
+        for (subject, ttl) in [("in.a", None), ("in.b", Some("1h"))] {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(ttl) = ttl {
+                headers.insert("Nats-TTL", ttl);
+            }
+            let ack = tokio::time::timeout(
+                WAIT,
+                client.request_with_headers(subject.to_string(), headers, Bytes::from("x")),
+            )
+            .await
+            .expect("publish timed out")
+            .expect("publish");
+            let ack: Value = serde_json::from_slice(&ack.payload).expect("JSON ack");
+            assert!(ack.get("error").is_none(), "{bin:?}: {ack}");
+        }
+
+        // A batch direct get: both messages under their transformed subjects, then EOB.
+        let inbox = client.new_inbox();
+        let mut sub = client.subscribe(inbox.clone()).await.expect("subscribe");
+        client
+            .publish_with_reply(
+                "$JS.API.DIRECT.GET.S",
+                inbox,
+                Bytes::from(json!({"seq": 10, "batch": 5}).to_string()),
+            )
+            .await
+            .expect("direct get");
+        let subjects: Vec<String> = [next_msg(&mut sub).await, next_msg(&mut sub).await]
+            .iter()
+            .map(|m| {
+                let h = m.headers.as_ref().expect("direct get headers");
+                h.get("Nats-Subject").expect("Nats-Subject").to_string()
+            })
+            .collect();
+        assert_eq!(subjects, ["st.a", "st.b"], "{bin:?}");
+        let eob = next_msg(&mut sub).await;
+        assert_eq!(
+            eob.status.map(|s| s.as_u16()),
+            Some(204),
+            "{bin:?}: batch ends with EOB"
+        );
+
+        let consumer = ok(
+            bin,
+            "consumer create",
+            request(
+                &client,
+                "$JS.API.CONSUMER.CREATE.S.C",
+                json!({
+                    "stream_name": "S", "action": "create",
+                    "config": {
+                        "name": "C", "durable_name": "C", "ack_policy": "explicit",
+                        "filter_subjects": ["st.a", "st.b"], "metadata": {"k": "v"},
+                        "priority_groups": ["g"], "priority_policy": "pinned_client",
+                    },
+                }),
+            )
+            .await,
+        );
+        assert_eq!(
+            consumer["config"]["filter_subjects"],
+            json!(["st.a", "st.b"]),
+            "{bin:?}"
+        );
+        assert_eq!(consumer["config"]["metadata"]["k"], "v", "{bin:?}");
+        assert_eq!(consumer["config"]["max_ack_pending"], 50, "{bin:?}");
+        assert_eq!(consumer["num_pending"], 2, "{bin:?}");
+
+        let paused = ok(
+            bin,
+            "consumer pause",
+            request(
+                &client,
+                "$JS.API.CONSUMER.PAUSE.S.C",
+                json!({"pause_until": "2999-01-01T00:00:00Z"}),
+            )
+            .await,
+        );
+        assert_eq!(paused["paused"], true, "{bin:?}: {paused}");
+    }
+}
