@@ -106,6 +106,11 @@ impl Server {
         Server::start(natsd_bin(), args, Kind::UnderTest, None)
     }
 
+    /// Starts `bin` as the server under test (a natsd under another name, say).
+    pub fn with_bin(bin: PathBuf, args: &[&str]) -> Server {
+        Server::start(bin, args, Kind::UnderTest, None)
+    }
+
     /// Starts the server under test with a config file holding `conf` (passed as `-c`).
     pub fn natsd_with_config(conf: &str, args: &[&str]) -> Server {
         Server::start(natsd_bin(), args, Kind::UnderTest, Some(conf))
@@ -283,7 +288,14 @@ impl Server {
 
     /// Stops the server and starts it again on the same port and with the same arguments.
     pub fn restart(&mut self) {
+        self.restart_after(|| {});
+    }
+
+    /// [`Server::restart`], running `between` while the server is down (to
+    /// damage its store, say).
+    pub fn restart_after(&mut self, between: impl FnOnce()) {
         self.stop();
+        between();
         self.restarts += 1;
         let old = self.log_path();
         let kept = self

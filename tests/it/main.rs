@@ -9,6 +9,7 @@ mod consumers;
 mod differential;
 mod direct_get;
 mod encryption;
+mod faults;
 mod fuzz_corpus;
 mod harness;
 mod harness_details;

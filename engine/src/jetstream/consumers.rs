@@ -25,9 +25,10 @@ use super::stream::Stream;
 use super::{JetStream, Reply, LIST_LIMIT, NAMES_LIMIT};
 use crate::accounts::SERVICE_REPLY_PREFIX;
 use crate::consumer::{
-    parse_ack_reply, parse_rfc3339_ns, subjects_collide, valid_group_name, Consumer,
-    ConsumerConfig, ConsumerState, Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
+    parse_ack_reply, parse_rfc3339_ns, valid_group_name, Consumer, ConsumerConfig, ConsumerState,
+    Input, MsgSource, Output, ServerLimits, GO_ZERO_TIME,
 };
+use crate::filters::FilterSet;
 use crate::internal::{Delivery, Internal};
 use crate::server::Account;
 
@@ -145,6 +146,24 @@ fn write_state(stream: &Stream, name: &str, slot: &Slot) -> Result<(), String> {
     write_atomic(&dir.join("o.dat"), &body).map_err(|e| e.to_string())
 }
 
+/// The highest stream sequence that the saved state of `stream`'s durable
+/// consumers mentions (delivered or acknowledged): the stream handed it
+/// out, whatever its files hold now.
+pub(super) fn saved_stream_seq(stream: &Stream) -> u64 {
+    let Some(obs) = stream.dir().map(|d| d.join("obs")) else {
+        return 0;
+    };
+    std::fs::read_dir(obs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("o.dat")).ok())
+        .filter_map(|b| serde_json::from_slice::<ConsumerState>(&b).ok())
+        .map(|st| st.delivered.stream_seq.max(st.ack_floor.stream_seq))
+        .max()
+        .unwrap_or(0)
+}
+
 /// 18 letters and digits drawn from the server's nonces: with the
 /// consumer's 4-digit counter a pin id is 22 characters, as nats-server's
 /// nuids.
@@ -163,19 +182,26 @@ fn pin_prefix(server: &crate::server::Server) -> String {
 }
 
 /// Do the filters of a new workqueue consumer stay clear of every other
-/// consumer's (nats-server `partitionUnique`)?
-fn partition_unique(stream: &Stream, name: &str, filters: &[String]) -> bool {
-    stream
-        .consumers
-        .iter()
-        .filter(|(n, _)| ***n != *name)
-        .all(|(_, slot)| {
-            let theirs = slot.c.config().filters();
-            !theirs.is_empty()
-                && filters
-                    .iter()
-                    .all(|f| theirs.iter().all(|t| !subjects_collide(f, t)))
-        })
+/// consumer's (nats-server `partitionUnique`)? The others' filters are
+/// asked of a [`FilterSet`] of the new ones: linear in them, not their
+/// product.
+fn partition_unique(stream: &Stream, name: &str, filters: &[String]) -> Result<bool, ApiError> {
+    let mut set = FilterSet::new();
+    for (i, f) in filters.iter().enumerate() {
+        set.insert(f, i);
+    }
+    for (_, slot) in stream.consumers.iter().filter(|(n, _)| ***n != *name) {
+        let theirs = slot.c.config().filters();
+        if theirs.is_empty() {
+            return Ok(false);
+        }
+        for t in &theirs {
+            if set.overlapping(t, None)?.is_some() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Remove the messages in `first..=last` no consumer of an interest or
@@ -534,7 +560,7 @@ impl JetStream {
             {
                 return Err(ApiError::consumer_already_exists());
             }
-            if workqueue && !partition_unique(stream, &name, &cfg.filters()) {
+            if workqueue && !partition_unique(stream, &name, &cfg.filters())? {
                 return Err(ApiError::wq_not_unique());
             }
             let (consumers, src) = stream.consumers_and_source();
@@ -563,7 +589,7 @@ impl JetStream {
                 if filters.is_empty() {
                     return Err(ApiError::wq_multiple_unfiltered());
                 }
-                if !partition_unique(stream, &name, &filters) {
+                if !partition_unique(stream, &name, &filters)? {
                     return Err(ApiError::wq_not_unique());
                 }
             }

@@ -392,7 +392,8 @@ impl JetStream {
                 ),
             };
             match Stream::restore(&params, now_ns) {
-                Ok(stream) => {
+                Ok(mut stream) => {
+                    stream.skip_to(consumers::saved_stream_seq(&stream), now_ns);
                     let name = stream.cfg.name.clone();
                     let st = stream.state();
                     log::info!(
@@ -1126,43 +1127,55 @@ impl JetStream {
         }
     }
 
+    /// Settle what failed writes took back: the held pub acks of those
+    /// messages become refusals, and their republishes and deliveries are
+    /// dropped. Called after every operation that may have written, before
+    /// the stream hands the same sequences out again.
+    fn settle_rollbacks(&mut self) {
+        for (i, (acc, name)) in self.dirty.iter().enumerate() {
+            let Some(s) = self.accounts[*acc].streams.get_mut(&**name) else {
+                continue;
+            };
+            let Some((stored, refusal)) = s.take_rollback() else {
+                continue;
+            };
+            let lost = |d: usize, seq: u64| d == i && seq > stored;
+            for h in &mut self.held {
+                if h.stored_in.is_some_and(|(d, seq)| lost(d, seq)) {
+                    h.stored_in = None;
+                    h.ack.clone_from(&refusal);
+                }
+            }
+            self.stored.retain(|st| {
+                st.published
+                    .stored
+                    .is_none_or(|(seq, _)| !lost(st.dirty, seq))
+            });
+        }
+    }
+
     /// Write what the batch stored, then carry on from each message that
     /// is written (republish, consumers) and send the held pub acks, in
     /// arrival order: an acked message is in its stream's file, and a
     /// message a failed write took back is refused and seen by no one.
     fn write_batch(&mut self, now: Instant, net: &mut Internal) {
+        for (acc, name) in &self.dirty {
+            if let Some(stream) = self.accounts[*acc].streams.get_mut(&**name) {
+                stream.flush();
+            }
+        }
+        self.settle_rollbacks();
         let mut dirty = std::mem::take(&mut self.dirty);
-        let written: Vec<Result<(), (Vec<u8>, u64)>> = dirty
-            .iter()
-            .map(
-                |(acc, name)| match self.accounts[*acc].streams.get_mut(&**name) {
-                    Some(stream) => stream.flush(),
-                    None => Ok(()),
-                },
-            )
-            .collect();
-        let lost = |i: usize, seq: u64| match written.get(i) {
-            Some(Err((refusal, stored))) if seq > *stored => Some(refusal),
-            _ => None,
-        };
         let mut stored = std::mem::take(&mut self.stored);
         for st in stored.drain(..) {
-            let seq = st.published.stored.map_or(0, |(seq, _)| seq);
-            if lost(st.dirty, seq).is_some() {
-                continue;
-            }
             let name = dirty[st.dirty].1.clone();
             let subject = String::from_utf8_lossy(&st.subject);
             self.after_store(now, net, st.acc, &name, &subject, st.published);
         }
         self.stored = stored;
         for h in self.held.drain(..) {
-            let body = h
-                .stored_in
-                .and_then(|(i, seq)| lost(i, seq))
-                .unwrap_or(&h.ack);
             let account = &self.accounts[h.acc].account;
-            net.publish(now, account, &h.reply, None, None, body);
+            net.publish(now, account, &h.reply, None, None, &h.ack);
         }
         dirty.clear();
         self.dirty = dirty;
@@ -1246,6 +1259,9 @@ impl Service for JetStream {
             Some(Target::FlowControl(acc)) => self.handle_flow_control(now, net, acc, &msg),
             None => {}
         }
+        if !self.dirty.is_empty() {
+            self.settle_rollbacks();
+        }
     }
 
     fn end_batch(&mut self, now: Instant, net: &mut Internal) {
@@ -1309,6 +1325,9 @@ impl Service for JetStream {
                     published: m.published,
                 });
             }
+        }
+        if !self.dirty.is_empty() {
+            self.settle_rollbacks();
         }
         if expired > 0 && self.stats_due.is_none() {
             self.stats_due = Some(now + STATS_DELAY);

@@ -57,6 +57,11 @@ pub struct Stream {
     /// The last sequence known written: consumers read no further, so they
     /// never deliver what a failed write takes back.
     written_seq: u64,
+    /// The highest sequence handed out: a store whose last sequence falls
+    /// below it rolled back a failed write ([`Stream::take_rollback`]).
+    handed: u64,
+    /// The refusal of the last failed write, for the messages it took back.
+    refusal: Option<Vec<u8>>,
     /// Its consumers by name.
     pub consumers: BTreeMap<Arc<str>, Slot>,
     /// `subject_transform`, compiled.
@@ -192,6 +197,8 @@ impl Stream {
             last_msg_id: String::new(),
             written_msg_id: String::new(),
             written_seq,
+            handed: written_seq,
+            refusal: None,
             consumers: BTreeMap::new(),
             evicted: Vec::new(),
         }
@@ -297,25 +304,67 @@ impl Stream {
         v
     }
 
-    /// Write the messages stored since the last flush. On failure the store
-    /// rolled back what it could not write and the stream forgets those
-    /// messages too (their ids, TTLs); returns the refusal their pub acks
-    /// become and the last sequence that is stored: the messages above it
-    /// are gone and were never acknowledged.
-    pub fn flush(&mut self) -> Result<(), (Vec<u8>, u64)> {
+    /// Write the messages stored since the last flush. A failure rolls back
+    /// what was not written; [`take_rollback`](Self::take_rollback) says
+    /// from where.
+    pub fn flush(&mut self) {
         match self.store.flush() {
             Ok(()) => {
                 self.written_msg_id.clone_from(&self.last_msg_id);
                 self.written_seq = self.store.last_seq();
-                Ok(())
             }
-            Err(e) => {
-                log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
-                let stored = self.store.last_seq();
-                self.written_seq = stored;
-                self.forget_above(stored);
-                Err((nack(&self.cfg.name, store_error(&e)).ack, stored))
+            Err(e) => self.write_failed(&e),
+        }
+    }
+
+    /// Note a failed store write: its refusal, for the publishes it took back.
+    fn write_failed(&mut self, e: &natsd_storage::Error) {
+        log::error!("JetStream stream '{}' write: {e}", self.cfg.name);
+        self.refusal = Some(nack(&self.cfg.name, store_error(e)).ack);
+    }
+
+    /// Whether a failed write took back messages this stream handed out
+    /// since the last call: the last sequence still stored and the refusal
+    /// their pub acks become. Every store write can fail (a store writes its
+    /// pending messages before a removal's marker, or early when many are
+    /// waiting), so the caller asks after each operation on the stream; the
+    /// stream has already forgotten those messages (their ids, TTLs), and
+    /// their sequences are handed out again, so a caller that holds acks
+    /// must settle them before the stream stores more.
+    pub fn take_rollback(&mut self) -> Option<(u64, Vec<u8>)> {
+        let stored = self.store.last_seq();
+        if stored >= self.handed {
+            return None;
+        }
+        self.handed = stored;
+        self.written_seq = self.written_seq.min(stored);
+        self.forget_above(stored);
+        let refusal = self.refusal.take().unwrap_or_else(|| {
+            let e = natsd_storage::Error::Io(std::io::Error::other("write failed"));
+            nack(&self.cfg.name, store_error(&e)).ack
+        });
+        Some((stored, refusal))
+    }
+
+    /// Never hand out `seq` or a sequence below it again: a second line of
+    /// defence behind the store's own durable last sequence, for sequences
+    /// its consumers' saved state mentions (the gap counts as deleted).
+    pub fn skip_to(&mut self, seq: u64, now_ns: i64) {
+        let last = self.store.last_seq();
+        if seq <= last {
+            return;
+        }
+        log::warn!(
+            "JetStream stream '{}': consumers saw sequence {seq} but the store ends at {last}; \
+             the missing messages are lost and their sequences will not be reused",
+            self.cfg.name
+        );
+        match self.store.skip_to(seq, now_ns) {
+            Ok(()) => {
+                self.written_seq = self.store.last_seq();
+                self.handed = self.written_seq;
             }
+            Err(e) => log::error!("JetStream stream '{}' skip to {seq}: {e}", self.cfg.name),
         }
     }
 
@@ -774,13 +823,19 @@ impl Stream {
             Some((dest, *headers_only, last))
         });
         let seq = match self.store.store_msg(subject, hdr, msg, now_ns) {
-            Ok((seq, _)) => seq,
+            Ok((seq, _)) => {
+                self.handed = seq;
+                seq
+            }
             Err(e) => {
                 log::debug!(
                     "JetStream failed to store a msg on stream '{}': {e}",
                     self.cfg.name
                 );
-                return nack(&self.cfg.name, store_error(&e));
+                let refused = nack(&self.cfg.name, store_error(&e));
+                // If it failed writing, it also took back what was waiting.
+                self.refusal = Some(refused.ack.clone());
+                return refused;
             }
         };
         if let Some(room) = quota.account {
