@@ -4,6 +4,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::filters::TooComplex;
+
 /// The `$JS.API` error: one type with the consumer machine's table
 /// ([`crate::consumer::ApiError`]); the stream errors are added here.
 pub use crate::consumer::ApiError;
@@ -255,6 +257,15 @@ impl ApiError {
     /// 10054 `JSStreamMessageExceedsMaximumErr`.
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
+    }
+}
+
+/// A list of subjects or filters whose overlap check passed the work limit
+/// of its [`FilterSet`](crate::filters::FilterSet): 10052, where
+/// nats-server would grind on for seconds.
+impl From<TooComplex> for ApiError {
+    fn from(_: TooComplex) -> Self {
+        Self::invalid_config("subjects too many or too wildcarded to check for overlaps")
     }
 }
 

@@ -66,11 +66,6 @@ pub enum Compression {
     S2,
 }
 
-/// A subject list whose overlap check passed the [`FilterSet`] work limit.
-fn too_complex() -> ApiError {
-    ApiError::invalid_config("subjects too many or too wildcarded to check for overlaps")
-}
-
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -394,7 +389,7 @@ impl StreamConfig {
             // No earlier subject overlaps this one (it would have failed
             // first), so the member found is a later one; nats-server names
             // the first.
-            if let Some(j) = set.overlapping(subj, Some(i)).map_err(|_| too_complex())? {
+            if let Some(j) = set.overlapping(subj, Some(i))? {
                 let other = self.subjects[i + 1..]
                     .iter()
                     .find(|t| is_valid_subject(t.as_bytes()) && subjects_collide(t, subj))
@@ -566,11 +561,7 @@ impl StreamConfig {
         }
         for other in others {
             for subj in &other.subjects {
-                if set
-                    .overlapping(subj, None)
-                    .map_err(|_| too_complex())?
-                    .is_some()
-                {
+                if set.overlapping(subj, None)?.is_some() {
                     return Ok(true);
                 }
             }
