@@ -15,10 +15,10 @@ use bytes::{BufMut, BytesMut};
 use crate::{ClientOp, ServerOp};
 
 /// Longest decimal form of a `u64`.
-const MAX_DIGITS: usize = 20;
+pub(crate) const MAX_DIGITS: usize = 20;
 
 /// Appends the decimal digits of `n`.
-fn put_uint(buf: &mut BytesMut, mut n: u64) {
+pub(crate) fn put_uint(buf: &mut BytesMut, mut n: u64) {
     let mut tmp = [0u8; MAX_DIGITS];
     let mut i = MAX_DIGITS;
     loop {

@@ -90,6 +90,7 @@ pub mod headers;
 pub mod info;
 mod ops;
 mod parser;
+pub mod route;
 
 pub use ops::{ClientOp, ClientOpRef, ServerOp, ServerOpRef};
 pub use parser::{ClientOpParser, Limits, ParseError, ServerOpParser, ServerStep, Step};

@@ -291,7 +291,7 @@ fn is_blank(b: u8) -> bool {
 
 /// Index of the first `\n`, eight bytes at a time (SWAR "has zero byte" on
 /// `word ^ 0x0a0a..`), then byte by byte for the tail.
-fn find_nl(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn find_nl(bytes: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     const NL: u64 = LO * b'\n' as u64;
@@ -1009,7 +1009,7 @@ fn server_op(frame: Frame, buf: &[u8]) -> ServerOpRef<'_> {
 
 /// The text between the single quotes of `-ERR '<text>'`, or the whole
 /// argument when it is not quoted.
-fn unquote(text: &[u8]) -> &[u8] {
+pub(crate) fn unquote(text: &[u8]) -> &[u8] {
     if text.len() >= 2 && text.starts_with(b"'") && text.ends_with(b"'") {
         &text[1..text.len() - 1]
     } else {
