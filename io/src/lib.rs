@@ -10,8 +10,6 @@
 //! SIGINT and SIGTERM stop the server gracefully: stop accepting, flush and
 //! close every client, exit.
 use std::io;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +23,7 @@ use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 use natsd_engine::sys::SysService;
 
 mod http;
+mod listen;
 mod reactor;
 mod stage;
 mod tls;
@@ -157,7 +156,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     log::info!("  Name:     {}", server.name());
     log::info!("  ID:       {}", server.id());
 
-    let std_listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port))
+    let std_listener = listen::bind(&opts.host, opts.port)
         .map_err(|e| io::Error::new(e.kind(), format!("Error listening on port: {e}")))?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
@@ -223,9 +222,18 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     spawn_signal_thread(sig_tx, waker.clone())?;
 
     // nats-server starts the monitor before it logs the client listener.
-    http::start(server_handle.clone(), local.port(), started, started_wall)?;
-    log::info!("Listening for client connections on {local}");
-    let ports_file = write_ports_file(&opts, local);
+    let monitor = http::start(server_handle.clone(), local.port(), started, started_wall)?;
+    log::info!(
+        "Listening for client connections on {}",
+        listen::join_host_port(&opts.host, local.port())
+    );
+    let ports_file = opts.ports_file_dir.as_deref().and_then(|dir| {
+        let ports = listen::Ports {
+            client: (local, opts.tls),
+            monitoring: monitor.map(|addr| (addr, opts.http_port == 0)),
+        };
+        listen::write_ports_file(dir, &ports)
+    });
     log::info!("Server is ready");
 
     let mut events = Events::with_capacity(64);
@@ -414,29 +422,6 @@ fn spawn_signal_thread(tx: Sender<Signal>, waker: Arc<Waker>) -> io::Result<()> 
             }
         })?;
     Ok(())
-}
-
-/// `<exe>_<pid>.ports` in `ports_file_dir`, as nats-server writes it.
-fn write_ports_file(opts: &Options, local: SocketAddr) -> Option<PathBuf> {
-    let dir = opts.ports_file_dir.as_ref()?;
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "natsd".to_string());
-    let path = dir.join(format!("{exe}_{}.ports", std::process::id()));
-    let host = if local.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        local.ip().to_string()
-    };
-    let body = format!("{{\"nats\":[\"nats://{host}:{}\"]}}", local.port());
-    match std::fs::write(&path, body) {
-        Ok(()) => Some(path),
-        Err(e) => {
-            log::error!("Error writing ports file {}: {e}", path.display());
-            None
-        }
-    }
 }
 
 /// 32 bytes of entropy for the server identity.

@@ -5,6 +5,8 @@
 //! protocol trace. Each is checked against natsd, and against the reference nats-server where
 //! it applies.
 
+use std::path::Path;
+
 use bytes::Bytes;
 use natsd_tests::{RawConn, Server, TempDir};
 use serde_json::{json, Value};
@@ -184,5 +186,75 @@ async fn features_clients_gate_on_the_announced_release_work() {
             .await,
         );
         assert_eq!(paused["paused"], true, "{bin:?}: {paused}");
+    }
+}
+
+/// The ports file's JSON with each server's own ports replaced by `PORT`/`MPORT`.
+fn ports_file(server: &Server, dir: &Path, program: &str) -> Value {
+    let pid = std::fs::read_to_string(server.pid_file()).expect("pid file");
+    let path = dir.join(format!("{program}_{}.ports", pid.trim()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{:?}: {}: {e}", server.bin(), path.display()));
+    let mut json: Value = serde_json::from_str(&text).expect("ports file JSON");
+    let monitor = json["monitoring"][0]
+        .as_str()
+        .and_then(|u| u.rsplit(':').next())
+        .expect("a monitoring URL")
+        .to_string();
+    for (key, port, shown) in [
+        ("nats", server.port().to_string(), "PORT"),
+        ("monitoring", monitor, "MPORT"),
+    ] {
+        for url in json[key].as_array_mut().expect("a URL list") {
+            let replaced = url
+                .as_str()
+                .expect("a URL")
+                .replace(&format!(":{port}"), &format!(":{shown}"));
+            *url = Value::from(replaced);
+        }
+    }
+    json
+}
+
+/// `--ports_file_dir`: `<argv[0] base name>_<pid>.ports` with every interface address for a
+/// wildcard host, as nats-server 2.15.1 writes it; removed at shutdown.
+#[test]
+fn ports_file_named_and_filled_as_nats_server() {
+    let dir = TempDir::new();
+    let ports_dir = dir.path().display().to_string();
+    let args = ["-a", "0.0.0.0", "-m", "-1", "--ports_file_dir", &ports_dir];
+    let natsd = Server::natsd(&args);
+    let ours = ports_file(&natsd, dir.path(), "natsd");
+    assert_eq!(ours["nats"][0], "nats://127.0.0.1:PORT", "{ours}");
+    assert_eq!(ours["monitoring"][0], "http://127.0.0.1:MPORT", "{ours}");
+    // Started under nats-server's name, natsd names the file after it.
+    let alias = dir.path().join("bin");
+    std::fs::create_dir_all(&alias).expect("bin dir");
+    std::os::unix::fs::symlink(natsd_tests::natsd_bin(), alias.join("nats-server"))
+        .expect("symlink");
+    let aliased = Server::with_bin(alias.join("nats-server"), &args);
+    assert_eq!(ports_file(&aliased, dir.path(), "nats-server"), ours);
+    if let Some(reference) = Server::reference(&args) {
+        assert_eq!(ports_file(&reference, dir.path(), "nats-server"), ours);
+    }
+    let pid = std::fs::read_to_string(natsd.pid_file()).expect("pid file");
+    drop(natsd);
+    let gone = dir.path().join(format!("natsd_{}.ports", pid.trim()));
+    assert!(!gone.exists(), "{} left behind", gone.display());
+}
+
+/// On the wildcard host (nats-server's default) the listener takes IPv6 clients too, as Go's
+/// dual-stack listener does.
+#[test]
+fn wildcard_host_serves_ipv6_clients() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("NOTE: no IPv6 loopback on this machine; dual-stack check skipped");
+        return;
+    }
+    let mut servers = vec![Server::natsd(&["-a", "0.0.0.0"])];
+    servers.extend(Server::reference(&["-a", "0.0.0.0"]));
+    for server in &servers {
+        let mut conn = RawConn::connect(&format!("[::1]:{}", server.port()));
+        assert!(conn.ping_pong().is_empty(), "{:?}", server.bin());
     }
 }
