@@ -5,13 +5,17 @@
 //! collected in memory and written with one `write` per [`Store::flush`] (the caller flushes
 //! once per batch of messages, before it acknowledges them), or when 256 KiB are waiting;
 //! every other change (markers of removals, purges, expiry) is written before its call
-//! returns. When the next record would not fit in `block_size`, the active block is sealed, mapped
+//! returns. A write that fails is cut off the file and every change whose record it carried is
+//! undone in the index (see [`Store::flush`]); nothing of it is written later. When the next
+//! message record would not fit in `block_size`, the active block is sealed, mapped
 //! read-only (see `mmap`) and a new block is started. Removals never rewrite a block in place:
 //! they append a small marker record (tombstone, floor, truncate) to the active block. A sealed
 //! block that is mostly or wholly dead is compacted into a new file that replaces it by rename.
 //!
 //! The index (sequence → block and offset, per-subject sequence sets) lives in memory and is
-//! rebuilt by replaying every record on open. With `compress` or an `encryption_key`, a sealed
+//! rebuilt by replaying every record on open; `msgs/last.seq` keeps the last sequence where a
+//! lost block tail cannot lower it. Every file call goes through `disk`, where tests inject
+//! faults. With `compress` or an `encryption_key`, a sealed
 //! block is packed (snappy-compressed and/or encrypted as a whole with ChaCha20-Poly1305 or
 //! AES-256-GCM) and read by unpacking the whole block (a few are cached) instead of through a
 //! map.
@@ -78,6 +82,25 @@
 //! message record it affects, and always keeps the newest floor or truncate marker (it alone
 //! records where an emptied stream starts and the last timestamp after a truncate).
 //!
+//! The last-sequence file `msgs/last.seq` is 4144 bytes: two slots, at offsets 0 and 4096 (so
+//! that a torn write of one sector cannot damage both), each:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `NATSDSEQ` |
+//! | 8 | 1 | format version, `1` |
+//! | 9 | 7 | reserved, zero |
+//! | 16 | 8 | generation (u64), one more than the previous write's |
+//! | 24 | 8 | the store's last sequence (u64) |
+//! | 32 | 8 | its timestamp (i64 ns) |
+//! | 40 | 8 | xxh3-64 of bytes 0..40 |
+//!
+//! The valid slot with the higher generation holds the value. It is overwritten in place (one
+//! `pwrite` of a slot, which needs no new disk space) after the records of every write that
+//! moved the last sequence, always into the slot that does not hold the last synced value;
+//! it is synced by [`Store::sync`] and [`Store::stop`], and written and synced before a
+//! truncate marker lowers the last sequence, so it never claims more than the blocks reached.
+//!
 //! The checksum is xxh3-64, not the keyed HighwayHash of nats-server's filestore: a natsd store
 //! directory cannot be read by nats-server, nor the reverse.
 //!
@@ -93,6 +116,13 @@
 //! the other cipher with [`Error::CipherMismatch`], with another key with [`Error::Decrypt`],
 //! before anything is changed on disk; it never appends to a block written before the open (a
 //! cut tail would otherwise reuse record nonces).
+//!
+//! After the blocks, `last.seq` is read: a last sequence above the one the blocks replay to
+//! (their tail was torn or cut after it was written) becomes the store's, with its timestamp;
+//! the sequences between count as deleted (an empty store starts after it, as after a purge),
+//! so none is assigned twice (nats-server likewise keeps the last sequence). A missing file (a
+//! store written before it existed) leaves the blocks to decide; a damaged one is logged and
+//! does the same.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -1649,10 +1679,12 @@ impl FileStore {
             nonce: b.nonce,
         };
         for (off, r) in &recs {
-            if r.kind == KIND_TRUNCATE {
+            if r.kind == KIND_TRUNCATE && r.seq < hdr_first {
                 // The truncate undid this header's claim about the last sequence; whether or
-                // not the marker is kept, the rewritten header must not claim more.
-                hdr_first = hdr_first.min(r.seq + 1);
+                // not the marker is kept, the rewritten header must not claim more, and what it
+                // claims is the truncate's last sequence and timestamp.
+                hdr_first = r.seq + 1;
+                kept.hdr_ts = r.ts;
             }
             let keep = match r.kind {
                 KIND_MSG => self
@@ -1914,6 +1946,11 @@ impl Store for FileStore {
     fn compact(&mut self, seq: u64) -> Result<u64> {
         self.writable()?;
         let seq = if seq == 0 { self.idx.last_seq + 1 } else { seq };
+        if self.idx.first_seq > 0 && seq <= self.idx.first_seq {
+            // Nothing below `seq` and nothing to claim: a marker would only take the place of
+            // the newest bounds marker (which compaction keeps) and let an older one go.
+            return Ok(0);
+        }
         let ts = self.idx.last_ts;
         self.change(|s| {
             let n = s.bounds_change(KIND_FLOOR, seq, ts, |idx| idx.compact_floor(seq, ts))?;

@@ -18,6 +18,13 @@
 //! loss after [`Store::sync`], or at each flush with [`FileStoreConfig::sync_always`]. A
 //! caller acknowledges stored messages only after the flush that follows them succeeded.
 //!
+//! A write that fails leaves no trace: the records it carried are cut off the file and undone
+//! in the store, and never written later; [`Store::last_seq`] then says which messages are
+//! stored (see [`Store::flush`]). The store goes on working once the disk has room. A sequence
+//! once written is never assigned again, even when a block's tail is lost (the file store
+//! keeps its last sequence apart from the blocks); [`Store::skip_to`] lets a caller that knows
+//! of higher sequences (consumer state) raise it.
+//!
 //! ```
 //! use natsd_storage::{MemStore, Store, StoreLimits};
 //! let mut s = MemStore::new(StoreLimits::default());

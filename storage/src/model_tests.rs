@@ -306,3 +306,84 @@ fn lower_truncate_outlives_a_higher_one_in_an_earlier_block() {
     ];
     run_with(ops, 300, false, Some(Cipher::Aes256Gcm));
 }
+
+/// The shrunk case that showed a rewritten block header claiming the truncate's last sequence
+/// with the block's older timestamp (the truncate marker, in the same block since markers
+/// never start a block, was dropped by the rewrite).
+#[test]
+fn rewritten_header_takes_the_truncate_timestamp() {
+    let s = |subj, len| Op::Store {
+        subj,
+        hdr: false,
+        len,
+    };
+    let lim = Op::Limits {
+        msgs: 0,
+        bytes: 0,
+        per: 0,
+        new: false,
+        per_new: false,
+    };
+    let ops = vec![
+        s(0, 0),
+        Op::Compact(24),
+        s(2, 0),
+        s(0, 0),
+        s(0, 0),
+        s(0, 0),
+        lim.clone(),
+        s(2, 0),
+        Op::PurgeEx {
+            filter: 4,
+            seq: 25,
+            keep: 0,
+        },
+        Op::Truncate(16),
+        Op::PurgeEx {
+            filter: 0,
+            seq: 2,
+            keep: 0,
+        },
+        lim,
+        Op::Reopen,
+    ];
+    run_with(ops, 300, false, Some(Cipher::ChaCha20Poly1305));
+}
+
+/// The shrunk case that showed a compact that changed nothing taking the place of the newest
+/// bounds marker, so a rewrite dropped the truncate that set the last timestamp.
+#[test]
+fn compact_that_changes_nothing_keeps_the_truncate() {
+    let s = |subj, hdr, len| Op::Store { subj, hdr, len };
+    let lim = |msgs| Op::Limits {
+        msgs,
+        bytes: 0,
+        per: 0,
+        new: false,
+        per_new: false,
+    };
+    let ops = vec![
+        lim(2),
+        Op::Compact(24),
+        s(0, true, 49),
+        s(0, false, 32),
+        Op::PurgeEx {
+            filter: 0,
+            seq: 0,
+            keep: 1,
+        },
+        s(2, false, 0),
+        Op::Expire(0),
+        s(0, false, 0),
+        s(0, false, 0),
+        Op::Truncate(24),
+        Op::PurgeEx {
+            filter: 0,
+            seq: 2,
+            keep: 0,
+        },
+        lim(0),
+        Op::Reopen,
+    ];
+    run_with(ops, 300, false, Some(Cipher::ChaCha20Poly1305));
+}
