@@ -654,3 +654,44 @@ fn a_power_loss_that_undid_a_truncate_then_a_kill() {
     ));
     run(setup, steps);
 }
+
+/// The soak's shrunk case: a truncate that failed had already lowered (and synced) the
+/// last-sequence file; after compaction deleted the blocks and a power loss took the unsynced
+/// tail, the store fell below the last sequence synced before.
+#[test]
+fn a_failed_truncate_leaves_the_last_sequence_as_it_was() {
+    let setup = Setup {
+        block_size: 300,
+        sync_always: false,
+        compress: true,
+        cipher: None,
+        max_msgs: 0,
+        per_subject: 0,
+    };
+    let st = |len| {
+        (
+            Op::Store {
+                subj: 0,
+                hdr: false,
+                len,
+            },
+            None,
+        )
+    };
+    let power = |seed| (Op::Kill { power: true, seed }, None);
+    let steps = vec![
+        st(10),
+        (Op::Purge, None),
+        power(821_927_822_799_291_712),
+        st(0),
+        st(0),
+        st(0),
+        st(0),
+        (Op::Reopen, None),
+        (Op::Truncate(0), Some((4, Fault::NoSpace))),
+        (Op::Expire(0), None),
+        st(0),
+        power(666_162_268_583_363_356),
+    ];
+    run(setup, steps);
+}

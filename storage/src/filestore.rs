@@ -1969,13 +1969,29 @@ impl Store for FileStore {
         // The last-sequence file must never claim more than the blocks: lower it (durably)
         // before the marker is written.
         let (last, last_ts) = if seq == 0 { (0, 0) } else { (seq, ts) };
-        self.change(|s| {
+        let r = self.change(|s| {
             s.last.write(&s.disk, last, last_ts)?;
             s.last.sync()?;
             s.bounds_change(KIND_TRUNCATE, seq, ts, |idx| idx.truncate(seq, ts))?;
             s.sweep()?;
             s.flush_active()
-        })
+        });
+        if r.is_err() {
+            // The truncate did not happen: put back the last sequence it lowered, or a later
+            // loss of the blocks' tail could take the store below it.
+            let (last, ts) = (self.idx.last_seq, self.idx.last_ts);
+            if let Err(e) = self
+                .last
+                .write(&self.disk, last, ts)
+                .and_then(|()| self.last.sync())
+            {
+                log::warn!(
+                    "filestore {}: restoring the last sequence: {e}",
+                    self.dir.display()
+                );
+            }
+        }
+        r
     }
 
     fn state(&self) -> StreamState {
