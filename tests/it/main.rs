@@ -15,6 +15,7 @@ mod harness;
 mod harness_details;
 mod http_faults;
 mod jetstream;
+mod js_details;
 mod js_validation;
 mod limits;
 mod mappings;

@@ -13,6 +13,7 @@
 //! (config, creation time) and `obs/<name>/o.dat` (state, written at most
 //! every [`PERSIST_INTERVAL`], at shutdown, and before the confirmation of
 //! an ack sent with a reply subject goes out) in the stream's directory.
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -724,6 +725,27 @@ impl JetStream {
         self.apply(now, net, acc, stream, name, outs.into_iter());
         self.advisory_action(now, net, acc, stream, name, "delete");
         Ok(())
+    }
+
+    /// Stream `stream` is being deleted: its consumers stop as a deleted
+    /// consumer does, so their waiting pull requests get `409 Consumer
+    /// Deleted` instead of running into their expiry.
+    pub(super) fn stop_consumers(
+        &mut self,
+        now: Instant,
+        net: &mut Internal,
+        acc: usize,
+        stream: &str,
+        consumers: &mut BTreeMap<Arc<str>, Slot>,
+    ) {
+        for (name, slot) in consumers.iter_mut() {
+            slot.c.stop();
+            let mut outs = Vec::new();
+            while let Some(o) = slot.c.poll_output() {
+                outs.push(o);
+            }
+            self.apply(now, net, acc, stream, name, outs.into_iter());
+        }
     }
 
     /// Run `f` on one consumer, then carry out what it wants done.

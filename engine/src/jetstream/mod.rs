@@ -264,12 +264,9 @@ impl JetStream {
         let start_ns = start_wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        let size = |n: i64| {
-            if n < 0 {
-                "unlimited".to_string()
-            } else {
-                format!("{:.2} GB", n as f64 / f64::from(1u32 << 30))
-            }
+        let size = |n: i64| match u64::try_from(n) {
+            Ok(n) => friendly_bytes(n),
+            Err(_) => "unlimited".to_string(),
         };
         log::info!("Starting JetStream");
         log::info!("---------------- JETSTREAM ----------------");
@@ -287,6 +284,7 @@ impl JetStream {
             };
             log::info!("  Encryption:      {cipher}");
         }
+        log::info!("  API Level:       {API_LEVEL}");
         log::info!("-------------------------------------------");
         let system = server.system_account();
         let accounts = server
@@ -859,13 +857,14 @@ impl JetStream {
         }
         match tokens {
             ["STREAM", "DELETE", _] => {
-                let stream = streams
+                let mut stream = streams
                     .remove(name)
                     .ok_or_else(ApiError::stream_not_found)?;
                 for sid in &stream.sids {
                     net.unsubscribe(*sid);
                     self.subs.remove(sid);
                 }
+                self.stop_consumers(now, net, acc, name, &mut stream.consumers);
                 stream.delete().map_err(|e| ApiError::new(500, 10050, &e))?;
                 self.stream_advisory(now, net, acc, name, StreamAction::Delete);
                 Ok(serde_json::json!({"success": true}))
@@ -1057,9 +1056,11 @@ impl JetStream {
         let mut budget = API_SLICE_BYTES;
         while let Some(req) = self.api_queue.pop_front() {
             let size = req.msg.payload.len() + req.op.len();
-            self.accounts[req.acc].api_total += 1;
             let r = self.handle_api(now, net, req.acc, &req.op, &req.msg);
+            // Counted once handled, as nats-server does: an `INFO` reply does
+            // not count itself.
             let a = &mut self.accounts[req.acc];
+            a.api_total += 1;
             if r.error {
                 a.api_errors += 1;
             }
@@ -1377,10 +1378,34 @@ impl Drop for JetStream {
     }
 }
 
+/// nats-server's `friendlyBytes`, as its JetStream banner shows limits: bytes below 1 KiB,
+/// else two decimals of the largest power of 1024 that fits (`64.00 MB`, `1.00 GB`).
+fn friendly_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut exp = 0;
+    while exp < UNITS.len() && n >= 1u64 << (10 * (exp + 1)) {
+        exp += 1;
+    }
+    let scaled = n as f64 / (1u64 << (10 * exp)) as f64;
+    format!("{scaled:.2} {}B", UNITS[exp - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::accounts::AccountConfig;
+
+    #[test]
+    fn banner_sizes_as_nats_server() {
+        assert_eq!(friendly_bytes(64 << 20), "64.00 MB");
+        assert_eq!(friendly_bytes(1 << 30), "1.00 GB");
+        assert_eq!(friendly_bytes(1536), "1.50 KB");
+        assert_eq!(friendly_bytes(1000), "1000 B");
+        assert_eq!(friendly_bytes(u64::MAX), "16.00 EB");
+    }
 
     #[test]
     fn which_accounts_have_jetstream() {
