@@ -695,3 +695,52 @@ fn a_failed_truncate_leaves_the_last_sequence_as_it_was() {
     ];
     run(setup, steps);
 }
+
+/// The soak's shrunk case: after a process kill, the slot of the last-sequence file read at
+/// open had not been synced, the next writes went to the other slot (the synced one), and a
+/// power loss then took both.
+#[test]
+fn the_slot_read_at_open_is_synced() {
+    let setup = Setup {
+        block_size: 300,
+        sync_always: false,
+        compress: false,
+        cipher: Some(Cipher::ChaCha20Poly1305),
+        max_msgs: 0,
+        per_subject: 0,
+    };
+    let st = |hdr, len| (Op::Store { subj: 0, hdr, len }, None);
+    let mut steps = vec![st(false, 0); 7];
+    steps.extend([
+        st(true, 24),
+        st(false, 19),
+        st(false, 19),
+        st(true, 0),
+        st(true, 25),
+        st(false, 0),
+        st(false, 0),
+        (Op::Flush, None),
+        st(false, 0),
+        st(false, 0),
+        (Op::Sync, None),
+        st(false, 0),
+        st(false, 0),
+        st(false, 0),
+        (Op::Purge, Some((0, Fault::Crash))),
+    ]);
+    steps.extend(vec![st(false, 0); 7]);
+    steps.extend([
+        (Op::Remove(0), None),
+        (
+            Op::Kill {
+                power: false,
+                seed: 0,
+            },
+            None,
+        ),
+        (Op::Purge, None),
+        st(false, 7),
+        (Op::Flush, Some((0, Fault::Crash))),
+    ]);
+    run(setup, steps);
+}

@@ -97,7 +97,8 @@ fn newest(b: &[u8]) -> std::result::Result<(usize, Held), &'static str> {
 /// The open last-sequence file and what it holds.
 pub(crate) struct LastSeqFile {
     path: PathBuf,
-    /// Opened (created if missing) at the first write, so opening a store writes nothing.
+    /// Opened when the store is (a valid file is synced then) or, when missing or damaged,
+    /// created at the first write.
     file: Option<DiskFile>,
     /// What the file holds; `None` when unknown (missing, damaged, or a write failed part-way).
     written: Option<(u64, i64)>,
@@ -125,6 +126,11 @@ impl LastSeqFile {
         match disk.read(&f.path) {
             Ok(b) => match newest(&b) {
                 Ok((slot, h)) => {
+                    // The slot read may have been written by a process that died before
+                    // syncing it; sync it now, since the next writes go to the other slot.
+                    let file = disk.open_rw(&f.path)?;
+                    file.sync_data()?;
+                    f.file = Some(file);
                     f.written = Some((h.last, h.ts));
                     f.generation = h.generation;
                     f.synced_slot = slot;
