@@ -98,8 +98,9 @@
 //! The valid slot with the higher generation holds the value. It is overwritten in place (one
 //! `pwrite` of a slot, which needs no new disk space) after the records of every write that
 //! moved the last sequence, always into the slot that does not hold the last synced value;
-//! it is synced when the store is opened, by [`Store::sync`] and [`Store::stop`], and written and synced before a
-//! truncate marker lowers the last sequence, so it never claims more than the blocks reached.
+//! it is synced when the store is opened, by [`Store::sync`] and [`Store::stop`], and written
+//! and synced before a truncate marker lowers the last sequence (a truncate that fails puts the
+//! old value back), so it never claims more than the blocks reached.
 //!
 //! The checksum is xxh3-64, not the keyed HighwayHash of nats-server's filestore: a natsd store
 //! directory cannot be read by nats-server, nor the reverse.
