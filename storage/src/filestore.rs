@@ -1015,6 +1015,16 @@ impl FileStore {
             Some((&n, _)) => fs_.new_block(n + 1)?,
             None => fs_.new_block(1)?,
         }
+        // What the blocks proved is made durable before anything compacts them away.
+        // A store that cannot write it (a full disk) still opens; the next write retries.
+        let (last, ts) = (fs_.idx.last_seq, fs_.idx.last_ts);
+        let held = fs_.last.write(&fs_.disk, last, ts);
+        if let Err(e) = held.and_then(|()| fs_.last.sync()) {
+            log::warn!(
+                "filestore {}: writing the last sequence: {e}",
+                fs_.dir.display()
+            );
+        }
         let limits = fs_.cfg.limits;
         fs_.change(|s| {
             s.enforce(None, &limits)?;
