@@ -1,7 +1,7 @@
 //! JetStream details where natsd follows nats-server 2.15.1: each test runs against natsd
 //! and, when installed, the reference server, and asserts what both do. A deleted stream
 //! ends its consumers' waiting pull requests; `$JS.API.INFO` counts the requests answered
-//! before it.
+//! before it; a message past `max_deliver` still counts as redelivered.
 
 use std::time::Duration;
 
@@ -152,6 +152,46 @@ async fn account_info_counts_requests_before_it() {
         let second = api_ok(&client, "$JS.API.INFO", json!({})).await;
         assert_eq!(first["api"]["total"], 0, "{first}");
         assert_eq!(second["api"]["total"], 1, "{second}");
+    })
+    .await;
+}
+
+/// After a message's last allowed delivery (`max_deliver`, redelivered at `ack_wait`) and
+/// that delivery's ack wait passing, it still counts in `num_redelivered`.
+#[tokio::test]
+async fn redelivered_counts_the_last_delivery() {
+    on_both(|client| async move {
+        api_ok(
+            &client,
+            "$JS.API.STREAM.CREATE.R",
+            json!({"name": "R", "subjects": ["r"], "storage": "memory"}),
+        )
+        .await;
+        store(&client, "r", "x").await;
+        api_ok(
+            &client,
+            "$JS.API.CONSUMER.CREATE.R.C",
+            json!({"stream_name": "R", "config": {
+                "durable_name": "C", "ack_policy": "explicit", "max_deliver": 2,
+                "ack_wait": 300_000_000u64}}),
+        )
+        .await;
+        let mut inbox = client.subscribe("rd.inbox").await.expect("subscribe");
+        pull(
+            &client,
+            "R",
+            "C",
+            "rd.inbox",
+            json!({"batch": 2, "expires": 3_000_000_000u64}),
+        )
+        .await;
+        for _ in 0..2 {
+            let m = next_within(&mut inbox, WAIT, "delivery").await;
+            assert_eq!(status(&m).0, 0, "{m:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let info = api_ok(&client, "$JS.API.CONSUMER.INFO.R.C", json!({})).await;
+        assert_eq!(info["num_redelivered"], 1, "{info}");
     })
     .await;
 }

@@ -1494,13 +1494,14 @@ impl Consumer {
         }
     }
 
-    /// A message reached `max_deliver`: the advisory, and it stops being pending.
+    /// A message reached `max_deliver`: the advisory, and it stops being
+    /// pending. Its delivery count stays, as nats-server keeps it: it still
+    /// counts in `num_redelivered` (the last delivery was a redelivery).
     fn retire(&mut self, now_ns: i64, seq: u64, dc: u64) {
         self.advisory(now_ns, AdvisoryKind::MaxDeliveries, seq, 0, dc);
         if self.pending.remove(&seq).is_some() {
             self.move_ack_floor();
         }
-        self.rdc.remove(&seq);
         self.remove_rdq(seq);
         self.dirty = true;
     }
