@@ -744,3 +744,35 @@ fn the_slot_read_at_open_is_synced() {
     ]);
     run(setup, steps);
 }
+
+/// The soak's shrunk case: with `sync_always`, sealing a full block wrote the pending
+/// records, its fsync failed, and a later flush returned `Ok` with them unsynced; a power loss
+/// then took them. Sealing now writes and fsyncs them as one write that is rolled back.
+#[test]
+fn records_whose_fsync_failed_while_sealing_are_rolled_back() {
+    let setup = Setup {
+        block_size: 300,
+        sync_always: true,
+        compress: false,
+        cipher: None,
+        max_msgs: 0,
+        per_subject: 0,
+    };
+    let st = |hdr, len| Op::Store { subj: 0, hdr, len };
+    run(
+        setup,
+        vec![
+            (st(false, 26), None),
+            (st(true, 37), None),
+            (st(true, 29), Some((2, Fault::NoSpace))),
+            (Op::Flush, None),
+            (
+                Op::Kill {
+                    power: true,
+                    seed: 0,
+                },
+                None,
+            ),
+        ],
+    );
+}

@@ -1231,7 +1231,9 @@ impl FileStore {
     /// not be packed stays readable as it is.
     fn roll(&mut self) -> Result<()> {
         let n = self.active;
-        self.write_pending(false)?;
+        // Written and fsynced as one write: records whose fsync failed are rolled back, never
+        // left written but not durable behind a later flush that has nothing to write.
+        self.write_pending(true)?;
         if let Some(b) = self.blocks.get_mut(&n) {
             if let Data::Active(a) = &b.data {
                 a.file.sync_data()?;
