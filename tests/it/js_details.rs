@@ -1,7 +1,8 @@
 //! JetStream details where natsd follows nats-server 2.15.1: each test runs against natsd
 //! and, when installed, the reference server, and asserts what both do. A deleted stream
 //! ends its consumers' waiting pull requests; `$JS.API.INFO` counts the requests answered
-//! before it; a message past `max_deliver` still counts as redelivered.
+//! before it; a message past `max_deliver` still counts as redelivered; a stream update
+//! refuses consumer limits its consumers exceed.
 
 use std::time::Duration;
 
@@ -192,6 +193,37 @@ async fn redelivered_counts_the_last_delivery() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let info = api_ok(&client, "$JS.API.CONSUMER.INFO.R.C", json!({})).await;
         assert_eq!(info["num_redelivered"], 1, "{info}");
+    })
+    .await;
+}
+
+/// A stream update whose `consumer_limits` an existing consumer exceeds is refused, naming
+/// the consumers in the way; limits they keep to are accepted.
+#[tokio::test]
+async fn consumer_limits_update_checks_consumers() {
+    on_both(|client| async move {
+        let stream = json!({"name": "L", "subjects": ["l"], "storage": "memory"});
+        api_ok(&client, "$JS.API.STREAM.CREATE.L", stream.clone()).await;
+        for (name, pending) in [("BIG", 1000), ("SMALL", 5)] {
+            api_ok(
+                &client,
+                &format!("$JS.API.CONSUMER.CREATE.L.{name}"),
+                json!({"stream_name": "L", "config": {
+                    "durable_name": name, "ack_policy": "explicit", "max_ack_pending": pending}}),
+            )
+            .await;
+        }
+        let mut update = stream.clone();
+        update["consumer_limits"] = json!({"max_ack_pending": 10});
+        let reply = api(&client, "$JS.API.STREAM.UPDATE.L", update.clone()).await;
+        assert_eq!(
+            reply["error"],
+            json!({"code": 500, "err_code": 10069,
+                "description": "change to limits violates consumers: BIG"}),
+            "{reply}"
+        );
+        update["consumer_limits"] = json!({"max_ack_pending": 1000});
+        api_ok(&client, "$JS.API.STREAM.UPDATE.L", update).await;
     })
     .await;
 }

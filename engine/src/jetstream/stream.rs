@@ -262,8 +262,36 @@ impl Stream {
         self.written_msg_id.clone_from(&self.last_msg_id);
     }
 
+    /// nats-server refuses new `consumer_limits` that existing consumers
+    /// exceed (a `max_ack_pending` or `inactive_threshold` above a set
+    /// limit), naming them, rather than leave consumers outside the limits.
+    fn check_consumer_limits(&self, limits: &serde_json::Value) -> Result<(), ApiError> {
+        let max_ack_pending = limits["max_ack_pending"].as_i64().unwrap_or(0);
+        let inactive =
+            std::time::Duration::from_nanos(limits["inactive_threshold"].as_u64().unwrap_or(0));
+        let violators: Vec<&str> = self
+            .consumers
+            .iter()
+            .filter(|(_, slot)| {
+                let c = slot.c.config();
+                (max_ack_pending > 0 && c.max_ack_pending > max_ack_pending)
+                    || (!inactive.is_zero() && c.inactive_threshold > inactive)
+            })
+            .map(|(name, _)| &**name)
+            .collect();
+        if violators.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "change to limits violates consumers: {}",
+            violators.join(", ")
+        );
+        Err(ApiError::new(500, 10069, &text))
+    }
+
     /// Apply an updated (validated) configuration.
     pub fn update(&mut self, cfg: StreamConfig) -> Result<(), ApiError> {
+        self.check_consumer_limits(&cfg.consumer_limits)?;
         self.store
             .update_config(cfg.store_limits())
             .map_err(|e| ApiError::new(500, 10069, &e.to_string()))?;
