@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use natsd_engine::conf::{ConfError, ErrorKind};
 use natsd_engine::options::{ConfErrors, Options, DEFAULT_PORT};
 
 use natsd_engine::server::{COMPAT_VERSION as NATS_SERVER_VERSION, NATSD_VERSION};
@@ -65,6 +66,7 @@ const FLAGS: &[Flag] = &[
     flag("routes", &["routes"], Kind::Str),
     flag("cluster", &["cluster"], Kind::Str),
     flag("cluster_name", &["cluster_name"], Kind::Str),
+    flag("cluster_listen", &["cluster_listen"], Kind::Str),
     flag("tls", &["tls"], Kind::Bool),
     flag("tlscert", &["tlscert"], Kind::Str),
     flag("tlskey", &["tlskey"], Kind::Str),
@@ -81,6 +83,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("routes", "--routes"),
     ("cluster", "--cluster"),
     ("cluster_name", "--cluster_name"),
+    ("cluster_listen", "--cluster_listen"),
 ];
 
 /// What the command line asks for.
@@ -158,7 +161,7 @@ where
     let (mut opts, mut warnings) = match string_flag(&matches, "config") {
         Some(file) => {
             let (opts, warnings) = Options::from_conf_file(Path::new(&file))
-                .map_err(|e| FlagError::Fatal(e.to_string()))?;
+                .map_err(|e| FlagError::Fatal(conf_error_text(&e)))?;
             // nats-server's -t fails on warnings too.
             if check && !warnings.is_empty() {
                 let report = ConfErrors {
@@ -192,6 +195,22 @@ where
             .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it")),
     );
     Ok(Action::Run(Box::new(Run { opts, warnings })))
+}
+
+/// A configuration that does not load, as nats-server reports it: a syntax error as
+/// `Parse error on line N: '...'` (its lexer's words), every other problem as
+/// `file:line:col: ...`, one a line.
+fn conf_error_text(report: &ConfErrors) -> String {
+    match (report.warnings.as_slice(), report.errors.as_slice()) {
+        (
+            [],
+            [ConfError {
+                at: Some(at),
+                kind: ErrorKind::Syntax(msg),
+            }],
+        ) => format!("Parse error on line {}: '{msg}'", at.line),
+        _ => report.to_string(),
+    }
 }
 
 /// `-v` output: first nats-server's own line with the release natsd
@@ -259,6 +278,7 @@ Cluster Options:
         --routes <rurl-1, rurl-2>    Routes to solicit and connect (not supported yet)
         --cluster <cluster-url>      Cluster URL for solicited routes (not supported yet)
         --cluster_name <string>      Cluster Name, if not set one will be dynamically generated (not supported yet)
+        --cluster_listen <url>       Cluster url from which members can solicit routes (not supported yet)
 
 natsd Options:
         --reactors <n>               Reactor threads (default: 0, one per core)
@@ -813,6 +833,33 @@ mod tests {
         assert_eq!(
             FlagError::Fatal("x.conf:1:1: unknown field \"a\"".into()).to_string(),
             "natsd: x.conf:1:1: unknown field \"a\""
+        );
+    }
+
+    #[test]
+    fn syntax_errors_read_as_nats_servers_parse_errors() {
+        let unclosed = conf_file("unclosed.conf", "port: 4222\nfoo {\n  bar: 1\n");
+        assert_eq!(
+            parse(["-c", unclosed.as_str()]),
+            Err(FlagError::Fatal(
+                "Parse error on line 4: 'Unexpected EOF processing map.'".into()
+            ))
+        );
+        let unknown = conf_file("unknown.conf", "foo: 1\n");
+        assert_eq!(
+            parse(["-c", unknown.as_str()]),
+            Err(FlagError::Fatal(format!(
+                "{unknown}:1:1: unknown field \"foo\""
+            )))
+        );
+    }
+
+    #[test]
+    fn cluster_listen_is_accepted() {
+        let run = run(&["--cluster_listen", "nats://127.0.0.1:6222"]);
+        assert_eq!(
+            run.warnings,
+            ["--cluster_listen is not supported yet, ignoring it"]
         );
     }
 

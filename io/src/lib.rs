@@ -155,6 +155,9 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     log::info!("  Git:      [not set]");
     log::info!("  Name:     {}", server.name());
     log::info!("  ID:       {}", server.id());
+    if let Some(file) = &opts.config_file {
+        log::info!("Using configuration file: {}", file.display());
+    }
 
     let std_listener = listen::bind(&opts.host, opts.port)
         .map_err(|e| io::Error::new(e.kind(), format!("Error listening on port: {e}")))?;
@@ -180,7 +183,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     // internal client wakes its stage exactly as it would wake a reactor.
     let mut stages = Vec::new();
     let mut stage_handles = Vec::new();
-    for (k, (name, service)) in services(&server_handle, started).into_iter().enumerate() {
+    for (k, (name, service)) in services(&server_handle, started)?.into_iter().enumerate() {
         let (stage, handle) = stage::Stage::new(reactors + k, server.clone(), service);
         if name == SYS_STAGE {
             let sink = handle.clone();
@@ -346,7 +349,11 @@ const SYS_STAGE: &str = "sys";
 /// The services that run on stage threads, each with its thread name.
 /// The system service ([`SYS_STAGE`]) also receives the server's events
 /// (its stage is registered as the event sink by the caller of this list).
-fn services(handle: &ServerHandle, started: Instant) -> Vec<(&'static str, Box<dyn Service>)> {
+/// JetStream that cannot start stops the server, as in nats-server (`Can't start JetStream: ...`).
+fn services(
+    handle: &ServerHandle,
+    started: Instant,
+) -> io::Result<Vec<(&'static str, Box<dyn Service>)>> {
     let mut services: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
     let sys_seed = u64::from_le_bytes(random_seed()[..8].try_into().unwrap_or_default());
     let sys_src = Box::new(http::LiveSource::new(handle.clone(), started));
@@ -357,10 +364,26 @@ fn services(handle: &ServerHandle, started: Instant) -> Vec<(&'static str, Box<d
         let wall = std::time::SystemTime::now() - started.elapsed();
         match natsd_engine::jetstream::JetStream::new(handle.server().clone(), started, wall) {
             Ok(js) => services.push(("jetstream", Box::new(js))),
-            Err(e) => log::error!("Could not start JetStream: {e}"),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "Can't start JetStream: {}",
+                        jetstream_error(&handle.server().options(), e)
+                    ),
+                ))
+            }
         }
     }
-    services
+    Ok(services)
+}
+
+/// nats-server's words for a store directory that is a file; other errors as they are.
+fn jetstream_error(opts: &Options, e: io::Error) -> String {
+    match &opts.store_dir {
+        Some(dir) if dir.is_file() => "storage directory is not a directory".to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// SIGHUP: re-read the configuration and apply what may change live.
@@ -412,7 +435,7 @@ fn spawn_signal_thread(tx: Sender<Signal>, waker: Arc<Waker>) -> io::Result<()> 
                     SIGUSR1 => ("user defined signal 1", Signal::Reopen),
                     _ => ("user defined signal 2", Signal::LameDuck),
                 };
-                log::debug!("Trapped \"{name}\" signal");
+                log::info!("Trapped \"{name}\" signal");
                 if tx.send(signal).is_err() {
                     return;
                 }

@@ -258,3 +258,115 @@ fn wildcard_host_serves_ipv6_clients() {
         assert!(conn.ping_pong().is_empty(), "{:?}", server.bin());
     }
 }
+
+/// The binaries to check: natsd, then the reference when it is installed.
+fn binaries() -> Vec<std::path::PathBuf> {
+    let mut all = vec![natsd_tests::natsd_bin()];
+    all.extend(natsd_tests::reference_bin());
+    all
+}
+
+/// A configuration syntax error, as nats-server prints it, and a non-zero exit.
+#[test]
+fn config_syntax_error_reads_as_nats_servers() {
+    let dir = TempDir::new();
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(&conf, "port: 4222\nfoo {\n  bar: 1\n").expect("write conf");
+    for bin in binaries() {
+        let out = std::process::Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(": Parse error on line 4: 'Unexpected EOF processing map.'"),
+            "{bin:?}: {stderr}"
+        );
+        assert!(!out.status.success(), "{bin:?}");
+    }
+}
+
+/// The child's exit status, or `None` (after killing it) when it still runs after
+/// [`natsd_tests::START_TIMEOUT`].
+fn wait_exit(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + natsd_tests::START_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A JetStream store directory that is a file stops the server: `[FTL]`, exit code 1.
+#[test]
+fn store_dir_that_is_a_file_is_fatal() {
+    let dir = TempDir::new();
+    let file = dir.path().join("store");
+    std::fs::write(&file, "not a directory").expect("write file");
+    for bin in binaries() {
+        let log = dir.path().join("server.log");
+        let _ = std::fs::remove_file(&log);
+        let mut child = std::process::Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(&file)
+            .arg("-l")
+            .arg(&log)
+            .spawn()
+            .expect("run the server");
+        let status = wait_exit(&mut child);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{bin:?}: {text}");
+        assert!(
+            text.contains("[FTL] Can't start JetStream: storage directory is not a directory"),
+            "{bin:?}: {text}"
+        );
+    }
+}
+
+/// `Using configuration file: <path>` at start, the JetStream limits as `64.00 MB`, and
+/// `Trapped "terminated" signal` on SIGTERM.
+#[test]
+fn startup_banner_and_signal_lines() {
+    let store = TempDir::new();
+    let conf = format!(
+        "jetstream {{ max_memory_store: 64MB, max_file_store: 1GB, store_dir: {:?} }}\n",
+        store.path()
+    );
+    for server in Server::natsd_and_reference(&conf) {
+        let log = server.log_contents();
+        let using = format!(
+            "[INF] Using configuration file: {}",
+            server.config_path().display()
+        );
+        assert!(log.contains(&using), "{:?}: {log}", server.bin());
+        assert!(
+            log.contains("[INF]   Max Memory:      64.00 MB"),
+            "{:?}: {log}",
+            server.bin()
+        );
+        assert!(
+            log.contains("[INF]   Max Storage:     1.00 GB"),
+            "{:?}: {log}",
+            server.bin()
+        );
+        server.signal("TERM");
+        assert!(
+            server.wait_for_log("[INF] Trapped \"terminated\" signal", WAIT),
+            "{:?}: {}",
+            server.bin(),
+            server.log_contents()
+        );
+    }
+}
+
+/// `--cluster_listen` is taken (nats.rs's cluster harness passes it).
+#[test]
+fn cluster_listen_flag_is_accepted() {
+    let server = Server::natsd(&["--cluster_listen", "nats://127.0.0.1:-1"]);
+    assert!(server.raw().ping_pong().is_empty());
+}
