@@ -988,14 +988,9 @@ impl JetStream {
         }
     }
 
-    fn handle_publish(
-        &mut self,
-        now: Instant,
-        net: &mut Internal,
-        acc: usize,
-        name: &str,
-        msg: Delivery,
-    ) {
+    /// Store a message published to a stream's subject; its ack and its
+    /// follow-ups wait for the batch's write (`write_batch`).
+    fn handle_publish(&mut self, now: Instant, acc: usize, name: &str, msg: Delivery) {
         let max_payload = self.server.options().max_payload;
         let now_ns = self.now_ns(now);
         let Some(storage) = self.accounts[acc].streams.get(name).map(|s| s.cfg.storage) else {
@@ -1040,7 +1035,8 @@ impl JetStream {
                 ack: std::mem::take(&mut published.ack),
             });
         }
-        self.feed_evicted(now, net, acc, name);
+        // Its evictions reach the consumers after the write (`write_batch`):
+        // a failed write puts them back.
         if let (Some(dirty), Some(_)) = (dirty, published.stored) {
             self.stored.push(Stored {
                 acc,
@@ -1167,6 +1163,9 @@ impl JetStream {
         }
         self.settle_rollbacks();
         let mut dirty = std::mem::take(&mut self.dirty);
+        for (acc, name) in &dirty {
+            self.feed_evicted(now, net, *acc, name);
+        }
         let mut stored = std::mem::take(&mut self.stored);
         for st in stored.drain(..) {
             let name = dirty[st.dirty].1.clone();
@@ -1255,7 +1254,7 @@ impl Service for JetStream {
                     msg,
                 });
             }
-            Some(Target::Stream(acc, name)) => self.handle_publish(now, net, acc, &name, msg),
+            Some(Target::Stream(acc, name)) => self.handle_publish(now, acc, &name, msg),
             Some(Target::Ack(acc)) => self.handle_ack(now, net, acc, msg),
             Some(Target::FlowControl(acc)) => self.handle_flow_control(now, net, acc, &msg),
             None => {}
