@@ -59,3 +59,8 @@ fn subject_transform_corpus() {
         natsd_engine::fuzzing::subject_transform,
     );
 }
+
+#[test]
+fn route_proto_corpus() {
+    replay("route_proto", natsd_proto::route::fuzz_props::route_proto);
+}

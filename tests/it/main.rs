@@ -23,6 +23,7 @@ mod monitor;
 mod pubsub;
 mod reconnect;
 mod reload_accounts;
+mod route_wire;
 mod signals;
 mod stream_features;
 mod sys;
