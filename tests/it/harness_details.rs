@@ -193,8 +193,17 @@ async fn features_clients_gate_on_the_announced_release_work() {
 fn ports_file(server: &Server, dir: &Path, program: &str) -> Value {
     let pid = std::fs::read_to_string(server.pid_file()).expect("pid file");
     let path = dir.join(format!("{program}_{}.ports", pid.trim()));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{:?}: {}: {e}", server.bin(), path.display()));
+    // nats-server writes the file from a goroutine once its listeners are up.
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.is_empty() => break text,
+            got if std::time::Instant::now() >= deadline => {
+                panic!("{:?}: {}: {got:?}", server.bin(), path.display())
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
     let mut json: Value = serde_json::from_str(&text).expect("ports file JSON");
     let monitor = json["monitoring"][0]
         .as_str()
