@@ -6,7 +6,7 @@
 //! same text nats-server sends.
 use serde::{Deserialize, Deserializer, Serialize};
 
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
@@ -20,7 +20,7 @@ fn is_zero_u32(n: &u32) -> bool {
 
 /// Go's `encoding/json` leaves a field alone when the JSON value is `null`;
 /// serde would fail. This reads `null` as the type's default.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -7,11 +7,9 @@
 //! so `to_json` gives the text nats-server sends. Unknown fields are ignored
 //! when reading (newer peers add fields), and a JSON `null` leaves a field at
 //! its default, as Go's `encoding/json` does.
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
+use crate::info::{is_false, null_default};
 
 fn is_zero_i32(n: &i32) -> bool {
     *n == 0
@@ -19,15 +17,6 @@ fn is_zero_i32(n: &i32) -> bool {
 
 fn is_zero_u8(n: &u8) -> bool {
     *n == 0
-}
-
-/// A JSON `null` reads as the type's default, as Go leaves the field alone.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Subjects a route may import or export (nats-server's
