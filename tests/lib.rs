@@ -88,6 +88,14 @@ pub enum Kind {
     Reference,
 }
 
+/// JetStream servers with their store directories ([`Server::natsd_and_reference_js`]).
+#[derive(Debug)]
+pub struct JsServers {
+    /// natsd, then the reference when installed.
+    pub servers: Vec<Server>,
+    _stores: [TempDir; 2],
+}
+
 /// A running server process; killed (SIGTERM, then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -126,6 +134,19 @@ impl Server {
             }
         }
         all
+    }
+
+    /// natsd with JetStream on a fresh store, then nats-server likewise when it is installed;
+    /// the stores live as long as the returned [`JsServers`].
+    pub fn natsd_and_reference_js() -> JsServers {
+        let stores = [TempDir::new(), TempDir::new()];
+        let dir = |i: usize| stores[i].path().display().to_string();
+        let mut servers = vec![Server::natsd(&["-js", "-sd", &dir(0)])];
+        servers.extend(Server::reference(&["-js", "-sd", &dir(1)]));
+        JsServers {
+            servers,
+            _stores: stores,
+        }
     }
 
     /// Starts the reference nats-server, or returns `None` (after printing a note) when it is

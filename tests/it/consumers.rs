@@ -33,16 +33,7 @@ fn stream_config(name: &str, subjects: &[&str], storage: StorageType) -> Config 
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, payload: &str) -> u64 {
-    tokio::time::timeout(WAIT, async {
-        js.publish(subject.to_string(), Bytes::from(payload.to_string()))
-            .await
-            .expect("publish")
-            .await
-            .expect("ack")
-            .sequence
-    })
-    .await
-    .expect("publish timed out")
+    crate::publish_acked(js, subject, payload.to_string()).await
 }
 
 /// Fetch up to `n` messages (waiting at most `expires`).

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use natsd_tests::{Server, TempDir};
 
-use crate::{connect, WAIT};
+use crate::{connect, publish_acked, WAIT};
 
 fn js_server(store: &Path, conf: Option<&str>) -> Server {
     match conf {
@@ -49,19 +49,6 @@ fn block_files(store: &Path, name: &str) -> Vec<PathBuf> {
 
 fn payload(tag: &str, i: u64) -> Bytes {
     Bytes::from(format!("{tag}-{i}-{}", "p".repeat((i % 40) as usize)))
-}
-
-async fn publish_acked(js: &jetstream::Context, subject: String, body: Bytes) -> u64 {
-    tokio::time::timeout(WAIT, async {
-        js.publish(subject, body)
-            .await
-            .expect("publish")
-            .await
-            .expect("ack")
-            .sequence
-    })
-    .await
-    .expect("publish timed out")
 }
 
 async fn durable(
@@ -310,15 +297,20 @@ async fn kill_9_loop_with_a_confirming_consumer() {
             assert_eq!(&m.payload, body, "round {round}: seq {seq}");
         }
         let highest = published.iter().map(|(s, _)| *s).max().unwrap_or(0);
-        let next = publish_acked(&js, "l.probe".into(), Bytes::from_static(b"probe")).await;
+        let next = publish_acked(&js, "l.probe", Bytes::from_static(b"probe")).await;
         assert!(
             next > highest,
             "round {round}: seq {next} handed out again (highest {highest})"
         );
         published.push((next, Bytes::from_static(b"probe")));
         let c = durable(&stream, "D").await;
-        let info = c.clone().info().await.expect("consumer info").clone();
-        let floor = info.ack_floor.stream_sequence;
+        let floor = c
+            .clone()
+            .info()
+            .await
+            .expect("consumer info")
+            .ack_floor
+            .stream_sequence;
         let mut sorted = confirmed.clone();
         sorted.sort_unstable();
         // Confirmed acks form a prefix of the stream here (one consumer, in order): the floor
@@ -387,7 +379,7 @@ async fn a_flipped_byte_loses_one_record_not_the_stream() {
     }
     assert_eq!(lost, 1, "one record damaged, one lost");
     assert_eq!(
-        publish_acked(&js, "c.next".into(), Bytes::from_static(b"n")).await,
+        publish_acked(&js, "c.next", Bytes::from_static(b"n")).await,
         201
     );
 }

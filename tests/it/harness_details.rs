@@ -74,17 +74,8 @@ fn version_flag_prints_nats_servers_line_first() {
 /// named create API; batch direct gets; priority groups; consumer pause; per-message TTLs.
 #[tokio::test]
 async fn features_clients_gate_on_the_announced_release_work() {
-    let natsd_store = TempDir::new();
-    let mut servers = vec![Server::natsd(&[
-        "-js",
-        "-sd",
-        &natsd_store.path().display().to_string(),
-    ])];
-    let ref_store = TempDir::new();
-    if let Some(r) = Server::reference(&["-js", "-sd", &ref_store.path().display().to_string()]) {
-        servers.push(r);
-    }
-    for server in &servers {
+    let js = Server::natsd_and_reference_js();
+    for server in &js.servers {
         let bin = server.bin();
         let client = connect(&server.url()).await;
         let created = ok(

@@ -63,12 +63,7 @@ pub(crate) async fn publish_raw(
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, payload: &str) -> u64 {
-    js.publish(subject.to_string(), Bytes::from(payload.to_string()))
-        .await
-        .expect("publish")
-        .await
-        .expect("ack")
-        .sequence
+    crate::publish_acked(js, subject, payload.to_string()).await
 }
 
 #[tokio::test]

@@ -107,17 +107,8 @@ fn expected(expect: &Expect) -> Value {
 /// Runs `cases` in order against natsd and the reference (when installed), each on a fresh
 /// JetStream server, and checks every reply against the table.
 fn check_cases(cases: &[(&str, &str, Expect)]) {
-    let natsd_store = TempDir::new();
-    let mut servers = vec![Server::natsd(&[
-        "-js",
-        "-sd",
-        &natsd_store.path().display().to_string(),
-    ])];
-    let ref_store = TempDir::new();
-    if let Some(r) = Server::reference(&["-js", "-sd", &ref_store.path().display().to_string()]) {
-        servers.push(r);
-    }
-    for server in &servers {
+    let js = Server::natsd_and_reference_js();
+    for server in &js.servers {
         let mut api = Api::connect(server);
         for (subject, body, expect) in cases {
             let reply = api.request(subject, body);

@@ -38,6 +38,24 @@ use futures::{FutureExt, StreamExt};
 /// Upper bound for any single wait in a behaviour test.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Publishes to JetStream and waits for the pub ack; its sequence. Bounded by [`WAIT`].
+pub async fn publish_acked(
+    js: &async_nats::jetstream::Context,
+    subject: impl Into<String>,
+    body: impl Into<Bytes>,
+) -> u64 {
+    tokio::time::timeout(WAIT, async {
+        js.publish(subject.into(), body.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack")
+            .sequence
+    })
+    .await
+    .expect("publish timed out")
+}
+
 /// Connects an async-nats client, bounded by [`WAIT`].
 pub async fn connect(url: &str) -> async_nats::Client {
     tokio::time::timeout(WAIT, async_nats::connect(url))
