@@ -48,6 +48,8 @@
 
 mod log;
 mod node;
+#[cfg(test)]
+mod node_tests;
 pub mod rng;
 pub mod sim;
 mod storage;

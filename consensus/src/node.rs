@@ -606,15 +606,26 @@ impl Node {
         index
     }
 
+    /// Sends `peer` what it lacks, in as many appends as the pipeline allows; with
+    /// `allow_empty`, at least a heartbeat.
     fn send_append(&mut self, peer: NodeId, allow_empty: bool) {
+        let mut allow_empty = allow_empty;
+        while self.send_one(peer, allow_empty) {
+            allow_empty = false;
+        }
+    }
+
+    /// Sends one append (or snapshot, or heartbeat); true if it carried entries while
+    /// replicating, so that more may follow.
+    fn send_one(&mut self, peer: NodeId, allow_empty: bool) -> bool {
         let last = self.log.last_index();
         let Some(p) = self.progress.get_mut(&peer) else {
-            return;
+            return false;
         };
         if p.next <= self.log.snap_index {
             if !p.snapshot_sent || allow_empty {
                 let Some(snapshot) = self.snapshot.clone() else {
-                    return;
+                    return false;
                 };
                 p.snapshot_sent = true;
                 let body = Body::InstallSnapshot {
@@ -624,7 +635,7 @@ impl Node {
                 };
                 self.send(peer, body);
             }
-            return;
+            return false;
         }
         let can_send = !p.snapshot_sent
             && if p.replicating {
@@ -639,6 +650,7 @@ impl Node {
                 .term_at(prev_index)
                 .expect("next is past the snapshot point");
             let entries = batch(&self.log, p.next, &self.cfg);
+            let more = p.replicating && !entries.is_empty();
             if let Some(e) = entries.last() {
                 if p.replicating {
                     p.inflight.push_back(e.index);
@@ -655,6 +667,7 @@ impl Node {
                 entries,
             };
             self.send(peer, body);
+            return more;
         } else if allow_empty {
             // A heartbeat names only what the follower is known to hold, so that it never
             // overtakes entries in flight and is never refused for them.
@@ -672,6 +685,7 @@ impl Node {
             };
             self.send(peer, body);
         }
+        false
     }
 
     fn on_append_response(&mut self, from: NodeId, term: Term, index: LogIndex, success: bool) {
@@ -860,8 +874,10 @@ impl Node {
         let free = self.vote.is_none() || self.vote == Some(from) || self.mutated_double_vote();
         let granted = term == self.term && up_to_date && free;
         if granted {
-            self.vote = Some(from);
-            self.hard_dirty = true;
+            if self.vote != Some(from) {
+                self.vote = Some(from);
+                self.hard_dirty = true;
+            }
             self.reset_timeout();
         }
         self.send(
