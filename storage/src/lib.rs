@@ -50,6 +50,7 @@ mod memstore;
 mod mmap;
 #[cfg(test)]
 mod model_tests;
+mod raftlog;
 mod seqmap;
 #[cfg(test)]
 mod store_tests;
@@ -60,6 +61,7 @@ mod testutil;
 pub use error::{Error, Result};
 pub use filestore::{Cipher, EncryptionKey, FileStore, FileStoreConfig};
 pub use memstore::MemStore;
+pub use raftlog::RaftFileLog;
 pub use subject::subject_matches;
 
 use std::collections::BTreeMap;
