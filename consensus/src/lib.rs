@@ -46,6 +46,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "_fuzz"))]
+pub mod fuzz;
+pub mod local;
 mod log;
 mod node;
 #[cfg(test)]

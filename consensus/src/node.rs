@@ -34,6 +34,9 @@ impl Mutation {
     }
 }
 
+/// Messages with terms at or above this are dropped as garbage.
+const MAX_TERM: Term = u64::MAX / 2;
+
 /// How a node behaves. Times are in ticks of the driver's clock.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -382,6 +385,11 @@ impl Node {
         }
         let from = msg.from;
         let term = msg.body.term();
+        // No group lives to see such a term: the message is garbage, and a node that took
+        // it would overflow counting the next term (found by the raft_node fuzz target).
+        if term >= MAX_TERM {
+            return;
+        }
         match msg.body {
             Body::VoteRequest {
                 term,

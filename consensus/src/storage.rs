@@ -54,10 +54,11 @@ impl State {
                 let Some(first) = es.first().map(|e| e.index) else {
                     return;
                 };
-                self.entries.retain(|e| e.index < first);
                 let base = self.snapshot.as_ref().map_or(0, |s| s.index);
-                let expected = base + self.entries.len() as u64 + 1;
-                assert_eq!(first, expected, "entries must continue the log");
+                assert!(first > base, "entries must follow the snapshot");
+                let keep = (first - base - 1) as usize;
+                assert!(keep <= self.entries.len(), "entries must continue the log");
+                self.entries.truncate(keep);
                 self.entries.extend(es);
             }
             Op::Hard(h) => self.hard = h,

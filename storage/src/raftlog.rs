@@ -200,15 +200,19 @@ fn apply_entries(state: &mut Recovered, es: &[Entry]) -> Result<()> {
     let Some(first) = es.first().map(|e| e.index) else {
         return Ok(());
     };
-    state.entries.retain(|e| e.index < first);
     let base = state.snapshot.as_ref().map_or(0, |s| s.index);
-    if first != base + state.entries.len() as u64 + 1 {
+    let keep = first
+        .checked_sub(base + 1)
+        .map(|k| k as usize)
+        .filter(|k| *k <= state.entries.len());
+    let Some(keep) = keep else {
         return Err(Error::Corrupt {
             block: 0,
             offset: first,
             reason: "raft entries do not continue the log",
         });
-    }
+    };
+    state.entries.truncate(keep);
     state.entries.extend_from_slice(es);
     Ok(())
 }
