@@ -142,7 +142,8 @@ fn built(input: &mut Cursor) -> Option<Message> {
 
 #[cfg(test)]
 mod tests {
-    /// Replays `fuzz/corpus/raft_node` on the stable toolchain.
+    /// Replays `fuzz/corpus/raft_node` on the stable toolchain (`term-overflow-regression`
+    /// overflowed `term + 1` in debug builds before absurd terms were dropped).
     #[test]
     fn corpus_replays() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/raft_node");
