@@ -148,7 +148,8 @@ pub enum ProposeError {
     NotLeader(Option<NodeId>),
     /// A leader transfer is under way.
     TransferInProgress,
-    /// A membership change is not committed yet (changes go one at a time).
+    /// A membership change is not committed yet (changes go one at a time), or the leader
+    /// has not committed an entry of its term yet.
     ChangeInProgress,
     /// The peer is not one this change applies to (already a voter, not a voter, the leader).
     BadPeer,
@@ -589,7 +590,10 @@ impl Node {
         let pending = self.log.entries().any(|e| {
             e.index > self.commit && matches!(e.kind, EntryType::AddPeer | EntryType::RemovePeer)
         });
-        if pending {
+        // A leader changes membership only once it committed an entry of its own term:
+        // otherwise a change of an earlier leader, still uncommitted, and this one could
+        // each have a majority without overlapping (Ongaro, raft-dev, 2015).
+        if pending || self.log.term_at(self.commit) != Some(self.term) {
             return Err(ProposeError::ChangeInProgress);
         }
         Ok(())

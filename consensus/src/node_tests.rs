@@ -599,6 +599,26 @@ fn peers_are_added_and_removed_one_at_a_time() {
     assert!(c.node(l).commit() >= index);
 }
 
+/// A leader changes membership only after committing an entry of its term (the fix to
+/// single-server changes, Ongaro on raft-dev, 2015).
+#[test]
+fn no_membership_change_before_an_entry_of_the_term_commits() {
+    let mut node = Node::new(Config::new(id(1), vec![id(1)]));
+    let mut seqs = Vec::new();
+    while node.role() != Role::Leader {
+        node.handle_tick();
+        seqs.extend(persist_seq(&outputs(&mut node)));
+    }
+    seqs.extend(persist_seq(&outputs(&mut node)));
+    assert_eq!(
+        node.propose_add_peer(id(2)),
+        Err(ProposeError::ChangeInProgress)
+    );
+    node.handle_persisted(*seqs.last().unwrap());
+    assert_eq!(node.commit(), node.last_index());
+    assert!(node.propose_add_peer(id(2)).is_ok());
+}
+
 /// nats-server's leader transfer: the chosen voter runs at once and wins the next term.
 #[test]
 fn leadership_moves_to_the_chosen_peer() {

@@ -74,7 +74,7 @@ pub struct Report {
 }
 
 const TRACE_TAIL: usize = 60;
-const FAULTS_MS: u64 = 10_000;
+const FAULTS_MS: u64 = 20_000;
 /// After faults stop, everything pending must complete within this long.
 const LIVENESS_MS: u64 = 3_000;
 const CLIENTS: u32 = 5;
@@ -94,6 +94,8 @@ enum Event {
     Partition,
     Heal,
     Transfer,
+    /// Remove a peer, finish a removal once committed, or add a removed peer back.
+    Membership,
     FaultsEnd,
     Client(u32),
     ClientTimeout(u32, u64),
@@ -114,6 +116,17 @@ struct SimNode {
     last_term: Term,
     /// Per ended life: messages sent at or after this time were lost in the crash.
     crash_cuts: Vec<u64>,
+    /// Never runs for leader (an observer).
+    observer: bool,
+    /// The removal of this node (index and term of its entry), until it commits.
+    removing: Option<(LogIndex, Term)>,
+    /// Removed from the group: stopped and its disk wiped.
+    removed: bool,
+    /// Added back as a new member: it starts knowing no voters.
+    fresh: bool,
+    /// Messages from lives before this one are from a member that was removed; a real
+    /// transport tells incarnations apart, so they are dropped.
+    reborn_life: u64,
 }
 
 struct Client {
@@ -224,8 +237,18 @@ impl Sim {
                 checked_commit: 0,
                 last_term: 0,
                 crash_cuts: Vec::new(),
+                observer: false,
+                removing: None,
+                removed: false,
+                fresh: false,
+                reborn_life: 0,
             })
             .collect();
+        let mut nodes: Vec<SimNode> = nodes;
+        if rng.chance(300) {
+            let k = rng.range(0, opts.nodes as u64) as usize;
+            nodes[k].observer = true;
+        }
         let clients = (0..CLIENTS)
             .map(|_| Client {
                 seq: 0,
@@ -290,6 +313,8 @@ impl Sim {
         self.schedule(after, Event::Partition);
         let after = self.rng.range(300, 1500);
         self.schedule(after, Event::Transfer);
+        let after = self.rng.range(100, 1000);
+        self.schedule(after, Event::Membership);
         self.schedule(FAULTS_MS, Event::FaultsEnd);
         let end = FAULTS_MS + LIVENESS_MS;
         while let Some(Reverse((at, key))) = self.queue.pop() {
@@ -331,6 +356,9 @@ impl Sim {
                 if sender.life > life && sent_at >= sender.crash_cuts[life as usize] {
                     return Ok(());
                 }
+                if life < sender.reborn_life {
+                    return Ok(());
+                }
                 if self.full_trace {
                     self.log(format!(
                         "deliver {} -> {}: {:?}",
@@ -369,7 +397,7 @@ impl Sim {
                 }
             }
             Event::Restart(n) => {
-                if self.nodes[n].node.is_none() {
+                if self.nodes[n].node.is_none() && !self.nodes[n].removed {
                     self.start_node(n)?;
                 }
             }
@@ -393,12 +421,19 @@ impl Sim {
                     self.schedule(next, Event::Transfer);
                 }
             }
+            Event::Membership => {
+                if self.faults_on {
+                    self.membership()?;
+                    let next = self.rng.range(100, 400);
+                    self.schedule(next, Event::Membership);
+                }
+            }
             Event::FaultsEnd => {
                 self.faults_on = false;
                 self.group.iter_mut().for_each(|g| *g = 0);
                 self.log("faults end: network heals, crashed nodes restart".into());
                 for n in 0..self.nodes.len() {
-                    if self.nodes[n].node.is_none() {
+                    if self.nodes[n].node.is_none() && !self.nodes[n].removed {
                         self.start_node(n)?;
                     }
                 }
@@ -423,6 +458,10 @@ impl Sim {
         let mut cfg = self.cfg_template.clone();
         let sn = &mut self.nodes[n];
         cfg.id = sn.id;
+        cfg.observer = sn.observer;
+        if sn.fresh {
+            cfg.voters.clear();
+        }
         cfg.seed = self.rng.next_u64();
         let recovered = sn.disk.recover().expect("memory storage does not fail");
         let node = Node::restart(cfg, recovered);
@@ -438,6 +477,69 @@ impl Sim {
         let after = self.rng.range(1, ms + 1);
         self.schedule(after, Event::Tick(n, life));
         self.drain(n)
+    }
+
+    /// One membership step on the leader, if there is one.
+    fn membership(&mut self) -> Result<(), String> {
+        let Some(l) = self
+            .nodes
+            .iter()
+            .position(|s| s.node.as_ref().is_some_and(|x| x.role() == Role::Leader))
+        else {
+            return Ok(());
+        };
+        if let Some(k) = self.nodes.iter().position(|s| s.removing.is_some()) {
+            let (index, term) = self.nodes[k].removing.expect("found");
+            match self.committed.get(index as usize - 1) {
+                Some((t, _)) if *t == term => {
+                    let sn = &mut self.nodes[k];
+                    sn.removing = None;
+                    sn.removed = true;
+                    sn.fresh = true;
+                    if sn.node.take().is_some() {
+                        sn.life += 1;
+                        sn.crash_cuts.push(self.now);
+                    }
+                    sn.reborn_life = sn.life;
+                    sn.disk = MemStorage::new();
+                    self.log(format!("n{} removed and wiped", k + 1));
+                }
+                Some(_) => self.nodes[k].removing = None,
+                None => {}
+            }
+            return Ok(());
+        }
+        if let Some(k) = self.nodes.iter().position(|s| s.removed) {
+            let id = self.nodes[k].id;
+            let result = self.nodes[l]
+                .node
+                .as_mut()
+                .expect("leader runs")
+                .propose_add_peer(id);
+            self.log(format!("n{} adds n{}: {result:?}", l + 1, k + 1));
+            if result.is_ok() {
+                self.nodes[k].removed = false;
+                self.drain(l)?;
+                self.start_node(k)?;
+            }
+            return Ok(());
+        }
+        // Not with an observer: with one voter gone, the only node holding the newest
+        // entries may be the observer, which never runs, and the group could not elect.
+        let observed = self.nodes.iter().any(|s| s.observer);
+        if !observed && self.rng.chance(300) {
+            let k = self.rng.range(0, self.nodes.len() as u64) as usize;
+            let id = self.nodes[k].id;
+            let leader = self.nodes[l].node.as_mut().expect("leader runs");
+            let result = leader.propose_remove_peer(id);
+            let term = leader.term();
+            self.log(format!("n{} removes n{}: {result:?}", l + 1, k + 1));
+            if let Ok(index) = result {
+                self.nodes[k].removing = Some((index, term));
+                self.drain(l)?;
+            }
+        }
+        Ok(())
     }
 
     fn crash(&mut self, n: usize) {
