@@ -32,6 +32,15 @@ impl Mutation {
             _ => None,
         }
     }
+
+    /// Its name on the simulator's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::DoubleVote => "double-vote",
+            Mutation::AckBeforePersist => "ack-before-persist",
+            Mutation::CommitOldTerm => "commit-old-term",
+        }
+    }
 }
 
 /// Messages with terms at or above this are dropped as garbage.

@@ -1,14 +1,18 @@
-//! `simulate --seeds FROM..TO [--nodes 3|5] [--mutation NAME] [--trace]`: runs one simulated
-//! cluster per seed (FROM included, TO excluded), prints each violation with its seed and
-//! the steps before it, and ends with `seeds: N, violations: V`; exits 1 if V > 0.
-//! `NATSD_SIM_SEED=S` runs seed S alone. `--trace` prints every step of each seed run.
+//! `simulate --seeds FROM..TO [--nodes 3|5] [--mutation NAME] [--without FAULT,..] [--trace]`:
+//! runs one simulated cluster per seed (FROM included, TO excluded) and ends with
+//! `seeds: N, violations: V`; exits 1 if V > 0. For each violation it prints the seed, then
+//! minimizes it (turns off every fault kind the failure does not need) and prints the
+//! command that replays the minimal run and that run's last steps. `NATSD_SIM_SEED=S` runs
+//! seed S alone; `--trace` prints every step of each run; `--without` turns fault kinds off.
 
 use std::process::ExitCode;
 
-use natsd_consensus::sim::{run, Options, Report};
+use natsd_consensus::sim::{minimize, run, Fault, Options, Report};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: simulate --seeds FROM..TO [--nodes 3|5] [--mutation NAME] [--trace]");
+    eprintln!("usage: simulate --seeds FROM..TO [--nodes 3|5] [--mutation NAME] [--without FAULT,..] [--trace]");
+    let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+    eprintln!("faults: {}", names.join(","));
     ExitCode::from(2)
 }
 
@@ -46,6 +50,15 @@ fn main() -> ExitCode {
                 opts.mutation = Some(m);
                 i += 1;
             }
+            "--without" => {
+                for name in value.split(',').filter(|n| !n.is_empty()) {
+                    let Some(f) = Fault::from_name(name) else {
+                        return usage();
+                    };
+                    opts.without.push(f);
+                }
+                i += 1;
+            }
             "--trace" => opts.full_trace = true,
             _ => return usage(),
         }
@@ -68,8 +81,7 @@ fn main() -> ExitCode {
             violations += 1;
             println!("seed {seed}: VIOLATION: {v}");
             if !opts.full_trace {
-                println!("  last steps (replay all with NATSD_SIM_SEED={seed} and --trace):");
-                report.trace.iter().for_each(|l| println!("  {l}"));
+                print_minimal(seed, &opts);
             }
         }
     }
@@ -79,6 +91,26 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Minimizes a failing seed and prints how to replay it and its last steps.
+fn print_minimal(seed: u64, opts: &Options) {
+    let (without, report) = minimize(seed, opts);
+    let names: Vec<&str> = without.iter().map(|f| f.name()).collect();
+    let mut replay = format!(
+        "NATSD_SIM_SEED={seed} simulate --nodes {} --trace",
+        opts.nodes
+    );
+    if !names.is_empty() {
+        replay.push_str(&format!(" --without {}", names.join(",")));
+    }
+    #[cfg(feature = "mutation")]
+    if let Some(m) = opts.mutation {
+        replay.push_str(&format!(" --mutation {}", m.name()));
+    }
+    let v = report.violation.unwrap_or_default();
+    println!("  minimal: {v}; replay: {replay}");
+    report.trace.iter().for_each(|l| println!("  {l}"));
 }
 
 /// Runs the seeds on every core (seed k on thread k mod cores); reports come back in

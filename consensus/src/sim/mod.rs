@@ -28,9 +28,65 @@ use crate::wire::{decode, encode, Message};
 use kv::{Command, Kv, KvOp};
 use linear::Call;
 
+/// A kind of fault the simulator injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Messages lost.
+    Loss,
+    /// Messages delivered twice.
+    Duplicate,
+    /// Messages delayed 50-300 ms (far past the others).
+    LongDelay,
+    /// The nodes split into two sides for a while.
+    Partition,
+    /// Nodes crash (losing unsynced writes, tearing the last) and restart.
+    Crash,
+    /// New leaders crash soon after their election.
+    LeaderKill,
+    /// Leaders hand over leadership.
+    Transfer,
+    /// Peers are removed, wiped and added back.
+    Membership,
+}
+
+impl Fault {
+    /// Every kind, in the order a failure is minimized.
+    pub const ALL: [Fault; 8] = [
+        Fault::Membership,
+        Fault::Transfer,
+        Fault::Duplicate,
+        Fault::LongDelay,
+        Fault::Partition,
+        Fault::Loss,
+        Fault::LeaderKill,
+        Fault::Crash,
+    ];
+
+    /// Its name on the simulator's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Loss => "loss",
+            Fault::Duplicate => "dup",
+            Fault::LongDelay => "long-delay",
+            Fault::Partition => "partition",
+            Fault::Crash => "crash",
+            Fault::LeaderKill => "leader-kill",
+            Fault::Transfer => "transfer",
+            Fault::Membership => "membership",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
 /// How to run a simulation.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Fault kinds not injected (a failure is minimized by turning kinds off).
+    pub without: Vec<Fault>,
     /// Cluster size.
     pub nodes: usize,
     /// Keep every step in the trace (for replaying one seed), not only the last ones.
@@ -44,6 +100,7 @@ impl Options {
     /// `nodes` nodes, nothing broken, a short trace.
     pub fn new(nodes: usize) -> Options {
         Options {
+            without: Vec::new(),
             nodes,
             full_trace: false,
             #[cfg(feature = "mutation")]
@@ -160,6 +217,7 @@ struct Sim {
     nodes: Vec<SimNode>,
     group: Vec<u8>,
     faults_on: bool,
+    without: Vec<Fault>,
     faults: Faults,
     clients: Vec<Client>,
     history: Vec<Call>,
@@ -183,6 +241,26 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     }
     sim.report.trace = sim.trace.into_iter().collect();
     sim.report
+}
+
+/// Shrinks a failing seed: turns fault kinds off one at a time, keeping each off if the
+/// seed still fails without it. Returns the kinds turned off and the last failing run.
+pub fn minimize(seed: u64, opts: &Options) -> (Vec<Fault>, Report) {
+    let mut best = opts.clone();
+    let mut report = run(seed, &best);
+    for fault in Fault::ALL {
+        if best.without.contains(&fault) {
+            continue;
+        }
+        let mut next = best.clone();
+        next.without.push(fault);
+        let r = run(seed, &next);
+        if r.violation.is_some() {
+            best = next;
+            report = r;
+        }
+    }
+    (best.without, report)
 }
 
 fn hash(bytes: &[u8], kind: u8) -> u64 {
@@ -268,6 +346,7 @@ impl Sim {
             nodes,
             group: vec![0; opts.nodes],
             faults_on: true,
+            without: opts.without.clone(),
             faults,
             clients,
             history: Vec::new(),
@@ -280,6 +359,11 @@ impl Sim {
             report: Report::default(),
             cfg_template: cfg,
         }
+    }
+
+    /// Whether faults of this kind are injected now.
+    fn on(&self, fault: Fault) -> bool {
+        self.faults_on && !self.without.contains(&fault)
     }
 
     fn schedule(&mut self, after_ms: u64, ev: Event) {
@@ -384,7 +468,7 @@ impl Sim {
                 self.drain(n)?;
             }
             Event::Crash(n) => {
-                if self.faults_on {
+                if self.on(Fault::Crash) {
                     self.crash(n);
                     let next = self.rng.range(0, 2 * self.faults.crash_every_ms);
                     let who = self.rng.range(0, self.nodes.len() as u64) as usize;
@@ -392,7 +476,7 @@ impl Sim {
                 }
             }
             Event::Kill(n, life) => {
-                if self.faults_on && self.nodes[n].life == life {
+                if self.on(Fault::LeaderKill) && self.nodes[n].life == life {
                     self.crash(n);
                 }
             }
@@ -402,7 +486,7 @@ impl Sim {
                 }
             }
             Event::Partition => {
-                if self.faults_on {
+                if self.on(Fault::Partition) {
                     self.partition();
                     let heal = self.rng.range(50, 600);
                     self.schedule(heal, Event::Heal);
@@ -415,14 +499,14 @@ impl Sim {
                 self.log("heal".into());
             }
             Event::Transfer => {
-                if self.faults_on {
+                if self.on(Fault::Transfer) {
                     self.transfer()?;
                     let next = self.rng.range(300, 1500);
                     self.schedule(next, Event::Transfer);
                 }
             }
             Event::Membership => {
-                if self.faults_on {
+                if self.on(Fault::Membership) {
                     self.membership()?;
                     let next = self.rng.range(100, 400);
                     self.schedule(next, Event::Membership);
@@ -626,7 +710,7 @@ impl Sim {
                     ));
                     if role == Role::Leader {
                         self.check_leader(n, term)?;
-                        if self.faults_on && self.rng.chance(self.faults.leader_kill) {
+                        if self.on(Fault::LeaderKill) && self.rng.chance(self.faults.leader_kill) {
                             let after = self.rng.range(0, 40);
                             self.schedule(after, Event::Kill(n, self.nodes[n].life));
                         }
@@ -657,10 +741,10 @@ impl Sim {
         if decoded != m {
             return Err(format!("wire round trip changed {m:?} into {decoded:?}"));
         }
-        if self.faults_on && self.rng.chance(self.faults.loss) {
+        if self.on(Fault::Loss) && self.rng.chance(self.faults.loss) {
             return Ok(());
         }
-        let copies = if self.faults_on && self.rng.chance(self.faults.dup) {
+        let copies = if self.on(Fault::Duplicate) && self.rng.chance(self.faults.dup) {
             2
         } else {
             1
@@ -668,7 +752,7 @@ impl Sim {
         for _ in 0..copies {
             let delay = if !self.faults_on {
                 self.rng.range(1, 4)
-            } else if self.rng.chance(self.faults.long_delay) {
+            } else if self.on(Fault::LongDelay) && self.rng.chance(self.faults.long_delay) {
                 self.rng.range(50, 300)
             } else {
                 self.rng.range(1, self.faults.max_delay_ms)
