@@ -67,6 +67,9 @@ const FLAGS: &[Flag] = &[
     flag("cluster", &["cluster"], Kind::Str),
     flag("cluster_name", &["cluster_name"], Kind::Str),
     flag("cluster_listen", &["cluster_listen"], Kind::Str),
+    flag("cluster_advertise", &["cluster_advertise"], Kind::Str),
+    flag("no_advertise", &["no_advertise"], Kind::Bool),
+    flag("connect_retries", &["connect_retries"], Kind::Int),
     flag("tls", &["tls"], Kind::Bool),
     flag("tlscert", &["tlscert"], Kind::Str),
     flag("tlskey", &["tlskey"], Kind::Str),
@@ -75,15 +78,6 @@ const FLAGS: &[Flag] = &[
     flag("reactors", &["reactors"], Kind::Int),
     flag("version", &["version", "v"], Kind::Bool),
     flag("help", &["help", "h"], Kind::Bool),
-];
-
-/// Flags accepted for compatibility with nats-server harnesses but ignored:
-/// clap id and how the warning names it.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("routes", "--routes"),
-    ("cluster", "--cluster"),
-    ("cluster_name", "--cluster_name"),
-    ("cluster_listen", "--cluster_listen"),
 ];
 
 /// What the command line asks for.
@@ -158,7 +152,7 @@ where
     }
     let check = bool_flag(&matches, "t");
     // nats-server: the file first, then the flags given override it.
-    let (mut opts, mut warnings) = match string_flag(&matches, "config") {
+    let (mut opts, warnings) = match string_flag(&matches, "config") {
         Some(file) => {
             let (opts, warnings) = Options::from_conf_file(Path::new(&file))
                 .map_err(|e| FlagError::Fatal(conf_error_text(&e)))?;
@@ -185,15 +179,6 @@ where
     };
     apply_flags(&mut opts, &matches)?;
     opts.set_baseline();
-    warnings.extend(
-        UNSUPPORTED
-            .iter()
-            .filter(|(id, _)| {
-                matches.contains_id(id)
-                    && !matches!(matches.try_get_one::<bool>(id), Ok(Some(false)))
-            })
-            .map(|(_, shown)| format!("{shown} is not supported yet, ignoring it")),
-    );
     Ok(Action::Run(Box::new(Run { opts, warnings })))
 }
 
@@ -275,10 +260,13 @@ TLS Options:
         --tlscacert <file>           Client certificate CA for verification
 
 Cluster Options:
-        --routes <rurl-1, rurl-2>    Routes to solicit and connect (not supported yet)
-        --cluster <cluster-url>      Cluster URL for solicited routes (not supported yet)
-        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated (not supported yet)
-        --cluster_listen <url>       Cluster url from which members can solicit routes (not supported yet)
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect
+        --cluster <cluster-url>      Cluster URL for solicited routes
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated
+        --cluster_listen <url>       Cluster url from which members can solicit routes
+        --no_advertise <bool>        Do not advertise known cluster information to clients
+        --cluster_advertise <string> Cluster URL to advertise to other servers
+        --connect_retries <number>   For implicit routes, number of connect retries
 
 natsd Options:
         --reactors <n>               Reactor threads (default: 0, one per core)
@@ -459,6 +447,7 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
         }
     }
     apply_tls_flags(opts, matches)?;
+    apply_cluster_flags(opts, matches)?;
     if let Some(&limit) = matches.get_one::<i64>("log_size_limit") {
         opts.log_size_limit = limit;
     }
@@ -467,6 +456,40 @@ fn apply_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError
             FlagError::Usage(format!(
                 "invalid value \"{reactors}\" for flag -reactors: must not be negative"
             ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `--cluster`/`--cluster_listen`, `--routes`, `--cluster_name`,
+/// `--cluster_advertise`, `--no_advertise`, `--connect_retries`, each over
+/// what the file's `cluster {}` set.
+fn apply_cluster_flags(opts: &mut Options, matches: &ArgMatches) -> Result<(), FlagError> {
+    let cluster = &mut opts.cluster;
+    for id in ["cluster", "cluster_listen"] {
+        if let Some(url) = string_flag(matches, id) {
+            cluster.set_listen_url(&url).map_err(|e| {
+                FlagError::Usage(format!("invalid value {url:?} for flag -{id}: {e}"))
+            })?;
+        }
+    }
+    if let Some(list) = string_flag(matches, "routes") {
+        cluster.set_routes(&list).map_err(|e| {
+            FlagError::Usage(format!("invalid value {list:?} for flag -routes: {e}"))
+        })?;
+    }
+    if let Some(name) = string_flag(matches, "cluster_name") {
+        cluster.name = Some(name);
+    }
+    if let Some(advertise) = string_flag(matches, "cluster_advertise") {
+        cluster.advertise = Some(advertise);
+    }
+    if let Some(&on) = matches.get_one::<bool>("no_advertise") {
+        cluster.no_advertise = on;
+    }
+    if let Some(&n) = matches.get_one::<i64>("connect_retries") {
+        cluster.connect_retries = u32::try_from(n).map_err(|_| {
+            FlagError::Usage(format!("invalid value \"{n}\" for flag -connect_retries"))
         })?;
     }
     Ok(())
@@ -747,14 +770,14 @@ mod tests {
         ]);
         assert_eq!(run.opts.port, 4300);
         assert_eq!(run.opts.server_name.as_deref(), Some("node1"));
-        assert_eq!(run.warnings.len(), 3);
-    }
-
-    #[test]
-    fn other_accepted_but_unsupported_flags() {
-        let run = run(&["--routes", "nats://h:1", "-m", "8222"]);
-        assert_eq!(run.warnings, ["--routes is not supported yet, ignoring it"]);
+        assert!(run.warnings.is_empty());
+        let cluster = &run.opts.cluster;
+        assert_eq!((cluster.host.as_str(), cluster.port), ("127.0.0.1", 4400));
+        assert_eq!(cluster.name.as_deref(), Some("cluster"));
+        let routes: Vec<String> = cluster.routes.iter().map(|r| r.addr()).collect();
+        assert_eq!(routes, ["127.0.0.1:4401", "127.0.0.1:4402"]);
         assert!(usage_error(&["-m", "x"]).starts_with("invalid value \"x\" for flag -m"));
+        assert!(usage_error(&["--routes", "127.0.0.1:1"]).starts_with("invalid value"));
     }
 
     fn conf_file(name: &str, text: &str) -> String {
@@ -855,12 +878,21 @@ mod tests {
     }
 
     #[test]
-    fn cluster_listen_is_accepted() {
-        let run = run(&["--cluster_listen", "nats://127.0.0.1:6222"]);
-        assert_eq!(
-            run.warnings,
-            ["--cluster_listen is not supported yet, ignoring it"]
-        );
+    fn cluster_flags_configure_routes() {
+        let run = run(&[
+            "--cluster_listen",
+            "nats://127.0.0.1:6222",
+            "--no_advertise",
+            "--cluster_advertise",
+            "10.0.0.1:6222",
+            "--connect_retries",
+            "5",
+        ]);
+        assert!(run.warnings.is_empty());
+        let cluster = &run.opts.cluster;
+        assert!(cluster.enabled() && cluster.no_advertise);
+        assert_eq!(cluster.advertise.as_deref(), Some("10.0.0.1:6222"));
+        assert_eq!(cluster.connect_retries, 5);
     }
 
     #[test]

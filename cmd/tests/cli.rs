@@ -104,10 +104,12 @@ fn split_line(line: &str) -> (u32, &str, &str) {
 fn log_file_lines_have_nats_server_shape() {
     let dir = std::env::temp_dir();
     let log = dir.join(format!("natsd-cli-test-{}.log", std::process::id()));
+    let conf = dir.join(format!("natsd-cli-test-{}.conf", std::process::id()));
+    std::fs::write(&conf, "gateway {}\n").unwrap();
     let _ = std::fs::remove_file(&log);
     let out = natsd(&[
-        "--cluster_name",
-        "unused",
+        "-c",
+        conf.to_str().unwrap(),
         "-p",
         "-1",
         "-l",
@@ -119,14 +121,12 @@ fn log_file_lines_have_nats_server_shape() {
     assert!(out.stderr.is_empty(), "with -l nothing goes to stderr");
     let contents = std::fs::read_to_string(&log).expect("log file");
     std::fs::remove_file(&log).unwrap();
+    std::fs::remove_file(&conf).unwrap();
     let lines: Vec<_> = contents.lines().map(split_line).collect();
     assert_eq!(lines.len(), 2, "{contents}");
     assert_eq!(lines[0].0, lines[1].0);
     assert_eq!(lines[0].1, "WRN");
-    assert_eq!(
-        lines[0].2,
-        "--cluster_name is not supported yet, ignoring it"
-    );
+    assert_eq!(lines[0].2, "gateway is not supported yet, ignoring it");
     assert_eq!(lines[1].1, "FTL");
     assert!(lines[1]
         .2

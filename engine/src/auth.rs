@@ -943,6 +943,16 @@ impl Authenticator {
     }
 }
 
+/// A configured password (plain or bcrypt) against what a peer sent,
+/// without the client path's cache (route CONNECTs are rare).
+pub fn password_matches(stored: &str, given: &str) -> bool {
+    if is_bcrypt(stored) {
+        bcrypt::verify(given, stored).unwrap_or(false)
+    } else {
+        ct_eq(stored, given)
+    }
+}
+
 /// nats-server's bcrypt test: `$2a$`, `$2b$`, `$2x$` or `$2y$`, two
 /// digits of cost and `$`.
 pub fn is_bcrypt(s: &str) -> bool {

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::accounts::{self, PendingResponse, Routing};
 use crate::auth::{Permissions, ResponseTracker, TlsPeer, UserAccount};
+use crate::deliver::{self, Msg, Sender};
 use crate::internal::Event;
 use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, JS_API_LEVEL, NATSD_VERSION};
@@ -53,14 +54,19 @@ pub struct Subscription {
     /// Where deliveries go.
     pub client: Arc<Outbound>,
     /// The subscriber's permissions (deliveries it may not see are skipped).
-    perms: Option<Arc<Permissions>>,
+    pub(crate) perms: Option<Arc<Permissions>>,
     /// The subscriber's `allow_responses` tracker: replies delivered here
     /// may be answered.
-    responses: Option<Arc<ResponseTracker>>,
+    pub(crate) responses: Option<Arc<ResponseTracker>>,
     /// Auto-unsubscribe limit; 0 = none.
-    max: AtomicU64,
-    delivered: AtomicU64,
-    removed: AtomicBool,
+    pub(crate) max: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) removed: AtomicBool,
+    /// Interest a route announced (`RS+`): deliveries are `RMSG`s to the
+    /// route, not `MSG`s.
+    route: bool,
+    /// A route's queue interest: the number of members behind it.
+    weight: AtomicU32,
 }
 
 impl SubValue for SubRef {
@@ -70,6 +76,50 @@ impl SubValue for SubRef {
 }
 
 impl Subscription {
+    /// Interest a route announced: `subject` (queue `queue`, `weight`
+    /// members) of the peer behind `route`.
+    pub(crate) fn remote(
+        key: u64,
+        subject: Bytes,
+        queue: Option<Bytes>,
+        weight: u32,
+        route: Arc<Outbound>,
+    ) -> Self {
+        Subscription {
+            key,
+            sid: Bytes::new(),
+            subject,
+            queue,
+            client: route,
+            perms: None,
+            responses: None,
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+            route: true,
+            weight: AtomicU32::new(weight),
+        }
+    }
+
+    /// The sublist key.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Whether this is a route's interest.
+    pub fn is_route(&self) -> bool {
+        self.route
+    }
+
+    /// A route's queue weight (members behind the interest).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
+    }
+
     /// Messages delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
@@ -109,6 +159,11 @@ pub enum CloseReason {
     WriteError,
     /// The server is shutting down.
     ServerShutdown,
+    /// A second route to a server this one already has a route to (or a
+    /// route to itself).
+    DuplicateRoute,
+    /// A route from a server of another cluster.
+    ClusterNameConflict,
 }
 
 impl fmt::Display for CloseReason {
@@ -128,6 +183,8 @@ impl fmt::Display for CloseReason {
             CloseReason::ReadError => "Read Error",
             CloseReason::WriteError => "Write Error",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
         })
     }
 }
@@ -167,7 +224,7 @@ impl Context {
 
     /// The match cache for the account with id `account`.
     #[inline]
-    fn cache(&mut self, account: u64) -> &mut MatchCache<SubRef> {
+    pub(crate) fn cache(&mut self, account: u64) -> &mut MatchCache<SubRef> {
         let i = match self.caches.iter().position(|(id, _)| *id == account) {
             Some(i) => i,
             None => {
@@ -187,7 +244,7 @@ impl Context {
         self.caches.retain(|(id, _)| live.contains(id));
     }
 
-    fn next_random(&mut self) -> u64 {
+    pub(crate) fn next_random(&mut self) -> u64 {
         // xorshift64: cheap, good enough to spread queue deliveries.
         let mut x = self.rng;
         x ^= x << 13;
@@ -197,7 +254,7 @@ impl Context {
         x
     }
 
-    fn wake_if(&mut self, pushed: Pushed, out: &Arc<Outbound>) {
+    pub(crate) fn wake_if(&mut self, pushed: Pushed, out: &Arc<Outbound>) {
         if matches!(pushed, Pushed::Wake { .. } | Pushed::SlowConsumer) {
             self.wakes.push(out.clone());
         }
@@ -458,6 +515,7 @@ impl ClientConn {
             natsd: NATSD_VERSION.to_string(),
             ldm,
             api_lvl: JS_API_LEVEL,
+            connect_urls: self.server.connect_urls(),
             ..ServerInfo::default()
         };
         // Serializing a struct of strings, numbers and bools cannot fail.
@@ -817,12 +875,10 @@ impl ClientConn {
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            route: false,
+            weight: AtomicU32::new(0),
         });
-        if let Err(e) = self
-            .account
-            .sublist
-            .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
-        {
+        if let Err(e) = deliver::insert_local(&self.server, &self.account, &sub) {
             log::debug!("{}Sublist insert failed: {e}", self.log_prefix());
             self.send_err("Invalid Subject");
             return;
@@ -853,9 +909,7 @@ impl ClientConn {
     fn remove_sub(&mut self, sub: &SubRef) {
         self.subs.remove(&sub.sid);
         if !sub.removed.swap(true, Ordering::AcqRel) {
-            self.account
-                .sublist
-                .remove(&sub.subject, sub.queue.as_deref(), sub.key);
+            deliver::remove_local(&self.server, &self.account, sub);
         }
     }
 
@@ -938,8 +992,8 @@ impl ClientConn {
         self.send_err(&text);
     }
 
-    /// Deliver to every plain subscription and one member of each queue
-    /// group of `result` (matched in `acc`); true if anyone took it.
+    /// Deliver to what `result` (matched in `acc`) holds; true if anyone
+    /// took it.
     #[inline]
     fn deliver_all(
         &self,
@@ -949,24 +1003,13 @@ impl ClientConn {
         result: &MatchResult<SubRef>,
         msg: &Msg<'_>,
     ) -> bool {
-        let mut delivered = false;
-        for sub in &result.plain {
-            delivered |= self.deliver(now, ctx, acc, sub, msg);
-        }
-        for group in &result.queues {
-            let n = group.members.len();
-            if n == 0 {
-                continue;
-            }
-            let start = (ctx.next_random() % n as u64) as usize;
-            for i in 0..n {
-                if self.deliver(now, ctx, acc, &group.members[(start + i) % n], msg) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
-        delivered
+        let sender = Sender {
+            server: &self.server,
+            cid: self.cid,
+            echo: self.echo,
+            from_route: None,
+        };
+        deliver::deliver_all(&sender, now, ctx, acc, result, msg)
     }
 
     /// Deliver `msg` in account `acc` (reached through a service import or
@@ -1101,87 +1144,13 @@ impl ClientConn {
         let old = std::mem::replace(&mut self.account, acc);
         for sub in self.subs.values() {
             if !sub.removed.load(Ordering::Acquire)
-                && old
-                    .sublist
-                    .remove(&sub.subject, sub.queue.as_deref(), sub.key)
+                && deliver::remove_local(&self.server, &old, sub)
             {
                 // The subject was accepted once; it is still valid.
-                let _ =
-                    self.account
-                        .sublist
-                        .insert(&sub.subject, sub.queue.as_deref(), sub.clone());
+                let _ = deliver::insert_local(&self.server, &self.account, sub);
             }
         }
         Ok(())
-    }
-
-    /// Deliver to one subscription of account `acc`; false when it did not
-    /// take the message.
-    fn deliver(
-        &self,
-        now: Instant,
-        ctx: &mut Context,
-        acc: &Account,
-        sub: &SubRef,
-        msg: &Msg<'_>,
-    ) -> bool {
-        if !self.echo && sub.client.cid() == self.cid {
-            return false;
-        }
-        if let Some(perms) = &sub.perms {
-            if !perms.can_deliver(msg.subject) {
-                return false;
-            }
-        }
-        // Counted for every subscription: `UNSUB <sid> <max>` compares with
-        // what was already delivered.
-        let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
-        let max = sub.max.load(Ordering::Acquire);
-        if max > 0 {
-            if n > max {
-                return false;
-            }
-            if n == max && !sub.removed.swap(true, Ordering::AcqRel) {
-                acc.sublist
-                    .remove(&sub.subject, sub.queue.as_deref(), sub.key);
-            }
-        }
-        let with_headers = msg.headers.is_some() && sub.client.headers();
-        let hdr_len = if with_headers {
-            msg.headers.map_or(0, <[u8]>::len)
-        } else {
-            0
-        };
-        let size = 32
-            + msg.subject.len()
-            + sub.sid.len()
-            + msg.reply.map_or(0, <[u8]>::len)
-            + hdr_len
-            + msg.payload.len();
-        let pushed = sub
-            .client
-            .push_with(size, 1, (hdr_len + msg.payload.len()) as u64, |b| match msg
-                .headers
-                .filter(|_| with_headers)
-            {
-                Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
-                None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
-            });
-        ctx.stall |= pushed.stall();
-        if pushed == Pushed::SlowConsumer {
-            // Logged by the subscriber's driver, which knows its address.
-            self.server
-                .stats
-                .slow_consumers
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        ctx.wake_if(pushed, &sub.client);
-        if let (Some(tracker), Some(reply)) = (&sub.responses, msg.reply) {
-            if pushed != Pushed::Closed {
-                tracker.record(reply, now);
-            }
-        }
-        pushed != Pushed::Closed
     }
 
     /// A request nobody received: answer with a 503 status on the
@@ -1273,6 +1242,11 @@ impl ClientConn {
             .collect();
         if !items.is_empty() {
             self.account.sublist.remove_batch(&items);
+            if let Some(cluster) = self.server.cluster() {
+                for (subject, queue, _) in &items {
+                    cluster.local_interest(&self.account.name, subject, queue.as_ref(), false);
+                }
+            }
         }
         if self.internal {
             self.outputs.push_back(Output::Close(reason));
@@ -1392,6 +1366,16 @@ impl ClientConn {
         }
     }
 
+    /// The cluster's client URLs changed: a client that takes async INFO
+    /// gets the new `connect_urls`, so it can fail over to the other
+    /// servers.
+    pub fn send_cluster_info(&mut self) {
+        if self.closed.is_none() && self.connected && !self.internal && self.protocol >= 1 {
+            let info = self.info_json(false);
+            self.push_own(info.len() + 8, |b| encode::info(b, &info));
+        }
+    }
+
     /// nats-server's connection prefix for log lines: `ip:port - cid:N - `.
     pub fn log_prefix(&self) -> String {
         format!("{} - cid:{} - ", self.peer, self.cid)
@@ -1414,15 +1398,6 @@ fn sub_violation_text(subject: &[u8], queue: Option<&[u8]>) -> String {
         ),
         None => format!("Permissions Violation for Subscription to \"{subject}\""),
     }
-}
-
-/// A message being delivered.
-#[derive(Clone, Copy)]
-struct Msg<'a> {
-    subject: &'a [u8],
-    reply: Option<&'a [u8]>,
-    headers: Option<&'a [u8]>,
-    payload: &'a [u8],
 }
 
 #[cfg(test)]

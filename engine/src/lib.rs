@@ -19,8 +19,10 @@
 pub mod accounts;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod conf;
 pub mod consumer;
+mod deliver;
 pub mod filters;
 #[cfg(feature = "_fuzz")]
 pub mod fuzzing;
@@ -31,6 +33,7 @@ pub mod monitor;
 pub mod nkey;
 pub mod options;
 pub mod outbound;
+pub mod route;
 pub mod server;
 pub mod subject;
 pub mod sublist;

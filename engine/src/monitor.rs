@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 
 use crate::client::ConnSnapshot;
+use crate::route::RouteSnapshot;
 use crate::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 use crate::subject;
 
@@ -40,6 +41,10 @@ pub trait Source {
     fn process(&self) -> ProcessStats;
     /// Reactor and stage load (natsd-specific).
     fn load(&self) -> Load;
+    /// Snapshots of the routes (none on a server without a cluster).
+    fn routes(&self) -> Vec<RouteSnapshot> {
+        Vec::new()
+    }
 }
 
 /// What the reactors and stages are carrying now (natsd's `/varz` key).
@@ -1234,7 +1239,7 @@ pub struct Varz {
     /// `max_pending`.
     pub max_pending: usize,
     /// `cluster`.
-    pub cluster: Empty,
+    pub cluster: VarzCluster,
     /// `gateway`.
     pub gateway: Empty,
     /// `leaf`.
@@ -1338,13 +1343,115 @@ pub fn totals(server: &Server, open: &[ConnSnapshot]) -> Totals {
 // ---------------------------------------------------------------------------
 // The others.
 
-/// `/routez`: no routes until clustering exists.
+/// `/routez` (nats-server's `Routez`).
 #[derive(Debug, Clone, Serialize)]
 struct Routez {
     server_id: String,
+    server_name: String,
     now: String,
     num_routes: usize,
-    routes: Vec<Empty>,
+    routes: Vec<RouteInfoJson>,
+}
+
+/// One route in `/routez` (nats-server's `RouteInfo`).
+#[derive(Debug, Clone, Serialize)]
+struct RouteInfoJson {
+    rid: u64,
+    remote_id: String,
+    remote_name: String,
+    did_solicit: bool,
+    is_configured: bool,
+    ip: String,
+    port: u16,
+    start: String,
+    last_activity: String,
+    rtt: String,
+    uptime: String,
+    idle: String,
+    pending_size: usize,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    subscriptions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions_list: Option<Vec<String>>,
+    compression: &'static str,
+}
+
+fn routez(src: &dyn Source, subs: bool, clock: &Clock) -> Routez {
+    let mut routes: Vec<RouteInfoJson> = src
+        .routes()
+        .into_iter()
+        .map(|r| RouteInfoJson {
+            rid: r.rid,
+            remote_id: r.remote_id,
+            remote_name: r.remote_name,
+            did_solicit: r.did_solicit,
+            is_configured: r.is_configured,
+            ip: r.peer.ip().to_string(),
+            port: r.peer.port(),
+            start: rfc3339(clock.wall(r.started)),
+            last_activity: rfc3339(clock.wall(r.last_activity)),
+            rtt: go_duration(r.rtt.unwrap_or_default()),
+            uptime: uptime(clock.now.saturating_duration_since(r.started)),
+            idle: uptime(clock.now.saturating_duration_since(r.last_activity)),
+            pending_size: r.pending_bytes,
+            in_msgs: r.in_msgs,
+            out_msgs: r.out_msgs,
+            in_bytes: r.in_bytes,
+            out_bytes: r.out_bytes,
+            subscriptions: r.subs.len(),
+            subscriptions_list: subs.then_some(r.subs),
+            compression: "off",
+        })
+        .collect();
+    routes.sort_by_key(|r| r.rid);
+    Routez {
+        server_id: src.server().id().to_string(),
+        server_name: src.server().name().to_string(),
+        now: rfc3339(clock.wall_now),
+        num_routes: routes.len(),
+        routes,
+    }
+}
+
+/// `cluster` in `/varz`: `{}` without a cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VarzCluster {
+    /// `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// `cluster_port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_port: Option<i32>,
+    /// `auth_timeout` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_timeout: Option<f64>,
+    /// `urls`: the configured routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// `tls_timeout` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_timeout: Option<f64>,
+}
+
+fn varz_cluster(server: &Server) -> VarzCluster {
+    let Some(cluster) = server.cluster() else {
+        return VarzCluster::default();
+    };
+    let o = cluster.options();
+    VarzCluster {
+        name: Some(cluster.name()),
+        addr: Some(o.host.clone()),
+        cluster_port: Some(cluster.port().map_or(o.port, i32::from)),
+        auth_timeout: Some(o.auth_timeout.as_secs_f64()),
+        urls: o.routes.iter().map(|r| r.addr()).collect(),
+        tls_timeout: Some(2.0),
+    }
 }
 
 /// `/gatewayz`: no gateways until superclusters exist.
@@ -1526,14 +1633,9 @@ impl Monitor {
                 };
                 Response::json(subsz(src.server(), &open, &opts, clock))
             }),
-            "/routez" => q.bool("subs").map(|_| {
-                Response::json(pretty(&Routez {
-                    server_id: src.server().id().to_string(),
-                    now: rfc3339(clock.wall_now),
-                    num_routes: 0,
-                    routes: Vec::new(),
-                }))
-            }),
+            "/routez" => q
+                .bool("subs")
+                .map(|subs| Response::json(pretty(&routez(src, subs, clock)))),
             "/gatewayz" => q.bool("accs").map(|_| {
                 Response::json(pretty(&Gatewayz {
                     server_id: src.server().id().to_string(),
@@ -1692,7 +1794,7 @@ impl Monitor {
             max_control_line: o.max_control_line,
             max_payload: o.max_payload,
             max_pending: o.max_pending,
-            cluster: Empty {},
+            cluster: varz_cluster(server),
             gateway: Empty {},
             leaf: Empty {},
             mqtt: Empty {},
@@ -1715,8 +1817,8 @@ impl Monitor {
             cpu: p.cpu,
             connections: server.stats.connections.load(Relaxed),
             total_connections: server.stats.total_connections.load(Relaxed),
-            routes: 0,
-            remotes: 0,
+            routes: server.cluster().map_or(0, |c| c.peers().len()),
+            remotes: server.cluster().map_or(0, |c| c.peers().len()),
             leafnodes: 0,
             in_msgs: t.in_msgs,
             out_msgs: t.out_msgs,
@@ -1839,7 +1941,12 @@ impl Monitor {
                 "Current subscriptions",
                 v.subscriptions as f64,
             ),
-            ("gnatsd_varz_routes", "gauge", "Current routes", 0.0),
+            (
+                "gnatsd_varz_routes",
+                "gauge",
+                "Current routes",
+                v.routes as f64,
+            ),
             (
                 "gnatsd_varz_remotes",
                 "gauge",

@@ -18,6 +18,9 @@ use crate::mapping::{MapDest, MappingConfig, Mappings};
 use crate::subject;
 use natsd_storage::Cipher;
 
+mod cluster;
+pub use cluster::{ClusterOptions, RouteUrl, DEFAULT_ROUTE_PORT};
+
 /// Default client port.
 pub const DEFAULT_PORT: u16 = 4222;
 /// Default listen host.
@@ -114,6 +117,8 @@ pub struct Options {
     pub store_dir: Option<PathBuf>,
     /// `jetstream`/`-js`: JetStream and its limits.
     pub jetstream: JetStreamOptions,
+    /// `cluster {}` and the cluster flags: routes to other servers.
+    pub cluster: ClusterOptions,
     /// `tls {}`/`--tls`/`--tlsverify`: clients must speak TLS (`tls_required` in INFO).
     pub tls: bool,
     /// `tls.verify` (or `verify_and_map`)/`--tlsverify`: clients must present a
@@ -188,6 +193,7 @@ impl Default for Options {
             http_base_path: None,
             store_dir: None,
             jetstream: JetStreamOptions::default(),
+            cluster: ClusterOptions::default(),
             tls: false,
             tls_verify: false,
             tls_map: false,
@@ -265,7 +271,6 @@ impl std::error::Error for ConfErrors {}
 
 /// Top-level keys accepted and kept in [`Options::conf_blocks`] but not acted on yet.
 const KEPT_KEYS: &[&str] = &[
-    "cluster",
     "gateway",
     "leafnodes",
     "leaf",
@@ -424,6 +429,7 @@ impl Options {
             "store_dir" | "storedir" => self.store_dir = Some(PathBuf::from(string(entry)?)),
             "tls" => self.apply_tls(entry, warnings)?,
             "jetstream" => self.apply_jetstream(entry, warnings)?,
+            "cluster" => self.cluster.apply(entry)?,
             "mappings" | "maps" => self.mappings = parse_mappings(entry)?,
             k if KEPT_KEYS.contains(&k) => {
                 self.conf_blocks.retain(|e| !e.key.eq_ignore_ascii_case(k));
@@ -2180,8 +2186,10 @@ mod tests {
         assert_eq!(o.user.as_deref(), Some("admin"));
         assert!(o.pass.as_deref().is_some_and(|p| p.starts_with("$2a$11$")));
         assert_eq!(o.auth_timeout, Duration::from_millis(1500));
-        let kept: Vec<&str> = o.conf_blocks.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(kept, ["cluster"]);
+        assert!(o.conf_blocks.is_empty());
+        assert_eq!(o.cluster.name.as_deref(), Some("c1"));
+        assert_eq!((o.cluster.host.as_str(), o.cluster.port), ("0.0.0.0", 6222));
+        assert_eq!(o.cluster.routes[0].addr(), "127.0.0.1:6223");
         assert!(o.jetstream.enabled);
     }
 
@@ -2704,7 +2712,7 @@ mod tests {
         assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
         assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
         assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
-        assert_eq!(o.conf_blocks.len(), 6, "mappings are applied, not kept");
+        assert_eq!(o.conf_blocks.len(), 5, "cluster and mappings are applied, not kept");
         assert!(o.jetstream.enabled);
     }
 

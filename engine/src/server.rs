@@ -9,6 +9,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::accounts::{self, Responses, Routing, GLOBAL_ACCOUNT};
 use crate::auth::Authenticator;
 use crate::client::{ConnSnapshot, SubRef};
+use crate::cluster::Cluster;
 use crate::internal::Event;
 use crate::mapping::Mappings;
 use crate::options::Options;
@@ -201,6 +202,11 @@ pub struct Server {
     nonce_counter: AtomicU64,
     /// Where connection events go (the system stage), once io sets it.
     events: OnceLock<EventSink>,
+    /// Routes to the other servers of the cluster, when `cluster {}` is on.
+    cluster: Option<Arc<Cluster>>,
+    /// The `host:port`s clients reach this server at (set by io once the
+    /// listener is bound).
+    client_urls: OnceLock<Vec<String>>,
 }
 
 /// Receives the server's [`Event`]s.
@@ -221,6 +227,16 @@ impl Server {
             .clone()
             .unwrap_or_else(|| server_id.clone());
         let accounts = build_accounts(&opts, &seed, &HashMap::new());
+        let cluster = opts.cluster.enabled().then(|| {
+            let key = crate::auth::derive_key(&seed, b"natsd cluster name v1");
+            let random: String = key.iter().take(11).map(|b| format!("{b:02X}")).collect();
+            Arc::new(Cluster::new(
+                opts.cluster.clone(),
+                &server_id,
+                &server_name,
+                random,
+            ))
+        });
         let global = accounts
             .get(GLOBAL_ACCOUNT)
             .cloned()
@@ -243,7 +259,41 @@ impl Server {
             nonce_seed: seed,
             nonce_counter: AtomicU64::new(0),
             events: OnceLock::new(),
+            cluster,
+            client_urls: OnceLock::new(),
         }
+    }
+
+    /// Record where clients reach this server (once, by the driver).
+    pub fn set_client_urls(&self, urls: Vec<String>) {
+        let _ = self.client_urls.set(urls);
+    }
+
+    /// Where clients reach this server (`host:port` each).
+    pub fn client_urls(&self) -> Vec<String> {
+        self.client_urls.get().cloned().unwrap_or_default()
+    }
+
+    /// INFO `connect_urls` for clients: in a cluster, this server's and
+    /// every peer's client URLs (unless `no_advertise`); empty otherwise.
+    pub fn connect_urls(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(cluster) if !cluster.options().no_advertise => {
+                let mut urls = self.client_urls();
+                for url in cluster.peer_client_urls() {
+                    if !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+                urls
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The cluster, when this server has routes configured.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The system account (`system_account`, default `$SYS`).

@@ -931,6 +931,10 @@ impl Source for LiveSource {
         self.handle.connections(SNAPSHOT_TIMEOUT)
     }
 
+    fn routes(&self) -> Vec<natsd_engine::route::RouteSnapshot> {
+        self.handle.routes(SNAPSHOT_TIMEOUT)
+    }
+
     fn process(&self) -> ProcessStats {
         let cpu = self
             .cpu

@@ -22,16 +22,18 @@ use natsd_engine::options::Options;
 use natsd_engine::server::{Server, COMPAT_VERSION, NATSD_VERSION};
 use natsd_engine::sys::SysService;
 
+mod cluster;
 mod http;
 mod listen;
 mod reactor;
 mod stage;
 mod tls;
 
-use reactor::{Cmd, ReactorHandle};
+use reactor::{Cmd, Kind, ReactorHandle};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+const ROUTE_LISTENER: Token = Token(2);
 
 /// What other threads (monitoring) use to look at a running server.
 #[derive(Clone)]
@@ -107,6 +109,24 @@ impl ServerHandle {
         }
         all
     }
+
+    /// A snapshot of every route, gathered as [`connections`](Self::connections).
+    pub fn routes(&self, timeout: Duration) -> Vec<natsd_engine::route::RouteSnapshot> {
+        let replies: Vec<_> = self
+            .reactors
+            .iter()
+            .map(|r| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                r.send(Cmd::Routes(tx));
+                rx
+            })
+            .collect();
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(timeout).ok())
+            .flatten()
+            .collect()
+    }
 }
 
 /// A hook that acts on the options in force and may fail with a message.
@@ -164,6 +184,10 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
     server.set_client_port(local.port());
+    server.set_client_urls(listen::connect_urls(
+        opts.client_advertise.as_deref(),
+        local,
+    ));
     let mut listener = Some(TcpListener::from_std(std_listener));
 
     let reactors = match opts.reactors {
@@ -220,6 +244,16 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
         LISTENER,
         Interest::READABLE,
     )?;
+    let mut route_listener = match server.cluster() {
+        Some(cluster) => {
+            let mut l = route_listener(cluster)?;
+            poll.registry()
+                .register(&mut l, ROUTE_LISTENER, Interest::READABLE)?;
+            cluster::start(cluster, handles[..reactors].into())?;
+            Some(l)
+        }
+        None => None,
+    };
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded();
     spawn_signal_thread(sig_tx, waker.clone())?;
@@ -238,6 +272,9 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
         listen::write_ports_file(dir, &ports)
     });
     log::info!("Server is ready");
+    if let Some(cluster) = server.cluster() {
+        cluster.solicit_configured();
+    }
 
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
@@ -284,21 +321,29 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
                 }
             }
         }
-        let Some(listener) = listener.as_ref() else {
-            continue;
-        };
         for ev in events.iter() {
-            if ev.token() != LISTENER {
+            let (l, kind) = match ev.token() {
+                LISTENER => (listener.as_ref(), Kind::Client),
+                ROUTE_LISTENER => (
+                    route_listener.as_ref(),
+                    Kind::Route {
+                        solicited: None,
+                        implicit: false,
+                    },
+                ),
+                _ => continue,
+            };
+            let Some(l) = l else {
                 continue;
-            }
+            };
             loop {
-                match listener.accept() {
+                match l.accept() {
                     Ok((stream, peer)) => {
                         // Small frames (PING/PONG, acks) must not wait for Nagle.
                         if let Err(e) = stream.set_nodelay(true) {
                             log::debug!("{peer} - set_nodelay failed: {e}");
                         }
-                        handles[next % reactors].send(Cmd::Accept(stream, peer));
+                        handles[next % reactors].send(Cmd::Accept(stream, peer, kind.clone()));
                         next = next.wrapping_add(1);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -317,6 +362,7 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     log::info!("Initiating Shutdown...");
     server.emit(Event::Shutdown);
     drop(listener);
+    drop(route_listener.take());
     // Stages stop first, so what they publish last (the shutdown event)
     // is queued at the reactors before the reactors flush and close.
     let stage_threads = threads.split_off(reactors);
@@ -341,6 +387,31 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
     }
     log::info!("Server Exiting..");
     Ok(())
+}
+
+/// Bind the cluster port and tell the cluster the URL peers dial.
+fn route_listener(cluster: &natsd_engine::cluster::Cluster) -> io::Result<TcpListener> {
+    let opts = cluster.options();
+    let port = u16::try_from(opts.port).unwrap_or(0);
+    let l = listen::bind(&opts.host, port)
+        .map_err(|e| io::Error::new(e.kind(), format!("Error listening on router port: {e}")))?;
+    l.set_nonblocking(true)?;
+    let local = l.local_addr()?;
+    log::info!(
+        "Listening for route connections on {}",
+        listen::join_host_port(&opts.host, local.port())
+    );
+    match opts.advertise.as_deref() {
+        Some(adv) => match adv.rsplit_once(':') {
+            Some((host, p)) => cluster.set_route_url(host, p.parse().unwrap_or(local.port())),
+            None => cluster.set_route_url(adv, local.port()),
+        },
+        None => {
+            let host = listen::advertised_host(local);
+            cluster.set_route_url(&host, local.port());
+        }
+    }
+    Ok(TcpListener::from_std(l))
 }
 
 /// The thread name of the `$SYS` service's stage.

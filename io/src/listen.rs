@@ -74,6 +74,43 @@ pub(crate) fn urls(scheme: &str, local: SocketAddr) -> Vec<String> {
         .collect()
 }
 
+/// The `host:port`s clients are told (INFO `connect_urls`): the
+/// `client_advertise` address, else every non-loopback interface address
+/// for a wildcard listener (loopback when there is none), else the bound
+/// address.
+pub(crate) fn connect_urls(advertise: Option<&str>, local: SocketAddr) -> Vec<String> {
+    if let Some(adv) = advertise {
+        return vec![adv.to_string()];
+    }
+    let ips: Vec<IpAddr> = if local.ip().is_unspecified() {
+        let all = interface_addrs();
+        let outside: Vec<IpAddr> = all.iter().copied().filter(|ip| !ip.is_loopback()).collect();
+        if outside.is_empty() {
+            all
+        } else {
+            outside
+        }
+    } else {
+        vec![local.ip()]
+    };
+    ips.into_iter()
+        .map(|ip| join_host_port(&ip.to_string(), local.port()))
+        .collect()
+}
+
+/// The host peers dial for a listener bound at `local`: the bound address,
+/// or for a wildcard the first non-loopback IPv4 interface address
+/// (127.0.0.1 when there is none).
+pub(crate) fn advertised_host(local: SocketAddr) -> String {
+    if !local.ip().is_unspecified() {
+        return local.ip().to_string();
+    }
+    interface_addrs()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
+}
+
 /// Every address of every interface, by interface index, each interface's IPv4 addresses
 /// before its IPv6 ones (Go's `net.Interfaces` then `Addrs`; getifaddrs lists all IPv4
 /// addresses first, so a stable sort by index gives the same order).

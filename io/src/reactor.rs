@@ -14,7 +14,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use natsd_engine::client::{ClientConn, CloseReason, ConnSnapshot, Context, Output};
 use natsd_engine::internal::Event;
+use natsd_engine::options::RouteUrl;
 use natsd_engine::outbound::{Outbound, Owner, Taken};
+use natsd_engine::route::{RouteConn, RouteSnapshot};
 use natsd_engine::server::Server;
 use rustls::ServerConfig;
 
@@ -37,12 +39,16 @@ const TLS_READ: usize = 16 * 1024;
 
 /// What other threads send a reactor.
 pub enum Cmd {
-    /// A freshly accepted connection.
-    Accept(TcpStream, SocketAddr),
+    /// A freshly accepted (or, for a route, dialed) connection.
+    Accept(TcpStream, SocketAddr, Kind),
     /// Outbound queues of this reactor's connections that have data.
     Flush(Vec<Arc<Outbound>>),
     /// Reply with a snapshot of every live connection (monitoring).
     Snapshot(Sender<Vec<ConnSnapshot>>),
+    /// Reply with a snapshot of every route (monitoring).
+    Routes(Sender<Vec<RouteSnapshot>>),
+    /// The cluster's client URLs changed: send clients a new INFO.
+    ClusterInfo,
     /// Flush and close every connection, then exit.
     Shutdown,
     /// The configuration was reloaded: re-check every connection; new TLS
@@ -109,9 +115,113 @@ impl ReactorHandle {
     }
 }
 
+/// What kind of connection a socket carries.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A client, on the client port.
+    Client,
+    /// A route: accepted on the cluster port (`solicited: None`) or dialed.
+    Route {
+        /// The URL dialed.
+        solicited: Option<RouteUrl>,
+        /// Learned by gossip rather than configured.
+        implicit: bool,
+    },
+}
+
+/// The connection machine of one socket, by kind. The reactor drives both
+/// through the same calls; what only clients have (TLS peers, reload,
+/// lame duck, `/connz`) is asked of the client machine alone.
+// Not boxed: the client variant is the common one, and a box would cost
+// every client op an indirection to save a few hundred bytes per route.
+#[allow(clippy::large_enum_variant)]
+enum Machine {
+    Client(ClientConn),
+    Route(RouteConn),
+}
+
+impl Machine {
+    fn read_buffer(&mut self) -> &mut BytesMut {
+        match self {
+            Machine::Client(m) => m.read_buffer(),
+            Machine::Route(m) => m.read_buffer(),
+        }
+    }
+
+    fn handle_read(&mut self, now: Instant, ctx: &mut Context) {
+        match self {
+            Machine::Client(m) => m.handle_read(now, ctx),
+            Machine::Route(m) => m.handle_read(now, ctx),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Machine::Client(m) => m.handle_timeout(now),
+            Machine::Route(m) => m.handle_timeout(now),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Machine::Client(m) => m.poll_timeout(),
+            Machine::Route(m) => m.poll_timeout(),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            Machine::Client(m) => m.poll_output(),
+            Machine::Route(m) => m.poll_output(),
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        match self {
+            Machine::Client(m) => m.close(reason),
+            Machine::Route(m) => m.close(reason),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Machine::Client(m) => m.is_closed(),
+            Machine::Route(m) => m.is_closed(),
+        }
+    }
+
+    fn outbound(&self) -> &Arc<Outbound> {
+        match self {
+            Machine::Client(m) => m.outbound(),
+            Machine::Route(m) => m.outbound(),
+        }
+    }
+
+    fn cid(&self) -> u64 {
+        match self {
+            Machine::Client(m) => m.cid(),
+            Machine::Route(m) => m.cid(),
+        }
+    }
+
+    fn log_prefix(&self) -> String {
+        match self {
+            Machine::Client(m) => m.log_prefix(),
+            Machine::Route(m) => m.log_prefix(),
+        }
+    }
+
+    fn client(&mut self) -> Option<&mut ClientConn> {
+        match self {
+            Machine::Client(m) => Some(m),
+            Machine::Route(_) => None,
+        }
+    }
+}
+
 struct Conn {
     stream: TcpStream,
-    machine: ClientConn,
+    machine: Machine,
     wbuf: BytesMut,
     read_size: usize,
     write_blocked_since: Option<Instant>,
@@ -234,7 +344,7 @@ impl Reactor {
     fn drain_inbox(&mut self, now: Instant) {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Cmd::Accept(stream, peer) => self.accept(stream, peer, now),
+                Cmd::Accept(stream, peer, kind) => self.accept(stream, peer, kind, now),
                 Cmd::Flush(outs) => {
                     for out in outs {
                         self.flush_request(&out);
@@ -245,18 +355,43 @@ impl Reactor {
                         .conns
                         .iter()
                         .flatten()
-                        .map(|c| c.machine.snapshot(None))
+                        .filter_map(|c| match &c.machine {
+                            Machine::Client(m) => Some(m.snapshot(None)),
+                            Machine::Route(_) => None,
+                        })
                         .collect();
                     // The asker may have given up waiting; nothing to do then.
                     let _ = reply.send(snaps);
+                }
+                Cmd::Routes(reply) => {
+                    let snaps = self
+                        .conns
+                        .iter()
+                        .flatten()
+                        .filter_map(|c| match &c.machine {
+                            Machine::Route(m) if !m.is_closed() => Some(m.snapshot()),
+                            _ => None,
+                        })
+                        .collect();
+                    let _ = reply.send(snaps);
+                }
+                Cmd::ClusterInfo => {
+                    for slot in 0..self.conns.len() {
+                        if let Some(m) = self.conns[slot].as_mut().and_then(|c| c.machine.client())
+                        {
+                            m.send_cluster_info();
+                            self.want_flush(slot);
+                        }
+                    }
                 }
                 Cmd::Shutdown => self.shutting_down = true,
                 Cmd::Reload(tls) => {
                     self.tls_config = tls;
                     self.ctx.forget_removed_accounts(&self.server);
                     for slot in 0..self.conns.len() {
-                        if let Some(c) = self.conns[slot].as_mut() {
-                            c.machine.reauthorize();
+                        if let Some(m) = self.conns[slot].as_mut().and_then(|c| c.machine.client())
+                        {
+                            m.reauthorize();
                             self.after_input(slot, now);
                         }
                     }
@@ -267,7 +402,7 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn accept(&mut self, mut stream: TcpStream, peer: SocketAddr, kind: Kind, now: Instant) {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -286,11 +421,37 @@ impl Reactor {
             slot,
         };
         let cid = self.server.next_cid();
-        let mut machine = ClientConn::new(self.server.clone(), now, peer, owner, cid);
         let mut wbuf = BytesMut::new();
-        let tls = match &self.tls_config {
-            None => None,
-            Some(config) => self.start_tls(config, &mut stream, &mut machine, &mut wbuf, now),
+        let (machine, tls) = match (kind, self.server.cluster()) {
+            (
+                Kind::Route {
+                    solicited,
+                    implicit,
+                },
+                Some(cluster),
+            ) => {
+                let route = RouteConn::new(
+                    self.server.clone(),
+                    cluster.clone(),
+                    now,
+                    peer,
+                    owner,
+                    cid,
+                    solicited,
+                    implicit,
+                );
+                (Machine::Route(route), None)
+            }
+            _ => {
+                let mut machine = ClientConn::new(self.server.clone(), now, peer, owner, cid);
+                let tls = match &self.tls_config {
+                    None => None,
+                    Some(config) => {
+                        self.start_tls(config, &mut stream, &mut machine, &mut wbuf, now)
+                    }
+                };
+                (Machine::Client(machine), tls)
+            }
         };
         self.load.connections.fetch_add(1, Ordering::Relaxed);
         self.conns[slot] = Some(Conn {
@@ -476,8 +637,8 @@ impl Reactor {
             if was_handshaking && !tls.conn.is_handshaking() {
                 tls.deadline = None;
                 log::debug!("{}{}", c.machine.log_prefix(), tls.describe());
-                if let Some(peer) = tls.peer() {
-                    c.machine.set_tls_peer(peer);
+                if let (Some(peer), Some(m)) = (tls.peer(), c.machine.client()) {
+                    m.set_tls_peer(peer);
                 }
             }
             let buf = c.machine.read_buffer();
@@ -632,8 +793,10 @@ impl Reactor {
         let n = live.len().max(1) as u32;
         for (i, slot) in live.into_iter().enumerate() {
             if let Some(c) = self.conns[slot].as_mut() {
-                c.machine.enter_lame_duck();
-                c.close_at = Some(grace_end + span * i as u32 / n);
+                if let Some(m) = c.machine.client() {
+                    m.enter_lame_duck();
+                    c.close_at = Some(grace_end + span * i as u32 / n);
+                }
             }
             self.after_input(slot, now);
         }
@@ -761,11 +924,17 @@ impl Reactor {
             return;
         };
         self.load.connections.fetch_sub(1, Ordering::Relaxed);
-        let snap = c.machine.snapshot(Some(now));
-        if c.machine.is_connected() && self.server.wants_events() {
-            self.server.emit(Event::Disconnected(snap.clone()));
+        match &c.machine {
+            Machine::Client(m) => {
+                let snap = m.snapshot(Some(now));
+                if m.is_connected() && self.server.wants_events() {
+                    self.server.emit(Event::Disconnected(snap.clone()));
+                }
+                self.server.record_closed(snap);
+            }
+            // A route settled its cluster business when it closed.
+            Machine::Route(_) => {}
         }
-        self.server.record_closed(snap);
         let _ = c.machine.outbound().take(&mut c.wbuf);
         match c.tls.as_mut() {
             None => {

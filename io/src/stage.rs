@@ -108,7 +108,11 @@ impl Stage {
                         let _ = reply.send(Vec::new());
                     }
                     Cmd::Reload(_) => self.service.reloaded(now, &mut self.net),
-                    Cmd::Flush(_) | Cmd::LameDuck { .. } | Cmd::Accept(..) => {}
+                    Cmd::Flush(_)
+                    | Cmd::LameDuck { .. }
+                    | Cmd::Accept(..)
+                    | Cmd::Routes(_)
+                    | Cmd::ClusterInfo => {}
                 }
             }
             let now = Instant::now();

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auth;
+mod cluster;
 mod consumers;
 mod differential;
 mod direct_get;
