@@ -19,6 +19,9 @@ pub enum Mutation {
     AckBeforePersist,
     /// A leader commits entries of earlier terms by counting replicas.
     CommitOldTerm,
+    /// Not a node rule: the simulator's key/value store forgets client sessions, so a
+    /// retried put can take effect twice (shows that the linearizability check bites).
+    KvNoSessions,
 }
 
 #[cfg(feature = "mutation")]
@@ -29,6 +32,7 @@ impl Mutation {
             "double-vote" => Some(Mutation::DoubleVote),
             "ack-before-persist" => Some(Mutation::AckBeforePersist),
             "commit-old-term" => Some(Mutation::CommitOldTerm),
+            "kv-no-sessions" => Some(Mutation::KvNoSessions),
             _ => None,
         }
     }
@@ -39,6 +43,7 @@ impl Mutation {
             Mutation::DoubleVote => "double-vote",
             Mutation::AckBeforePersist => "ack-before-persist",
             Mutation::CommitOldTerm => "commit-old-term",
+            Mutation::KvNoSessions => "kv-no-sessions",
         }
     }
 }

@@ -71,4 +71,10 @@ mod mutations {
     fn commit_old_term_is_caught() {
         caught("commit-old-term", 0..600);
     }
+
+    /// The linearizability check: a store that executes retries twice is caught.
+    #[test]
+    fn a_store_without_sessions_is_caught() {
+        caught("kv-no-sessions", 0..300);
+    }
 }

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             #[cfg(feature = "mutation")]
             "--mutation" => {
                 let Some(m) = natsd_consensus::Mutation::from_name(&value) else {
-                    eprintln!("mutations: double-vote, ack-before-persist, commit-old-term");
+                    eprintln!("mutations: double-vote, ack-before-persist, commit-old-term, kv-no-sessions");
                     return ExitCode::from(2);
                 };
                 opts.mutation = Some(m);
@@ -73,7 +73,13 @@ fn main() -> ExitCode {
     let count = seeds.end.saturating_sub(seeds.start);
     let reports = run_all(seeds.clone(), &opts);
     let mut violations = 0;
+    let mut total = Report::default();
     for (seed, report) in seeds.zip(reports) {
+        total.steps += report.steps;
+        total.messages += report.messages;
+        total.crashes += report.crashes;
+        total.partitions += report.partitions;
+        total.completed += report.completed;
         if opts.full_trace {
             report.trace.iter().for_each(|l| println!("  {l}"));
         }
@@ -85,6 +91,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    println!(
+        "steps: {}, messages: {}, crashes: {}, partitions: {}, client operations completed: {}",
+        total.steps, total.messages, total.crashes, total.partitions, total.completed
+    );
     println!("seeds: {count}, violations: {violations}");
     if violations > 0 {
         ExitCode::from(1)

@@ -85,7 +85,12 @@ impl Kv {
     /// Applies a command; returns its result (a put's is `None`, a get's the value), or
     /// `None` for a stale retry of an operation the client has already moved past.
     pub fn apply(&mut self, c: &Command) -> Option<Option<u64>> {
-        if let Some((seq, result)) = self.sessions.get(&c.client) {
+        self.apply_with(c, true)
+    }
+
+    /// [`Kv::apply`], or without `sessions` a store that executes every retry again.
+    pub fn apply_with(&mut self, c: &Command, sessions: bool) -> Option<Option<u64>> {
+        if let Some((seq, result)) = self.sessions.get(&c.client).filter(|_| sessions) {
             if c.seq == *seq {
                 return Some(*result);
             }

@@ -218,6 +218,8 @@ struct Sim {
     group: Vec<u8>,
     faults_on: bool,
     without: Vec<Fault>,
+    /// The key/value store keeps client sessions (off only for the `kv-no-sessions` mutation).
+    kv_sessions: bool,
     faults: Faults,
     clients: Vec<Client>,
     history: Vec<Call>,
@@ -347,6 +349,10 @@ impl Sim {
             group: vec![0; opts.nodes],
             faults_on: true,
             without: opts.without.clone(),
+            #[cfg(feature = "mutation")]
+            kv_sessions: opts.mutation != Some(Mutation::KvNoSessions),
+            #[cfg(not(feature = "mutation"))]
+            kv_sessions: true,
             faults,
             clients,
             history: Vec::new(),
@@ -802,7 +808,7 @@ impl Sim {
         else {
             return Ok(());
         };
-        let result = self.nodes[n].kv.apply(&cmd);
+        let result = self.nodes[n].kv.apply_with(&cmd, self.kv_sessions);
         let cl = &mut self.clients[cmd.client as usize];
         if let (Some(result), Some((w, at, _, h))) = (result, cl.waiting) {
             if w.seq == cmd.seq && at == n {
