@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: natsd against the Go nats-server, same machine, same run.
 #
-#   scripts/bench-compare.sh [-r ROUNDS] [-o OUTDIR] [-s SCALE] [-k core|js|all]
+#   scripts/bench-compare.sh [-r ROUNDS] [-o OUTDIR] [-s SCALE] [-k core|js|cluster|all]
 #
 # Builds natsd and natsd-bench (release), installs nats-server with apt-get when
 # it is missing and we are root (otherwise runs natsd alone), starts both on
@@ -16,7 +16,11 @@
 # back through a durable pull consumer with and without acks, through an
 # ordered push consumer (js-consume --push) and through a durable push
 # consumer acking each message (js-consume --push-ack); both
-# servers keep their default sync policy (fsync on an interval).
+# servers keep their default sync policy (fsync on an interval). Cluster
+# scenarios (-k cluster or all) start a 3-node cluster of each server (two
+# nodes route to the first and find each other by gossip) and run pubsub with
+# the publisher on node 1 and the subscriber on node 2, and fanout to one
+# subscriber on each node; CPU is the three servers' together.
 # Environment: ROUNDS, SCALE (multiplies message counts; default 1),
 # NATS_SERVER (path of the Go server), CARGO_TARGET_DIR (where cargo builds).
 set -euo pipefail
@@ -41,6 +45,9 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 NATSD=$TARGET/release/natsd
 BENCH=$TARGET/release/natsd-bench
 
+# The reference is the pinned release .ci/run installs, else one on PATH.
+PINNED=$HOME/.cache/natsd-ref/2.15.1/bin/nats-server
+[[ -z ${NATS_SERVER:-} && -x $PINNED ]] && NATS_SERVER=$PINNED
 NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || true)}
 if [[ -z $NATS_SERVER && -x /usr/sbin/nats-server ]]; then
     NATS_SERVER=/usr/sbin/nats-server
@@ -98,6 +105,24 @@ start_server() {
     exit 1
 }
 
+# start_cluster NAME: three nodes of it on free ports, nodes 2 and 3 routing to node 1;
+# sets CURL (client URLs) and CPID (pids).
+start_cluster() {
+    local name=$1 seed i
+    CURL=()
+    CPID=()
+    seed=$(free_port)
+    for i in 0 1 2; do
+        local cport=$seed
+        ((i > 0)) && cport=$(free_port)
+        local args=(--cluster "nats://127.0.0.1:$cport" --cluster_name bench -n "$name-$i")
+        ((i > 0)) && args+=(--routes "nats://127.0.0.1:$seed")
+        start_server "$name" "${args[@]}"
+        CURL+=("nats://127.0.0.1:$PORT")
+        CPID+=("$PID")
+    done
+}
+
 stop_server() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
@@ -107,7 +132,7 @@ SERVERS=(natsd)
 [[ -n $NATS_SERVER ]] && SERVERS+=(nats-server)
 
 declare -A URL SPID
-if [[ $KIND != js ]]; then
+if [[ $KIND == core || $KIND == all ]]; then
     for s in "${SERVERS[@]}"; do
         start_server "$s"
         URL[$s]=nats://127.0.0.1:$PORT
@@ -146,7 +171,7 @@ for round in $(seq "$ROUNDS"); do
     if ((round % 2 == 0)) && ((${#SERVERS[@]} == 2)); then
         order=("${SERVERS[1]}" "${SERVERS[0]}")
     fi
-    if [[ $KIND != js ]]; then
+    if [[ $KIND == core || $KIND == all ]]; then
         for sc in pub pubsub fanout fanin queue reqrep; do
             for size in 16 1024; do
                 for s in "${order[@]}"; do
@@ -162,7 +187,27 @@ for round in $(seq "$ROUNDS"); do
             echo "  $s idle round $round done" >&2
         done
     fi
-    if [[ $KIND != core ]]; then
+    if [[ $KIND == cluster || $KIND == all ]]; then
+        for s in "${order[@]}"; do
+            start_cluster "$s"
+            for size in 16 1024; do
+                f="$OUT/$s.cluster-pubsub.$size.$round.json"
+                "$BENCH" pubsub --server "${CURL[0]}" --sub-server "${CURL[1]}" --size "$size" \
+                    --msgs "$(msgs_for pubsub)" --duration 20 --server-pid "${CPID[0]}" \
+                    --peer-pids "${CPID[1]},${CPID[2]}" --json --quiet >"$f" || [[ $? -eq 3 ]]
+                f="$OUT/$s.cluster-fanout.$size.$round.json"
+                "$BENCH" fanout --subs 3 --server "${CURL[0]}" \
+                    --sub-server "${CURL[0]},${CURL[1]},${CURL[2]}" --size "$size" \
+                    --msgs "$(msgs_for fanout)" --duration 20 --server-pid "${CPID[0]}" \
+                    --peer-pids "${CPID[1]},${CPID[2]}" --json --quiet >"$f" || [[ $? -eq 3 ]]
+                echo "  $s cluster ${size}B round $round done" >&2
+            done
+            for pid in "${CPID[@]}"; do
+                stop_server "$pid"
+            done
+        done
+    fi
+    if [[ $KIND == js || $KIND == all ]]; then
         for s in "${order[@]}"; do
             store="$OUT/store.$s.$round"
             start_server "$s" -js -sd "$store"
@@ -287,11 +332,27 @@ def js():
               f"| {fmt(p99(A), '.1f')} | {fmt(p99(B), '.1f')} | {fmt(mem(A), '.0f')} | {fmt(mem(B), '.0f')} "
               f"| {lost(A, sc, 16)} / {lost(B, sc, 16)} |")
 
-if kind != "js":
+def cluster():
+    print("Clusters of 3 nodes (pubsub: publisher on node 1, subscriber on node 2; fanout: one subscriber on each node; CPU: all three servers per delivered message):")
+    print()
+    print("| scenario | size | natsd msgs/s | nats-server msgs/s | ratio | natsd CPU µs/msg | nats-server CPU µs/msg | CPU ratio | lost natsd / nats-server |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for sc in ["cluster-pubsub", "cluster-fanout"]:
+        for size in [16, 1024]:
+            ra, rb = stat(A, sc, size, rate), stat(B, sc, size, rate)
+            ca, cb = stat(A, sc, size, cpu), stat(B, sc, size, cpu)
+            print(f"| {sc} | {size} | {fmt(ra, ',.0f')} | {fmt(rb, ',.0f')} | {fmt(ratio(ra, rb), '.2f')} "
+                  f"| {fmt(ca, '.3f')} | {fmt(cb, '.3f')} | {fmt(ratio(ca, cb), '.2f')} "
+                  f"| {lost(A, sc, size)} / {lost(B, sc, size)} |")
+
+if kind in ("core", "all"):
     core()
     print()
-if kind != "core":
+if kind in ("js", "all"):
     js()
+    print()
+if kind in ("cluster", "all"):
+    cluster()
     print()
 print("msgs/s: subscriber side (all deliveries) where there are subscribers, publisher side for pub;")
 print("reqrep: round trips/s. CPU: server utime+stime per delivered message (reqrep: 2 per round trip).")

@@ -185,7 +185,7 @@ pub fn js_pub(ctx: &Ctx, sync: bool) -> Result<Report, String> {
     let rss_before = ctx.server_pid.and_then(|p| crate::procfs::rss_kib(p).ok());
     let window = if sync { 1 } else { ctx.window.max(1) as u64 };
     let label = if sync { "js-sync" } else { "js-async" };
-    let usage = Usage::start(ctx.server_pid);
+    let usage = Usage::start(ctx);
     let mut errors = Vec::new();
     let start = Instant::now();
     let mut progress = Progress::new(ctx.progress, label, start);
@@ -284,7 +284,7 @@ pub fn js_consume(ctx: &Ctx) -> Result<Report, String> {
     let batch = ctx.window.max(1) as u64;
     let request = format!("{{\"batch\":{batch},\"expires\":5000000000}}");
 
-    let usage = Usage::start(ctx.server_pid);
+    let usage = Usage::start(ctx);
     let start = Instant::now();
     let deadline = start + ctx.duration;
     let mut progress = Progress::new(ctx.progress, "js-consume", start);
@@ -443,7 +443,7 @@ fn consume_push(
             }),
         )
     };
-    let usage = Usage::start(ctx.server_pid);
+    let usage = Usage::start(ctx);
     let start = Instant::now();
     setup
         .api(&create, config.to_string().as_bytes())

@@ -87,6 +87,12 @@ fn run(opts: &Opts) -> Result<Report, String> {
         hold: secs(opts.hold, "--hold")?,
         drain_timeout: secs(opts.drain_timeout, "--drain-timeout")?,
         server_pid: opts.server_pid,
+        peer_pids: opts.peer_pids.clone(),
+        sub_urls: opts
+            .sub_server
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<Result<_, _>>()?,
         progress: !opts.quiet,
         storage: opts.storage,
         window: opts.window,

@@ -141,6 +141,15 @@ pub struct Opts {
     /// Server process id: report its CPU per delivered message and its RSS.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Subscribers connect to these servers (comma-separated URLs, round-robin) instead of
+    /// `--server`: a cluster run, publishers on one node and subscribers on others. The run
+    /// starts once every subscriber's node is routed to.
+    #[arg(long, value_delimiter = ',')]
+    pub sub_server: Vec<String>,
+    /// The cluster's other server process ids (comma-separated): their CPU is added to
+    /// `--server-pid`'s.
+    #[arg(long, value_delimiter = ',')]
+    pub peer_pids: Vec<u32>,
     /// Print one JSON object.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,

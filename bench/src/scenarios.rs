@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use natsd_proto::{encode, ServerOp};
 
-use crate::conn::{is_timeout, Auth, Conn, ConnError, Reader, READ_CHUNK_BYTES};
+use crate::conn::{is_timeout, wait_op, Auth, Conn, ConnError, Reader, READ_CHUNK_BYTES};
 use crate::hist::Histogram;
 use crate::opts::{Scenario, ServerUrl};
 use crate::procfs;
@@ -57,6 +57,10 @@ pub struct Ctx {
     pub hold: Duration,
     pub drain_timeout: Duration,
     pub server_pid: Option<u32>,
+    /// The other servers of a cluster: their CPU is added to the server's.
+    pub peer_pids: Vec<u32>,
+    /// Where subscribers connect, round-robin (the publishers' server when empty).
+    pub sub_urls: Vec<ServerUrl>,
     pub progress: bool,
     /// JetStream scenarios: where the stream stores.
     pub storage: crate::js::Storage,
@@ -84,8 +88,12 @@ pub fn run(ctx: &Ctx) -> Result<Report, String> {
 }
 
 pub(crate) fn connect(ctx: &Ctx, name: &str, chunk: usize) -> Result<Conn, String> {
-    let conn = Conn::connect(&ctx.url, &ctx.auth, name, chunk)
-        .map_err(|e| format!("{name}: connecting to {}: {e}", ctx.url))?;
+    connect_to(ctx, &ctx.url, name, chunk)
+}
+
+fn connect_to(ctx: &Ctx, url: &ServerUrl, name: &str, chunk: usize) -> Result<Conn, String> {
+    let conn = Conn::connect(url, &ctx.auth, name, chunk)
+        .map_err(|e| format!("{name}: connecting to {url}: {e}"))?;
     if ctx.size > usize::try_from(conn.info.max_payload).unwrap_or(0) {
         return Err(format!(
             "--size {} exceeds the server's max_payload {}",
@@ -107,24 +115,37 @@ pub(crate) fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
-/// The server's CPU time at the start of the measured phase.
+/// The server's CPU time (with a cluster's other servers') at the start of
+/// the measured phase.
 pub(crate) struct Usage {
     pid: Option<u32>,
+    peers: Vec<u32>,
     cpu_before: Result<u64, String>,
 }
 
+/// CPU time of `pid` and `peers` together.
+fn cpu_us(pid: u32, peers: &[u32]) -> Result<u64, String> {
+    let mut total = procfs::cpu_us(pid)?;
+    for &p in peers {
+        total += procfs::cpu_us(p)?;
+    }
+    Ok(total)
+}
+
 impl Usage {
-    pub(crate) fn start(pid: Option<u32>) -> Usage {
+    pub(crate) fn start(ctx: &Ctx) -> Usage {
+        let pid = ctx.server_pid;
         Usage {
             pid,
-            cpu_before: pid.map_or(Ok(0), procfs::cpu_us),
+            peers: ctx.peer_pids.clone(),
+            cpu_before: pid.map_or(Ok(0), |p| cpu_us(p, &ctx.peer_pids)),
         }
     }
 
     pub(crate) fn finish(self, delivered: u64, errors: &mut Vec<String>) -> Option<ServerUsage> {
         let pid = self.pid?;
         let read = || -> Result<ServerUsage, String> {
-            let cpu_us = procfs::cpu_us(pid)?.saturating_sub(self.cpu_before?);
+            let cpu_us = cpu_us(pid, &self.peers)?.saturating_sub(self.cpu_before?);
             Ok(ServerUsage {
                 cpu_us,
                 cpu_us_per_msg: cpu_us as f64 / delivered.max(1) as f64,
@@ -180,6 +201,50 @@ impl Progress {
     }
 }
 
+/// Subscribers on other servers of a cluster: wait until the publishers'
+/// server routes to each of them. Each subscriber adds a probe subscription
+/// after its bench subscription; interest crosses a route in order, so once
+/// a probe published here reaches it, the bench subject does too. The probe
+/// is then removed, and what it still brings is read before the PONG.
+fn until_routed(ctx: &Ctx, subs: &mut [Conn]) -> Result<(), String> {
+    const PROBE_WAIT: Duration = Duration::from_secs(15);
+    let mut prober = connect(ctx, "bench-probe", 4096)?;
+    let deadline = Instant::now() + PROBE_WAIT;
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let probe = format!("_BENCH_PROBE.{}.{i}", std::process::id());
+        let mut out = BytesMut::new();
+        encode::sub(&mut out, probe.as_bytes(), None, b"2");
+        sub.writer
+            .write_all(&out)
+            .map_err(|e| format!("sub {i}: {e}"))?;
+        sub.flush(Duration::from_secs(10))
+            .map_err(|e| format!("sub {i}: {e}"))?;
+        let mut msg = BytesMut::new();
+        encode::pub_msg(&mut msg, probe.as_bytes(), None, b"probe");
+        loop {
+            prober
+                .writer
+                .write_all(&msg)
+                .map_err(|e| format!("probe: {e}"))?;
+            let got = wait_op(&mut sub.reader, Instant::now() + READ_POLL, "probe");
+            if matches!(got, Ok(ServerOp::Msg { .. })) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "sub {i}: no route carried messages within {PROBE_WAIT:?}"
+                ));
+            }
+        }
+        sub.writer
+            .write_all(b"UNSUB 2\r\n")
+            .map_err(|e| format!("sub {i}: {e}"))?;
+        sub.flush(Duration::from_secs(10))
+            .map_err(|e| format!("sub {i}: {e}"))?;
+    }
+    Ok(())
+}
+
 struct PubResult {
     sent: u64,
     elapsed: Duration,
@@ -205,7 +270,11 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
     let mut subs = Vec::with_capacity(ctx.subs);
     let mut version = String::new();
     for i in 0..ctx.subs {
-        let mut conn = connect(ctx, &format!("bench-sub-{i}"), READ_CHUNK_BYTES)?;
+        let name = format!("bench-sub-{i}");
+        let mut conn = match ctx.sub_urls.get(i % ctx.sub_urls.len().max(1)) {
+            Some(url) => connect_to(ctx, url, &name, READ_CHUNK_BYTES)?,
+            None => connect(ctx, &name, READ_CHUNK_BYTES)?,
+        };
         let mut out = BytesMut::new();
         let group = queue.then_some(&b"bench-q"[..]);
         encode::sub(&mut out, ctx.subject.as_bytes(), group, b"1");
@@ -225,8 +294,11 @@ fn flow(ctx: &Ctx, queue: bool) -> Result<Report, String> {
         version = server_version(&conn);
         pubs.push(conn);
     }
+    if !ctx.sub_urls.is_empty() {
+        until_routed(ctx, &mut subs)?;
+    }
 
-    let usage = Usage::start(ctx.server_pid);
+    let usage = Usage::start(ctx);
     let start = Instant::now();
     let deadline = start + ctx.duration;
     let sub_counters: Vec<Arc<Counter>> = (0..ctx.subs).map(|_| Arc::default()).collect();
@@ -625,7 +697,7 @@ fn reqrep(ctx: &Ctx) -> Result<Report, String> {
         Some(inbox.as_bytes()),
         &payload(ctx.size),
     );
-    let usage = Usage::start(ctx.server_pid);
+    let usage = Usage::start(ctx);
     let mut hist = Histogram::default();
     let mut errors = Vec::new();
     let start = Instant::now();

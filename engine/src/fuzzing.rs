@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use natsd_proto::route::{route_limits, RouteOpParser};
 use natsd_proto::{Limits, ServerOpParser};
 
 use crate::client::{ClientConn, Context};
 use crate::options::Options;
 use crate::outbound::Owner;
+use crate::route::RouteConn;
 use crate::server::Server;
 
 /// Drive one client connection with arbitrary bytes, with a second
@@ -91,6 +93,121 @@ fn assert_server_ops(conn: &ClientConn) {
         }
     }
     assert!(buf.is_empty(), "server wrote a partial frame: {buf:?}");
+}
+
+/// Drive one route (accepted on the cluster port) with arbitrary bytes, with
+/// a local client subscribed to everything (plain and in a queue group).
+///
+/// Input layout: byte 0 picks the chunk size (1..=64), byte 1 bit 0
+/// prepends a valid CONNECT and INFO (so the rest reaches the registered
+/// route's ops), bit 1 requires cluster credentials; the rest is the
+/// peer's byte stream. Checked:
+/// - everything the server writes to the route parses as route ops, and
+///   everything it writes to the client as server ops;
+/// - a closed route asks its driver to close it, once;
+/// - closing the route takes all of its interest out of the sublist and
+///   out of the cluster.
+pub fn route_conn(now: Instant, data: &[u8]) {
+    let (Some(&chunk), Some(&flags)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let chunk = usize::from(chunk % 64) + 1;
+    let mut cluster = crate::options::ClusterOptions {
+        name: Some("fz".into()),
+        port: 6222,
+        ..Default::default()
+    };
+    if flags & 2 != 0 {
+        cluster.user = Some("r".into());
+        cluster.pass = Some("p".into());
+    }
+    let opts = Options {
+        max_payload: 4096,
+        max_control_line: 512,
+        ping_interval: Duration::from_secs(1),
+        cluster,
+        ..Options::default()
+    };
+    let server = Arc::new(Server::new(opts, [7u8; 32]));
+    let Some(cluster) = server.cluster().cloned() else {
+        panic!("a cluster is configured");
+    };
+    let mut ctx = Context::new(7);
+    let mut watcher = new_conn(&server, now, 0);
+    watcher.handle_bytes(
+        now,
+        &mut ctx,
+        b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB > 1\r\nSUB > q 2\r\n",
+    );
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 6000));
+    let owner = Owner {
+        reactor: 0,
+        slot: 9,
+    };
+    let cid = server.next_cid();
+    let mut route = RouteConn::new(
+        server.clone(),
+        cluster.clone(),
+        now,
+        peer,
+        owner,
+        cid,
+        None,
+        false,
+    );
+    let mut stream = Vec::new();
+    if flags & 1 != 0 {
+        stream.extend_from_slice(
+            b"CONNECT {\"user\":\"r\",\"pass\":\"p\",\"cluster\":\"fz\"}\r\nINFO {\"server_id\":\"NPEER\",\"cluster\":\"fz\",\"port\":7222}\r\n",
+        );
+    }
+    stream.extend_from_slice(&data[2..]);
+    let mut t = now;
+    for piece in stream.chunks(chunk) {
+        route.handle_bytes(t, &mut ctx, piece);
+        t += Duration::from_millis(300);
+        route.handle_timeout(t);
+        assert_route_ops(route.outbound());
+        assert_server_ops(&watcher);
+        ctx.wakes.clear();
+    }
+    let mut closes = 0;
+    while let Some(out) = route.poll_output() {
+        let crate::client::Output::Close(_) = out;
+        closes += 1;
+    }
+    assert!(closes <= 1, "one close request per route");
+    assert_eq!(closes == 1, route.is_closed());
+    route.close(crate::client::CloseReason::ClientClosed);
+    let routed: usize = server.accounts().iter().map(|a| a.sublist.count()).sum();
+    assert_eq!(routed, 2, "only the client's two subscriptions remain");
+    assert!(
+        cluster.peers().is_empty(),
+        "a closed route left the cluster"
+    );
+    watcher.close(crate::client::CloseReason::ClientClosed);
+}
+
+/// Whatever the server wrote to a route must parse as route ops.
+fn assert_route_ops(out: &crate::outbound::Outbound) {
+    let mut buf = BytesMut::new();
+    out.take(&mut buf);
+    out.written(buf.len());
+    let mut parser = RouteOpParser::new(
+        route_limits(64 * 1024),
+        natsd_proto::route::RouteDialect::default(),
+    );
+    loop {
+        match parser.parse(&mut buf) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => panic!("server wrote route bytes that do not parse: {e}"),
+        }
+    }
+    assert!(
+        buf.is_empty(),
+        "server wrote a partial route frame: {buf:?}"
+    );
 }
 
 /// The NATS conf parser on arbitrary text (invalid UTF-8 is cut at the

@@ -40,6 +40,14 @@ fn client_conn_corpus() {
 }
 
 #[test]
+fn route_conn_corpus() {
+    let now = Instant::now();
+    replay("route_conn", |data| {
+        natsd_engine::fuzzing::route_conn(now, data)
+    });
+}
+
+#[test]
 fn conf_parse_corpus() {
     replay("conf_parse", natsd_engine::fuzzing::conf_parse);
 }
