@@ -70,6 +70,9 @@ pub trait Service: Send {
     fn handle_event(&mut self, _now: Instant, _event: Event, _net: &mut Internal) {}
     /// The configuration was reloaded (`Server::options` holds the new one).
     fn reloaded(&mut self, _now: Instant, _net: &mut Internal) {}
+    /// The server is shutting down: the last chance to publish, before the
+    /// stage stops and the reactors flush and close their connections.
+    fn shutdown(&mut self, _now: Instant, _net: &mut Internal) {}
     /// The instant [`poll_timeout`](Self::poll_timeout) named has passed.
     fn handle_timeout(&mut self, _now: Instant, _net: &mut Internal) {}
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
@@ -89,10 +92,17 @@ const ARENA_CHUNK: usize = 32 * 1024;
 /// Client ids of internal clients: far above any real client's.
 const INTERNAL_CID_BASE: u64 = 1 << 62;
 
+/// Whether `cid` is one of a stage's internal clients.
+pub fn is_internal_cid(cid: u64) -> bool {
+    cid >= INTERNAL_CID_BASE
+}
+
 struct Client {
     conn: ClientConn,
     parser: ServerOpParser,
     buf: BytesMut,
+    /// Publishes only (see [`Internal::publish_relayed`]); never subscribes.
+    relay: bool,
 }
 
 /// A stage's internal clients, one per account, and the context their
@@ -136,10 +146,16 @@ impl Internal {
     }
 
     fn client(&mut self, now: Instant, account: &Arc<Account>) -> usize {
+        self.client_of(now, account, false)
+    }
+
+    /// The stage's internal client in `account` (`relay`: the one that only
+    /// publishes), created on first use.
+    fn client_of(&mut self, now: Instant, account: &Arc<Account>, relay: bool) -> usize {
         if let Some(i) = self
             .clients
             .iter()
-            .position(|c| Arc::ptr_eq(c.conn.account(), account))
+            .position(|c| c.relay == relay && Arc::ptr_eq(c.conn.account(), account))
         {
             return i;
         }
@@ -157,6 +173,7 @@ impl Internal {
                 max_payload: usize::MAX,
             }),
             buf: BytesMut::new(),
+            relay,
         });
         slot
     }
@@ -204,6 +221,27 @@ impl Internal {
             .conn
             .publish(now, &mut self.ctx, subject, reply, headers, payload);
         // Stages never pause themselves; the stall is for client readers.
+        self.ctx.stall = false;
+    }
+
+    /// [`publish`](Self::publish) through a second internal client of the
+    /// account, so that this stage's own subscriptions receive it too (a
+    /// client never sees its own publishes): a stream's republish reaches
+    /// a stream whose subjects capture it, as nats-server's streams, each
+    /// publishing through a client of its own, store each other's
+    /// republishes.
+    pub fn publish_relayed(
+        &mut self,
+        now: Instant,
+        account: &Arc<Account>,
+        subject: &[u8],
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let i = self.client_of(now, account, true);
+        self.clients[i]
+            .conn
+            .publish(now, &mut self.ctx, subject, None, headers, payload);
         self.ctx.stall = false;
     }
 
@@ -399,6 +437,27 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             0
         );
+    }
+
+    #[test]
+    fn relayed_publishes_reach_the_stage_itself() {
+        let server = Arc::new(Server::new(Options::default(), [7u8; 32]));
+        let now = Instant::now();
+        let acc = server.global.clone();
+        let mut a = Internal::new(server.clone(), 10, 1);
+        let sid = a.subscribe(now, &acc, "rp.>", None).unwrap();
+        // A client does not see its own publishes ...
+        a.publish(now, &acc, b"rp.1", None, None, b"plain");
+        assert!(a.take_deliveries().is_empty());
+        // ... a relayed one comes from another client of the stage.
+        a.publish_relayed(now, &acc, b"rp.2", Some(b"NATS/1.0\r\nA: b\r\n\r\n"), b"r");
+        let wakes = a.take_wakes();
+        assert!(wakes.iter().all(|w| a.owns(w)));
+        let got = a.take_deliveries();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].sid, &got[0].subject[..]), (sid, &b"rp.2"[..]));
+        assert_eq!(&got[0].payload[..], b"r");
+        assert!(is_internal_cid(wakes[0].cid()));
     }
 
     #[test]

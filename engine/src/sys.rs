@@ -7,7 +7,9 @@
 //!   (EP: `STATSZ`, `VARZ`, `CONNZ`, `SUBSZ`, `HEALTHZ`, `JSZ`,
 //!   `ACCOUNTZ`, `ROUTEZ`, `GATEWAYZ`, `LEAFZ`, `IDZ`) and
 //!   `$SYS.REQ.ACCOUNT.<acc>.{CONNZ,SUBSZ,LEAFZ,INFO,STATZ,CONNS}`,
-//!   `$SYS.REQ.ACCOUNT.PING.STATZ`. A request body is empty or a JSON object
+//!   `$SYS.REQ.ACCOUNT.PING.STATZ`, and `$SYS.REQ.USER.INFO` in every
+//!   account (the requester's user, account and permissions: see
+//!   [`SysService::user_info`]). A request body is empty or a JSON object
 //!   of the endpoint's options (nats-server's `*EventOptions`) plus the
 //!   event filter (`server_name`, `cluster`, `host`, `tags`, `domain`); a
 //!   request whose filter does not match this server gets no answer. The
@@ -27,7 +29,7 @@
 //! (`IDZ` and `LAMEDUCK` are 2.10's). Nothing here reads a clock: wall
 //! times derive from the start pair given at construction and the `now`
 //! the stage passes.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +38,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::accounts::GLOBAL_ACCOUNT;
-use crate::client::ConnSnapshot;
+use crate::auth::{Permissions, SubjectPermission};
+use crate::client::{ConnSnapshot, SubRef};
 use crate::internal::{Delivery, Event, Internal, Service};
 use crate::monitor::{
     self, AccountStat, AccountStatz, Clock, DataStats, Monitor, Query, Source, SubszOptions,
@@ -206,6 +209,10 @@ pub fn parse_request(subject: &str, server_id: &str) -> Option<Request> {
     }
 }
 
+/// The subject any client asks for its own user and permissions on, in its
+/// own account (nats-server imports it into every account).
+const USER_INFO: &str = "$SYS.REQ.USER.INFO";
+
 /// The subjects the service subscribes to (in the system account).
 fn request_subjects(server_id: &str) -> [String; 4] {
     [
@@ -296,6 +303,67 @@ struct ClientInfo {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+/// nats-server's `UserInfo`, the answer to `$SYS.REQ.USER.INFO` (`user_name`
+/// and `expires` come from JWT claims, which natsd does not have).
+#[derive(Debug, Clone, Serialize)]
+struct UserInfo<'a> {
+    user: &'a str,
+    account: &'a str,
+    account_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<PublicPermissions<'a>>,
+}
+
+/// nats-server's `Permissions` as `publicPermissions` shows a client's:
+/// both directions always (empty when unrestricted), `responses` with
+/// `allow_responses`.
+#[derive(Debug, Clone, Serialize)]
+struct PublicPermissions<'a> {
+    publish: PublicSubjects<'a>,
+    subscribe: PublicSubjects<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    responses: Option<PublicResponses>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct PublicSubjects<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    allow: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    deny: &'a [String],
+}
+
+/// `max` and `ttl` (Go's `time.Duration`, ns); -1 for no limit.
+#[derive(Debug, Clone, Serialize)]
+struct PublicResponses {
+    max: i64,
+    ttl: i64,
+}
+
+impl<'a> PublicPermissions<'a> {
+    fn of(perms: &'a Permissions) -> Self {
+        let side = |p: &'a Option<SubjectPermission>| {
+            p.as_ref()
+                .map_or_else(PublicSubjects::default, |p| PublicSubjects {
+                    allow: p.allow.as_deref().unwrap_or_default(),
+                    deny: &p.deny,
+                })
+        };
+        PublicPermissions {
+            publish: side(&perms.publish),
+            subscribe: side(&perms.subscribe),
+            responses: perms.allow_responses.map(|r| PublicResponses {
+                max: r
+                    .max_msgs
+                    .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
+                ttl: r
+                    .expires
+                    .map_or(-1, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -732,6 +800,12 @@ pub struct SysService {
     statsz_every: Duration,
     next_statsz: Option<Instant>,
     tracked: BTreeMap<String, Tracked>,
+    /// The user of each connected client (from the connect events), for
+    /// `USER.INFO`.
+    users: HashMap<u64, Option<String>>,
+    /// The subscriptions to `USER.INFO`, and the accounts they are in.
+    user_info_sids: HashSet<u64>,
+    user_info_accounts: Vec<Arc<Account>>,
 }
 
 impl SysService {
@@ -753,6 +827,70 @@ impl SysService {
             statsz_every: STATSZ_FIRST,
             next_statsz: None,
             tracked: BTreeMap::new(),
+            users: HashMap::new(),
+            user_info_sids: HashSet::new(),
+            user_info_accounts: Vec::new(),
+        }
+    }
+
+    /// Subscribe to `USER.INFO` in every account not subscribed yet (all at
+    /// start, the new ones after a reload).
+    fn subscribe_user_info(&mut self, now: Instant, net: &mut Internal) {
+        for account in self.server().accounts() {
+            if self
+                .user_info_accounts
+                .iter()
+                .any(|a| Arc::ptr_eq(a, &account))
+            {
+                continue;
+            }
+            match net.subscribe(now, &account, USER_INFO, None) {
+                Ok(sid) => {
+                    self.user_info_sids.insert(sid);
+                    self.user_info_accounts.push(account);
+                }
+                Err(e) => log::error!("Error setting up user info service: {e}"),
+            }
+        }
+    }
+
+    /// `$SYS.REQ.USER.INFO`: the requester's user, account and permissions.
+    /// The request carries no sender, so the requester is the one client
+    /// that subscribes to its reply subject (a request's inbox); when that
+    /// is not one client, the answer names the account alone.
+    fn user_info(&mut self, now: Instant, msg: &Delivery, net: &mut Internal) {
+        let Some(reply) = msg.reply.as_deref().filter(|r| !r.is_empty()) else {
+            return;
+        };
+        let sub = requester(&msg.account, reply);
+        let user = sub.as_ref().and_then(|s| self.user_of(s.client.cid()));
+        let data = UserInfo {
+            user: user.as_deref().unwrap_or_default(),
+            account: &msg.account.name,
+            account_name: &msg.account.name,
+            permissions: sub
+                .as_ref()
+                .and_then(|s| s.perms.as_deref())
+                .map(PublicPermissions::of),
+        };
+        let body = self.wrap(now, Ok(to_json(&data)));
+        let Ok(reply) = std::str::from_utf8(reply) else {
+            return;
+        };
+        net.publish(now, &msg.account, reply.as_bytes(), None, None, &body);
+    }
+
+    /// The user client `cid` authenticated as: known from its connect
+    /// event, or (when the request overtook the event) from the reactors.
+    fn user_of(&self, cid: u64) -> Option<String> {
+        match self.users.get(&cid) {
+            Some(user) => user.clone(),
+            None => self
+                .src
+                .connections()
+                .into_iter()
+                .find(|c| c.cid == cid)
+                .and_then(|c| c.user),
         }
     }
 
@@ -1164,6 +1302,20 @@ impl SysService {
     }
 }
 
+/// The one client (not a server-internal one) that subscribes to `reply` in
+/// `account`: who sent a request with that reply subject.
+fn requester(account: &Account, reply: &[u8]) -> Option<SubRef> {
+    let found = account.sublist.matches(reply);
+    let mut clients = found
+        .plain
+        .into_iter()
+        .filter(|s| !crate::internal::is_internal_cid(s.client.cid()));
+    let first = clients.next()?;
+    clients
+        .all(|s| s.client.cid() == first.client.cid())
+        .then_some(first)
+}
+
 fn bad_request(description: String) -> ApiError {
     ApiError {
         code: 400,
@@ -1189,10 +1341,19 @@ impl Service for SysService {
             }
         }
         self.account = Some(account);
+        self.subscribe_user_info(now, net);
         self.next_statsz = Some(now + STATSZ_FIRST);
     }
 
+    fn reloaded(&mut self, now: Instant, net: &mut Internal) {
+        self.subscribe_user_info(now, net);
+    }
+
     fn handle_msg(&mut self, now: Instant, msg: Delivery, net: &mut Internal) {
+        if self.user_info_sids.contains(&msg.sid) {
+            self.user_info(now, &msg, net);
+            return;
+        }
         let Ok(subject) = std::str::from_utf8(&msg.subject) else {
             return;
         };
@@ -1234,6 +1395,7 @@ impl Service for SysService {
         let id = self.server().id().to_string();
         match event {
             Event::Connected(c) => {
+                self.users.insert(c.cid, c.user.clone());
                 self.tracked.entry(c.account.clone()).or_default().conns += 1;
                 self.send_conns(now, net, &c.account);
                 // nats-server reports no client of the global account.
@@ -1244,6 +1406,7 @@ impl Service for SysService {
                 }
             }
             Event::Disconnected(c) => {
+                self.users.remove(&c.cid);
                 let t = self.tracked.entry(c.account.clone()).or_default();
                 t.conns = t.conns.saturating_sub(1);
                 t.sent.msgs += c.out_msgs;

@@ -100,6 +100,10 @@ impl Stage {
                 let now = Instant::now();
                 match cmd {
                     Cmd::Shutdown => {
+                        // What is queued first, so a request that came
+                        // before the shutdown gets the service's last word.
+                        self.pump(&peers, &mut remote);
+                        self.service.shutdown(Instant::now(), &mut self.net);
                         self.pump(&peers, &mut remote);
                         return;
                     }

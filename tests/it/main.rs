@@ -17,6 +17,7 @@ mod harness_details;
 mod http_faults;
 mod jetstream;
 mod js_details;
+mod js_release;
 mod js_validation;
 mod limits;
 mod mappings;

@@ -333,6 +333,28 @@ pub struct ServerLimits {
 }
 
 impl ConsumerConfig {
+    /// The JetStream API level the configuration needs (nats-server's
+    /// `setStaticConsumerMetadata`): 1 for a pause or priority groups
+    /// (2.11), else 0.
+    pub fn required_api_level(&self) -> u32 {
+        // Go's zero time is no pause.
+        let paused = self
+            .pause_until
+            .as_deref()
+            .is_some_and(|t| parse_rfc3339_ns(t) != Some(i64::MIN));
+        let priority = self.priority_policy != PriorityPolicy::None
+            || !self.priority_timeout.is_zero()
+            || !self.priority_groups.is_empty();
+        u32::from(paused || priority)
+    }
+
+    /// Store `_nats.req.level` in the metadata (see
+    /// [`versioning`](crate::jetstream::versioning)).
+    pub fn set_static_metadata(&mut self) {
+        let level = self.required_api_level();
+        crate::jetstream::versioning::set_static(&mut self.metadata, level);
+    }
+
     /// A push consumer (has a deliver subject).
     pub fn is_push(&self) -> bool {
         !self.deliver_subject.is_empty()

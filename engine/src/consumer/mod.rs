@@ -792,6 +792,8 @@ impl Consumer {
             _ => u,
         });
         self.set_pause(now_ns, until);
+        // nats-server updates the version metadata with the pause.
+        self.cfg.set_static_metadata();
         self.pump(now_ns, src);
         self.flush_dirty();
     }
@@ -869,6 +871,17 @@ impl Consumer {
         self.closed = true;
         for w in std::mem::take(&mut self.waiting) {
             self.status(w.reply, wire::status(409, "Consumer Deleted"));
+        }
+    }
+
+    /// The server is shutting down: each waiting pull request gets `409
+    /// Server Shutdown` with what it still wanted (nats-server's
+    /// `signalPullConsumers`), so its client asks again elsewhere instead
+    /// of waiting for an expiry that will not come.
+    pub fn shutdown(&mut self) {
+        for w in std::mem::take(&mut self.waiting) {
+            let hdr = wire::status_pending(409, "Server Shutdown", w.n, w.b);
+            self.status(w.reply, hdr);
         }
     }
 
@@ -1644,9 +1657,10 @@ impl Consumer {
     /// nats-server's `processWaiting`: expire requests (and, at the end of
     /// the stream, finish `no_wait` ones), send request heartbeats.
     fn process_waiting(&mut self, now_ns: i64, eos: bool) {
-        // A no_wait request ends at the end of the stream once it got something
-        // (408) or when it has no expiry to wait for (404); with an expiry and
-        // nothing delivered it waits for it (nats-server's one-shot request).
+        // A no_wait request ends at the end of the stream once it got
+        // something or when it has no expiry to wait for, with `404 No
+        // Messages` either way (nats-server 2.15.1); with an expiry and
+        // nothing delivered it waits for it (the one-shot request).
         let ends = |w: &Waiting| eos && w.no_wait && (w.d > 0 || w.expires_ns.is_none());
         let due = |w: &Waiting| {
             ends(w)
@@ -1659,12 +1673,7 @@ impl Consumer {
         let mut keep = VecDeque::with_capacity(self.waiting.len());
         for mut w in std::mem::take(&mut self.waiting) {
             if ends(&w) {
-                let hdr = if w.d > 0 {
-                    wire::status_pending(408, "Request Timeout", w.n, w.b)
-                } else {
-                    wire::status(404, "No Messages")
-                };
-                self.status(w.reply, hdr);
+                self.status(w.reply, wire::status(404, "No Messages"));
                 continue;
             }
             if w.expires_ns.is_some_and(|e| now_ns >= e) {

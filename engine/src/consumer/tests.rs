@@ -907,6 +907,49 @@ fn max_deliver_retires_with_advisory() {
     assert_eq!((i.ack_floor.consumer_seq, i.ack_floor.stream_seq), (4, 2));
 }
 
+/// nats-server 2.15.1 (`loopAndGatherMsgs`): a `no_wait` request blocked by
+/// `max_ack_pending` is not at the end of the stream; it waits for acks.
+#[test]
+fn no_wait_request_waits_while_max_ack_pending_blocks() {
+    let mut cfg = pull(AckPolicy::Explicit);
+    cfg.max_ack_pending = 2;
+    let mut h = H::with(cfg, 3);
+    let out = h.next(r#"{"batch":5,"no_wait":true}"#);
+    let d = deliveries(&out);
+    assert_eq!(seqs(&out), vec![1, 2]);
+    assert!(statuses(&out).is_empty());
+    // Within the ack wait: nothing ends it, nothing is redelivered.
+    assert!(h.advance(Duration::from_secs(10)).is_empty());
+    assert_eq!(h.info().num_waiting, 1);
+    // An ack lets the last message go; blocked again, the request waits ...
+    let out = h.ack(&d[0], "+ACK");
+    assert_eq!(seqs(&out), vec![3]);
+    assert!(statuses(&out).is_empty());
+    // ... until the next ack lets it reach the end of the stream.
+    let out = h.ack(&d[1], "+ACK");
+    assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
+}
+
+#[test]
+fn shutdown_answers_waiting_requests_with_what_they_wanted() {
+    let mut h = H::with(pull(AckPolicy::Explicit), 1);
+    h.next(r#"{"batch":3,"expires":60000000000}"#);
+    h.next(r#"{"batch":2,"max_bytes":1000,"expires":60000000000}"#);
+    h.c.shutdown();
+    let mut out = Vec::new();
+    while let Some(o) = h.c.poll_output() {
+        out.push(o);
+    }
+    assert_eq!(
+        statuses(&out),
+        vec![
+            "NATS/1.0 409 Server Shutdown\r\nNats-Pending-Messages: 2\r\nNats-Pending-Bytes: 0\r\n\r\n",
+            "NATS/1.0 409 Server Shutdown\r\nNats-Pending-Messages: 2\r\nNats-Pending-Bytes: 1000\r\n\r\n",
+        ]
+    );
+    assert_eq!(h.info().num_waiting, 0);
+}
+
 #[test]
 fn max_ack_pending_blocks_until_acked() {
     let mut cfg = pull(AckPolicy::Explicit);
@@ -956,13 +999,11 @@ fn no_wait_answers() {
     let out = h.next(r#"{"batch":2,"no_wait":true}"#);
     assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
     h.publish("orders.a");
-    // One message for a batch of two: delivered, then the request ends.
+    // One message for a batch of two: delivered, then the request ends with
+    // `404 No Messages`, as nats-server 2.15.1 ends it.
     let out = h.next(r#"{"batch":2,"no_wait":true}"#);
     assert_eq!(seqs(&out), vec![1]);
-    assert_eq!(
-        statuses(&out),
-        vec!["NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\nNats-Pending-Bytes: 0\r\n\r\n"]
-    );
+    assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
     assert_eq!(h.info().num_waiting, 0);
 }
 
@@ -1592,10 +1633,7 @@ fn no_wait_with_expires_waits_for_a_first_message() {
     // The first message is delivered and the one-shot request ends with it.
     let out = h.publish("orders.a");
     assert_eq!(seqs(&out), vec![1]);
-    assert_eq!(
-        statuses(&out),
-        vec!["NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 2\r\nNats-Pending-Bytes: 0\r\n\r\n"]
-    );
+    assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
     // Nothing arrives: it lives until it expires.
     h.next(r#"{"batch":3,"no_wait":true,"expires":2000000000}"#);
     assert!(statuses(&h.advance(Duration::from_millis(1900))).is_empty());

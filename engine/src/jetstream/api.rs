@@ -258,6 +258,11 @@ impl ApiError {
     pub fn message_too_big() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
     }
+
+    /// 10097 `JSStreamHeaderExceedsMaximumErr`: a header block over 64 KiB.
+    pub fn header_too_big() -> Self {
+        Self::new(400, 10097, "header size exceeds maximum allowed of 64k")
+    }
 }
 
 /// A list of subjects or filters whose overlap check passed the work limit

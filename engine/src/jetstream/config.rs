@@ -214,6 +214,20 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
+    /// The JetStream API level the configuration needs (nats-server's
+    /// `setStaticStreamMetadata`): 1 for per-message TTLs and subject delete
+    /// markers (2.11), else 0.
+    pub fn required_api_level(&self) -> u32 {
+        u32::from(self.allow_msg_ttl || self.subject_delete_marker_ttl > 0)
+    }
+
+    /// Store `_nats.req.level` in the metadata (see
+    /// [`versioning`](super::versioning)).
+    pub fn set_static_metadata(&mut self) {
+        let level = self.required_api_level();
+        super::versioning::set_static(&mut self.metadata, level);
+    }
+
     /// [`normalize_within`](Self::normalize_within) without a server limit.
     #[cfg(test)]
     pub fn normalize(self) -> Result<StreamConfig, ApiError> {

@@ -107,6 +107,15 @@ fn forget_gone_requests(account: &Account, slot: &mut Slot, now: Instant, src: &
     }
 }
 
+/// A consumer info answer with the server's version metadata (create and
+/// info answers carry it, list entries do not, as in nats-server).
+fn with_version(mut info: serde_json::Value) -> serde_json::Value {
+    if let Some(config) = info.get_mut("config") {
+        super::versioning::add_dynamic(config);
+    }
+    info
+}
+
 /// How a `CONSUMER.CREATE` subject names the consumer.
 #[derive(PartialEq, Eq)]
 enum CreateKind {
@@ -276,7 +285,8 @@ impl JetStream {
         let result = match tokens {
             ["CONSUMER", "INFO", s, c] => self
                 .consumer_info(now, net, acc, s, c)
-                .and_then(|v| v.ok_or_else(ApiError::consumer_not_found)),
+                .and_then(|v| v.ok_or_else(ApiError::consumer_not_found))
+                .map(with_version),
             ["CONSUMER", "DELETE", s, c] => self
                 .consumer_delete(now, net, acc, s, c)
                 .map(|()| serde_json::json!({"success": true})),
@@ -286,7 +296,9 @@ impl JetStream {
             ["CONSUMER", "UNPIN", s, c] => self
                 .consumer_unpin(now, net, acc, s, c, body)
                 .map(|()| serde_json::json!({})),
-            _ => self.consumer_create(now, net, acc, tokens, body),
+            _ => self
+                .consumer_create(now, net, acc, tokens, body)
+                .map(with_version),
         };
         match result {
             Ok(v) => Reply::json(api::response(k, &v)),
@@ -555,10 +567,14 @@ impl JetStream {
             cfg.pause_until.clone_from(&pause);
             req.config.pause_until = pause;
         }
-        if stream.consumers.contains_key(name.as_str()) {
-            if req.action == "create"
-                && stream.consumers.get(name.as_str()).map(|s| s.c.config()) != Some(&cfg)
-            {
+        cfg.set_static_metadata();
+        req.config.set_static_metadata();
+        if let Some(existing) = stream.consumers.get(name.as_str()).map(|s| s.c.config()) {
+            // The version metadata is no difference (nats-server's
+            // `copyConsumerMetadata`).
+            let mut probe = cfg.clone();
+            super::versioning::copy_required(&mut probe.metadata, &existing.metadata);
+            if req.action == "create" && existing != &probe {
                 return Err(ApiError::consumer_already_exists());
             }
             if workqueue && !partition_unique(stream, &name, &cfg.filters())? {
@@ -1132,6 +1148,14 @@ impl JetStream {
         if self.persist_due.is_some_and(|t| t <= now) {
             self.persist_due = None;
             self.persist_consumers();
+        }
+    }
+
+    /// The server is shutting down: every waiting pull request gets `409
+    /// Server Shutdown` (see [`Consumer::shutdown`]).
+    pub(super) fn signal_pull_consumers(&mut self, now: Instant, net: &mut Internal) {
+        for (acc, s, c) in self.all_consumers() {
+            self.drive(now, net, acc, &s, &c, |c, _| c.shutdown());
         }
     }
 

@@ -18,6 +18,7 @@ mod direct;
 mod limits;
 mod stream;
 mod ttl;
+pub(crate) mod versioning;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -677,9 +678,13 @@ impl JetStream {
         );
     }
 
+    /// A create or update answer: the stream's info with the server's
+    /// version metadata.
     fn stream_info(&self, acc: usize, name: &str, now: Instant) -> Option<serde_json::Value> {
         let s = self.accounts[acc].streams.get(name)?;
-        Some(s.info(self.server.name(), self.now_ns(now), false, "", 0))
+        let mut info = s.info(self.server.name(), self.now_ns(now), false, "", 0);
+        versioning::add_dynamic(&mut info["config"]);
+        Some(info)
     }
 
     fn stream_names(
@@ -744,11 +749,16 @@ impl JetStream {
         let limits = &self.accounts[acc].limits;
         limits::check_streams(limits, self.accounts[acc].streams.len())?;
         self.check_reservation(acc, &cfg, cfg.max_bytes, None)?;
-        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
+        let mut cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
         limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         cfg.check_replicas_standalone()?;
+        cfg.set_static_metadata();
         if let Some(existing) = self.accounts[acc].streams.get(name) {
-            if existing.cfg == cfg {
+            // The version metadata is no difference (nats-server's
+            // `copyStreamMetadata`).
+            let mut probe = cfg.clone();
+            versioning::copy_required(&mut probe.metadata, &existing.cfg.metadata);
+            if existing.cfg == probe {
                 return self
                     .stream_info(acc, name, now)
                     .ok_or_else(ApiError::stream_not_found);
@@ -797,7 +807,8 @@ impl JetStream {
     ) -> Result<serde_json::Value, ApiError> {
         let cfg: StreamConfig = api::parse_body(body)?;
         // nats-server checks the configuration before the name in the subject.
-        let cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
+        let mut cfg = cfg.normalize_within(self.opts.limits.duplicate_window)?;
+        cfg.set_static_metadata();
         limits::check_max_bytes(&self.accounts[acc].limits, &cfg)?;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
@@ -872,13 +883,15 @@ impl JetStream {
             ["STREAM", "INFO", _] => {
                 let req: api::StreamInfoRequest = parse_request(body)?;
                 let s = streams.get(name).ok_or_else(ApiError::stream_not_found)?;
-                Ok(s.info(
+                let mut info = s.info(
                     &server_name,
                     now_ns,
                     req.deleted_details,
                     &req.subjects_filter,
                     req.offset,
-                ))
+                );
+                versioning::add_dynamic(&mut info["config"]);
+                Ok(info)
             }
             ["STREAM", "PURGE", _] => {
                 let req: api::PurgeRequest = parse_request(body)?;
@@ -1108,15 +1121,10 @@ impl JetStream {
         published: stream::Published,
     ) {
         if let Some(r) = &published.republish {
+            // Relayed: a stream whose subjects capture the republish
+            // subject stores it (KV and stream pipelines rely on it).
             let account = &self.accounts[acc].account;
-            net.publish(
-                now,
-                account,
-                r.subject.as_bytes(),
-                None,
-                Some(&r.hdr),
-                &r.payload,
-            );
+            net.publish_relayed(now, account, r.subject.as_bytes(), Some(&r.hdr), &r.payload);
         }
         if let Some(stored) = published.stored {
             let subject = published.transformed.as_deref().unwrap_or(subject);
@@ -1288,6 +1296,10 @@ impl Service for JetStream {
                 a.limits = limits;
             }
         }
+    }
+
+    fn shutdown(&mut self, now: Instant, net: &mut Internal) {
+        self.signal_pull_consumers(now, net);
     }
 
     fn handle_timeout(&mut self, now: Instant, net: &mut Internal) {

@@ -817,6 +817,9 @@ impl Stream {
                 return nack(&self.cfg.name, ApiError::message_too_big());
             }
         }
+        if hdr.len() > MAX_HEADER_LEN {
+            return nack(&self.cfg.name, ApiError::header_too_big());
+        }
         if quota.server_full {
             return nack(&self.cfg.name, ApiError::insufficient_resources());
         }
@@ -1029,6 +1032,12 @@ impl RepublishFacts<'_> {
         out
     }
 }
+
+/// The largest header block a stream stores (nats-server's `math.MaxUint16`
+/// check). Each republish copies the stored headers and adds its own, so
+/// two streams that republish into each other's subjects stop here, as in
+/// nats-server: the message that would pass it is refused with 10097.
+const MAX_HEADER_LEN: usize = u16::MAX as usize;
 
 /// nats-server's `JSMaxSubjectDetails`.
 const MAX_SUBJECT_DETAILS: usize = 100_000;
