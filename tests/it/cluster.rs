@@ -443,3 +443,92 @@ async fn bad_route_peers_are_refused_and_the_cluster_stays_up() {
     assert_eq!(&next_msg(&mut sub).await.payload[..], b"yes");
     drop(flood);
 }
+
+/// A system account and an application account on every node, and a `cluster {}` block.
+fn accounts_conf(port: u16, seed: Option<u16>) -> String {
+    let routes = seed.map_or(String::new(), |p| format!("nats://127.0.0.1:{p}"));
+    format!(
+        r#"
+system_account: SYS
+accounts {{
+  SYS {{ users [{{user: admin, password: pa}}] }}
+  APP {{ users [{{user: app, password: pb}}] }}
+}}
+cluster {{ name: it, listen: "127.0.0.1:{port}", routes: [{routes}] }}
+"#
+    )
+}
+
+async fn login_as(server: &Server, user: &str, pass: &str) -> Client {
+    tokio::time::timeout(
+        WAIT,
+        async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
+            .connect(server.url()),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_stay_apart_and_every_node_answers_system_requests() {
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes = vec![Server::natsd_with_config(
+        &accounts_conf(ports[0], None),
+        &[],
+    )];
+    for &port in &ports[1..] {
+        nodes.push(Server::natsd_with_config(
+            &accounts_conf(port, Some(ports[0])),
+            &[],
+        ));
+    }
+    let mut apps = Vec::new();
+    for n in &nodes {
+        apps.push(login_as(n, "app", "pb").await);
+    }
+    until_meshed(&apps).await;
+    // The application account's messages cross the routes; another account on the same
+    // nodes does not see them.
+    let admin = login_as(&nodes[0], "admin", "pa").await;
+    let others: Vec<Client> = {
+        let mut v = Vec::new();
+        for n in &nodes[1..] {
+            v.push(login_as(n, "admin", "pa").await);
+        }
+        v
+    };
+    let mut outsider = others[1].subscribe("orders.>").await.unwrap();
+    let mut member = apps[2].subscribe("orders.>").await.unwrap();
+    until_routed(&apps[0], &apps[2]).await;
+    until_routed(&admin, &others[1]).await;
+    apps[0].publish("orders.1", "o".into()).await.unwrap();
+    flush(&apps[0]).await;
+    assert_eq!(&next_msg(&mut member).await.payload[..], b"o");
+    round_trip(&others[1]).await;
+    assert!(drain_ready(&mut outsider).is_empty());
+
+    // `$SYS.REQ.SERVER.PING` from one node is answered by all three.
+    for other in &others {
+        until_routed(&admin, other).await;
+        until_routed(other, &admin).await;
+    }
+    let inbox = admin.new_inbox();
+    let mut answers = admin.subscribe(inbox.clone()).await.unwrap();
+    round_trip(&admin).await;
+    admin
+        .publish_with_reply("$SYS.REQ.SERVER.PING", inbox, Bytes::new())
+        .await
+        .unwrap();
+    flush(&admin).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while ids.len() < 3 && Instant::now() < deadline {
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), answers.next()).await
+        {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("statsz JSON");
+            ids.insert(v["server"]["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(ids.len(), 3, "answers from {ids:?}");
+}
