@@ -226,6 +226,8 @@ struct Sim {
     leaders: BTreeMap<Term, NodeId>,
     /// The committed log as first seen: (term, hash of kind and data) per index, from 1.
     committed: Vec<(Term, u64)>,
+    /// A hash of the key/value store after each index, as first seen.
+    states: Vec<Option<u64>>,
     /// Log matching: (index, term) to (hash, previous entry's term).
     written: HashMap<(LogIndex, Term), (u64, Option<Term>)>,
     compact_every: u64,
@@ -359,6 +361,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             committed: Vec::new(),
             written: HashMap::new(),
+            states: Vec::new(),
             compact_every,
             trace: VecDeque::new(),
             full_trace: opts.full_trace,
@@ -708,6 +711,9 @@ impl Sim {
                     sn.kv = Kv::decode(&s.data).ok_or("snapshot data does not decode")?;
                     sn.kv_applied = s.index;
                     self.log(format!("n{} restores snapshot at {}", n + 1, s.index));
+                    if s.index > 0 {
+                        self.check_state(n, s.index)?;
+                    }
                 }
                 Output::State { role, term, leader } => {
                     self.log(format!(
@@ -803,11 +809,37 @@ impl Sim {
                 self.committed.len()
             ));
         }
-        let Some(cmd) =
+        if let Some(cmd) =
             Command::decode(&e.data).filter(|_| e.kind == crate::types::EntryType::Normal)
-        else {
-            return Ok(());
-        };
+        {
+            self.apply_command(n, cmd);
+        }
+        self.check_state(n, e.index)
+    }
+
+    /// State machine safety, snapshots included: every node's store after index `index`
+    /// (by applying or by restoring a snapshot) is the same.
+    fn check_state(&mut self, n: usize, index: LogIndex) -> Result<(), String> {
+        let h = hash(&self.nodes[n].kv.encode(), 0);
+        let i = index as usize;
+        if self.states.len() < i {
+            self.states.resize(i, None);
+        }
+        match self.states[i - 1] {
+            Some(seen) if seen != h => Err(format!(
+                "n{} store after {index} differs from another node's",
+                n + 1
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.states[i - 1] = Some(h);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a client's command on node `n`'s store and answers the client if it waits on `n`.
+    fn apply_command(&mut self, n: usize, cmd: Command) {
         let result = self.nodes[n].kv.apply_with(&cmd, self.kv_sessions);
         let cl = &mut self.clients[cmd.client as usize];
         if let (Some(result), Some((w, at, _, h))) = (result, cl.waiting) {
@@ -819,7 +851,6 @@ impl Sim {
                 self.schedule(think, Event::Client(cmd.client));
             }
         }
-        Ok(())
     }
 
     // ---- clients ----
