@@ -432,7 +432,6 @@ const REFERENCE_ONLY: &[(&str, &str)] = &[
     ("/accstatz", "/account_statz[]/sent/gateways"),
     ("/accstatz", "/account_statz[]/sent/leafs"),
     ("/accstatz", "/account_statz[]/sent/routes"),
-    ("/routez", "/server_name"),
     ("/subsz", "/server_id"),
     ("/subsz", "/now"),
     ("/subsz", "/total"),

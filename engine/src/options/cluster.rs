@@ -70,7 +70,11 @@ impl ClusterOptions {
     /// `--cluster nats://[user:pass@]host:port`: listen there; credentials in
     /// the URL become the cluster's authorization, as in nats-server.
     pub fn set_listen_url(&mut self, text: &str) -> Result<(), String> {
-        let url = RouteUrl::parse(text)?;
+        // Port -1 (or 0) asks for a random port, as nats-server's flag does.
+        let url = match text.strip_suffix(":-1") {
+            Some(head) => RouteUrl::parse(&format!("{head}:0"))?,
+            None => RouteUrl::parse(text)?,
+        };
         self.host = url.host;
         self.port = if url.port == 0 {
             -1
@@ -331,6 +335,8 @@ mod tests {
             (Some("u"), Some("p"))
         );
         c.set_routes("nats://a:1, nats://b:2,").unwrap();
+        c.set_listen_url("nats://127.0.0.1:-1").unwrap();
+        assert_eq!(c.port, -1);
         assert_eq!(c.routes.len(), 2);
     }
 }
