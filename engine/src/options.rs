@@ -2712,7 +2712,11 @@ mod tests {
         assert!(o.logtime_utc && o.debug && !o.trace && !o.logtime);
         assert_eq!((o.max_control_line, o.max_payload), (1024, 2 * 1024 * 1024));
         assert_eq!((o.max_pending, o.ping_max), (1024 * 1024, 4));
-        assert_eq!(o.conf_blocks.len(), 5, "cluster and mappings are applied, not kept");
+        assert_eq!(
+            o.conf_blocks.len(),
+            5,
+            "cluster and mappings are applied, not kept"
+        );
         assert!(o.jetstream.enabled);
     }
 
