@@ -532,3 +532,45 @@ async fn accounts_stay_apart_and_every_node_answers_system_requests() {
     }
     assert_eq!(ids.len(), 3, "answers from {ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_advertise_keeps_the_other_nodes_out_of_client_info() {
+    let mut kinds = vec![Impl::Natsd];
+    if reference_bin().is_some() {
+        kinds.push(Impl::Go);
+    }
+    for which in kinds {
+        let ports = [free_port(), free_port()];
+        let bin = || match which {
+            Impl::Natsd => natsd_bin(),
+            Impl::Go => reference_bin().expect("reference nats-server"),
+        };
+        let listen = |p: u16| format!("nats://127.0.0.1:{p}");
+        let seed = listen(ports[0]);
+        let a = Server::with_bin(
+            bin(),
+            &["--cluster_name", "it", "--cluster", &seed, "--no_advertise"],
+        );
+        let b = Server::with_bin(
+            bin(),
+            &[
+                "--cluster_name",
+                "it",
+                "--cluster",
+                &listen(ports[1]),
+                "--routes",
+                &seed,
+                "--no_advertise",
+            ],
+        );
+        let cs = [connect(&a.url()).await, connect(&b.url()).await];
+        until_meshed(&cs).await;
+        let info = RawConn::connect_only(&a.addr()).read_info();
+        assert!(
+            info.get("connect_urls")
+                .and_then(|u| u.as_array())
+                .is_none_or(|u| u.is_empty()),
+            "{which:?}: {info}"
+        );
+    }
+}
