@@ -701,3 +701,163 @@ pub fn subject_transform(data: &[u8]) {
         }
     }
 }
+
+/// A sublist value for [`sublist`]: only its key.
+#[derive(Clone, Debug)]
+struct FuzzSub(u64);
+
+impl crate::sublist::SubValue for FuzzSub {
+    fn key(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The subject picked by `b`: 1 to 4 tokens (low 2 bits) from `a`, `b`,
+/// `*`, `>` and the empty token (base-5 digits of the rest), so the fuzzer
+/// reaches wildcards, invalid subjects and published subjects holding `*`
+/// or `>` as literal tokens.
+fn fuzz_subject(b: u16) -> Vec<u8> {
+    const TOKENS: [&[u8]; 5] = [b"a", b"b", b"*", b">", b""];
+    let mut out = Vec::new();
+    let mut digits = usize::from(b >> 2);
+    for i in 0..=(b & 3) {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(TOKENS[digits % 5]);
+        digits /= 5;
+    }
+    out
+}
+
+/// Naive matching for [`sublist`]'s reference model: token by token, `*`
+/// takes one token and a final `>` one or more; an empty token in the
+/// published subject matches nothing.
+fn naive_match(filter: &[u8], subject: &[u8]) -> bool {
+    let subject: Vec<&[u8]> = subject.split(|&c| c == b'.').collect();
+    if subject.iter().any(|t| t.is_empty()) {
+        return false;
+    }
+    let filter: Vec<&[u8]> = filter.split(|&c| c == b'.').collect();
+    for (i, f) in filter.iter().enumerate() {
+        match (*f, subject.get(i)) {
+            (b">", Some(_)) => return i + 1 == filter.len(),
+            (_, None) => return false,
+            (b"*", Some(_)) => {}
+            (f, Some(s)) if f == *s => {}
+            _ => return false,
+        }
+    }
+    filter.len() == subject.len()
+}
+
+/// Arbitrary inserts, removes (single and batched) and matches on a sublist,
+/// each checked against a reference model: a vector of
+/// (subject, queue, key) and [`naive_match`].
+///
+/// Input layout: one op per 4 bytes: kind (insert, remove, remove every
+/// subscription with the key in one batch, match), subject (2 bytes, see
+/// [`fuzz_subject`]), then queue (low 2 bits: none, `q1`, `q2`, `q.*`) and
+/// key (high 6 bits). Checked after every op:
+/// an insert is refused exactly when the subject is not a valid
+/// subscription subject; a remove reports whether the model held the
+/// subscription; the count equals the model's; a match returns the same
+/// plain keys and the same queue groups (as multisets) as the model, from
+/// the sublist and from a snapshot taken before the op, which must not
+/// change.
+pub fn sublist(data: &[u8]) {
+    use bytes::Bytes;
+
+    use crate::sublist::{MatchResult, Sublist, SublistError};
+
+    type Model = Vec<(Vec<u8>, Option<Vec<u8>>, u64)>;
+    /// Plain keys and queue groups (name, keys), sorted.
+    type Matched = (Vec<u64>, Vec<(Vec<u8>, Vec<u64>)>);
+    fn expect(model: &Model, subject: &[u8]) -> Matched {
+        let mut plain = Vec::new();
+        let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = Default::default();
+        for (_, queue, key) in model.iter().filter(|e| naive_match(&e.0, subject)) {
+            match queue {
+                None => plain.push(*key),
+                Some(q) => groups.entry(q.clone()).or_default().push(*key),
+            }
+        }
+        plain.sort_unstable();
+        let mut queues: Vec<_> = groups.into_iter().collect();
+        queues.iter_mut().for_each(|(_, keys)| keys.sort_unstable());
+        (plain, queues)
+    }
+    fn got(r: &MatchResult<FuzzSub>) -> Matched {
+        let mut plain: Vec<u64> = r.plain.iter().map(|s| s.0).collect();
+        plain.sort_unstable();
+        let mut queues: Vec<(Vec<u8>, Vec<u64>)> = r
+            .queues
+            .iter()
+            .map(|g| {
+                let mut keys: Vec<u64> = g.members.iter().map(|s| s.0).collect();
+                keys.sort_unstable();
+                (g.name.to_vec(), keys)
+            })
+            .collect();
+        queues.sort();
+        (plain, queues)
+    }
+
+    let list = Sublist::<FuzzSub>::new();
+    let mut model: Model = Vec::new();
+    for op in data.chunks_exact(4) {
+        let subject = fuzz_subject(u16::from_le_bytes([op[1], op[2]]));
+        let queue: Option<&[u8]> = match op[3] & 3 {
+            0 => None,
+            1 => Some(b"q1"),
+            2 => Some(b"q2"),
+            _ => Some(b"q.*"),
+        };
+        let key = u64::from(op[3] >> 2);
+        let before = list.snapshot();
+        let before_expected = expect(&model, &subject);
+        let entry = (subject.clone(), queue.map(<[u8]>::to_vec), key);
+        match op[0] % 4 {
+            0 => {
+                let valid = crate::subject::is_valid_subject(&subject);
+                match list.insert(&subject, queue, FuzzSub(key)) {
+                    Ok(()) => {
+                        assert!(valid, "{subject:?} accepted");
+                        if !model.contains(&entry) {
+                            model.push(entry);
+                        }
+                    }
+                    Err(SublistError::InvalidSubject) => assert!(!valid, "{subject:?} refused"),
+                    Err(e) => panic!("{e} for queue {queue:?}"),
+                }
+            }
+            1 => {
+                let held = model.iter().position(|e| *e == entry);
+                assert_eq!(list.remove(&subject, queue, key), held.is_some());
+                if let Some(i) = held {
+                    model.swap_remove(i);
+                }
+            }
+            2 => {
+                let batch: Vec<(Bytes, Option<Bytes>, u64)> = model
+                    .iter()
+                    .filter(|e| e.2 == key)
+                    .map(|(s, q, k)| (Bytes::from(s.clone()), q.clone().map(Bytes::from), *k))
+                    .collect();
+                assert_eq!(list.remove_batch(&batch), batch.len());
+                model.retain(|e| e.2 != key);
+            }
+            _ => assert_eq!(got(&list.matches(&subject)), expect(&model, &subject)),
+        }
+        assert_eq!(list.count(), model.len(), "count");
+        assert_eq!(
+            got(&before.matches(&subject)),
+            before_expected,
+            "snapshot changed"
+        );
+        assert_eq!(
+            got(&list.snapshot().matches(&subject)),
+            expect(&model, &subject)
+        );
+    }
+}

@@ -2123,6 +2123,11 @@ impl Drop for FileStore {
     }
 }
 
+/// The record and block codec under arbitrary bytes (cargo-fuzz and its corpus replay).
+#[cfg(any(test, feature = "_fuzz"))]
+#[path = "fuzzing.rs"]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests {
     use std::fs::OpenOptions;

@@ -72,3 +72,16 @@ fn subject_transform_corpus() {
 fn route_proto_corpus() {
     replay("route_proto", natsd_proto::route::fuzz_props::route_proto);
 }
+
+#[test]
+fn sublist_corpus() {
+    replay("sublist", natsd_engine::fuzzing::sublist);
+}
+
+#[test]
+fn filestore_records_corpus() {
+    replay(
+        "filestore_records",
+        natsd_storage::fuzzing::filestore_records,
+    );
+}
