@@ -37,6 +37,7 @@ use crate::outbound::{Outbound, Owner, Pushed};
 use crate::server::{Account, Server, COMPAT_VERSION, JS_API_LEVEL, NATSD_VERSION};
 use crate::subject;
 use crate::sublist::{MatchCache, MatchResult, SubValue};
+use crate::trace;
 
 /// A subscription as the sublist stores it.
 pub type SubRef = Arc<Subscription>;
@@ -67,6 +68,8 @@ pub struct Subscription {
     route: bool,
     /// A route's queue interest: the number of members behind it.
     weight: AtomicU32,
+    /// With tracing on: the subscriber's trace prefix, for `->> [MSG ...]`.
+    pub(crate) trace: Option<Arc<str>>,
 }
 
 impl SubValue for SubRef {
@@ -98,6 +101,7 @@ impl Subscription {
             removed: AtomicBool::new(false),
             route: true,
             weight: AtomicU32::new(weight),
+            trace: None,
         }
     }
 
@@ -375,6 +379,9 @@ pub struct ClientConn {
     started: Instant,
     /// The verified TLS client certificate's names, for `verify_and_map`.
     tls_peer: Option<TlsPeer>,
+    /// With tracing on: what follows `ip:port - cid:N - ` in this client's
+    /// trace lines once CONNECT named it (see [`trace::client_tag`]).
+    trace_tag: String,
 }
 
 impl ClientConn {
@@ -488,6 +495,7 @@ impl ClientConn {
             outputs: VecDeque::new(),
             started: now,
             tls_peer: None,
+            trace_tag: String::new(),
             server,
         }
     }
@@ -714,6 +722,9 @@ impl ClientConn {
     }
 
     fn apply(&mut self, now: Instant, ctx: &mut Context, op: ClientOpRef<'_>) {
+        if trace::enabled() && !self.internal {
+            self.trace_in(&op);
+        }
         if !self.connected && self.auth_deadline.is_some() && !matches!(op, ClientOpRef::Connect(_))
         {
             self.auth_violation();
@@ -749,6 +760,7 @@ impl ClientConn {
             } => self.process_sub(subject, queue, sid),
             ClientOpRef::Unsub { sid, max } => self.process_unsub(sid, max),
             ClientOpRef::Ping => {
+                self.trace_out("PONG");
                 self.push_own(6, encode::pong);
             }
             ClientOpRef::Pong => {
@@ -816,6 +828,15 @@ impl ClientConn {
             .map(|r| Arc::new(ResponseTracker::new(r)));
         self.perms = identity.permissions;
         self.connected = true;
+        if trace::enabled() {
+            self.trace_tag = trace::client_tag(
+                &ci.version,
+                &ci.lang,
+                &ci.name,
+                &self.account.name,
+                &ci.user,
+            );
+        }
         self.connect = Some(ci);
         self.auth_deadline = None;
         self.last_in = now;
@@ -877,6 +898,7 @@ impl ClientConn {
             removed: AtomicBool::new(false),
             route: false,
             weight: AtomicU32::new(0),
+            trace: (trace::enabled() && !self.internal).then(|| Arc::from(self.trace_prefix())),
         });
         if let Err(e) = deliver::insert_local(&self.server, &self.account, &sub) {
             log::debug!("{}Sublist insert failed: {e}", self.log_prefix());
@@ -907,6 +929,7 @@ impl ClientConn {
     }
 
     fn remove_sub(&mut self, sub: &SubRef) {
+        self.trace_delsub(&sub.sid);
         self.subs.remove(&sub.sid);
         if !sub.removed.swap(true, Ordering::AcqRel) {
             deliver::remove_local(&self.server, &self.account, sub);
@@ -1205,6 +1228,7 @@ impl ClientConn {
             if self.rtt.is_none() && self.ping_sent_at.is_none() {
                 self.ping_sent_at = Some(now);
             }
+            self.trace_out("PING");
             self.push_own(6, encode::ping);
         }
     }
@@ -1238,7 +1262,14 @@ impl ClientConn {
             .subs
             .values()
             .filter(|s| !s.removed.swap(true, Ordering::AcqRel))
-            .map(|s| (s.subject.clone(), s.queue.clone(), s.key))
+            .map(|s| (s.subject.clone(), s.queue.clone(), s.key, s.sid.clone()))
+            .collect();
+        for (_, _, _, sid) in &items {
+            self.trace_delsub(sid);
+        }
+        let items: Vec<_> = items
+            .into_iter()
+            .map(|(subject, queue, key, _)| (subject, queue, key))
             .collect();
         if !items.is_empty() {
             self.account.sublist.remove_batch(&items);
@@ -1376,6 +1407,96 @@ impl ClientConn {
         }
     }
 
+    /// The prefix of this client's trace lines.
+    fn trace_prefix(&self) -> String {
+        format!("{}{}", self.log_prefix(), self.trace_tag)
+    }
+
+    /// `<<- [OP args]` (and the payload line) for an op the client sent.
+    #[cold]
+    fn trace_in(&self, op: &ClientOpRef<'_>) {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let opt = |b: Option<&[u8]>| b.map(|b| format!(" {}", text(b))).unwrap_or_default();
+        let (line, body) = match op {
+            ClientOpRef::Connect(json) => {
+                (format!("CONNECT {}", trace::redact(&text(json))), None)
+            }
+            ClientOpRef::Pub {
+                subject,
+                reply,
+                payload,
+            } => (
+                format!("PUB {}{} {}", text(subject), opt(*reply), payload.len()),
+                Some(*payload),
+            ),
+            ClientOpRef::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => (
+                format!(
+                    "HPUB {}{} {} {}",
+                    text(subject),
+                    opt(*reply),
+                    headers.len(),
+                    headers.len() + payload.len()
+                ),
+                None,
+            ),
+            ClientOpRef::Sub {
+                subject,
+                queue,
+                sid,
+            } => (
+                format!("SUB {}{} {}", text(subject), opt(*queue), text(sid)),
+                None,
+            ),
+            ClientOpRef::Unsub { sid, max } => (
+                match max {
+                    Some(n) => format!("UNSUB {} {n}", text(sid)),
+                    None => format!("UNSUB {}", text(sid)),
+                },
+                None,
+            ),
+            ClientOpRef::Ping => ("PING".to_string(), None),
+            ClientOpRef::Pong => ("PONG".to_string(), None),
+        };
+        let prefix = match op {
+            ClientOpRef::Connect(_) => self.log_prefix(),
+            _ => self.trace_prefix(),
+        };
+        log::trace!("{prefix}<<- [{line}]");
+        if let ClientOpRef::HPub {
+            headers, payload, ..
+        } = op
+        {
+            let mut all = headers.to_vec();
+            all.extend_from_slice(payload);
+            trace_payload(&prefix, "<<-", &all);
+        } else if let Some(body) = body {
+            trace_payload(&prefix, "<<-", body);
+        }
+    }
+
+    /// `->> [OP]` for a control op sent to the client.
+    fn trace_out(&self, op: &str) {
+        if trace::enabled() && !self.internal {
+            log::trace!("{}->> [{op}]", self.trace_prefix());
+        }
+    }
+
+    /// `<-> [DELSUB sid]`: a subscription went away.
+    fn trace_delsub(&self, sid: &[u8]) {
+        if trace::enabled() && !self.internal {
+            log::trace!(
+                "{}<-> [DELSUB {}]",
+                self.trace_prefix(),
+                String::from_utf8_lossy(sid)
+            );
+        }
+    }
+
     /// nats-server's connection prefix for log lines: `ip:port - cid:N - `.
     pub fn log_prefix(&self) -> String {
         format!("{} - cid:{} - ", self.peer, self.cid)
@@ -1385,6 +1506,13 @@ impl ClientConn {
     /// done; CONNECT is then checked against it (`verify_and_map`).
     pub fn set_tls_peer(&mut self, peer: TlsPeer) {
         self.tls_peer = Some(peer);
+    }
+}
+
+/// `<<- MSG_PAYLOAD: ["..."]` / `->> ...`; nothing for an empty payload.
+pub(crate) fn trace_payload(prefix: &str, dir: &str, payload: &[u8]) {
+    if !payload.is_empty() {
+        log::trace!("{prefix}{dir} MSG_PAYLOAD: [{}]", trace::quote(payload));
     }
 }
 

@@ -268,6 +268,9 @@ pub(crate) fn deliver(
             Some(h) => encode::hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.payload),
             None => encode::msg(b, msg.subject, &sub.sid, msg.reply, msg.payload),
         });
+    if let Some(prefix) = sub.trace.as_deref().filter(|_| pushed != Pushed::Closed) {
+        trace_delivery(prefix, sub, msg, with_headers);
+    }
     ctx.stall |= pushed.stall();
     if pushed == Pushed::SlowConsumer {
         // Logged by the subscriber's driver, which knows its address.
@@ -283,6 +286,31 @@ pub(crate) fn deliver(
         }
     }
     pushed != Pushed::Closed
+}
+
+/// `->> [MSG subject sid [reply] size]` (or `HMSG` with both sizes) and
+/// the payload line, on the subscriber's trace prefix.
+#[cold]
+fn trace_delivery(prefix: &str, sub: &Subscription, msg: &Msg<'_>, with_headers: bool) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let reply = msg.reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
+    let head = format!("{} {}{reply}", text(msg.subject), text(&sub.sid));
+    match msg.headers.filter(|_| with_headers) {
+        Some(h) => {
+            log::trace!(
+                "{prefix}->> [HMSG {head} {} {}]",
+                h.len(),
+                h.len() + msg.payload.len()
+            );
+            let mut all = h.to_vec();
+            all.extend_from_slice(msg.payload);
+            crate::client::trace_payload(prefix, "->>", &all);
+        }
+        None => {
+            log::trace!("{prefix}->> [MSG {head} {}]", msg.payload.len());
+            crate::client::trace_payload(prefix, "->>", msg.payload);
+        }
+    }
 }
 
 /// Insert a local subscription into `acc`'s sublist and tell the routes.

@@ -38,4 +38,5 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod sys;
+pub mod trace;
 pub mod transform;

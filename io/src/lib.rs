@@ -339,6 +339,10 @@ pub fn run(opts: Options, hooks: Hooks) -> io::Result<()> {
             loop {
                 match l.accept() {
                     Ok((stream, peer)) => {
+                        // The dual-stack listener reports IPv4 peers as
+                        // `::ffff:a.b.c.d`; logs and /connz show them as IPv4,
+                        // as nats-server does.
+                        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
                         // Small frames (PING/PONG, acks) must not wait for Nagle.
                         if let Err(e) = stream.set_nodelay(true) {
                             log::debug!("{peer} - set_nodelay failed: {e}");

@@ -370,3 +370,54 @@ fn cluster_listen_flag_is_accepted() {
     let server = Server::natsd(&["--cluster_listen", "nats://127.0.0.1:-1"]);
     assert!(server.raw().ping_pong().is_empty());
 }
+
+/// The `[TRC]` lines of a server's log, from `<<-`/`->>`/`<->` on, with each line's
+/// `ip:port - cid:N - ` replaced by `cid - ` (the rest is compared as is).
+fn trace_lines(server: &Server) -> Vec<String> {
+    server
+        .log_contents()
+        .lines()
+        .filter_map(|l| l.split_once("[TRC] ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(" - cid:"))
+        .map(|(_, rest)| {
+            let (_, tail) = rest.split_once(" - ").unwrap_or(("", rest));
+            format!("cid - {tail}")
+        })
+        .collect()
+}
+
+#[test]
+fn protocol_trace_reads_as_nats_servers() {
+    let mut servers = vec![Server::natsd(&["-V"])];
+    servers.extend(Server::reference(&["-V"]));
+    let mut traces = Vec::new();
+    for server in &servers {
+        let mut c = RawConn::connect_only(&server.addr());
+        c.read_info();
+        c.send(concat!(
+            "CONNECT {\"verbose\":false,\"name\":\"me\",\"lang\":\"python\",\"version\":\"1.2.3\",",
+            "\"user\":\"u\",\"pass\":\"secret\",\"headers\":true}\r\n",
+            "SUB foo 1\r\nSUB bar q 2\r\nPUB foo r 5\r\nhello\r\n",
+            "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPUB empty 0\r\n\r\nUNSUB 1\r\n"
+        ));
+        c.ping_pong();
+        c.shutdown_write();
+        c.read_to_close(WAIT);
+        assert!(
+            server.wait_for_log("DELSUB 2", WAIT),
+            "{}",
+            server.log_contents()
+        );
+        traces.push(trace_lines(server));
+    }
+    let natsd = &traces[0];
+    assert!(
+        natsd.iter().any(|l| l.contains("\"pass\":\"[REDACTED]\"")),
+        "{natsd:#?}"
+    );
+    assert!(!natsd.iter().any(|l| l.contains("secret")));
+    assert!(natsd.contains(&"cid - \"v1.2.3:python:me\" - \"$G/user:u\" - ->> MSG_PAYLOAD: [\"NATS/1.0\\r\\n\\r\\nhi\"]".to_string()), "{natsd:#?}");
+    if let Some(reference) = traces.get(1) {
+        assert_eq!(natsd, reference);
+    }
+}
