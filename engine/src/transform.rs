@@ -361,36 +361,11 @@ impl SubjectTransform {
                         None => out.push_str(t),
                     }
                 }
-                Part::SliceFromLeft(i, k) => {
+                Part::SliceFromLeft(i, k) | Part::SliceFromRight(i, k) => {
                     let t = token(*i);
-                    match cut(t, *k) {
-                        Some(size) => {
-                            let pieces: Vec<&str> = t
-                                .as_bytes()
-                                .chunks(size)
-                                .map(|c| std::str::from_utf8(c).unwrap_or_default())
-                                .collect();
-                            out.push_str(&pieces.join("."));
-                        }
-                        None => out.push_str(t),
-                    }
-                }
-                Part::SliceFromRight(i, k) => {
-                    let t = token(*i);
-                    match cut(t, *k) {
-                        Some(size) => {
-                            let head = t.len() % size;
-                            let mut pieces = Vec::new();
-                            if head > 0 {
-                                pieces.push(&t[..head]);
-                            }
-                            pieces.extend(
-                                t.as_bytes()[head..]
-                                    .chunks(size)
-                                    .map(|c| std::str::from_utf8(c).unwrap_or_default()),
-                            );
-                            out.push_str(&pieces.join("."));
-                        }
+                    let from_right = matches!(part, Part::SliceFromRight(..));
+                    match cut(t, *k).and_then(|size| slices(t, size, from_right)) {
+                        Some(pieces) => out.push_str(&pieces.join(".")),
                         None => out.push_str(t),
                     }
                 }
@@ -413,6 +388,24 @@ impl SubjectTransform {
 fn cut(t: &str, k: i32) -> Option<usize> {
     let k = usize::try_from(k).ok().filter(|&k| k > 0 && k < t.len())?;
     (t.is_char_boundary(k) && t.is_char_boundary(t.len() - k)).then_some(k)
+}
+
+/// `t` cut into pieces of `size` bytes, from the left or (the short piece
+/// first) from the right; `None` when a cut would fall inside a character,
+/// where the token is left whole, as the other cutting functions do.
+fn slices(t: &str, size: usize, from_right: bool) -> Option<Vec<&str>> {
+    let head = if from_right { t.len() % size } else { 0 };
+    let mut cuts: Vec<usize> = (head..t.len()).step_by(size).collect();
+    if head == 0 {
+        cuts.retain(|&c| c != 0);
+    }
+    cuts.insert(0, 0);
+    cuts.push(t.len());
+    cuts.dedup();
+    if !cuts.iter().all(|&c| t.is_char_boundary(c)) {
+        return None;
+    }
+    Some(cuts.windows(2).map(|w| &t[w[0]..w[1]]).collect())
 }
 
 fn push_two(out: &mut String, t: &str, at: usize) {
@@ -485,6 +478,19 @@ mod tests {
         assert_eq!(apply("foo", "bar", "foo.x"), None);
         // `$word` is a literal.
         assert_eq!(apply("a.*", "$x.$1", "a.b").unwrap(), "$x.b");
+    }
+
+    #[test]
+    fn slices_never_cut_a_character() {
+        let t = |dest: &str, subject: &str| apply("a.*", dest, subject).unwrap();
+        assert_eq!(t("{{SplitFromLeft(1,3)}}", "a.1234567"), "123.4567");
+        assert_eq!(t("{{SliceFromLeft(1,3)}}", "a.1234567"), "123.456.7");
+        assert_eq!(t("{{SliceFromRight(1,3)}}", "a.1234567"), "1.234.567");
+        assert_eq!(t("{{SliceFromRight(1,3)}}", "a.123456"), "123.456");
+        // A cut inside a multi-byte character leaves the token whole (it used to panic).
+        assert_eq!(t("{{SliceFromRight(1,2)}}", "a.éxé"), "éxé");
+        assert_eq!(t("{{SliceFromLeft(1,2)}}", "a.éxé"), "éxé");
+        assert_eq!(t("{{SliceFromLeft(1,2)}}", "a.éé"), "é.é");
     }
 
     #[test]
