@@ -1418,9 +1418,7 @@ impl ClientConn {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let opt = |b: Option<&[u8]>| b.map(|b| format!(" {}", text(b))).unwrap_or_default();
         let (line, body) = match op {
-            ClientOpRef::Connect(json) => {
-                (format!("CONNECT {}", trace::redact(&text(json))), None)
-            }
+            ClientOpRef::Connect(json) => (format!("CONNECT {}", trace::redact(&text(json))), None),
             ClientOpRef::Pub {
                 subject,
                 reply,

@@ -293,7 +293,10 @@ pub(crate) fn deliver(
 #[cold]
 fn trace_delivery(prefix: &str, sub: &Subscription, msg: &Msg<'_>, with_headers: bool) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let reply = msg.reply.map(|r| format!(" {}", text(r))).unwrap_or_default();
+    let reply = msg
+        .reply
+        .map(|r| format!(" {}", text(r)))
+        .unwrap_or_default();
     let head = format!("{} {}{reply}", text(msg.subject), text(&sub.sid));
     match msg.headers.filter(|_| with_headers) {
         Some(h) => {

@@ -120,16 +120,24 @@ mod tests {
     #[test]
     fn secrets_are_redacted_as_nats_server_redacts_them() {
         assert_eq!(
-            redact(r#"{"verbose":false,"user":"u","pass":"secret","auth_token":"t","sig":"s","nkey":"UA","headers":true}"#),
+            redact(
+                r#"{"verbose":false,"user":"u","pass":"secret","auth_token":"t","sig":"s","nkey":"UA","headers":true}"#
+            ),
             r#"{"verbose":false,"user":"u","pass":"[REDACTED]","auth_token":"[REDACTED]","sig":"[REDACTED]","nkey":"[REDACTED]","headers":true}"#
         );
-        assert_eq!(redact(r#"{"passphrase": 7}"#), r#"{"passphrase": [REDACTED]}"#);
+        assert_eq!(
+            redact(r#"{"passphrase": 7}"#),
+            r#"{"passphrase": [REDACTED]}"#
+        );
         assert_eq!(redact(r#"{"name":"pass"}"#), r#"{"name":"pass"}"#);
     }
 
     #[test]
     fn tags_and_payloads_read_as_nats_servers() {
-        assert_eq!(client_tag("1.2.3", "python", "me", "$G", "u"), "\"v1.2.3:python:me\" - \"$G/user:u\" - ");
+        assert_eq!(
+            client_tag("1.2.3", "python", "me", "$G", "u"),
+            "\"v1.2.3:python:me\" - \"$G/user:u\" - "
+        );
         assert_eq!(client_tag("", "go", "", "$G", ""), "\"go\" - ");
         assert_eq!(client_tag("1", "", "x", "$G", ""), "\"v1:x\" - ");
         assert_eq!(client_tag("", "", "", "$G", ""), "");
