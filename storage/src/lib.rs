@@ -59,9 +59,9 @@ mod subject;
 mod testutil;
 
 pub use error::{Error, Result};
-pub use filestore::{Cipher, EncryptionKey, FileStore, FileStoreConfig};
 #[cfg(any(test, feature = "_fuzz"))]
 pub use filestore::fuzzing;
+pub use filestore::{Cipher, EncryptionKey, FileStore, FileStoreConfig};
 pub use memstore::MemStore;
 pub use raftlog::RaftFileLog;
 pub use subject::subject_matches;
