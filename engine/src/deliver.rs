@@ -206,6 +206,13 @@ fn send_routed(
         .push_with(size, 1, routed.total_len() as u64, |b| {
             route_encode::rmsg(b, &routed)
         });
+    settle(s, ctx, pushed, &target.out);
+    pushed != Pushed::Closed
+}
+
+/// After a frame was queued: the publisher's stall, the slow-consumer count
+/// (logged by the receiver's driver, which knows its address) and the wake.
+fn settle(s: &Sender<'_>, ctx: &mut Context, pushed: Pushed, out: &Arc<Outbound>) {
     ctx.stall |= pushed.stall();
     if pushed == Pushed::SlowConsumer {
         s.server
@@ -213,8 +220,7 @@ fn send_routed(
             .slow_consumers
             .fetch_add(1, Ordering::Relaxed);
     }
-    ctx.wake_if(pushed, &target.out);
-    pushed != Pushed::Closed
+    ctx.wake_if(pushed, out);
 }
 
 /// Deliver to one local subscription of account `acc`; false when it did
@@ -271,15 +277,7 @@ pub(crate) fn deliver(
     if let Some(prefix) = sub.trace.as_deref().filter(|_| pushed != Pushed::Closed) {
         trace_delivery(prefix, sub, msg, with_headers);
     }
-    ctx.stall |= pushed.stall();
-    if pushed == Pushed::SlowConsumer {
-        // Logged by the subscriber's driver, which knows its address.
-        s.server
-            .stats
-            .slow_consumers
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    ctx.wake_if(pushed, &sub.client);
+    settle(s, ctx, pushed, &sub.client);
     if let (Some(tracker), Some(reply)) = (&sub.responses, msg.reply) {
         if pushed != Pushed::Closed {
             tracker.record(reply, now);

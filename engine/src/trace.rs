@@ -36,26 +36,7 @@ pub fn client_tag(version: &str, lang: &str, name: &str, account: &str, user: &s
 
 /// A payload as nats-server traces it: Go's `%q` of the bytes.
 pub fn quote(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 2);
-    out.push('"');
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out.push('"');
-    out
+    crate::conf::go_quote_bytes(bytes)
 }
 
 /// CONNECT's JSON with the values of `pass*`, `auth_token*`, `sig`,
