@@ -376,8 +376,13 @@ impl RouteConn {
         }
         if let Some(remote) = &self.remote {
             if info.server_id == remote.id {
-                self.cluster
-                    .update_client_urls(&remote.id, self.cid, info.connect_urls);
+                // A peer in lame-duck mode is no place to send clients.
+                let urls = if info.ldm {
+                    Vec::new()
+                } else {
+                    info.connect_urls
+                };
+                self.cluster.update_client_urls(&remote.id, self.cid, urls);
             } else {
                 self.cluster.learned(&info);
             }
@@ -655,6 +660,18 @@ impl RouteConn {
                 }
             }
         }
+    }
+
+    /// Lame-duck mode: tell the peer (INFO `ldm`), so it stops telling
+    /// clients about this server, as nats-server does.
+    pub fn enter_lame_duck(&mut self) {
+        if self.closed.is_some() || !self.registered {
+            return;
+        }
+        let mut info = self.our_info();
+        info.ldm = true;
+        let json = info.to_json();
+        self.push(json.len() + 16, |b| encode::info(b, &json));
     }
 
     /// The route's state now, for `/routez`.

@@ -793,9 +793,13 @@ impl Reactor {
         let n = live.len().max(1) as u32;
         for (i, slot) in live.into_iter().enumerate() {
             if let Some(c) = self.conns[slot].as_mut() {
-                if let Some(m) = c.machine.client() {
-                    m.enter_lame_duck();
-                    c.close_at = Some(grace_end + span * i as u32 / n);
+                match &mut c.machine {
+                    Machine::Client(m) => {
+                        m.enter_lame_duck();
+                        c.close_at = Some(grace_end + span * i as u32 / n);
+                    }
+                    // Routes stay until the server stops.
+                    Machine::Route(m) => m.enter_lame_duck(),
                 }
             }
             self.after_input(slot, now);

@@ -574,3 +574,39 @@ async fn no_advertise_keeps_the_other_nodes_out_of_client_info() {
         );
     }
 }
+
+/// The client URLs a new client of `server` is told (INFO `connect_urls`).
+fn advertised(server: &Server) -> Vec<String> {
+    RawConn::connect_only(&server.addr()).read_info()["connect_urls"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_lame_duck_mode_is_no_longer_advertised() {
+    let nodes = three([Impl::Natsd; 3]);
+    let cs = clients(&nodes).await;
+    until_meshed(&cs).await;
+    let leaving = format!(":{}", nodes[0].port());
+    assert!(advertised(&nodes[1]).iter().any(|u| u.ends_with(&leaving)));
+    nodes[0].signal("USR2");
+    let deadline = Instant::now() + WAIT;
+    while advertised(&nodes[1]).iter().any(|u| u.ends_with(&leaving)) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} still advertises the node in lame duck mode",
+            advertised(&nodes[1])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The others still are.
+    let staying = format!(":{}", nodes[2].port());
+    assert!(advertised(&nodes[1]).iter().any(|u| u.ends_with(&staying)));
+    // A server in lame-duck mode ignores SIGTERM until its duration ends.
+    nodes[0].signal("KILL");
+}
