@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use natsd_proto::info::{ConnectInfo, ServerInfo};
 use natsd_proto::{encode, ClientOpParser, ClientOpRef, Limits};
 
 use crate::accounts::{self, PendingResponse, Routing};
 use crate::auth::{Permissions, ResponseTracker, TlsPeer, UserAccount};
+use crate::conn::{read_ops, Turn};
 use crate::deliver::{self, Msg, Sender};
 use crate::internal::Event;
 use crate::outbound::{Outbound, Owner, Pushed};
@@ -677,39 +678,31 @@ impl ClientConn {
         // Ops borrow the read buffer (no copies, no reference counts), so it
         // is moved out of `self` while they are applied.
         let mut buf = std::mem::take(&mut self.rbuf);
-        loop {
-            let step = match self.parser.parse_ref(&buf) {
-                Ok(step) => step,
-                Err(e) => {
-                    log::debug!("{}Client parser ERROR: {e}", self.log_prefix());
-                    if let Some(text) = e.client_error() {
-                        self.send_err(text);
-                    }
-                    let reason = match e {
-                        natsd_proto::ParseError::MaxPayload => CloseReason::MaxPayloadExceeded,
-                        natsd_proto::ParseError::MaxControlLine => {
-                            CloseReason::MaxControlLineExceeded
-                        }
-                        _ => CloseReason::ProtocolViolation,
-                    };
-                    self.close(reason);
-                    buf.clear();
-                    break;
+        read_ops(&mut buf, |bytes| match self.parser.parse_ref(bytes) {
+            Err(e) => {
+                log::debug!("{}Client parser ERROR: {e}", self.log_prefix());
+                if let Some(text) = e.client_error() {
+                    self.send_err(text);
                 }
-            };
-            let consumed = step.consumed;
-            if let Some(op) = step.op {
-                self.apply(now, ctx, op);
+                let reason = match e {
+                    natsd_proto::ParseError::MaxPayload => CloseReason::MaxPayloadExceeded,
+                    natsd_proto::ParseError::MaxControlLine => CloseReason::MaxControlLineExceeded,
+                    _ => CloseReason::ProtocolViolation,
+                };
+                self.close(reason);
+                Turn::Stop
             }
-            if consumed == 0 {
-                break;
+            Ok(step) => {
+                if let Some(op) = step.op {
+                    self.apply(now, ctx, op);
+                }
+                if self.closed.is_some() {
+                    Turn::Stop
+                } else {
+                    Turn::Consumed(step.consumed)
+                }
             }
-            buf.advance(consumed);
-            if self.closed.is_some() {
-                buf.clear();
-                break;
-            }
-        }
+        });
         self.rbuf = buf;
         self.shrink_read_buffer();
     }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod conf;
+mod conn;
 pub mod consumer;
 mod deliver;
 pub mod filters;

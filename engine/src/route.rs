@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use natsd_proto::route::{
     encode, route_limits, RemoteSub, RemoteUnsub, RouteConnect, RouteDialect, RouteInfo,
     RouteOpParser, RouteOpRef, RoutedMsg,
@@ -36,6 +36,7 @@ use natsd_proto::route::{
 
 use crate::client::{CloseReason, Context, Output, SubRef, Subscription};
 use crate::cluster::{Cluster, Peer, RegisterError};
+use crate::conn::{read_ops, Turn};
 use crate::deliver::{self, Msg, Sender};
 use crate::options::RouteUrl;
 use crate::outbound::{Outbound, Owner};
@@ -255,32 +256,26 @@ impl RouteConn {
         }
         self.last_in = now;
         let mut buf = std::mem::take(&mut self.rbuf);
-        loop {
-            let step = match self.parser.parse_ref(&buf) {
-                Ok(step) => step,
-                Err(e) => {
-                    log::error!("{}Route parser ERROR: {e}", self.log_prefix());
-                    if let Some(text) = e.peer_error() {
-                        self.send_err(text);
-                    }
-                    self.close(CloseReason::ProtocolViolation);
-                    buf.clear();
-                    break;
+        read_ops(&mut buf, |bytes| match self.parser.parse_ref(bytes) {
+            Err(e) => {
+                log::error!("{}Route parser ERROR: {e}", self.log_prefix());
+                if let Some(text) = e.peer_error() {
+                    self.send_err(text);
                 }
-            };
-            let consumed = step.consumed;
-            if let Some(op) = step.op {
-                self.apply(now, ctx, op);
+                self.close(CloseReason::ProtocolViolation);
+                Turn::Stop
             }
-            if consumed == 0 {
-                break;
+            Ok(step) => {
+                if let Some(op) = step.op {
+                    self.apply(now, ctx, op);
+                }
+                if self.closed.is_some() {
+                    Turn::Stop
+                } else {
+                    Turn::Consumed(step.consumed)
+                }
             }
-            buf.advance(consumed);
-            if self.closed.is_some() {
-                buf.clear();
-                break;
-            }
-        }
+        });
         self.rbuf = buf;
         if self.rbuf.is_empty() && self.rbuf.capacity() > 256 * 1024 {
             self.rbuf = BytesMut::with_capacity(READ_BUF_MIN);
