@@ -1255,21 +1255,18 @@ impl ClientConn {
             .subs
             .values()
             .filter(|s| !s.removed.swap(true, Ordering::AcqRel))
-            .map(|s| (s.subject.clone(), s.queue.clone(), s.key, s.sid.clone()))
-            .collect();
-        for (_, _, _, sid) in &items {
-            self.trace_delsub(sid);
-        }
-        let items: Vec<_> = items
-            .into_iter()
-            .map(|(subject, queue, key, _)| (subject, queue, key))
+            .map(|s| {
+                self.trace_delsub(&s.sid);
+                (s.subject.clone(), s.queue.clone(), s.key)
+            })
             .collect();
         if !items.is_empty() {
             self.account.sublist.remove_batch(&items);
             if let Some(cluster) = self.server.cluster() {
-                for (subject, queue, _) in &items {
-                    cluster.local_interest(&self.account.name, subject, queue.as_ref(), false);
-                }
+                let subs = items
+                    .iter()
+                    .map(|(subject, queue, _)| (subject, queue.as_ref()));
+                cluster.local_interests(&self.account.name, subs, false);
             }
         }
         if self.internal {

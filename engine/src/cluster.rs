@@ -387,46 +387,69 @@ impl Cluster {
         queue: Option<&Bytes>,
         added: bool,
     ) {
+        self.local_interests(account, std::iter::once((subject, queue)), added);
+    }
+
+    /// [`local_interest`](Self::local_interest) for many subscriptions of
+    /// one account (a closing connection's): one lock, and one write per
+    /// route for all the announcements.
+    pub fn local_interests<'a>(
+        &self,
+        account: &str,
+        subs: impl IntoIterator<Item = (&'a Bytes, Option<&'a Bytes>)>,
+        added: bool,
+    ) {
         let mut wakes = Vec::new();
         {
             let mut state = lock(&self.state);
-            let interest = state.local.entry(account.to_string()).or_default();
-            let key = (subject.clone(), queue.cloned());
-            let n = interest.get(&key).copied().unwrap_or(0);
-            let n = if added { n + 1 } else { n.saturating_sub(1) };
-            let announce = match queue {
-                None => n == 1 && added || n == 0,
-                Some(_) => true,
-            };
-            if n == 0 {
-                interest.remove(&key);
-                if interest.is_empty() {
-                    state.local.remove(account);
-                }
-            } else {
-                interest.insert(key, n);
-            }
-            if !announce || state.routes.is_empty() {
-                return;
+            if !state.local.contains_key(account) {
+                state.local.insert(account.to_string(), Interest::default());
             }
             let mut buf = BytesMut::new();
-            if n == 0 {
-                encode::rs_unsub(
-                    &mut buf,
-                    &RemoteUnsub {
-                        account: Some(account.as_bytes()),
-                        subject: &subject[..],
-                        queue: queue.map(|q| &q[..]),
-                    },
-                );
-            } else {
-                encode::rs_sub(&mut buf, &remote_sub(account, subject, queue, n));
+            let interest = state.local.get_mut(account).expect("inserted above");
+            for (subject, queue) in subs {
+                let key = (subject.clone(), queue.cloned());
+                let before = interest.get(&key).copied().unwrap_or(0);
+                if before == 0 && !added {
+                    continue;
+                }
+                let n = if added { before + 1 } else { before - 1 };
+                if n == 0 {
+                    interest.remove(&key);
+                } else {
+                    interest.insert(key, n);
+                }
+                // A plain subject is announced on its first subscriber and
+                // withdrawn after its last; a queue group at every change.
+                if queue.is_none() && n > 1 || queue.is_none() && n == 1 && !added {
+                    continue;
+                }
+                if n == 0 {
+                    encode::rs_unsub(
+                        &mut buf,
+                        &RemoteUnsub {
+                            account: Some(account.as_bytes()),
+                            subject: &subject[..],
+                            queue: queue.map(|q| &q[..]),
+                        },
+                    );
+                } else {
+                    encode::rs_sub(&mut buf, &remote_sub(account, subject, queue, n));
+                }
+            }
+            if interest.is_empty() {
+                state.local.remove(account);
             }
             for peer in state.routes.values() {
                 push(&peer.out, &buf, &mut wakes);
             }
         }
         self.wake_all(&wakes);
+    }
+
+    /// How many routes are registered.
+    pub fn route_count(&self) -> usize {
+        lock(&self.state).routes.len()
     }
 
     fn wake_all(&self, wakes: &[Arc<Outbound>]) {
